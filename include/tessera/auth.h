@@ -1,0 +1,92 @@
+/*
+ * Strategies behind one "authenticate this request" call.
+ *
+ *   db      signed cookie -> the store (SQLite, PostgreSQL)
+ *   redis   signed cookie -> the Redis store
+ *   jwt     HS256 token in the cookie; nothing stored
+ *   cached  signed cookie -> near-cache -> the store
+ *
+ * Principles kept here: the signature is verified before any cache or store is asked (a forged cookie
+ * costs microseconds and never reaches a backend); polling never writes (touch is throttled by the
+ * session policy); a backend outage fails closed (TESS_EUNAVAIL, never a session).
+ *
+ * A tess_auth_t belongs to one thread (event loop): it holds that thread's store handle and JWT verifier.
+ */
+#ifndef TESSERA_AUTH_H
+#define TESSERA_AUTH_H
+
+#include "tessera/cache.h"
+#include "tessera/common.h"
+#include "tessera/cookie.h"
+#include "tessera/jwt.h"
+#include "tessera/session.h"
+#include "tessera/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tess_strategy {
+    TESS_STRATEGY_DB = 0,
+    TESS_STRATEGY_REDIS,
+    TESS_STRATEGY_JWT,
+    TESS_STRATEGY_CACHED,
+} tess_strategy_t;
+
+/* "db", "redis", "jwt", "cached" -> strategy. Returns 0 or TESS_EINVAL. */
+int tess_strategy_parse(tess_str_t name, tess_strategy_t *out);
+const char *tess_strategy_name(tess_strategy_t s);
+
+typedef struct tess_auth_config {
+    tess_strategy_t strategy;        /* which strategy */
+    const tess_secrets_t *secrets;   /* borrowed; signs cookies and JWTs */
+    tess_session_policy_t policy;    /* lifetimes */
+    tess_str_t cookie_name;          /* borrowed; empty: "connect.sid" (or "session-token" for jwt) */
+    tess_store_t *store;             /* borrowed; source of truth for db/redis/cached */
+    tess_cache_t *cache;             /* borrowed; near-cache for cached (may be shared by threads) */
+    tess_jwt_t *jwt;                 /* borrowed; this thread's verifier for jwt */
+} tess_auth_config_t;
+
+typedef struct tess_auth tess_auth_t;
+
+typedef struct tess_auth_stats {
+    uint64_t checks;          /* tess_auth_check() calls */
+    uint64_t rejected_early;  /* refused before any cache or store: no cookie, bad format, bad signature */
+    uint64_t store_lookups;   /* lookups that went to the store */
+    uint64_t touches;         /* throttled touches sent to the store */
+} tess_auth_stats_t;
+
+/* Returns 0, TESS_EINVAL (a component the strategy needs is missing), TESS_ENOMEM. */
+int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg);
+void tess_auth_free(tess_auth_t *auth);
+const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth);
+void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);
+
+/*
+ * Completion of check/login/logout. rc: 0; TESS_EDENIED (no cookie, bad signature, unknown, expired or
+ * revoked session: answer 401); TESS_EUNAVAIL / TESS_ETIMEOUT (backend down: answer 503); others.
+ * `sess` is borrowed for the call. `cookie` (login only) is the encoded cookie value to send.
+ */
+typedef void (*tess_auth_cb)(void *arg, int rc, const tess_session_t *sess, tess_str_t cookie);
+
+/*
+ * Authenticates a request from its Cookie header (may be empty). Always calls `cb` exactly once, possibly
+ * before returning. When the session is due a touch, the touch is sent to the store (fire and forget) and
+ * the cached copy updated.
+ */
+void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg);
+
+/* Creates a session (a fresh 256-bit id; for jwt a signed token with a fresh jti). Calls `cb` once. */
+void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int64_t now_ms, tess_auth_cb cb,
+                     void *arg);
+
+/* Ends session `sid` (store destroy + cache eviction; for jwt nothing is stored). Calls `cb` once. */
+void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg);
+
+/* The cookie name in use. */
+tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,62 @@
+/*
+ * HS256 JSON Web Tokens, compatible with jsonwebtoken:
+ *   header {"alg":"HS256","typ":"JWT"}; claims {userId, role, iat, exp, jti[, nbf]}.
+ * `alg` is pinned: any other algorithm, "none" included, is rejected before the signature is looked at.
+ *
+ * HS256 is written here over OpenSSL's HMAC (not libjwt) because the HMAC key is set up once per
+ * verifier and reused: 0.55 µs against 4 µs per verify, and claims are validated too.
+ *
+ * A tess_jwt_t holds per-key HMAC state: it is NOT thread-safe. Make one per thread (per event loop).
+ */
+#ifndef TESSERA_JWT_H
+#define TESSERA_JWT_H
+
+#include "tessera/common.h"
+#include "tessera/cookie.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tess_jwt tess_jwt_t;
+
+typedef struct tess_jwt_opts {
+    int64_t leeway_s;     /* tolerance for exp / nbf / iat-in-the-future, seconds (default 30 when < 0) */
+    size_t max_token_len; /* reject longer tokens (0: TESS_TOKEN_MAX) */
+} tess_jwt_opts_t;
+
+typedef struct tess_jwt_claims {
+    char user_id[TESS_USER_ID_MAX + 1]; /* "userId": string, or integer rendered in decimal */
+    char role[TESS_ROLE_MAX + 1];       /* "role", "" when absent */
+    char jti[TESS_JTI_MAX + 1];         /* "jti", "" when absent */
+    int64_t iat;                        /* issued at, seconds since the epoch */
+    int64_t exp;                        /* expiry, seconds since the epoch; required */
+    int64_t nbf;                        /* not before, seconds; 0 when absent */
+} tess_jwt_claims_t;
+
+/*
+ * A verifier/signer over a secret list (the first signs, all verify). The list is borrowed and must
+ * outlive the tess_jwt_t. `opts` may be NULL. Returns 0, TESS_EINVAL, TESS_ENOMEM.
+ */
+int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts);
+void tess_jwt_free(tess_jwt_t *jwt);
+
+/*
+ * Signs `claims` (exp and user_id required; iat as given; jti and role emitted when non-empty; nbf when
+ * non-zero). Writes a NUL-terminated compact token to `out`. Returns 0, TESS_EINVAL, TESS_ENOSPACE.
+ */
+int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen);
+
+/*
+ * Verifies `token` at wall-clock `now_s`: size bound, three base64url parts, header with alg exactly
+ * "HS256" (typ, when present, "JWT"), signature under any secret (constant time), then claims:
+ * exp required and > now - leeway; nbf (when present) <= now + leeway; userId required.
+ * Returns 0 with `*claims` filled; TESS_ETOOBIG; TESS_EBADFMT; TESS_EBADSIG (alg not HS256 or no
+ * secret verifies); TESS_EEXPIRED (exp passed or nbf not reached).
+ */
+int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

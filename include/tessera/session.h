@@ -1,0 +1,80 @@
+/*
+ * The session model.
+ *
+ * A session has an absolute expiry (created + ttl, default 30 days, never extended) and a rolling idle
+ * expiry (last touch + idle ttl). The store keeps `expires_ms` = min(idle expiry, absolute expiry): that is
+ * connect-redis's key TTL and connect-pg-simple's `expire` column. Polling never writes: a session is touched
+ * in its store at most once per touch interval (tess_session_needs_touch()).
+ *
+ * Stored form (connect-redis / connect-pg-simple `sess` JSON):
+ *   {"cookie":{"originalMaxAge":<ms>,"expires":"<ISO>","secure":false,"httpOnly":true,"path":"/",
+ *              "sameSite":"lax"},
+ *    "userId":"<id>","role":"<role>","createdAt":<ms>,"absoluteExpiresAt":<ms>, ...app fields kept as-is}
+ */
+#ifndef TESSERA_SESSION_H
+#define TESSERA_SESSION_H
+
+#include "tessera/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tess_session {
+    char id[TESS_SID_MAX + 1];          /* session id (unsigned) */
+    char user_id[TESS_USER_ID_MAX + 1]; /* owner */
+    char role[TESS_ROLE_MAX + 1];       /* "visitor", "agent", ... ("" when the document has none) */
+    int64_t created_ms;                 /* creation, ms since epoch */
+    int64_t absolute_expires_ms;        /* hard end of life, ms since epoch */
+    int64_t expires_ms;                 /* current expiry in the store: min(idle, absolute) */
+    char *extra_json;                   /* app fields not modelled above, a JSON object text or NULL; owned */
+} tess_session_t;
+
+/* Lifetimes, all in seconds. */
+typedef struct tess_session_policy {
+    int64_t ttl_s;            /* absolute lifetime (default 30 days) */
+    int64_t idle_s;           /* rolling idle lifetime (default 7 days; capped by ttl_s) */
+    int64_t touch_interval_s; /* least time between two touches of one session (default 1 hour) */
+} tess_session_policy_t;
+
+/* Fills the defaults above. */
+void tess_session_policy_default(tess_session_policy_t *p);
+
+/*
+ * Initializes `s` for a new session of `user_id`/`role` at `now_ms`, with a fresh CSPRNG id.
+ * Returns 0, TESS_EINVAL (empty/oversized user id or role), TESS_EIO (CSPRNG failure).
+ */
+int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
+                      int64_t now_ms);
+/* Frees what `s` owns (extra_json) and zeroes it. The struct itself is the caller's. */
+void tess_session_clear(tess_session_t *s);
+/* Deep copy; returns 0 or TESS_ENOMEM. `dst` must be cleared afterwards. */
+int tess_session_copy(tess_session_t *dst, const tess_session_t *src);
+
+/* 1 when the session has expired at `now_ms` (idle or absolute). */
+int tess_session_expired(const tess_session_t *s, int64_t now_ms);
+/*
+ * 1 when a touch is due: the last touch (expires - idle, or creation) is at least touch_interval ago and the
+ * expiry can still move (absolute expiry not reached). Writes the new expiry to `*new_expires_ms`.
+ */
+int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
+                             int64_t *new_expires_ms);
+
+/*
+ * Serializes to the stored JSON form (see above). Returns a malloc'd NUL-terminated string (free()) in
+ * `*out`, or TESS_ENOMEM.
+ */
+int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
+/*
+ * Parses a stored document for session `sid`. Accepts documents written by express-session apps: userId
+ * as string or integer, role optional, createdAt/absoluteExpiresAt optional (absent: derived from
+ * cookie.expires), unknown fields kept in extra_json. `expire_ms_hint` (> 0) overrides cookie.expires
+ * (the store's own expiry column/TTL is the truth). Rejects trailing garbage, nesting over 32 levels and
+ * documents over TESS_SESSION_JSON_MAX. Returns 0, TESS_EBADFMT, TESS_ETOOBIG, TESS_ENOMEM.
+ */
+int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
