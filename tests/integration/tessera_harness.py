@@ -1,0 +1,687 @@
+"""Test harness for tessera's integration tests (Python standard library only).
+
+- TesseraServer: runs `tessera serve` on a free port with its own temp dir and SQLite database, creates users
+  through the CLI, waits for /healthz, stops it (SIGTERM, then SIGKILL after a deadline) and keeps its stderr in
+  a file that is printed when a test fails.
+- Browser: an HTTP client with its own cookie jar (one per simulated browser/user).
+- RedisServer / PostgresServer: throwaway redis-server and PostgreSQL clusters on their own ports in temp dirs.
+
+Nothing here sleeps blindly: every wait polls a condition against a deadline (see wait_until).
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+START_TIMEOUT = float(os.environ.get("TESS_START_TIMEOUT", "30"))  # ASan builds start slower
+STOP_TIMEOUT = 10.0
+HTTP_TIMEOUT = float(os.environ.get("TESS_HTTP_TIMEOUT", "15"))  # a request taking longer is a hang
+DEFAULT_SECRET = "integration-secret-1,integration-secret-0"
+
+
+class HarnessError(Exception):
+    pass
+
+
+def wait_until(predicate, timeout, what, interval=0.02):
+    """Polls predicate() until it returns a truthy value (returned) or timeout seconds pass (HarnessError)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the condition may raise while the service is still starting
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise HarnessError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def tessera_bin():
+    path = os.environ.get("TESSERA_BIN")
+    if not path:
+        src = os.environ.get("TESS_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+        path = os.path.join(src, "build", "tessera")
+    if not os.access(path, os.X_OK):
+        raise HarnessError(f"tessera binary not found or not executable: {path} (set TESSERA_BIN)")
+    return os.path.abspath(path)
+
+
+def _stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+    """Sends sig, waits up to timeout, then SIGKILLs. Returns (exit code, True if it exited by itself)."""
+    if proc.poll() is not None:
+        return proc.returncode, True
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout=timeout), True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout), False
+
+
+# --------------------------------------------------------------------------------------------------------
+# HTTP
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value), in order, names as sent
+        self.body = body  # bytes
+        self._json = None
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def json(self):
+        if self._json is None:
+            self._json = json.loads(self.body.decode("utf-8"))
+        return self._json
+
+    def __repr__(self):
+        body = self.body[:300]
+        return f"<Response {self.status} {self.reason} {dict(self.headers)!r} {body!r}>"
+
+
+def parse_set_cookie(value):
+    """'n=v; HttpOnly; Max-Age=3' -> ('n', 'v', {'httponly': True, 'max-age': '3'}); attribute names lowercased."""
+    parts = [p.strip() for p in value.split(";")]
+    name, _, val = parts[0].partition("=")
+    attrs = {}
+    for p in parts[1:]:
+        if not p:
+            continue
+        k, eq, v = p.partition("=")
+        attrs[k.strip().lower()] = v.strip() if eq else True
+    return name.strip(), val.strip(), attrs
+
+
+class Browser:
+    """An HTTP client with a cookie jar, like one browser profile. One TCP connection per request, so an error
+    response that closes the connection never affects the next request."""
+
+    def __init__(self, port, host="127.0.0.1", name="browser"):
+        self.host = host
+        self.port = port
+        self.name = name
+        self.jar = {}  # cookie name -> value
+        self.last_set_cookies = []  # [(name, value, attrs)] from the last response that set any
+
+    def request(self, method, path, body=None, headers=None, cookies=True, timeout=HTTP_TIMEOUT):
+        """body: None, bytes/str (sent as is) or any other value (sent as JSON). cookies: True to send the jar,
+        False to send none, or a str sent verbatim as the Cookie header."""
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            if isinstance(body, (bytes, bytearray)):
+                data = bytes(body)
+            elif isinstance(body, str):
+                data = body.encode("utf-8")
+            else:
+                data = json.dumps(body).encode("utf-8")
+            hdrs.setdefault("Content-Type", "application/json")
+        if cookies is True:
+            if self.jar:
+                hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
+        elif isinstance(cookies, str):
+            hdrs["Cookie"] = cookies
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            resp = Response(r.status, r.reason, r.getheaders(), r.read())
+        finally:
+            conn.close()
+        self._absorb_cookies(resp)
+        return resp
+
+    def _absorb_cookies(self, resp):
+        sets = [parse_set_cookie(v) for v in resp.header_all("Set-Cookie")]
+        if not sets:
+            return
+        self.last_set_cookies = sets
+        for name, value, attrs in sets:
+            max_age = attrs.get("max-age")
+            cleared = (max_age is not None and max_age is not True and max_age.lstrip("-").isdigit()
+                       and int(max_age) <= 0) or value == ""
+            if cleared:
+                self.jar.pop(name, None)
+            else:
+                self.jar[name] = value
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def login(self, username, password):
+        return self.post("/api/auth/login", {"username": username, "password": password})
+
+
+def raw_http(port, data, host="127.0.0.1", timeout=HTTP_TIMEOUT):
+    """Sends raw bytes, returns (status or None, raw response bytes). Reads until the server closes or the
+    first full response (by Content-Length) arrives."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                raise HarnessError(f"no complete response within {timeout}s to {data[:80]!r}")
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if m and len(rest) >= int(m.group(1)):
+                    break
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", buf)
+    return (int(m.group(1)) if m else None), buf
+
+
+def parse_metrics(text):
+    """Prometheus text -> {metric name: sum over all label sets}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# cookie / token forgery helpers (the algorithms tessera must be compatible with)
+
+
+def sign_express_cookie(sid, secret):
+    """express-session / cookie-signature: 's:' + sid + '.' + base64(HMAC-SHA256(secret, sid)) without '=',
+    URL-encoded as the cookie value."""
+    mac = hmac.new(secret.encode(), sid.encode(), hashlib.sha256).digest()
+    sig = base64.b64encode(mac).decode().rstrip("=")
+    return urllib.parse.quote(f"s:{sid}.{sig}", safe="")
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def make_jwt(claims, secret=None, header=None):
+    """HS256 JWT as jsonwebtoken makes it; header overrides (e.g. {'alg': 'none'}) and secret=None leave the
+    signature empty."""
+    hdr = header or {"alg": "HS256", "typ": "JWT"}
+    signing_input = (b64url(json.dumps(hdr, separators=(",", ":")).encode()) + "." +
+                     b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    sig = ""
+    if secret is not None:
+        sig = b64url(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest())
+    return signing_input + "." + sig
+
+
+# --------------------------------------------------------------------------------------------------------
+# tessera serve
+
+
+class TesseraServer:
+    """One `tessera serve` process with its own temp dir and SQLite database (unless database= is given)."""
+
+    def __init__(self, strategy="db", secret=DEFAULT_SECRET, env=None, threads=2, database=None, tmpdir=None,
+                 extra_args=()):
+        self.bin = tessera_bin()
+        self._own_tmp = tmpdir is None
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix=f"tessera-{strategy}-")
+        self.database = database or f"sqlite:{os.path.join(self.tmpdir, 'tessera.db')}"
+        self.strategy = strategy
+        self.threads = threads
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ)
+        for k in ("SESSION_SECRET", "NEXTAUTH_SECRET", "SESSION_TTL", "SESSION_COOKIE", "TESSERA_ENV",
+                  "TESSERA_LISTEN", "DATABASE_URL", "SESSION_STRATEGY"):
+            self.env.pop(k, None)
+        if secret is not None:
+            self.env["SESSION_SECRET"] = secret
+        self.env.update(env or {})
+        self.port = None
+        self.proc = None
+        self.starts = 0
+        self.log_paths = []
+
+    # -- CLI
+    def run_cli(self, *args, input=None, timeout=60):
+        return subprocess.run([self.bin, *args], input=input, capture_output=True, env=self.env, timeout=timeout)
+
+    def add_user(self, name, role, password):
+        """`tessera user add`; password on stdin without a trailing newline. Raises on failure."""
+        r = self.run_cli("user", "add", name, "--role", role, "--password-stdin", "--database", self.database,
+                         input=password.encode())
+        if r.returncode != 0:
+            raise HarnessError(f"user add {name} failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
+        return r
+
+    # -- process
+    @property
+    def cookie_name(self):
+        return self.env.get("SESSION_COOKIE") or ("session-token" if self.strategy == "jwt" else "connect.sid")
+
+    def start(self, port=None):
+        if self.proc is not None and self.proc.poll() is None:
+            raise HarnessError("server already running")
+        self.port = port or self.port or free_port()
+        self.starts += 1
+        log_path = os.path.join(self.tmpdir, f"server-{self.starts}.log")
+        self.log_paths.append(log_path)
+        cmd = [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", self.database,
+               "--strategy", self.strategy, "--threads", str(self.threads), *self.extra_args]
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env)
+
+        def healthy():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"tessera serve exited with {self.proc.returncode} while starting:\n"
+                                   f"{self.log_text()}")
+            try:
+                return Browser(self.port).get("/healthz", timeout=2).status == 200
+            except (OSError, http.client.HTTPException):
+                return False
+
+        try:
+            wait_until(healthy, START_TIMEOUT, f"tessera serve /healthz on port {self.port}")
+        except HarnessError as exc:
+            if self.proc.poll() is None:
+                _stop_process(self.proc, signal.SIGKILL)
+            raise HarnessError(f"{exc}\n--- server log ---\n{self.log_text()}") from None
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, wait; SIGKILL after timeout. Returns (exit code, exited by itself)."""
+        if self.proc is None:
+            return None, True
+        return _stop_process(self.proc, signal.SIGTERM, timeout)
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        return self.proc.returncode if self.proc else None
+
+    def cleanup(self):
+        if self.alive():
+            self.stop()
+        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def log_text(self, all_runs=True):
+        out = []
+        for p in (self.log_paths if all_runs else self.log_paths[-1:]):
+            try:
+                with open(p, "rb") as f:
+                    out.append(f"[{os.path.basename(p)}]\n" + f.read()[-20000:].decode(errors="replace"))
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    # -- HTTP
+    def browser(self, name="browser"):
+        return Browser(self.port, name=name)
+
+    def metrics(self):
+        r = Browser(self.port).get("/metrics", cookies=False)
+        if r.status != 200:
+            raise HarnessError(f"/metrics answered {r.status}: {r.body[:200]!r}")
+        return parse_metrics(r.body.decode())
+
+
+class ServerTestCase(unittest.TestCase):
+    """Base class: tests register their servers with self.track(server) (or cls.track_class); when a test
+    fails, the servers' logs are printed to stderr."""
+
+    _class_servers = []
+
+    @classmethod
+    def track_class(cls, server):
+        if "_class_servers" not in cls.__dict__:
+            cls._class_servers = []
+        cls._class_servers.append(server)
+        return server
+
+    def track(self, server):
+        self.__dict__.setdefault("_servers", []).append(server)
+        self.addCleanup(server.cleanup)
+        return server
+
+    def run(self, result=None):
+        result = result if result is not None else self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            for srv in list(type(self).__dict__.get("_class_servers", [])) + self.__dict__.get("_servers", []):
+                sys.stderr.write(f"\n===== log of tessera serve ({srv.strategy}, port {srv.port}) for "
+                                 f"{self.id()} =====\n{srv.log_text()}\n===== end of log =====\n")
+        return out
+
+    # -- assertions shared by the suites
+    def assertJsonError(self, resp, status=None, msg=None):
+        """A JSON error: 4xx (or the given status/statuses), application/json, {"error": non-empty str, ...}."""
+        ctx = f"{msg + ': ' if msg else ''}{resp!r}"
+        if status is None:
+            self.assertTrue(400 <= resp.status < 500, f"expected a 4xx, got {ctx}")
+        elif isinstance(status, (tuple, list, set)):
+            self.assertIn(resp.status, status, ctx)
+        else:
+            self.assertEqual(resp.status, status, ctx)
+        ctype = resp.header("Content-Type", "")
+        self.assertTrue(ctype.split(";")[0].strip().lower() == "application/json", f"Content-Type: {ctx}")
+        try:
+            doc = resp.json()
+        except ValueError:
+            self.fail(f"error body is not JSON: {ctx}")
+        self.assertIsInstance(doc, dict, ctx)
+        self.assertIsInstance(doc.get("error"), str, ctx)
+        self.assertTrue(doc["error"], f"empty error code: {ctx}")
+        self.assertIsInstance(doc.get("message"), str, ctx)
+        return doc
+
+    def assertStatus(self, resp, status, msg=None):
+        ctx = f"{msg + ': ' if msg else ''}{resp!r}"
+        if isinstance(status, (tuple, list, set)):
+            self.assertIn(resp.status, status, ctx)
+        else:
+            self.assertEqual(resp.status, status, ctx)
+        return resp
+
+
+# --------------------------------------------------------------------------------------------------------
+# Redis and PostgreSQL (for the store issue)
+
+
+def _resp_encode(*args):
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class _RespReader:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ConnectionError(f"bad RESP line {line!r}")
+
+
+class RedisError(Exception):
+    pass
+
+
+class RedisClient:
+    """A minimal blocking RESP2 client for tests: RedisClient(port).command('GET', 'k')."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.reader = _RespReader(self.sock)
+
+    def command(self, *args):
+        self.sock.sendall(_resp_encode(*args))
+        return self.reader.read()
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RedisServer:
+    """redis-server on its own port in a temp dir, no persistence. start() waits for PING."""
+
+    def __init__(self, tmpdir=None, port=None, extra_args=()):
+        self._own_tmp = tmpdir is None
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tessera-redis-")
+        self.port = port
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = os.path.join(self.tmpdir, "redis.log")
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout=START_TIMEOUT):
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.port = self.port or free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", self.tmpdir, "--daemonize", "no", *self.extra_args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+        def pong():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"redis-server exited with {self.proc.returncode}:\n{self.log_text()}")
+            with RedisClient(self.port, timeout=1) as c:
+                return c.command("PING") == "PONG"
+
+        wait_until(pong, timeout, f"redis-server PING on port {self.port}")
+        return self
+
+    def client(self):
+        return RedisClient(self.port)
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        if self.proc is None:
+            return None
+        rc, _ = _stop_process(self.proc, signal.SIGTERM, timeout)
+        wait_until(lambda: not port_open(self.port), timeout, f"redis port {self.port} to close")
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-10000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL 15 cluster: initdb into a temp dir, postgres on its own port, socket in the temp
+    dir, trust auth, fsync off. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user
+    (like `runuser -u postgres --`) and the temp dir is handed to that user."""
+
+    PG_BIN = os.environ.get("TESS_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+    def __init__(self, tmpdir=None, port=None, user="postgres"):
+        self._own_tmp = tmpdir is None
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tessera-pg-")
+        self.port = port
+        self.datadir = os.path.join(self.tmpdir, "pg")
+        self.sockdir = os.path.join(self.tmpdir, "sock")
+        self.log_path = os.path.join(self.tmpdir, "postgres.log")
+        self.proc = None
+        self.db_user = user
+        self.as_root = os.geteuid() == 0
+        self._initialized = False
+
+    def _popen_kw(self):
+        if not self.as_root:
+            return {}
+        return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+    @property
+    def url(self):
+        return f"postgres://{self.db_user}@127.0.0.1:{self.port}/postgres"
+
+    def initdb(self):
+        os.makedirs(self.sockdir, exist_ok=True)
+        if self.as_root:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chmod(self.tmpdir, 0o755)  # mkdtemp makes it 0700: postgres must be able to enter it
+            os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
+            os.chown(self.sockdir, pw.pw_uid, pw.pw_gid)
+            # the log file is opened by us, written through the inherited fd: no chown needed
+        r = subprocess.run([os.path.join(self.PG_BIN, "initdb"), "-D", self.datadir, "-U", self.db_user,
+                            "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+                           capture_output=True, cwd=self.tmpdir, env=self._env(), timeout=120, **self._popen_kw())
+        if r.returncode != 0:
+            raise HarnessError(f"initdb failed ({r.returncode}): {r.stdout.decode()}{r.stderr.decode()}")
+        self._initialized = True
+
+    def _env(self):
+        env = dict(os.environ)
+        for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"):
+            env.pop(k, None)
+        env["LC_ALL"] = "C"
+        return env
+
+    def start(self, timeout=START_TIMEOUT):
+        if not self._initialized:
+            self.initdb()
+        self.port = self.port or free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [os.path.join(self.PG_BIN, "postgres"), "-D", self.datadir, "-p", str(self.port), "-k",
+                 self.sockdir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
+                 "synchronous_commit=off", "-c", "full_page_writes=off"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmpdir, env=self._env(),
+                **self._popen_kw())
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"postgres exited with {self.proc.returncode}:\n{self.log_text()}")
+            r = subprocess.run([os.path.join(self.PG_BIN, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+                                "-U", self.db_user, "-d", "postgres", "-t", "1"], capture_output=True, timeout=10)
+            return r.returncode == 0
+
+        wait_until(ready, timeout, f"pg_isready on port {self.port}")
+        return self
+
+    def psql(self, sql, db="postgres"):
+        """Runs sql with psql over TCP; returns stdout (unaligned, tuples only). Raises on error."""
+        exe = shutil.which("psql") or "/usr/bin/psql"
+        r = subprocess.run([exe, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                            str(self.port), "-U", self.db_user, "-d", db, "-c", sql],
+                           capture_output=True, env=self._env(), timeout=60)
+        if r.returncode != 0:
+            raise HarnessError(f"psql failed ({r.returncode}): {r.stderr.decode()}")
+        return r.stdout.decode()
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Fast shutdown (SIGINT); SIGKILL after timeout."""
+        if self.proc is None:
+            return None
+        rc, _ = _stop_process(self.proc, signal.SIGINT, timeout)
+        wait_until(lambda: not port_open(self.port), timeout, f"postgres port {self.port} to close")
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-10000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+
+def main():
+    """unittest.main with verbose output; the exit code is non-zero on any failure."""
+    unittest.main(verbosity=2, buffer=False)
