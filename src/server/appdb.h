@@ -1,0 +1,102 @@
+/*
+ * The application's own data: users, pre-chats and messages.
+ *
+ * Same shape as the session store interface (tessera/store.h): one const ops table per backend; every
+ * operation returns 0 when started (the callback is then called exactly once, possibly before the call
+ * returns) or a negative TESS_E* when it could not be started (no callback).
+ * The result passed to a callback is borrowed for the duration of the call.
+ *
+ * A handle belongs to one thread (event loop).
+ */
+#ifndef TESSERA_SERVER_APPDB_H
+#define TESSERA_SERVER_APPDB_H
+
+#include <stdint.h>
+
+#include "tessera/common.h"
+
+#define APP_NAME_MAX 64   /* user name, bytes */
+#define APP_TOPIC_MAX 200 /* pre-chat topic, bytes */
+#define APP_BODY_MAX 4096 /* message body, bytes */
+#define APP_LIST_MAX 200  /* rows a list may return */
+
+typedef struct appdb appdb_t;
+
+typedef struct appdb_user {
+    int64_t id;                   /* 0 when not found */
+    char name[APP_NAME_MAX + 1];  /* login name */
+    char role[TESS_ROLE_MAX + 1]; /* "visitor" or "agent" */
+    char pwhash[256];             /* argon2id encoded hash (libsodium crypto_pwhash_str) */
+} appdb_user_t;
+
+typedef struct appdb_prechat {
+    int64_t id;                    /* pre-chat id */
+    int64_t visitor_id;            /* user who opened it */
+    int64_t agent_id;              /* agent who joined it; 0 while waiting */
+    char topic[APP_TOPIC_MAX + 1]; /* what the visitor asked about */
+    char status[8];                /* "waiting", "active", "closed" */
+    int64_t created_ms;            /* creation time */
+    int64_t updated_ms;            /* last change of anything the meta shows */
+    int64_t message_count;         /* messages so far */
+    int64_t last_message_id;       /* id of the newest message, 0 when none */
+    int64_t queue_position;        /* 1-based among waiting pre-chats, oldest first; 0 when not waiting */
+} appdb_prechat_t;
+
+typedef struct appdb_message {
+    int64_t id;                          /* message id, increasing */
+    int64_t prechat_id;                  /* its pre-chat */
+    int64_t sender_id;                   /* user id of the sender */
+    char sender_role[TESS_ROLE_MAX + 1]; /* sender's role */
+    char body[APP_BODY_MAX + 1];         /* text */
+    int64_t created_ms;                  /* creation time */
+} appdb_message_t;
+
+typedef struct appdb_result {
+    int rc;                    /* 0, TESS_ENOTFOUND, TESS_ECONFLICT (state forbids it), TESS_EUNAVAIL, ... */
+    appdb_user_t *user;        /* user_by_name */
+    appdb_prechat_t *prechats; /* prechat_* ops: one row, or the list */
+    size_t n_prechats;         /* rows in prechats */
+    appdb_message_t *messages; /* message_add: one row; messages_list: the list */
+    size_t n_messages;         /* rows in messages */
+} appdb_result_t;
+
+typedef void (*appdb_cb)(void *arg, const appdb_result_t *res);
+
+typedef struct appdb_ops {
+    const char *name;
+    int (*user_by_name)(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg);
+    int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg);
+    int (*prechat_get)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
+    int (*prechat_waiting)(appdb_t *db, size_t limit, appdb_cb cb, void *arg);
+    /* waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more. */
+    int (*prechat_join)(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg);
+    /* -> closed; ECONFLICT when already closed. */
+    int (*prechat_close)(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg);
+    /* Appends a message and moves the pre-chat's counters in one transaction; ECONFLICT when closed. */
+    int (*message_add)(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
+                       int64_t now_ms, appdb_cb cb, void *arg);
+    int (*messages_list)(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg);
+    int (*ping)(appdb_t *db, appdb_cb cb, void *arg);
+    void (*close)(appdb_t *db);
+} appdb_ops_t;
+
+struct appdb {
+    const appdb_ops_t *ops; /* backend table */
+};
+
+/*
+ * SQLite backend on a borrowed handle (one per thread). Creates the schema when absent (versioned with
+ * PRAGMA user_version). Returns 0, TESS_EIO (errbuf filled), TESS_ENOMEM.
+ */
+struct sqlite3;
+int appdb_sqlite_open(appdb_t **out, struct sqlite3 *db, char *errbuf, size_t errcap);
+/*
+ * Opens (creating) a SQLite database file for tessera: WAL, synchronous=NORMAL (a committed transaction
+ * survives kill -9 of the process), busy timeout, foreign keys. Returns 0 or TESS_EIO (errbuf filled).
+ */
+int appdb_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, size_t errcap);
+/* Synchronous, for the command line: adds a user. Returns 0, TESS_EEXISTS, TESS_EIO. */
+int appdb_sqlite_user_add(struct sqlite3 *db, const char *name, const char *role, const char *pwhash, int64_t now_ms,
+                          char *errbuf, size_t errcap);
+
+#endif

@@ -1,0 +1,528 @@
+/*
+ * appdb on SQLite. Every call completes before it returns (SQLite answers in microseconds on a local
+ * file); writes that touch two tables run in one IMMEDIATE transaction.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/appdb.h"
+#include "tessera/error.h"
+
+#define SCHEMA_VERSION 1
+
+static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
+                                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                " name TEXT NOT NULL UNIQUE,"
+                                " role TEXT NOT NULL CHECK (role IN ('visitor','agent')),"
+                                " password_hash TEXT NOT NULL,"
+                                " created_at INTEGER NOT NULL);"
+                                "CREATE TABLE IF NOT EXISTS prechat ("
+                                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                " visitor_id INTEGER NOT NULL REFERENCES app_user(id),"
+                                " agent_id INTEGER REFERENCES app_user(id),"
+                                " topic TEXT NOT NULL,"
+                                " status TEXT NOT NULL CHECK (status IN ('waiting','active','closed')),"
+                                " created_at INTEGER NOT NULL,"
+                                " updated_at INTEGER NOT NULL,"
+                                " message_count INTEGER NOT NULL DEFAULT 0,"
+                                " last_message_id INTEGER NOT NULL DEFAULT 0);"
+                                "CREATE INDEX IF NOT EXISTS prechat_status_id ON prechat(status, id);"
+                                "CREATE TABLE IF NOT EXISTS message ("
+                                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                " prechat_id INTEGER NOT NULL REFERENCES prechat(id),"
+                                " sender_id INTEGER NOT NULL REFERENCES app_user(id),"
+                                " sender_role TEXT NOT NULL,"
+                                " body TEXT NOT NULL,"
+                                " created_at INTEGER NOT NULL);"
+                                "CREATE INDEX IF NOT EXISTS message_prechat_id ON message(prechat_id, id);";
+
+enum {
+    Q_USER_BY_NAME,
+    Q_PRECHAT_INSERT,
+    Q_PRECHAT_GET,
+    Q_QUEUE_POS,
+    Q_WAITING,
+    Q_JOIN,
+    Q_CLOSE,
+    Q_MSG_INSERT,
+    Q_MSG_BUMP,
+    Q_MSG_LIST,
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_PING,
+    Q__COUNT
+};
+
+static const char *const queries[Q__COUNT] = {
+    [Q_USER_BY_NAME] = "SELECT id, name, role, password_hash FROM app_user WHERE name = ?1",
+    [Q_PRECHAT_INSERT] = "INSERT INTO prechat(visitor_id, topic, status, created_at, updated_at)"
+                         " VALUES (?1, ?2, 'waiting', ?3, ?3)",
+    [Q_PRECHAT_GET] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
+                      " message_count, last_message_id FROM prechat WHERE id = ?1",
+    [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
+    [Q_WAITING] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
+                  " message_count, last_message_id FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT ?1",
+    [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3"
+               " WHERE id = ?1 AND status = 'waiting'",
+    [Q_CLOSE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id = ?1 AND status <> 'closed'",
+    [Q_MSG_INSERT] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
+                     " SELECT ?1, ?2, ?3, ?4, ?5 FROM prechat WHERE id = ?1 AND status <> 'closed'",
+    [Q_MSG_BUMP] = "UPDATE prechat SET message_count = message_count + 1, last_message_id = ?2, updated_at = ?3"
+                   " WHERE id = ?1",
+    [Q_MSG_LIST] = "SELECT id, prechat_id, sender_id, sender_role, body, created_at FROM message"
+                   " WHERE prechat_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_PING] = "SELECT 1",
+};
+
+typedef struct appdb_sqlite {
+    appdb_t super;             /* base; first member */
+    sqlite3 *db;               /* borrowed connection */
+    sqlite3_stmt *q[Q__COUNT]; /* prepared once */
+} appdb_sqlite_t;
+
+static int map_err(int src)
+{
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TESS_EUNAVAIL;
+    case SQLITE_NOMEM:
+        return TESS_ENOMEM;
+    case SQLITE_CONSTRAINT:
+        return TESS_EEXISTS;
+    default:
+        return TESS_EIO;
+    }
+}
+
+static sqlite3_stmt *stmt(appdb_sqlite_t *s, int which)
+{
+    sqlite3_stmt *st = s->q[which];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+/* Runs a statement that returns no rows. Returns 0 or a TESS_E*. */
+static int exec_stmt(sqlite3_stmt *st)
+{
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : map_err(src);
+}
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (t == NULL)
+        n = 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n > 0)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+static void read_prechat(sqlite3_stmt *st, appdb_prechat_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->id = sqlite3_column_int64(st, 0);
+    p->visitor_id = sqlite3_column_int64(st, 1);
+    p->agent_id = sqlite3_column_int64(st, 2);
+    copy_text(p->topic, sizeof(p->topic), st, 3);
+    copy_text(p->status, sizeof(p->status), st, 4);
+    p->created_ms = sqlite3_column_int64(st, 5);
+    p->updated_ms = sqlite3_column_int64(st, 6);
+    p->message_count = sqlite3_column_int64(st, 7);
+    p->last_message_id = sqlite3_column_int64(st, 8);
+}
+
+/* Loads one pre-chat with its queue position. Returns 0, TESS_ENOTFOUND or a TESS_E*. */
+static int load_prechat(appdb_sqlite_t *s, int64_t id, appdb_prechat_t *p)
+{
+    sqlite3_stmt *st = stmt(s, Q_PRECHAT_GET);
+    int src, rc = 0;
+
+    sqlite3_bind_int64(st, 1, id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        rc = TESS_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = map_err(src);
+    } else {
+        read_prechat(st, p);
+    }
+    sqlite3_reset(st);
+    if (rc != 0 || strcmp(p->status, "waiting") != 0)
+        return rc;
+    st = stmt(s, Q_QUEUE_POS);
+    sqlite3_bind_int64(st, 1, id);
+    if ((src = sqlite3_step(st)) != SQLITE_ROW)
+        rc = map_err(src);
+    else
+        p->queue_position = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int complete_prechat(appdb_sqlite_t *s, int rc, int64_t id, appdb_cb cb, void *arg)
+{
+    appdb_prechat_t p;
+    appdb_result_t res = {.rc = rc};
+
+    if (rc == 0 && (rc = load_prechat(s, id, &p)) == 0) {
+        res.prechats = &p;
+        res.n_prechats = 1;
+    }
+    res.rc = rc;
+    cb(arg, &res);
+    return 0;
+}
+
+static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    sqlite3_stmt *st = stmt(s, Q_USER_BY_NAME);
+    appdb_user_t u;
+    appdb_result_t res = {0};
+    int src;
+
+    memset(&u, 0, sizeof(u));
+    sqlite3_bind_text(st, 1, name.ptr, (int)name.len, SQLITE_STATIC);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        u.id = sqlite3_column_int64(st, 0);
+        copy_text(u.name, sizeof(u.name), st, 1);
+        copy_text(u.role, sizeof(u.role), st, 2);
+        copy_text(u.pwhash, sizeof(u.pwhash), st, 3);
+        res.user = &u;
+    } else {
+        res.rc = src == SQLITE_DONE ? TESS_ENOTFOUND : map_err(src);
+    }
+    sqlite3_reset(st);
+    cb(arg, &res);
+    return 0;
+}
+
+static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    sqlite3_stmt *st = stmt(s, Q_PRECHAT_INSERT);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, visitor_id);
+    sqlite3_bind_text(st, 2, topic.ptr, (int)topic.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rc = exec_stmt(st);
+    return complete_prechat(s, rc, rc == 0 ? sqlite3_last_insert_rowid(s->db) : 0, cb, arg);
+}
+
+static int op_prechat_get(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
+{
+    return complete_prechat((appdb_sqlite_t *)db, 0, id, cb, arg);
+}
+
+static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_prechat_t *rows = NULL;
+    appdb_result_t res = {0};
+    sqlite3_stmt *st;
+    size_t n = 0;
+    int src;
+
+    if (limit > APP_LIST_MAX)
+        limit = APP_LIST_MAX;
+    if ((rows = calloc(limit > 0 ? limit : 1, sizeof(*rows))) == NULL)
+        return TESS_ENOMEM;
+    st = stmt(s, Q_WAITING);
+    sqlite3_bind_int64(st, 1, (int64_t)limit);
+    while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        read_prechat(st, &rows[n]);
+        rows[n].queue_position = (int64_t)n + 1; /* ordered by id: the queue itself */
+        ++n;
+    }
+    if (n < limit && src != SQLITE_DONE)
+        res.rc = map_err(src);
+    sqlite3_reset(st);
+    res.prechats = rows;
+    res.n_prechats = n;
+    cb(arg, &res);
+    free(rows);
+    return 0;
+}
+
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    sqlite3_stmt *st = stmt(s, Q_JOIN);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, agent_id);
+    sqlite3_bind_int64(st, 3, now_ms);
+    if ((rc = exec_stmt(st)) == 0 && sqlite3_changes(s->db) == 0) {
+        appdb_prechat_t p;
+        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+    }
+    return complete_prechat(s, rc, id, cb, arg);
+}
+
+static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    sqlite3_stmt *st = stmt(s, Q_CLOSE);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    if ((rc = exec_stmt(st)) == 0 && sqlite3_changes(s->db) == 0) {
+        appdb_prechat_t p;
+        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+    }
+    return complete_prechat(s, rc, id, cb, arg);
+}
+
+static int op_message_add(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
+                          int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_message_t m;
+    appdb_result_t res = {0};
+    sqlite3_stmt *st;
+    int rc;
+
+    if (body.len > APP_BODY_MAX || role.len > TESS_ROLE_MAX)
+        return TESS_ETOOBIG;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    st = stmt(s, Q_MSG_INSERT);
+    sqlite3_bind_int64(st, 1, prechat_id);
+    sqlite3_bind_int64(st, 2, sender_id);
+    sqlite3_bind_text(st, 3, role.ptr, (int)role.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, body.ptr, (int)body.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    if (sqlite3_changes(s->db) == 0) {
+        rc = TESS_ECONFLICT; /* closed (or gone: the caller checked it exists) */
+        goto rollback;
+    }
+    memset(&m, 0, sizeof(m));
+    m.id = sqlite3_last_insert_rowid(s->db);
+    m.prechat_id = prechat_id;
+    m.sender_id = sender_id;
+    memcpy(m.sender_role, role.ptr, role.len);
+    memcpy(m.body, body.ptr, body.len);
+    m.created_ms = now_ms;
+    st = stmt(s, Q_MSG_BUMP);
+    sqlite3_bind_int64(st, 1, prechat_id);
+    sqlite3_bind_int64(st, 2, m.id);
+    sqlite3_bind_int64(st, 3, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    if ((rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)
+        goto rollback;
+    res.messages = &m;
+    res.n_messages = 1;
+    goto out;
+rollback:
+    exec_stmt(stmt(s, Q_ROLLBACK));
+out:
+    res.rc = rc;
+    cb(arg, &res);
+    return 0;
+}
+
+static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_message_t *rows = NULL;
+    appdb_result_t res = {0};
+    sqlite3_stmt *st;
+    size_t n = 0;
+    int src = SQLITE_DONE;
+
+    if (limit > APP_LIST_MAX)
+        limit = APP_LIST_MAX;
+    if ((rows = calloc(limit > 0 ? limit : 1, sizeof(*rows))) == NULL)
+        return TESS_ENOMEM;
+    st = stmt(s, Q_MSG_LIST);
+    sqlite3_bind_int64(st, 1, prechat_id);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int64(st, 3, (int64_t)limit);
+    while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        appdb_message_t *m = &rows[n++];
+        m->id = sqlite3_column_int64(st, 0);
+        m->prechat_id = sqlite3_column_int64(st, 1);
+        m->sender_id = sqlite3_column_int64(st, 2);
+        copy_text(m->sender_role, sizeof(m->sender_role), st, 3);
+        copy_text(m->body, sizeof(m->body), st, 4);
+        m->created_ms = sqlite3_column_int64(st, 5);
+    }
+    if (n < limit && src != SQLITE_DONE)
+        res.rc = map_err(src);
+    sqlite3_reset(st);
+    res.messages = rows;
+    res.n_messages = n;
+    cb(arg, &res);
+    free(rows);
+    return 0;
+}
+
+static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    res.rc = exec_stmt(stmt(s, Q_PING));
+    cb(arg, &res);
+    return 0;
+}
+
+static void op_close(appdb_t *db)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    for (int i = 0; i < Q__COUNT; ++i)
+        sqlite3_finalize(s->q[i]);
+    free(s);
+}
+
+static const appdb_ops_t sqlite_ops = {
+    .name = "sqlite",
+    .user_by_name = op_user_by_name,
+    .prechat_create = op_prechat_create,
+    .prechat_get = op_prechat_get,
+    .prechat_waiting = op_prechat_waiting,
+    .prechat_join = op_prechat_join,
+    .prechat_close = op_prechat_close,
+    .message_add = op_message_add,
+    .messages_list = op_messages_list,
+    .ping = op_ping,
+    .close = op_close,
+};
+
+static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0, rc = 0;
+    char *msg = NULL;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        rc = TESS_EIO;
+        snprintf(errbuf, errcap, "reading schema version: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    version = sqlite3_column_int(st, 0);
+    if (version > SCHEMA_VERSION) {
+        rc = TESS_EIO;
+        snprintf(errbuf, errcap, "database schema version %d is newer than this tessera (%d)", version, SCHEMA_VERSION);
+        goto out;
+    }
+    if (version < 1) {
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, schema_v1, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, "PRAGMA user_version = 1; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            rc = TESS_EIO;
+            snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            goto out;
+        }
+    }
+out:
+    sqlite3_free(msg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int appdb_sqlite_open(appdb_t **out, sqlite3 *db, char *errbuf, size_t errcap)
+{
+    appdb_sqlite_t *s = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = migrate(db, errbuf, errcap)) != 0)
+        goto out;
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        rc = TESS_ENOMEM;
+        goto out;
+    }
+    s->super.ops = &sqlite_ops;
+    s->db = db;
+    for (int i = 0; i < Q__COUNT; ++i) {
+        if (sqlite3_prepare_v3(db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK) {
+            snprintf(errbuf, errcap, "preparing statement: %s", sqlite3_errmsg(db));
+            rc = TESS_EIO;
+            goto out;
+        }
+    }
+    *out = &s->super;
+    s = NULL;
+out:
+    if (s != NULL)
+        op_close(&s->super);
+    return rc;
+}
+
+int appdb_sqlite_connect(sqlite3 **out, const char *path, char *errbuf, size_t errcap)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(errbuf, errcap, "cannot open database %s: %s", path,
+                 db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        rc = TESS_EIO;
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_exec(db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                     " PRAGMA temp_store = MEMORY",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "cannot set up database %s: %s", path, msg != NULL ? msg : sqlite3_errmsg(db));
+        rc = TESS_EIO;
+        goto out;
+    }
+    *out = db;
+    db = NULL;
+out:
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc;
+}
+
+int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const char *pwhash, int64_t now_ms,
+                          char *errbuf, size_t errcap)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, src;
+
+    if ((rc = migrate(db, errbuf, errcap)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(db, "INSERT INTO app_user(name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "%s", sqlite3_errmsg(db));
+        return TESS_EIO;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, pwhash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms);
+    src = sqlite3_step(st);
+    if (src != SQLITE_DONE) {
+        rc = (src & 0xff) == SQLITE_CONSTRAINT ? TESS_EEXISTS : TESS_EIO;
+        snprintf(errbuf, errcap, "%s", rc == TESS_EEXISTS ? "a user with that name exists" : sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

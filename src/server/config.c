@@ -1,0 +1,299 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/config.h"
+#include "tessera/encoding.h"
+#include "tessera/error.h"
+
+void tess_config_usage(FILE *out)
+{
+    fputs("usage: tessera serve [options]\n"
+          "\n"
+          "Serves the pre-chat polling API.\n"
+          "\n"
+          "options (environment in brackets):\n"
+          "  --listen HOST:PORT     address to listen on [TESSERA_LISTEN] (default 127.0.0.1:8080)\n"
+          "  --database URL         sqlite:PATH [DATABASE_URL] (default sqlite:./tessera.db)\n"
+          "  --strategy NAME        db | jwt | cached [SESSION_STRATEGY] (default db)\n"
+          "  --threads N            event loops [TESSERA_THREADS] (default: number of cores)\n"
+          "  -h, --help             this text\n"
+          "\n"
+          "environment:\n"
+          "  SESSION_SECRET         comma-separated secrets; the first signs, all verify\n"
+          "                         (NEXTAUTH_SECRET is used when SESSION_SECRET is unset). In development,\n"
+          "                         without one, a secret is generated and kept in <database>.secret\n"
+          "  SESSION_TTL            absolute session lifetime, seconds (default 2592000 = 30 days)\n"
+          "  SESSION_IDLE_TTL       idle lifetime, seconds (default 604800 = 7 days)\n"
+          "  SESSION_TOUCH_INTERVAL least seconds between two expiry updates of a session (default 3600)\n"
+          "  SESSION_COOKIE         cookie name (default connect.sid; session-token for jwt)\n"
+          "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET\n"
+          "  TESSERA_MAX_BODY       request body limit, bytes (default 65536)\n"
+          "  CACHE_MAX_ENTRIES      near-cache entry bound (cached strategy; default 100000)\n"
+          "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
+          "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
+          "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n",
+          out);
+}
+
+int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0')
+        return TESS_EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return TESS_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(tess_config_t *cfg, const char *s, char *err, size_t errcap)
+{
+    const char *colon = strrchr(s, ':');
+    const char *host = s;
+    size_t hostlen;
+    int64_t port;
+
+    if (colon == NULL || tess_parse_int(colon + 1, 1, 65535, &port) != 0) {
+        snprintf(err, errcap, "bad listen address '%s': expected HOST:PORT", s);
+        return TESS_ECONFIG;
+    }
+    hostlen = (size_t)(colon - s);
+    if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+        ++host;
+        hostlen -= 2;
+    }
+    if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host)) {
+        snprintf(err, errcap, "bad listen address '%s': expected HOST:PORT", s);
+        return TESS_ECONFIG;
+    }
+    memcpy(cfg->listen_host, host, hostlen);
+    cfg->listen_host[hostlen] = '\0';
+    cfg->listen_port = (uint16_t)port;
+    return 0;
+}
+
+int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_t errcap)
+{
+    if (strlen(s) >= sizeof(cfg->database_url)) {
+        snprintf(err, errcap, "database URL too long");
+        return TESS_ECONFIG;
+    }
+    snprintf(cfg->database_url, sizeof(cfg->database_url), "%s", s);
+    if (strncmp(s, "sqlite:", 7) == 0) {
+        const char *path = s + 7;
+        if (strncmp(path, "//", 2) == 0) /* sqlite:///abs/path or sqlite://rel */
+            path += 2;
+        if (*path == '\0') {
+            snprintf(err, errcap, "bad database URL '%s': expected sqlite:PATH", s);
+            return TESS_ECONFIG;
+        }
+        snprintf(cfg->sqlite_path, sizeof(cfg->sqlite_path), "%s", path);
+        return 0;
+    }
+    snprintf(err, errcap, "unsupported database URL '%s': expected sqlite:PATH", s);
+    return TESS_ECONFIG;
+}
+
+static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, char *err, size_t errcap)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return 0;
+    if (tess_parse_int(v, min, max, out) != 0) {
+        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", name, v, (long long)min,
+                 (long long)max);
+        return TESS_ECONFIG;
+    }
+    return 0;
+}
+
+int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"database", required_argument, NULL, 'd'},
+        {"strategy", required_argument, NULL, 's'}, {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
+    const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
+    const char *secret, *env, *cookie;
+    int64_t v;
+    int opt;
+
+    memset(cfg, 0, sizeof(*cfg));
+    tess_session_policy_default(&cfg->policy);
+    tess_cache_opts_default(&cfg->cache);
+    cfg->max_body = 65536;
+    cfg->jwt_leeway_s = 30;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = ncpu > 0 ? (int)ncpu : 1;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            listen = optarg;
+            break;
+        case 'd':
+            database = optarg;
+            break;
+        case 's':
+            strategy = optarg;
+            break;
+        case 't':
+            threads = optarg;
+            break;
+        case 'h':
+            tess_config_usage(stdout);
+            return 1;
+        case ':':
+            snprintf(err, errcap, "option %s needs a value", argv[optind - 1]);
+            return TESS_ECONFIG;
+        default:
+            snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", argv[optind - 1]);
+            return TESS_ECONFIG;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", argv[optind]);
+        return TESS_ECONFIG;
+    }
+    if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", err, errcap) != 0 ||
+        tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=
+            0)
+        return TESS_ECONFIG;
+    if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
+        snprintf(err, errcap, "unknown strategy '%s': expected db, jwt or cached", strategy);
+        return TESS_ECONFIG;
+    }
+    if (cfg->strategy == TESS_STRATEGY_REDIS) {
+        snprintf(err, errcap, "strategy 'redis' needs the Redis store, which this build does not have yet");
+        return TESS_ECONFIG;
+    }
+    if (threads != NULL && *threads != '\0') {
+        if (tess_parse_int(threads, 1, 256, &v) != 0) {
+            snprintf(err, errcap, "bad thread count '%s': expected 1..256", threads);
+            return TESS_ECONFIG;
+        }
+        cfg->threads = (int)v;
+    }
+    if ((env = getenv("TESSERA_ENV")) != NULL && strcmp(env, "production") == 0)
+        cfg->production = 1;
+    v = cfg->policy.ttl_s;
+    if (env_int("SESSION_TTL", 60, 10LL * 365 * 86400, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->policy.ttl_s = v;
+    v = cfg->policy.idle_s;
+    if (env_int("SESSION_IDLE_TTL", 60, 10LL * 365 * 86400, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->policy.idle_s = v > cfg->policy.ttl_s ? cfg->policy.ttl_s : v;
+    v = cfg->policy.touch_interval_s;
+    if (env_int("SESSION_TOUCH_INTERVAL", 0, 10LL * 365 * 86400, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->policy.touch_interval_s = v;
+    v = (int64_t)cfg->max_body;
+    if (env_int("TESSERA_MAX_BODY", 1024, 16 * 1024 * 1024, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->max_body = (size_t)v;
+    v = (int64_t)cfg->cache.max_entries;
+    if (env_int("CACHE_MAX_ENTRIES", 16, 100000000, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->cache.max_entries = (size_t)v;
+    v = (int64_t)cfg->cache.max_bytes;
+    if (env_int("CACHE_MAX_BYTES", 65536, 1LL << 40, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->cache.max_bytes = (size_t)v;
+    v = cfg->cache.ttl_ms / 1000;
+    if (env_int("CACHE_TTL", 1, 86400, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->cache.ttl_ms = v * 1000;
+    v = cfg->jwt_leeway_s;
+    if (env_int("JWT_LEEWAY", 0, 3600, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->jwt_leeway_s = v;
+    if ((cookie = getenv("SESSION_COOKIE")) != NULL && *cookie != '\0') {
+        size_t n = strlen(cookie);
+        if (n >= sizeof(cfg->cookie_name) || strcspn(cookie, "=;, \t\r\n\"") != n) {
+            snprintf(err, errcap, "bad SESSION_COOKIE: a cookie name of at most 63 token characters");
+            return TESS_ECONFIG;
+        }
+        memcpy(cfg->cookie_name, cookie, n + 1);
+    }
+    secret = getenv("SESSION_SECRET");
+    if (secret == NULL || *secret == '\0')
+        secret = getenv("NEXTAUTH_SECRET");
+    if (secret != NULL && *secret != '\0') {
+        if ((cfg->secrets = strdup(secret)) == NULL) {
+            snprintf(err, errcap, "out of memory");
+            return TESS_ECONFIG;
+        }
+    } else if (cfg->production) {
+        snprintf(err, errcap, "TESSERA_ENV=production needs SESSION_SECRET (comma-separated list)");
+        return TESS_ECONFIG;
+    }
+    return 0;
+}
+
+int tess_config_ensure_secret(tess_config_t *cfg, char *err, size_t errcap)
+{
+    char path[1100], buf[256];
+    uint8_t raw[32];
+    ssize_t n;
+    int fd;
+
+    if (cfg->secrets != NULL)
+        return 0;
+    snprintf(path, sizeof(path), "%s.secret", cfg->sqlite_path);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            --n;
+        if (n <= 0) {
+            snprintf(err, errcap, "secret file %s is empty", path);
+            return TESS_ECONFIG;
+        }
+        buf[n] = '\0';
+        cfg->secret_generated = 2;
+    } else {
+        if (errno != ENOENT || tess_random_bytes(raw, sizeof(raw)) != 0) {
+            snprintf(err, errcap, "cannot read or create secret file %s", path);
+            return TESS_ECONFIG;
+        }
+        tess_base64url_encode(raw, sizeof(raw), buf);
+        if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+            write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) || fsync(fd) != 0) {
+            if (fd >= 0)
+                close(fd);
+            snprintf(err, errcap, "cannot write secret file %s: %s", path, strerror(errno));
+            return TESS_ECONFIG;
+        }
+        close(fd);
+        cfg->secret_generated = 1;
+    }
+    if ((cfg->secrets = strdup(buf)) == NULL) {
+        snprintf(err, errcap, "out of memory");
+        return TESS_ECONFIG;
+    }
+    return 0;
+}
+
+void tess_config_free(tess_config_t *cfg)
+{
+    if (cfg->secrets != NULL) {
+        explicit_bzero(cfg->secrets, strlen(cfg->secrets));
+        free(cfg->secrets);
+        cfg->secrets = NULL;
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * tessera serve configuration: flags override environment, environment overrides defaults.
+ */
+#ifndef TESSERA_SERVER_CONFIG_H
+#define TESSERA_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tessera/auth.h"
+#include "tessera/cache.h"
+
+typedef struct tess_config {
+    char listen_host[256];        /* numeric address to bind */
+    uint16_t listen_port;         /* port to bind */
+    char database_url[1024];      /* "sqlite:PATH" (default sqlite:./tessera.db) */
+    char sqlite_path[1024];       /* PATH of a sqlite: URL */
+    tess_strategy_t strategy;     /* session strategy */
+    char *secrets;                /* comma-separated secret list (owned); never logged */
+    int secret_generated;         /* development secret file: 1 created now, 2 read; 0 not used */
+    tess_session_policy_t policy; /* session lifetimes */
+    char cookie_name[64];         /* "" for the strategy's default */
+    int production;               /* TESSERA_ENV=production: Secure cookies, secret required */
+    int threads;                  /* event loops */
+    size_t max_body;              /* request body bound, bytes */
+    tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */
+    int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
+} tess_config_t;
+
+/*
+ * Fills `cfg` from argv (after "serve") and the environment. Returns 0; 1 when --help was asked (usage
+ * printed to stdout); TESS_ECONFIG with a one-line reason in `err`.
+ */
+int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap);
+/*
+ * Development only: when no secret was configured, reads the secret kept next to the database
+ * (`<sqlite path>.secret`), creating it (0600, 256 random bits) on first start. Returns 0 or TESS_ECONFIG.
+ */
+int tess_config_ensure_secret(tess_config_t *cfg, char *err, size_t errcap);
+/* Sets database_url (and sqlite_path) from a URL. Returns 0 or TESS_ECONFIG with a reason in `err`. */
+int tess_config_set_database(tess_config_t *cfg, const char *url, char *err, size_t errcap);
+void tess_config_free(tess_config_t *cfg);
+void tess_config_usage(FILE *out);
+
+/* Parses a decimal integer in [min, max]. Returns 0 or TESS_EINVAL. */
+int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+
+#endif

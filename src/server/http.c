@@ -1,0 +1,435 @@
+/*
+ * Routing, the request context and the response helpers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "tessera/encoding.h"
+#include "tessera/error.h"
+
+#define COOKIE_HEADER_MAX 16384 /* all Cookie headers of a request together */
+#define QUERY_MAX 2048          /* query string */
+
+struct ticket {
+    tess_req_t *r;       /* NULL once the request is gone */
+    server_thread_t *th; /* for the in-flight count */
+};
+
+enum { AUTH_NONE = 0, AUTH_REQUIRED = 1 };
+
+typedef struct route {
+    const char *method;  /* "GET" or "POST" */
+    const char *prefix;  /* fixed part of the path */
+    const char *suffix;  /* after {id} ("" for none; NULL: no {id}) */
+    int auth;            /* AUTH_REQUIRED: runs after the session check */
+    int body;            /* takes a JSON object body */
+    tess_req_handler fn; /* handler */
+} route_t;
+
+static const route_t routes[] = {
+    {"GET", "/healthz", NULL, AUTH_NONE, 0, h_healthz},
+    {"GET", "/readyz", NULL, AUTH_NONE, 0, h_readyz},
+    {"GET", "/metrics", NULL, AUTH_NONE, 0, h_metrics},
+    {"GET", "/auth", NULL, AUTH_REQUIRED, 0, h_auth},
+    {"POST", "/api/auth/login", NULL, AUTH_NONE, 1, h_login},
+    {"POST", "/api/auth/logout", NULL, AUTH_NONE, 0, h_logout},
+    {"GET", "/api/auth/session", NULL, AUTH_REQUIRED, 0, h_session},
+    {"POST", "/api/prechats", NULL, AUTH_REQUIRED, 1, h_prechat_create},
+    {"GET", "/api/prechats", NULL, AUTH_REQUIRED, 0, h_prechat_list},
+    {"GET", "/api/prechats/", "/meta", AUTH_REQUIRED, 0, h_prechat_meta},
+    {"GET", "/api/prechats/", "/messages", AUTH_REQUIRED, 0, h_message_list},
+    {"POST", "/api/prechats/", "/messages", AUTH_REQUIRED, 1, h_message_add},
+    {"POST", "/api/prechats/", "/join", AUTH_REQUIRED, 0, h_prechat_join},
+    {"POST", "/api/prechats/", "/close", AUTH_REQUIRED, 0, h_prechat_close},
+    {"GET", "/api/prechats/", "", AUTH_REQUIRED, 0, h_prechat_get},
+};
+
+/* ---- tickets ------------------------------------------------------------------------------------------- */
+
+ticket_t *req_suspend(tess_req_t *r)
+{
+    ticket_t *t = malloc(sizeof(*t));
+    if (t == NULL)
+        h2o_fatal("out of memory");
+    t->r = r;
+    t->th = r->th;
+    r->pending = t;
+    ++r->th->inflight;
+    return t;
+}
+
+tess_req_t *req_resume(void *arg)
+{
+    ticket_t *t = arg;
+    tess_req_t *r = t->r;
+    --t->th->inflight;
+    free(t);
+    if (r != NULL)
+        r->pending = NULL;
+    return r;
+}
+
+static void req_dispose(void *p)
+{
+    tess_req_t *r = p;
+    if (r->pending != NULL)
+        r->pending->r = NULL;
+    cJSON_Delete(r->body);
+}
+
+/* ---- responses ----------------------------------------------------------------------------------------- */
+
+void add_header(tess_req_t *r, const char *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, name, strlen(name), 1, NULL, value, len);
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "OK";
+    }
+}
+
+static void send_body(tess_req_t *r, int status, const char *type, const char *body, size_t len)
+{
+    h2o_req_t *req = r->req;
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    if (type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
+void send_json(tess_req_t *r, int status, cJSON *obj)
+{
+    char *text = obj != NULL ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (text == NULL)
+        h2o_fatal("out of memory");
+    send_body(r, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void send_empty(tess_req_t *r, int status)
+{
+    send_body(r, status, NULL, "", 0);
+}
+
+void send_error(tess_req_t *r, int status, const char *code, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", code);
+    cJSON_AddStringToObject(o, "message", message);
+    if (status == 503)
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    send_json(r, status, o);
+}
+
+void send_backend_error(tess_req_t *r, int rc)
+{
+    switch (rc) {
+    case TESS_ENOTFOUND:
+        send_error(r, 404, "not_found", "no such resource");
+        break;
+    case TESS_ECONFLICT:
+        send_error(r, 409, "conflict", "the resource is not in a state that allows this");
+        break;
+    case TESS_EDENIED:
+        send_error(r, 401, "unauthorized", "no valid session");
+        break;
+    case TESS_ETOOBIG:
+        send_error(r, 413, "too_large", "input too large");
+        break;
+    default:
+        /* Outage, timeout, I/O: fail closed, and tell the client when to retry. */
+        send_error(r, 503, "unavailable", "a backend is not answering; retry shortly");
+        break;
+    }
+}
+
+/* ---- parsing ------------------------------------------------------------------------------------------- */
+
+int parse_json_body(tess_req_t *r)
+{
+    h2o_iovec_t e = r->req->entity;
+    const char *end = NULL;
+
+    if (e.len > r->th->srv->cfg.max_body) {
+        send_error(r, 413, "too_large", "request body too large");
+        return -1;
+    }
+    if (e.base == NULL || e.len == 0) {
+        send_error(r, 400, "bad_request", "a JSON object body is required");
+        return -1;
+    }
+    r->body = cJSON_ParseWithLengthOpts(e.base, e.len, &end, 0);
+    if (r->body != NULL) {
+        /* cJSON stops at the end of the first value: anything but blanks after it is garbage. */
+        while (end < e.base + e.len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+            ++end;
+        if (end != e.base + e.len || !cJSON_IsObject(r->body)) {
+            cJSON_Delete(r->body);
+            r->body = NULL;
+        }
+    }
+    if (r->body == NULL) {
+        send_error(r, 400, "bad_json", "the body must be one JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->body, name);
+    char msg[128];
+    size_t n;
+
+    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+        snprintf(msg, sizeof(msg), "field '%s' must be a string", name);
+        send_error(r, 400, "bad_request", msg);
+        return -1;
+    }
+    n = strlen(v->valuestring); /* cJSON rejects \u0000, so strlen is the real length */
+    if (n == 0 || n > max) {
+        snprintf(msg, sizeof(msg), "field '%s' must have 1 to %zu bytes", name, max);
+        send_error(r, n > max ? 413 : 400, n > max ? "too_large" : "bad_request", msg);
+        return -1;
+    }
+    *out = tess_strn(v->valuestring, n);
+    return 0;
+}
+
+int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
+{
+    h2o_req_t *req = r->req;
+    size_t namelen = strlen(name);
+    const char *p, *end;
+
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    p = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    if ((size_t)(end - p) > QUERY_MAX)
+        return -1;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
+        if (amp == NULL)
+            amp = end;
+        eq = memchr(p, '=', (size_t)(amp - p));
+        if (eq != NULL && (size_t)(eq - p) == namelen && memcmp(p, name, namelen) == 0) {
+            size_t n;
+            if (tess_url_decode(tess_strn(eq + 1, (size_t)(amp - eq - 1)), buf, cap, &n) != 0 || strlen(buf) != n)
+                return -1;
+            return 1;
+        }
+        p = amp + 1;
+    }
+    return 0;
+}
+
+/* ---- routing ------------------------------------------------------------------------------------------- */
+
+/* Parses a positive decimal id of at most 18 digits. */
+static int parse_id(const char *p, size_t n, int64_t *out)
+{
+    int64_t v = 0;
+    if (n == 0 || n > 18 || p[0] == '0')
+        return -1;
+    for (size_t i = 0; i < n; ++i) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/*
+ * Matches `path` against a route's shape. Returns 1 on a match (id filled), 0 otherwise, -1 when the shape
+ * matches but the id is malformed.
+ */
+static int route_match(const route_t *rt, h2o_iovec_t path, int64_t *id)
+{
+    size_t plen = strlen(rt->prefix), slen;
+    const char *idp;
+    size_t idn;
+
+    if (rt->suffix == NULL)
+        return path.len == plen && memcmp(path.base, rt->prefix, plen) == 0;
+    slen = strlen(rt->suffix);
+    if (path.len <= plen + slen || memcmp(path.base, rt->prefix, plen) != 0 ||
+        memcmp(path.base + path.len - slen, rt->suffix, slen) != 0)
+        return 0;
+    idp = path.base + plen;
+    idn = path.len - plen - slen;
+    if (memchr(idp, '/', idn) != NULL)
+        return 0;
+    return parse_id(idp, idn, id) == 0 ? 1 : -1;
+}
+
+static void set_session(tess_req_t *r, const tess_session_t *s)
+{
+    int64_t uid = 0;
+    r->authed = 1;
+    snprintf(r->sid, sizeof(r->sid), "%s", s->id);
+    snprintf(r->user_id, sizeof(r->user_id), "%s", s->user_id);
+    snprintf(r->role, sizeof(r->role), "%s", s->role);
+    r->expires_ms = s->expires_ms;
+    r->uid = tess_parse_int(s->user_id, 1, INT64_MAX, &uid) == 0 ? uid : 0;
+}
+
+static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    tess_req_t *r = req_resume(arg);
+    (void)cookie;
+    if (r == NULL)
+        return;
+    if (rc == 0 && s != NULL) {
+        set_session(r, s);
+        r->next(r);
+    } else if (rc == TESS_EDENIED || rc == TESS_ENOTFOUND || rc == TESS_EEXPIRED || rc == TESS_EBADSIG ||
+               rc == TESS_EBADFMT || rc == TESS_ETOOBIG || rc == TESS_EREVOKED) {
+        send_error(r, 401, "unauthorized", "no valid session");
+    } else {
+        send_backend_error(r, rc);
+    }
+}
+
+/*
+ * Joins every Cookie header (HTTP/2 splits them) into one "a=1; b=2" string. Returns 0, or -1 when they
+ * exceed COOKIE_HEADER_MAX (431 sent).
+ */
+static int cookie_header(tess_req_t *r, tess_str_t *out)
+{
+    h2o_req_t *req = r->req;
+    ssize_t i = -1;
+    size_t total = 0, count = 0;
+    char *buf, *p;
+
+    *out = tess_strn(NULL, 0);
+    while ((i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1) {
+        total += req->headers.entries[i].value.len + 2;
+        ++count;
+    }
+    if (total > COOKIE_HEADER_MAX) {
+        send_error(r, 431, "header_too_large", "cookies too large");
+        return -1;
+    }
+    if (count == 1) {
+        i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, -1);
+        *out = tess_strn(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+        return 0;
+    }
+    if (count == 0)
+        return 0;
+    p = buf = h2o_mem_alloc_pool(&req->pool, total);
+    while ((i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1) {
+        if (p != buf) {
+            *p++ = ';';
+            *p++ = ' ';
+        }
+        memcpy(p, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+        p += req->headers.entries[i].value.len;
+    }
+    *out = tess_strn(buf, (size_t)(p - buf));
+    return 0;
+}
+
+static int method_is(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    server_thread_t *th = tess_thread_of(req);
+    const route_t *hit = NULL;
+    int shape_found = 0, bad_id = 0;
+    int64_t id = 0;
+    char allow[64] = "";
+    tess_req_t *r;
+    tess_str_t cookies;
+    (void)self;
+
+    atomic_fetch_add_explicit(&th->requests, 1, memory_order_relaxed);
+    r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), req_dispose);
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->th = th;
+
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
+        int m = route_match(&routes[i], req->path_normalized, &id);
+        if (m == 0)
+            continue;
+        if (m < 0) {
+            bad_id = 1;
+            continue;
+        }
+        shape_found = 1;
+        if (method_is(req, routes[i].method) || (method_is(req, "HEAD") && strcmp(routes[i].method, "GET") == 0)) {
+            hit = &routes[i];
+            r->prechat_id = id;
+            break;
+        }
+        if (strstr(allow, routes[i].method) == NULL)
+            snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                     routes[i].method);
+    }
+    if (hit == NULL) {
+        if (shape_found) {
+            add_header(r, "allow", allow, strlen(allow));
+            send_error(r, 405, "method_not_allowed", "method not allowed on this path");
+        } else if (bad_id) {
+            send_error(r, 404, "not_found", "no such pre-chat");
+        } else {
+            send_error(r, 404, "not_found", "no such path");
+        }
+        return 0;
+    }
+    if (hit->body && parse_json_body(r) != 0)
+        return 0;
+    if (hit->auth == AUTH_NONE) {
+        hit->fn(r);
+        return 0;
+    }
+    if (cookie_header(r, &cookies) != 0)
+        return 0;
+    r->next = hit->fn;
+    tess_auth_check(th->auth, cookies, tess_now_ms(), on_auth, req_suspend(r));
+    return 0;
+}

@@ -1,0 +1,324 @@
+/*
+ * tessera serve: configuration, per-thread event loops, listeners, shutdown.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server/http.h"
+#include "tessera/error.h"
+
+#define MAINT_INTERVAL_MS 60000 /* expired-session pruning period */
+#define PRUNE_BATCH 1000        /* rows per pruning pass */
+#define DRAIN_MS 2000           /* how long a stopping loop waits for in-flight steps */
+
+static server_t server;
+
+server_thread_t *tess_thread_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(server_thread_t, ctx, req->conn->ctx);
+}
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    va_list ap;
+    char ts[32];
+    tess_iso_date(tess_now_ms(), ts, sizeof(ts));
+    fprintf(stderr, "%s tessera: ", ts);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------------------- */
+
+h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
+{
+    uint64_t requests = 0, checks = 0, early = 0, lookups = 0, touches = 0, gets = 0, writes = 0, errors = 0;
+    size_t cap = 4096, n = 0;
+    char *buf = h2o_mem_alloc_pool(pool, cap);
+
+    for (int i = 0; i < srv->cfg.threads; ++i) {
+        server_thread_t *th = &srv->threads[i];
+        tess_auth_stats_t as;
+        requests += atomic_load_explicit(&th->requests, memory_order_relaxed);
+        /* Other loops' counters are read without their lock: a value may be one update behind. */
+        tess_auth_get_stats(th->auth, &as);
+        checks += as.checks;
+        early += as.rejected_early;
+        lookups += as.store_lookups;
+        touches += as.touches;
+        if (th->store != NULL) {
+            gets += __atomic_load_n(&th->store->stats.gets, __ATOMIC_RELAXED);
+            writes += __atomic_load_n(&th->store->stats.writes, __ATOMIC_RELAXED);
+            errors += __atomic_load_n(&th->store->stats.errors, __ATOMIC_RELAXED);
+        }
+    }
+#define METRIC(name, type, value)                                                                                      \
+    n += (size_t)snprintf(buf + n, cap - n, "# TYPE tessera_%s %s\ntessera_%s %" PRIu64 "\n", name, type, name,        \
+                          (uint64_t)(value))
+    METRIC("requests_total", "counter", requests);
+    METRIC("auth_checks_total", "counter", checks);
+    METRIC("auth_rejected_early_total", "counter", early);
+    METRIC("auth_store_lookups_total", "counter", lookups);
+    METRIC("auth_touches_total", "counter", touches);
+    METRIC("store_gets_total", "counter", gets);
+    METRIC("store_writes_total", "counter", writes);
+    METRIC("store_errors_total", "counter", errors);
+    if (srv->cache != NULL) {
+        tess_cache_stats_t cs;
+        tess_cache_get_stats(srv->cache, &cs);
+        METRIC("cache_hits_total", "counter", cs.hits);
+        METRIC("cache_negative_hits_total", "counter", cs.negative_hits);
+        METRIC("cache_misses_total", "counter", cs.misses);
+        METRIC("cache_evictions_total", "counter", cs.evictions);
+        METRIC("cache_invalidations_total", "counter", cs.invalidations);
+        METRIC("cache_entries", "gauge", cs.entries);
+        METRIC("cache_bytes", "gauge", cs.bytes);
+    }
+#undef METRIC
+    return h2o_iovec_init(buf, n < cap ? n : cap - 1);
+}
+
+/* ---- loops --------------------------------------------------------------------------------------------- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    server_thread_t *th = listener->data;
+    h2o_socket_t *sock;
+
+    if (err != NULL)
+        return;
+    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+        return;
+    h2o_accept(&th->accept_ctx, sock);
+}
+
+static void on_maintenance(h2o_timeout_entry_t *entry)
+{
+    server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, maint_entry, entry);
+    if (th->store != NULL && th->sqlite != NULL) {
+        int n = tess_sqlitestore_prune(th->store, tess_now_ms(), PRUNE_BATCH);
+        if (n > 0)
+            log_line("pruned %d expired sessions", n);
+    }
+    h2o_timeout_link(th->ctx.loop, &th->maint_timeout, &th->maint_entry);
+}
+
+static void *thread_main(void *arg)
+{
+    server_thread_t *th = arg;
+    int64_t deadline;
+
+    while (!atomic_load(&th->srv->stopping))
+        h2o_evloop_run(th->loop, 200);
+
+    /* Stop accepting, then give in-flight steps (password checks, backend calls) a moment to finish. */
+    h2o_socket_read_stop(th->listener);
+    h2o_socket_close(th->listener);
+    th->listener = NULL;
+    deadline = tess_mono_ms() + DRAIN_MS;
+    while (th->inflight > 0 && tess_mono_ms() < deadline)
+        h2o_evloop_run(th->loop, 50);
+    if (th->index == 0 && th->maint_entry.cb != NULL)
+        h2o_timeout_unlink(&th->maint_entry);
+    return NULL;
+}
+
+static int open_listener(const tess_config_t *cfg, char *err, size_t errcap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char port[8];
+    int fd = -1, on = 1, gai;
+
+    snprintf(port, sizeof(port), "%u", cfg->listen_port);
+    if ((gai = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
+        snprintf(err, errcap, "cannot resolve listen address %s: %s", cfg->listen_host, gai_strerror(gai));
+        return -1;
+    }
+    if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errcap, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Per-thread backends: a database connection, the store, the JWT verifier, the strategy. */
+static int thread_open(server_thread_t *th, char *err, size_t errcap)
+{
+    server_t *srv = th->srv;
+    tess_auth_config_t ac = {0};
+    tess_jwt_opts_t jo = {.leeway_s = srv->cfg.jwt_leeway_s, .max_token_len = 0};
+    int rc;
+
+    if ((rc = appdb_sqlite_connect(&th->sqlite, srv->cfg.sqlite_path, err, errcap)) != 0 ||
+        (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0)
+        return rc;
+    if (srv->cfg.strategy != TESS_STRATEGY_JWT &&
+        (rc = tess_sqlitestore_open(&th->store, th->sqlite, err, errcap)) != 0)
+        return rc;
+    if ((rc = tess_jwt_new(&th->jwt, srv->secrets, &jo)) != 0) {
+        snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
+        return rc;
+    }
+    ac.strategy = srv->cfg.strategy;
+    ac.secrets = srv->secrets;
+    ac.policy = srv->cfg.policy;
+    ac.cookie_name = tess_str(srv->cfg.cookie_name);
+    ac.store = th->store;
+    ac.cache = srv->cache;
+    ac.jwt = th->jwt;
+    if ((rc = tess_auth_new(&th->auth, &ac)) != 0) {
+        snprintf(err, errcap, "cannot set up the %s strategy: %s", tess_strategy_name(ac.strategy), tess_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+static void thread_close(server_thread_t *th)
+{
+    tess_auth_free(th->auth);
+    tess_jwt_free(th->jwt);
+    tess_store_close(th->store);
+    if (th->appdb != NULL)
+        th->appdb->ops->close(th->appdb);
+    sqlite3_close(th->sqlite);
+}
+
+int tess_serve_main(int argc, char **argv)
+{
+    server_t *srv = &server;
+    char err[512] = "";
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    h2o_handler_t *handler;
+    sigset_t sigs;
+    int listen_fd = -1, rc, exit_code = 1, sig, started = 0;
+
+    rc = tess_config_load(&srv->cfg, argc, argv, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        return 2;
+    }
+    if (tess_config_ensure_secret(&srv->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        exit_code = 2;
+        goto out;
+    }
+    if (tess_secrets_parse(&srv->secrets, tess_str(srv->cfg.secrets)) != 0) {
+        fprintf(stderr, "tessera serve: bad SESSION_SECRET: a comma-separated list of non-empty secrets (at most "
+                        "16, each at most 512 bytes)\n");
+        exit_code = 2;
+        goto out;
+    }
+    if (srv->cfg.secret_generated == 1)
+        log_line("no SESSION_SECRET: generated a development secret in %s.secret", srv->cfg.sqlite_path);
+    else if (srv->cfg.secret_generated == 2)
+        log_line("no SESSION_SECRET: using the development secret in %s.secret", srv->cfg.sqlite_path);
+    if (srv->cfg.strategy == TESS_STRATEGY_CACHED && (rc = tess_cache_new(&srv->cache, &srv->cfg.cache)) != 0) {
+        fprintf(stderr, "tessera serve: cannot create the near-cache: %s\n", tess_strerror(rc));
+        goto out;
+    }
+    if ((rc = pwpool_new(&srv->pw, 2, 256)) != 0) {
+        fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
+        goto out;
+    }
+
+    h2o_config_init(&srv->h2o);
+    /* h2o answers bodies over its own bound with a plain 413; ours (max_body) gets a JSON one first. */
+    srv->h2o.max_request_entity_size = srv->cfg.max_body * 2 + 4096;
+    host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = tess_http_on_req;
+
+    if ((srv->threads = calloc((size_t)srv->cfg.threads, sizeof(*srv->threads))) == NULL)
+        goto out;
+    for (int i = 0; i < srv->cfg.threads; ++i) {
+        server_thread_t *th = &srv->threads[i];
+        th->srv = srv;
+        th->index = i;
+        if (thread_open(th, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tessera serve: %s\n", err);
+            goto out;
+        }
+    }
+
+    /* Signals go to the main thread only: block them before any thread starts. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (int i = 0; i < srv->cfg.threads; ++i) {
+        server_thread_t *th = &srv->threads[i];
+        if ((listen_fd = open_listener(&srv->cfg, err, sizeof(err))) < 0) {
+            fprintf(stderr, "tessera serve: %s\n", err);
+            goto stop;
+        }
+        th->loop = h2o_evloop_create();
+        h2o_context_init(&th->ctx, th->loop, &srv->h2o);
+        th->accept_ctx.ctx = &th->ctx;
+        th->accept_ctx.hosts = srv->h2o.hosts;
+        th->listener = h2o_evloop_socket_create(th->loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+        th->listener->data = th;
+        h2o_socket_read_start(th->listener, on_accept);
+        h2o_multithread_register_receiver(th->ctx.queue, &th->pw_done, pwpool_on_done);
+        if (i == 0 && th->store != NULL) {
+            h2o_timeout_init(th->loop, &th->maint_timeout, MAINT_INTERVAL_MS);
+            th->maint_entry.cb = on_maintenance;
+            h2o_timeout_link(th->loop, &th->maint_timeout, &th->maint_entry);
+        }
+        if (pthread_create(&th->tid, NULL, thread_main, th) != 0) {
+            fprintf(stderr, "tessera serve: cannot start thread %d\n", i);
+            goto stop;
+        }
+        ++started;
+    }
+    log_line("listening on %s:%u, strategy %s, database %s, %d threads%s", srv->cfg.listen_host, srv->cfg.listen_port,
+             tess_strategy_name(srv->cfg.strategy), srv->cfg.database_url, srv->cfg.threads,
+             srv->cfg.production ? ", production" : "");
+    do {
+        if (sigwait(&sigs, &sig) != 0)
+            break;
+    } while (sig != SIGTERM && sig != SIGINT);
+    log_line("stopping (signal %d)", sig);
+    exit_code = 0;
+stop:
+    atomic_store(&srv->stopping, 1);
+    for (int i = 0; i < started; ++i)
+        pthread_join(srv->threads[i].tid, NULL);
+    /* Workers stop before the loops' receivers go away; a result still queued is dropped with its job. */
+    pwpool_free(srv->pw);
+    srv->pw = NULL;
+out:
+    if (srv->threads != NULL) {
+        for (int i = 0; i < srv->cfg.threads; ++i)
+            thread_close(&srv->threads[i]);
+    }
+    pwpool_free(srv->pw);
+    tess_cache_free(srv->cache);
+    tess_secrets_free(srv->secrets);
+    tess_config_free(&srv->cfg);
+    return exit_code;
+}

@@ -1,0 +1,82 @@
+/*
+ * tessera serve: one h2o event loop per thread, each with its own listener (SO_REUSEPORT), its own
+ * database connection, store handle and JWT verifier. Only the near-cache and the password-hash worker
+ * pool are shared between threads.
+ */
+#ifndef TESSERA_SERVER_SERVER_H
+#define TESSERA_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <cjson/cJSON.h>
+#include <h2o.h>
+
+#include "server/appdb.h"
+#include "server/config.h"
+#include "tessera/auth.h"
+
+struct sqlite3;
+typedef struct server server_t;
+typedef struct server_thread server_thread_t;
+typedef struct pwpool pwpool_t;
+
+struct server_thread {
+    server_t *srv;                      /* the process-wide server */
+    int index;                          /* 0..threads-1 */
+    pthread_t tid;                      /* its thread */
+    h2o_evloop_t *loop;                 /* its event loop */
+    h2o_context_t ctx;                  /* h2o context on that loop */
+    h2o_accept_ctx_t accept_ctx;        /* accept context */
+    h2o_socket_t *listener;             /* listening socket (SO_REUSEPORT) */
+    struct sqlite3 *sqlite;             /* this thread's connection (SQLite databases) */
+    appdb_t *appdb;                     /* users, pre-chats, messages */
+    tess_store_t *store;                /* session store (db, cached) */
+    tess_jwt_t *jwt;                    /* JWT verifier (jwt) */
+    tess_auth_t *auth;                  /* strategy */
+    h2o_multithread_receiver_t pw_done; /* password checks completed by the pool */
+    h2o_timeout_t maint_timeout;        /* periodic maintenance (pruning), thread 0 only */
+    h2o_timeout_entry_t maint_entry;    /* its entry */
+    atomic_uint_fast64_t requests;      /* requests handled */
+    int inflight;                       /* asynchronous steps under way (tickets) */
+};
+
+struct server {
+    tess_config_t cfg;        /* configuration */
+    h2o_globalconf_t h2o;     /* h2o global configuration */
+    tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
+    tess_cache_t *cache;      /* near-cache (cached strategy), shared */
+    pwpool_t *pw;             /* password-hash workers, shared */
+    server_thread_t *threads; /* cfg.threads of them */
+    atomic_int stopping;      /* set by SIGTERM/SIGINT */
+};
+
+/* Runs `tessera serve` with argv after "serve". Returns the process exit code. */
+int tess_serve_main(int argc, char **argv);
+
+/* The request handler (routing); registered on "/". */
+int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* The thread serving the current request. */
+server_thread_t *tess_thread_of(h2o_req_t *req);
+
+/* Prometheus text of the process's counters into a pool buffer. */
+h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool);
+
+/* Password checks off the event loop (argon2id costs tens of ms and 64 MiB). */
+typedef void (*pwpool_cb)(void *arg, int ok);
+int pwpool_new(pwpool_t **out, int workers, size_t queue_max);
+void pwpool_free(pwpool_t *pool);
+/*
+ * Verifies `password` against `hash` (NULL: against a dummy hash, so unknown users cost the same time) on
+ * a worker; `cb(arg, ok)` then runs on the loop that owns `receiver`. Returns 0, or TESS_EUNAVAIL when the
+ * queue is full (no callback).
+ */
+int pwpool_verify(pwpool_t *pool, h2o_multithread_receiver_t *receiver, const char *hash, tess_str_t password,
+                  pwpool_cb cb, void *arg);
+/* The loop side: registered as the receiver callback of each thread. */
+void pwpool_on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* Hashes a password (argon2id, interactive limits) synchronously; for the command line. 0 or TESS_ENOMEM. */
+int pw_hash(const char *password, char *out, size_t cap);
+
+#endif
