@@ -226,6 +226,53 @@ def raw_http(port, data, host="127.0.0.1", timeout=HTTP_TIMEOUT):
     return (int(m.group(1)) if m else None), buf
 
 
+def send_large_body(port, method, path, body, headers=None, host="127.0.0.1", timeout=HTTP_TIMEOUT):
+    """Sends a large body in chunks and stops as soon as the server answers early (a server may send 413 and
+    close before reading the body; http.client would only see EPIPE). Returns a Response, or None when the
+    server closed the connection without answering."""
+    import select
+    hdrs = {"Host": host, "Content-Type": "application/json", "Content-Length": str(len(body)),
+            "Connection": "close"}
+    hdrs.update(headers or {})
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+    buf = b""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(head.encode())
+        view, off = memoryview(body), 0
+        try:
+            while off < len(body):
+                r, w, _ = select.select([s], [s], [], max(0.0, deadline - time.monotonic()))
+                if r:
+                    break  # an early answer
+                if not w:
+                    raise HarnessError(f"server stopped reading the body at {off} of {len(body)} bytes")
+                off += s.send(view[off:off + 65536])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                head_b, sep, rest = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head_b)
+                if sep and m and len(rest) >= int(m.group(1)):
+                    break
+        except ConnectionResetError:
+            pass
+    head_b, sep, rest = buf.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ?([^\r\n]*)", head_b)
+    if not m:
+        return None
+    headers_out = []
+    for line in head_b.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        headers_out.append((k.strip(), v.strip()))
+    return Response(int(m.group(1)), m.group(2).decode("latin-1"), headers_out, rest)
+
+
 def parse_metrics(text):
     """Prometheus text -> {metric name: sum over all label sets}."""
     out = {}
@@ -296,7 +343,8 @@ class TesseraServer:
 
     # -- CLI
     def run_cli(self, *args, input=None, timeout=60):
-        return subprocess.run([self.bin, *args], input=input, capture_output=True, env=self.env, timeout=timeout)
+        return subprocess.run([self.bin, *args], input=input, capture_output=True, env=self.env, timeout=timeout,
+                              cwd=self.tmpdir)
 
     def add_user(self, name, role, password):
         """`tessera user add`; password on stdin without a trailing newline. Raises on failure."""
@@ -322,7 +370,7 @@ class TesseraServer:
                "--strategy", self.strategy, "--threads", str(self.threads), *self.extra_args]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env)
+                                         env=self.env, cwd=self.tmpdir)
 
         def healthy():
             if self.proc.poll() is not None:
