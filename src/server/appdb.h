@@ -99,4 +99,18 @@ int appdb_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, s
 int appdb_sqlite_user_add(struct sqlite3 *db, const char *name, const char *role, const char *pwhash, int64_t now_ms,
                           char *errbuf, size_t errcap);
 
+/*
+ * PostgreSQL backend (appdb_pg.c): the same schema and behaviour as SQLite, versioned and migrated on start.
+ * appdb_pg_migrate() runs synchronously at start-up (under an advisory lock: several instances may start at
+ * once). appdb_pg_open() makes a per-loop handle driven by libpq pipeline mode on `loop`; while its
+ * connection is down, operations complete at once with TESS_EUNAVAIL; queries time out after `timeout_ms`.
+ */
+struct tess_loop;
+int appdb_pg_migrate(const char *conninfo, char *errbuf, size_t errcap);
+int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, int64_t timeout_ms, char *errbuf,
+                  size_t errcap);
+/* Synchronous, for the command line. Returns 0, TESS_EEXISTS, TESS_EUNAVAIL, TESS_EIO. */
+int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, const char *pwhash, int64_t now_ms,
+                      char *errbuf, size_t errcap);
+
 #endif
