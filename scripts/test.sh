@@ -4,20 +4,22 @@
 #   scripts/test.sh --asan     build-asan/  ASan+UBSan build (-DTESS_SANITIZE=ON)
 #   scripts/test.sh -R regex   only the ctest tests matching regex
 # The last line printed is ctest's own; the exit code is ctest's (non-zero on any failure).
+# TESS_BUILD_DIR overrides the build directory.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD="$ROOT/build"
+ASAN=0
 CMAKE_ARGS=(-DBUILD_TESTING=ON)
 CTEST_ARGS=()
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --asan) BUILD="$ROOT/build-asan"; CMAKE_ARGS+=(-DTESS_SANITIZE=ON) ;;
+    --asan) BUILD="$ROOT/build-asan"; ASAN=1 ;;
     -R) [ $# -ge 2 ] || { echo "test.sh: -R needs a regex" >&2; exit 2; }
         CTEST_ARGS+=(-R "$2"); shift ;;
     -R*) CTEST_ARGS+=(-R "${1#-R}") ;;
-    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument: $1 (use --asan, -R regex)" >&2; exit 2 ;;
   esac
   shift
@@ -25,10 +27,14 @@ done
 
 "$ROOT/scripts/setup.sh"
 
-if [[ " ${CMAKE_ARGS[*]} " == *" -DTESS_SANITIZE=ON "* ]]; then
+BUILD=${TESS_BUILD_DIR:-$BUILD}
+if [ "$ASAN" = 1 ]; then
+  CMAKE_ARGS+=(-DTESS_SANITIZE=ON)
   # Defaults for a direct `scripts/test.sh --asan`; .ci/run exports the same.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+else
+  CMAKE_ARGS+=(-DTESS_SANITIZE=OFF)
 fi
 
 cmake -S "$ROOT" -B "$BUILD" "${CMAKE_ARGS[@]}"

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 
-from tessera_harness import (Browser, ServerTestCase, TesseraServer, main, make_jwt, raw_http,
+from tessera_harness import (Browser, HarnessError, ServerTestCase, TesseraServer, main, make_jwt, raw_http,
                              send_large_body, sign_express_cookie)
 
 USERS = {
@@ -384,12 +384,20 @@ class BadInputTests:
         except Exception:
             cls.server.cleanup()
             raise
-        b = Browser(cls.server.port)
-        assert b.login("alice", USERS["alice"][1]).status == 200
-        cls.alice_cookie = b.jar[cls.server.cookie_name]
-        r = b.post("/api/prechats", {"topic": "bad-input"})
-        assert r.status == 201, r
-        cls.pid = r.json()["id"]
+        try:
+            b = Browser(cls.server.port)
+            r = b.login("alice", USERS["alice"][1])
+            if r.status != 200 or cls.server.cookie_name not in b.jar:
+                raise HarnessError(f"login for the bad-input tests: {r!r}")
+            cls.alice_cookie = b.jar[cls.server.cookie_name]
+            r = b.post("/api/prechats", {"topic": "bad-input"})
+            if r.status != 201:
+                raise HarnessError(f"open pre-chat for the bad-input tests: {r!r}")
+            cls.pid = r.json()["id"]
+        except Exception as exc:
+            log = cls.server.log_text()
+            cls.server.cleanup()
+            raise HarnessError(f"{exc}\n--- server log ---\n{log}") from None
 
     @classmethod
     def tearDownClass(cls):
