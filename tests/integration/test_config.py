@@ -7,9 +7,11 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import tempfile
-import shutil
+import time
 import urllib.parse
 
 from tessera_harness import ServerTestCase, TesseraServer, free_port, main, tessera_bin
@@ -190,6 +192,23 @@ class ServeConfig(ServerTestCase):
         srv.start()
         self.assertJsonError(b_old.get("/api/auth/session"), 401)
         self.assertStatus(b_new.get("/api/auth/session"), 200)
+
+    def test_login_time_does_not_reveal_users(self):
+        """Unknown user and wrong password take about as long (a password hash is computed either way). Coarse
+        on purpose: a short cut for unknown users is tens of times faster, not 3x."""
+        srv = self.server(strategy="db")
+        srv.add_user("ann", "visitor", "ann-pass")
+        srv.start()
+        b = srv.browser()
+        known, unknown = [], []
+        for _ in range(5):
+            for user, out in (("ann", known), ("nobody", unknown)):
+                t = time.perf_counter()
+                self.assertStatus(b.login(user, "wrong"), 401)
+                out.append(time.perf_counter() - t)
+        k, u = statistics.median(known), statistics.median(unknown)
+        self.assertLess(max(k, u) / min(k, u), 3.0, f"median wrong password {k * 1e3:.1f} ms, unknown user "
+                                                    f"{u * 1e3:.1f} ms")
 
     def test_development_secret_survives_restart(self):
         srv = self.server(strategy="db", secret=None)
