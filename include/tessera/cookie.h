@@ -43,6 +43,11 @@ int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, s
  * On success writes the NUL-terminated session id to `sid_out` (cap >= TESS_SID_MAX + 1) and returns 0.
  * Returns TESS_ETOOBIG (value over TESS_COOKIE_VALUE_MAX), TESS_EBADFMT (not a signed value, or the id
  * is not a valid session id), TESS_EBADSIG (no secret verifies).
+ * Order: size, URL decoding (a malformed escape is TESS_EBADFMT), "s:", the last '.', the id's length
+ * (1..TESS_SID_MAX, else TESS_EBADFMT), the signature (secrets in order, stopping at the first that
+ * verifies; each comparison constant-time), and only then the id's alphabet (tess_id_valid). So an id
+ * that express-session accepts but that is not base64url (it needed URL encoding) is TESS_EBADFMT.
+ * Also TESS_EINVAL (NULL secrets or sid_out), TESS_ENOSPACE (cap too small for the id).
  */
 int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *sid_out, size_t cap, size_t *sid_len);
 
@@ -65,14 +70,29 @@ typedef struct tess_set_cookie {
     const char *path;      /* Path, NULL for "/" */
 } tess_set_cookie_t;
 
-/* Formats a Set-Cookie header value. Returns 0 or TESS_ENOSPACE. `out` NUL-terminated. */
+/*
+ * Formats a Set-Cookie header value: "name=value; Max-Age=N; Path=/; Expires=<date>; HttpOnly; Secure;
+ * SameSite=X" (the npm cookie package's order). Max-Age 0 sets Expires to the epoch. Returns 0,
+ * TESS_ENOSPACE, or TESS_EINVAL (empty name, '=' in the name, a control byte or ';' in name, value, path or
+ * same_site, or an expiry past year 9999). `out` NUL-terminated ("" on error).
+ */
 int tess_set_cookie_format(const tess_set_cookie_t *c, char *out, size_t cap, size_t *outlen);
 
-/* Formats an HTTP / ISO-8601 date of `ms`: "Wed, 21 Oct 2015 07:28:00 GMT" (cap >= 30). */
+/*
+ * Formats an HTTP / ISO-8601 date of `ms`: "Wed, 21 Oct 2015 07:28:00 GMT" (cap >= 30). Returns the length
+ * (29), or 0 when cap is short or `ms` is outside years 1970..9999.
+ */
 size_t tess_http_date(int64_t ms, char *out, size_t cap);
-/* "2015-10-21T07:28:00.000Z" (cap >= 25), as JavaScript's Date.prototype.toISOString. */
+/*
+ * "2015-10-21T07:28:00.000Z" (cap >= 25), as JavaScript's Date.prototype.toISOString, including its
+ * expanded years outside 0..9999 ("+275760-09-13T00:00:00.000Z", cap >= 28). Returns the length, or 0
+ * when cap is short or |ms| > 8.64e15 (where toISOString throws).
+ */
 size_t tess_iso_date(int64_t ms, char *out, size_t cap);
-/* Parses the ISO-8601 UTC form above (milliseconds optional). Returns 0 or TESS_EBADFMT. */
+/*
+ * Parses the ISO-8601 UTC form above (four-digit years; fraction optional, 1..9 digits, the first three
+ * are the milliseconds; 'Z' required). Returns 0 or TESS_EBADFMT.
+ */
 int tess_iso_date_parse(tess_str_t s, int64_t *ms);
 
 #ifdef __cplusplus

@@ -6,7 +6,8 @@
  * HS256 is written here over OpenSSL's HMAC (not libjwt) because the HMAC key is set up once per
  * verifier and reused: 0.55 µs against 4 µs per verify, and claims are validated too.
  *
- * A tess_jwt_t holds per-key HMAC state: it is NOT thread-safe. Make one per thread (per event loop).
+ * A tess_jwt_t holds an HMAC work context and a decode buffer: it is NOT thread-safe. Make one per thread
+ * (per event loop). The keyed HMAC states themselves live in the (shared, read-only) tess_secrets_t.
  */
 #ifndef TESSERA_JWT_H
 #define TESSERA_JWT_H
@@ -44,6 +45,8 @@ void tess_jwt_free(tess_jwt_t *jwt);
 /*
  * Signs `claims` (exp and user_id required; iat as given; jti and role emitted when non-empty; nbf when
  * non-zero). Writes a NUL-terminated compact token to `out`. Returns 0, TESS_EINVAL, TESS_ENOSPACE.
+ * Claims are written {userId, role, iat, nbf, exp, jti}, as jsonwebtoken orders them; userId is always
+ * a JSON string. TESS_EINVAL also for a field without NUL, invalid UTF-8, or times outside 0..2^53-1.
  */
 int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen);
 
@@ -53,6 +56,13 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
  * exp required and > now - leeway; nbf (when present) <= now + leeway; userId required.
  * Returns 0 with `*claims` filled; TESS_ETOOBIG; TESS_EBADFMT; TESS_EBADSIG (alg not HS256 or no
  * secret verifies); TESS_EEXPIRED (exp passed or nbf not reached).
+ * Details: the payload is parsed only after the signature verifies. Times compare as jsonwebtoken does
+ * (expired when now >= exp + leeway; not yet valid when nbf > now + leeway) and, beyond it, iat > now +
+ * leeway is TESS_EEXPIRED too. Claims must be a JSON object with nothing after it; exp/nbf/iat numbers
+ * within ±2^53 (fractions floored into `claims`); userId a non-empty string or an integer; role/jti
+ * strings; a repeated claim or header member is TESS_EBADFMT; a string longer than its field is
+ * TESS_ETOOBIG. A header other than jsonwebtoken's exact one is decoded and may carry more members
+ * (kid...) but no "crit". `*claims` is zeroed on every error.
  */
 int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims);
 

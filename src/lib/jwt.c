@@ -1,0 +1,467 @@
+/*
+ * HS256 JWTs as the npm package jsonwebtoken writes and reads them, over OpenSSL's SHA-256 with the HMAC
+ * key set up once per secret (see secrets_internal.h) and claims parsed with cJSON.
+ *
+ * verify, in order: size bound; exactly three parts; header (a byte compare against our own header on
+ * the fast path, otherwise decoded and parsed) with alg pinned to "HS256"; the signature against each
+ * secret in constant time; only then the payload is decoded and parsed, so forged tokens never reach
+ * the JSON parser.
+ */
+#include <math.h> /* isfinite, fabs: compiler built-ins, no libm */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "secrets_internal.h"
+#include "tessera/encoding.h"
+#include "tessera/error.h"
+#include "tessera/jwt.h"
+
+/* base64url('{"alg":"HS256","typ":"JWT"}'): what jsonwebtoken and tess_jwt_sign() emit. */
+#define JWT_HEADER_B64 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+#define JWT_SIG_B64_LEN TESS_BASE64_LEN(TESS__HMAC_LEN) /* 43 */
+#define JWT_DEFAULT_LEEWAY_S 30
+#define JSON_SAFE_INT 9007199254740991.0 /* 2^53 - 1: integers JavaScript represents exactly */
+/* Largest claims document tess_jwt_sign() writes: three strings, each at worst \u00XX per byte. */
+#define JWT_CLAIMS_JSON_MAX (6 * (TESS_USER_ID_MAX + TESS_ROLE_MAX + TESS_JTI_MAX) + 160)
+
+struct tess_jwt {
+    const tess_secrets_t *secrets; /* borrowed; outlives us */
+    int64_t leeway_s;              /* exp / nbf / iat tolerance */
+    size_t max_token_len;          /* longer tokens are TESS_ETOOBIG */
+    EVP_MD_CTX *scratch;           /* per-verifier HMAC work context (why this type is per thread) */
+    char *buf;                     /* decoded header / payload, max_token_len bytes + NUL */
+};
+
+int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts)
+{
+    tess_jwt_t *j = NULL;
+    int rc = TESS_OK;
+
+    if (out == NULL) {
+        return TESS_EINVAL;
+    }
+    *out = NULL;
+    if (secrets == NULL || tess_secrets_count(secrets) == 0) {
+        return TESS_EINVAL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        return TESS_ENOMEM;
+    }
+    j->secrets = secrets;
+    j->leeway_s = opts != NULL && opts->leeway_s >= 0 ? opts->leeway_s : JWT_DEFAULT_LEEWAY_S;
+    j->max_token_len = opts != NULL && opts->max_token_len > 0 ? opts->max_token_len : TESS_TOKEN_MAX;
+    if (j->leeway_s > INT64_C(1) << 40 || j->max_token_len > (SIZE_MAX >> 2)) {
+        rc = TESS_EINVAL;
+        goto out;
+    }
+    j->scratch = EVP_MD_CTX_new();
+    j->buf = malloc(j->max_token_len + 1);
+    if (j->scratch == NULL || j->buf == NULL) {
+        rc = TESS_ENOMEM;
+        goto out;
+    }
+    *out = j;
+    j = NULL;
+out:
+    tess_jwt_free(j);
+    return rc;
+}
+
+void tess_jwt_free(tess_jwt_t *jwt)
+{
+    if (jwt == NULL) {
+        return;
+    }
+    EVP_MD_CTX_free(jwt->scratch);
+    free(jwt->buf);
+    free(jwt);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* signing                                                                                              */
+
+/* Length of a NUL-terminated string in a fixed field, or -1 when the field holds no NUL. */
+static long field_len(const char *s, size_t size)
+{
+    const char *nul = memchr(s, '\0', size);
+    return nul != NULL ? (long)(nul - s) : -1;
+}
+
+/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t k;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            k = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i < k) {
+            return 0;
+        }
+        for (size_t m = 1; m < k; m++) {
+            if ((s[i + m] & 0xc0) != 0x80) {
+                return 0;
+            }
+            cp = cp << 6 | (s[i + m] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return 0;
+        }
+        i += k;
+    }
+    return 1;
+}
+
+/* Appends "key":"escaped value" (with a leading comma unless first). Caller sized `buf`. */
+static size_t json_put_string(char *buf, size_t o, const char *key, const char *v, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    o += (size_t)sprintf(buf + o, "%s\"%s\":\"", o > 1 ? "," : "", key);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c < 0x20) {
+            /* JSON.stringify's short forms where they exist, \u00XX otherwise */
+            static const char shorts[] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
+            buf[o++] = '\\';
+            if (c < sizeof(shorts) && shorts[c] != 0) {
+                buf[o++] = shorts[c];
+            } else {
+                buf[o++] = 'u';
+                buf[o++] = '0';
+                buf[o++] = '0';
+                buf[o++] = hex[c >> 4];
+                buf[o++] = hex[c & 15];
+            }
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return o;
+}
+
+static size_t json_put_int(char *buf, size_t o, const char *key, int64_t v)
+{
+    return o + (size_t)sprintf(buf + o, "%s\"%s\":%lld", o > 1 ? "," : "", key, (long long)v);
+}
+
+int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen)
+{
+    char json[JWT_CLAIMS_JSON_MAX];
+    uint8_t mac[TESS__HMAC_LEN];
+    size_t o = 0;
+    int rc;
+
+    if (outlen != NULL) {
+        *outlen = 0;
+    }
+    if (out != NULL && cap > 0) {
+        out[0] = '\0';
+    }
+    if (jwt == NULL || claims == NULL || out == NULL) {
+        return TESS_EINVAL;
+    }
+    long uid_n = field_len(claims->user_id, sizeof(claims->user_id));
+    long role_n = field_len(claims->role, sizeof(claims->role));
+    long jti_n = field_len(claims->jti, sizeof(claims->jti));
+    if (uid_n <= 0 || role_n < 0 || jti_n < 0 || claims->exp <= 0 || claims->exp > (int64_t)JSON_SAFE_INT ||
+        claims->iat < 0 || claims->iat > (int64_t)JSON_SAFE_INT || claims->nbf < 0 ||
+        claims->nbf > (int64_t)JSON_SAFE_INT) {
+        return TESS_EINVAL;
+    }
+    if (!utf8_valid((const unsigned char *)claims->user_id, (size_t)uid_n) ||
+        !utf8_valid((const unsigned char *)claims->role, (size_t)role_n) ||
+        !utf8_valid((const unsigned char *)claims->jti, (size_t)jti_n)) {
+        return TESS_EINVAL; /* node would decode it to U+FFFD: a different userId */
+    }
+
+    /* same member order as jsonwebtoken given {userId, role} and expiresIn / jwtid / notBefore options */
+    json[o++] = '{';
+    o = json_put_string(json, o, "userId", claims->user_id, (size_t)uid_n);
+    if (role_n > 0) {
+        o = json_put_string(json, o, "role", claims->role, (size_t)role_n);
+    }
+    o = json_put_int(json, o, "iat", claims->iat);
+    if (claims->nbf != 0) {
+        o = json_put_int(json, o, "nbf", claims->nbf);
+    }
+    o = json_put_int(json, o, "exp", claims->exp);
+    if (jti_n > 0) {
+        o = json_put_string(json, o, "jti", claims->jti, (size_t)jti_n);
+    }
+    json[o++] = '}';
+
+    size_t hlen = sizeof(JWT_HEADER_B64) - 1;
+    size_t total = hlen + 1 + TESS_BASE64_LEN(o) + 1 + JWT_SIG_B64_LEN;
+    if (cap < total + 1) {
+        return TESS_ENOSPACE;
+    }
+    memcpy(out, JWT_HEADER_B64 ".", hlen + 1);
+    size_t n = hlen + 1;
+    n += tess_base64url_encode((const uint8_t *)json, o, out + n);
+    rc = tess__secrets_hmac(jwt->secrets, 0, jwt->scratch, out, n, mac);
+    if (rc != TESS_OK) {
+        out[0] = '\0';
+        return rc;
+    }
+    out[n++] = '.';
+    n += tess_base64url_encode(mac, sizeof(mac), out + n);
+    if (outlen != NULL) {
+        *outlen = n;
+    }
+    return TESS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* verification                                                                                         */
+
+static int is_json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * Decodes one base64url part into jwt->buf and parses it as a JSON object, rejecting what JSON.parse
+ * would reject and cJSON would not: trailing bytes after the value, a leading BOM, raw NUL bytes.
+ * Returns the object (free with cJSON_Delete) or NULL.
+ */
+static cJSON *parse_part(tess_jwt_t *jwt, tess_str_t part)
+{
+    size_t n = 0;
+    const char *end = NULL;
+    cJSON *root;
+
+    if (tess_base64url_decode(part, (uint8_t *)jwt->buf, jwt->max_token_len, &n) != TESS_OK) {
+        return NULL;
+    }
+    jwt->buf[n] = '\0';
+    size_t i = 0;
+    while (i < n && is_json_ws(jwt->buf[i])) {
+        i++;
+    }
+    if (i == n || jwt->buf[i] != '{' || memchr(jwt->buf, '\0', n) != NULL) {
+        return NULL;
+    }
+    root = cJSON_ParseWithLengthOpts(jwt->buf, n, &end, 0);
+    if (root == NULL) {
+        return NULL;
+    }
+    while (end < jwt->buf + n && is_json_ws(*end)) {
+        end++;
+    }
+    if (end != jwt->buf + n || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* The object member `name`, or NULL; *dup set when it occurs more than once (JSON.parse keeps the last). */
+static const cJSON *member(const cJSON *obj, const char *name, int *dup)
+{
+    const cJSON *found = NULL;
+
+    for (const cJSON *it = obj->child; it != NULL; it = it->next) {
+        if (it->string != NULL && strcmp(it->string, name) == 0) {
+            if (found != NULL) {
+                *dup = 1;
+            }
+            found = it;
+        }
+    }
+    return found;
+}
+
+static int check_header(tess_jwt_t *jwt, tess_str_t part)
+{
+    cJSON *hdr;
+    int dup = 0;
+    int rc = TESS_OK;
+
+    if (part.len == sizeof(JWT_HEADER_B64) - 1 && memcmp(part.ptr, JWT_HEADER_B64, part.len) == 0) {
+        return TESS_OK; /* the header every HS256 jsonwebtoken token carries */
+    }
+    hdr = parse_part(jwt, part);
+    if (hdr == NULL) {
+        return TESS_EBADFMT;
+    }
+    const cJSON *alg = member(hdr, "alg", &dup);
+    const cJSON *typ = member(hdr, "typ", &dup);
+    if (dup) {
+        rc = TESS_EBADFMT;
+    } else if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256") != 0) {
+        rc = TESS_EBADSIG; /* alg pinned: "none", HS384, RS256, missing... */
+    } else if (typ != NULL && (!cJSON_IsString(typ) || strcmp(typ->valuestring, "JWT") != 0)) {
+        rc = TESS_EBADFMT;
+    } else if (member(hdr, "crit", &dup) != NULL) {
+        rc = TESS_EBADFMT; /* RFC 7515 4.1.11: we understand no extension */
+    }
+    cJSON_Delete(hdr);
+    return rc;
+}
+
+/* Math.floor for |v| <= 2^53 (where every double converts to int64_t exactly), without libm. */
+static int64_t floor_i64(double v)
+{
+    int64_t t = (int64_t)v;
+    return (double)t > v ? t - 1 : t;
+}
+
+/* A JSON number JavaScript holds exactly as a safe integer or a finite double within ±2^53. */
+static int number_ok(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= JSON_SAFE_INT;
+}
+
+/* Copies an optional string claim into a fixed field. */
+static int copy_string_claim(const cJSON *v, char *dst, size_t size, int required)
+{
+    if (v == NULL) {
+        return required ? TESS_EBADFMT : TESS_OK;
+    }
+    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+        return TESS_EBADFMT;
+    }
+    size_t n = strlen(v->valuestring);
+    if (n >= size) {
+        return TESS_ETOOBIG;
+    }
+    if (required && n == 0) {
+        return TESS_EBADFMT;
+    }
+    memcpy(dst, v->valuestring, n + 1);
+    return TESS_OK;
+}
+
+static int check_claims(const tess_jwt_t *jwt, const cJSON *root, int64_t now_s, tess_jwt_claims_t *claims)
+{
+    int dup = 0;
+    const cJSON *uid = member(root, "userId", &dup);
+    const cJSON *role = member(root, "role", &dup);
+    const cJSON *jti = member(root, "jti", &dup);
+    const cJSON *iat = member(root, "iat", &dup);
+    const cJSON *exp = member(root, "exp", &dup);
+    const cJSON *nbf = member(root, "nbf", &dup);
+    double now = (double)now_s, leeway = (double)jwt->leeway_s;
+    int rc;
+
+    if (dup) {
+        return TESS_EBADFMT;
+    }
+    /* types first (jsonwebtoken: "invalid exp value", "invalid nbf value") */
+    if (!number_ok(exp) || (nbf != NULL && !number_ok(nbf)) || (iat != NULL && !number_ok(iat))) {
+        return TESS_EBADFMT;
+    }
+    if (cJSON_IsNumber(uid)) {
+        double v = uid->valuedouble;
+        if (!number_ok(uid) || (double)floor_i64(v) != v) {
+            return TESS_EBADFMT;
+        }
+        snprintf(claims->user_id, sizeof(claims->user_id), "%lld", (long long)v);
+    } else if ((rc = copy_string_claim(uid, claims->user_id, sizeof(claims->user_id), 1)) != TESS_OK) {
+        return rc;
+    }
+    if ((rc = copy_string_claim(role, claims->role, sizeof(claims->role), 0)) != TESS_OK ||
+        (rc = copy_string_claim(jti, claims->jti, sizeof(claims->jti), 0)) != TESS_OK) {
+        return rc;
+    }
+    claims->exp = floor_i64(exp->valuedouble);
+    claims->iat = iat != NULL ? floor_i64(iat->valuedouble) : 0;
+    claims->nbf = nbf != NULL ? floor_i64(nbf->valuedouble) : 0;
+
+    /* jsonwebtoken's comparisons, in doubles as there: exp fails at now >= exp + leeway */
+    if (nbf != NULL && nbf->valuedouble > now + leeway) {
+        return TESS_EEXPIRED;
+    }
+    if (now >= exp->valuedouble + leeway) {
+        return TESS_EEXPIRED;
+    }
+    if (iat != NULL && iat->valuedouble > now + leeway) {
+        return TESS_EEXPIRED; /* issued in the future: not yet valid, like nbf (jsonwebtoken skips this) */
+    }
+    return TESS_OK;
+}
+
+int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims)
+{
+    uint8_t sig[TESS__HMAC_LEN];
+    uint8_t mac[TESS__HMAC_LEN];
+    size_t sig_n = 0;
+    cJSON *root = NULL;
+    int rc;
+
+    if (claims != NULL) {
+        memset(claims, 0, sizeof(*claims));
+    }
+    if (jwt == NULL || claims == NULL) {
+        return TESS_EINVAL;
+    }
+    if (token.len > jwt->max_token_len) {
+        return TESS_ETOOBIG;
+    }
+    if (token.len == 0 || token.ptr == NULL) {
+        return TESS_EBADFMT;
+    }
+    const char *p = token.ptr, *end = token.ptr + token.len;
+    const char *d1 = memchr(p, '.', token.len);
+    const char *d2 = d1 != NULL ? memchr(d1 + 1, '.', (size_t)(end - d1 - 1)) : NULL;
+    if (d2 == NULL || memchr(d2 + 1, '.', (size_t)(end - d2 - 1)) != NULL || d1 == p || d2 == d1 + 1) {
+        return TESS_EBADFMT;
+    }
+    rc = check_header(jwt, tess_strn(p, (size_t)(d1 - p)));
+    if (rc != TESS_OK) {
+        return rc;
+    }
+    if (tess_base64url_decode(tess_strn(d2 + 1, (size_t)(end - d2 - 1)), sig, sizeof(sig), &sig_n) != TESS_OK ||
+        sig_n != sizeof(sig)) {
+        return TESS_EBADSIG; /* empty, short, long or non-canonical: no secret produces it */
+    }
+    rc = TESS_EBADSIG;
+    for (size_t i = 0; i < tess_secrets_count(jwt->secrets); i++) {
+        int hrc = tess__secrets_hmac(jwt->secrets, i, jwt->scratch, p, (size_t)(d2 - p), mac);
+        if (hrc != TESS_OK) {
+            return hrc;
+        }
+        if (CRYPTO_memcmp(mac, sig, sizeof(mac)) == 0) {
+            rc = TESS_OK;
+            break; /* which secret matched is no secret */
+        }
+    }
+    if (rc != TESS_OK) {
+        return rc;
+    }
+    root = parse_part(jwt, tess_strn(d1 + 1, (size_t)(d2 - d1 - 1)));
+    if (root == NULL) {
+        return TESS_EBADFMT;
+    }
+    rc = check_claims(jwt, root, now_s, claims);
+    cJSON_Delete(root);
+    if (rc != TESS_OK) {
+        memset(claims, 0, sizeof(*claims));
+    }
+    return rc;
+}
