@@ -58,6 +58,11 @@ typedef struct tess_auth_stats {
 
 /* Returns 0, TESS_EINVAL (a component the strategy needs is missing), TESS_ENOMEM. */
 int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg);
+/*
+ * Releases `auth` (NULL is fine). Safe with operations still in flight: their callbacks still run once (for
+ * example with TESS_EUNAVAIL when the store is closed afterwards) and the memory goes with the last one. The
+ * store and the cache are borrowed: the cache must outlive the store's pending callbacks.
+ */
 void tess_auth_free(tess_auth_t *auth);
 const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth);
 void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);

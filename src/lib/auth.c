@@ -7,8 +7,10 @@
  * reaches the store carries a small heap context with the user's callback; the context is freed by the store
  * callback, or right away when the store refuses to start the operation (its callback then never runs).
  *
- * Lifetime: tess_auth_free() only when nothing is in flight. Close the store first (its pending callbacks
- * run with TESS_EUNAVAIL and still need the tess_auth_t and the cache), then free the tess_auth_t.
+ * Lifetime: every heap context holds a reference on its tess_auth_t. tess_auth_free() with operations in
+ * flight only marks it released; the last completing operation frees it. Completions after the release still
+ * call the user's callback but skip the cache and touch side effects (the store is usually closing then).
+ * The cache, borrowed, must outlive every pending store callback.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@
 struct tess_auth {
     tess_auth_config_t cfg;  /* effective configuration (defaults filled in) */
     tess_auth_stats_t stats; /* counters; this thread only */
+    size_t inflight;         /* heap contexts not completed yet (this thread only) */
+    int released;            /* tess_auth_free() was called; freed when inflight drops to 0 */
 };
 
 /* An in-flight check, login or logout. */
@@ -128,7 +132,11 @@ int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg)
 
 void tess_auth_free(tess_auth_t *auth)
 {
-    free(auth);
+    if (auth == NULL)
+        return;
+    auth->released = 1;
+    if (auth->inflight == 0)
+        free(auth);
 }
 
 const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth)
@@ -154,10 +162,21 @@ static auth_op_t *op_new(tess_auth_t *auth, tess_auth_cb cb, void *arg, int64_t 
     memset(op, 0, offsetof(auth_op_t, sid)); /* the buffers are written before they are read */
     op->sid[0] = op->cookie[0] = '\0';
     op->auth = auth;
+    auth->inflight++;
     op->cb = cb;
     op->arg = arg;
     op->now_ms = now_ms;
     return op;
+}
+
+/* Frees `op` and drops its reference on the tess_auth_t (freeing that too when it was released). */
+static void op_free(auth_op_t *op)
+{
+    tess_auth_t *auth = op->auth;
+    tess_session_clear(&op->sess);
+    free(op);
+    if (--auth->inflight == 0 && auth->released)
+        free(auth);
 }
 
 /* ---- touch -------------------------------------------------------------------------------------------- */
@@ -219,9 +238,9 @@ static void on_check_get(void *arg, int rc, const tess_session_t *found)
     } else if (rc == 0) {
         rc = TESS_EDENIED; /* expired by the request's clock */
     }
-    if (have)
+    if (have && !auth->released)
         maybe_touch(auth, &s, op->now_ms);
-    if (auth->cfg.cache != NULL) {
+    if (auth->cfg.cache != NULL && !auth->released) {
         /* Remember the answer unless a logout or flush moved the generation since the lookup began. */
         if (have)
             tess_cache_put(auth->cfg.cache, sid, &s, op->now_ms, op->gen);
@@ -231,7 +250,7 @@ static void on_check_get(void *arg, int rc, const tess_session_t *found)
     op->cb(op->arg, lookup_rc(rc), have ? &s : NULL, no_cookie);
     if (have)
         tess_session_clear(&s);
-    free(op);
+    op_free(op);
 }
 
 static void check_jwt(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_auth_cb cb, void *arg)
@@ -321,7 +340,7 @@ void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms
     auth->stats.store_lookups++;
     /* From here on `op` belongs to on_check_get, which may already have run when the call returns. */
     if ((rc = tess_store_get(auth->cfg.store, tess_strn(op->sid, op->sid_len), on_check_get, op)) != 0) {
-        free(op);
+        op_free(op);
         cb(arg, lookup_rc(rc), NULL, no_cookie);
     }
 }
@@ -336,8 +355,7 @@ static void on_login_set(void *arg, int rc, const tess_session_t *unused)
         op->cb(op->arg, 0, &op->sess, tess_strn(op->cookie, op->cookie_len));
     else
         op->cb(op->arg, rc == TESS_ENOTFOUND ? TESS_EIO : rc, NULL, no_cookie);
-    tess_session_clear(&op->sess);
-    free(op);
+    op_free(op);
 }
 
 static void login_jwt(tess_auth_t *auth, tess_session_t *s, tess_auth_cb cb, void *arg)
@@ -376,8 +394,7 @@ void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int
         goto fail;
     if (auth->cfg.strategy == TESS_STRATEGY_JWT) {
         login_jwt(auth, &op->sess, cb, arg);
-        tess_session_clear(&op->sess);
-        free(op);
+        op_free(op);
         return;
     }
     /* Sign first: nothing is stored for a login that could not hand out its cookie. */
@@ -388,8 +405,7 @@ void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int
         goto fail;
     return; /* on_login_set owns `op` now */
 fail:
-    tess_session_clear(&op->sess);
-    free(op);
+    op_free(op);
     cb(arg, rc, NULL, no_cookie);
 }
 
@@ -403,7 +419,7 @@ static void on_logout_destroy(void *arg, int rc, const tess_session_t *unused)
     if (op->auth->cfg.cache != NULL)
         tess_cache_evict(op->auth->cfg.cache, tess_strn(op->sid, op->sid_len));
     op->cb(op->arg, rc == TESS_ENOTFOUND ? 0 : rc, NULL, no_cookie);
-    free(op);
+    op_free(op);
 }
 
 void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg)
@@ -430,7 +446,7 @@ void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *
     if (auth->cfg.cache != NULL)
         tess_cache_evict(auth->cfg.cache, sid);
     if ((rc = tess_store_destroy(auth->cfg.store, tess_strn(op->sid, op->sid_len), on_logout_destroy, op)) != 0) {
-        free(op);
+        op_free(op);
         cb(arg, rc, NULL, no_cookie);
     }
 }
