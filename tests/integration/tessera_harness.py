@@ -360,9 +360,22 @@ class TesseraServer:
         return self.env.get("SESSION_COOKIE") or ("session-token" if self.strategy == "jwt" else "connect.sid")
 
     def start(self, port=None):
+        """Starts the server and waits for /healthz. Keeps the previous port on a restart; when the port was
+        picked here and turns out to be taken meanwhile (parallel tests), retries on another one."""
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError("server already running")
+        picked = not (port or self.port)
         self.port = port or self.port or free_port()
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except HarnessError:
+                last_log = self.log_text(all_runs=False).lower()
+                if not (picked and attempt < 2 and self.proc.poll() is not None and "in use" in last_log):
+                    raise
+                self.port = free_port()
+
+    def _start_once(self):
         self.starts += 1
         log_path = os.path.join(self.tmpdir, f"server-{self.starts}.log")
         self.log_paths.append(log_path)
@@ -374,8 +387,7 @@ class TesseraServer:
 
         def healthy():
             if self.proc.poll() is not None:
-                raise HarnessError(f"tessera serve exited with {self.proc.returncode} while starting:\n"
-                                   f"{self.log_text()}")
+                raise HarnessError(f"tessera serve exited with {self.proc.returncode} while starting")
             try:
                 return Browser(self.port).get("/healthz", timeout=2).status == 200
             except (OSError, http.client.HTTPException):
