@@ -42,7 +42,8 @@ void tess_session_policy_default(tess_session_policy_t *p);
 
 /*
  * Initializes `s` for a new session of `user_id`/`role` at `now_ms`, with a fresh CSPRNG id.
- * Returns 0, TESS_EINVAL (empty/oversized user id or role), TESS_EIO (CSPRNG failure).
+ * Returns 0, TESS_EINVAL (empty/oversized user id or role, a NUL byte in either, p->ttl_s <= 0),
+ * TESS_EIO (CSPRNG failure). idle_s <= 0 means "as long as ttl_s".
  */
 int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
                       int64_t now_ms);
@@ -62,7 +63,10 @@ int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_
 
 /*
  * Serializes to the stored JSON form (see above). Returns a malloc'd NUL-terminated string (free()) in
- * `*out`, or TESS_ENOMEM.
+ * `*out`, or TESS_ENOMEM; TESS_EBADFMT when extra_json is set but is not a JSON object text.
+ * role, createdAt and absoluteExpiresAt are omitted when empty/0. extra_json may carry "cookie" (a
+ * document's own cookie attributes, written back with "expires" replaced) and a numeric "userId" (written
+ * back as a number while it still matches user_id): from_json keeps them so express documents round-trip.
  */
 int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
 /*
@@ -71,6 +75,8 @@ int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
  * cookie.expires), unknown fields kept in extra_json. `expire_ms_hint` (> 0) overrides cookie.expires
  * (the store's own expiry column/TTL is the truth). Rejects trailing garbage, nesting over 32 levels and
  * documents over TESS_SESSION_JSON_MAX. Returns 0, TESS_EBADFMT, TESS_ETOOBIG, TESS_ENOMEM.
+ * TESS_EBADFMT also for a document without a userId (an anonymous session) or without any expiry (no
+ * cookie.expires and no hint). On failure `s` is left zeroed (nothing to clear).
  */
 int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
 
