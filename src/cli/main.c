@@ -110,11 +110,14 @@ static int user_add(int argc, char **argv)
         fprintf(stderr, "tessera user add: cannot hash the password\n");
         goto out;
     }
-    if (appdb_sqlite_connect(&db, cfg.sqlite_path, err, sizeof(err)) != 0) {
+    if (cfg.postgres) {
+        rc = appdb_pg_user_add(cfg.database_url, name, role, hash, tess_now_ms(), err, sizeof(err));
+    } else if (appdb_sqlite_connect(&db, cfg.sqlite_path, err, sizeof(err)) != 0) {
         fprintf(stderr, "tessera user add: %s\n", err);
         goto out;
+    } else {
+        rc = appdb_sqlite_user_add(db, name, role, hash, tess_now_ms(), err, sizeof(err));
     }
-    rc = appdb_sqlite_user_add(db, name, role, hash, tess_now_ms(), err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "tessera user add: %s\n", err);
         goto out;

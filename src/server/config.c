@@ -10,6 +10,7 @@
 #include "server/config.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
+#include "tessera/redis.h"
 
 void tess_config_usage(FILE *out)
 {
@@ -19,8 +20,11 @@ void tess_config_usage(FILE *out)
           "\n"
           "options (environment in brackets):\n"
           "  --listen HOST:PORT     address to listen on [TESSERA_LISTEN] (default 127.0.0.1:8080)\n"
-          "  --database URL         sqlite:PATH [DATABASE_URL] (default sqlite:./tessera.db)\n"
-          "  --strategy NAME        db | jwt | cached [SESSION_STRATEGY] (default db)\n"
+          "  --database URL         sqlite:PATH, postgres://... or a libpq key=value string [DATABASE_URL]\n"
+          "                         (default sqlite:./tessera.db)\n"
+          "  --strategy NAME        db | redis | jwt | cached [SESSION_STRATEGY] (default db)\n"
+          "  --redis URL            redis://[user:password@]host:port[/db] or unix:///path [REDIS_URL];\n"
+          "                         needed by the redis strategy\n"
           "  --threads N            event loops [TESSERA_THREADS] (default: number of cores)\n"
           "  -h, --help             this text\n"
           "\n"
@@ -37,7 +41,9 @@ void tess_config_usage(FILE *out)
           "  CACHE_MAX_ENTRIES      near-cache entry bound (cached strategy; default 100000)\n"
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
-          "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n",
+          "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
+          "  SESSION_PREFIX         Redis key prefix (default session:)\n"
+          "  BACKEND_TIMEOUT_MS     timeout of each Redis / PostgreSQL call, ms (default 1000)\n",
           out);
 }
 
@@ -100,7 +106,13 @@ int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_
         snprintf(cfg->sqlite_path, sizeof(cfg->sqlite_path), "%s", path);
         return 0;
     }
-    snprintf(err, errcap, "unsupported database URL '%s': expected sqlite:PATH", s);
+    if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0 || strchr(s, '=') != NULL) {
+        cfg->postgres = 1;
+        cfg->sqlite_path[0] = '\0';
+        return 0;
+    }
+    /* Never echo the URL: it may carry a password. */
+    snprintf(err, errcap, "unsupported database URL: expected sqlite:PATH, postgres://... or key=value");
     return TESS_ECONFIG;
 }
 
@@ -120,13 +132,17 @@ static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, cha
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},   {"database", required_argument, NULL, 'd'},
-        {"strategy", required_argument, NULL, 's'}, {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"database", required_argument, NULL, 'd'},
+        {"strategy", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"redis", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
-    const char *secret, *env, *cookie;
+    const char *secret, *env, *cookie, *redis = getenv("REDIS_URL"), *prefix = getenv("SESSION_PREFIX");
     int64_t v;
     int opt;
 
@@ -154,6 +170,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         case 't':
             threads = optarg;
             break;
+        case 'r':
+            redis = optarg;
+            break;
         case 'h':
             tess_config_usage(stdout);
             return 1;
@@ -174,13 +193,34 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             0)
         return TESS_ECONFIG;
     if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
-        snprintf(err, errcap, "unknown strategy '%s': expected db, jwt or cached", strategy);
+        snprintf(err, errcap, "unknown strategy '%s': expected db, redis, jwt or cached", strategy);
         return TESS_ECONFIG;
     }
-    if (cfg->strategy == TESS_STRATEGY_REDIS) {
-        snprintf(err, errcap, "strategy 'redis' needs the Redis store, which this build does not have yet");
+    if (redis != NULL && *redis != '\0') {
+        if (strlen(redis) >= sizeof(cfg->redis_url) || tess_redis_url_check(redis, err, errcap) != 0) {
+            if (strlen(redis) >= sizeof(cfg->redis_url))
+                snprintf(err, errcap, "Redis URL too long");
+            return TESS_ECONFIG;
+        }
+        snprintf(cfg->redis_url, sizeof(cfg->redis_url), "%s", redis);
+    }
+    if (cfg->strategy == TESS_STRATEGY_REDIS && cfg->redis_url[0] == '\0') {
+        snprintf(err, errcap, "strategy 'redis' needs REDIS_URL (or --redis)");
         return TESS_ECONFIG;
     }
+    snprintf(cfg->session_prefix, sizeof(cfg->session_prefix), "%s", "session:");
+    if (prefix != NULL && *prefix != '\0') {
+        if (strlen(prefix) >= sizeof(cfg->session_prefix) || strcspn(prefix, " \t\r\n") != strlen(prefix)) {
+            snprintf(err, errcap, "bad SESSION_PREFIX: at most 64 bytes, no blanks");
+            return TESS_ECONFIG;
+        }
+        snprintf(cfg->session_prefix, sizeof(cfg->session_prefix), "%s", prefix);
+    }
+    cfg->backend_timeout_ms = 1000;
+    v = cfg->backend_timeout_ms;
+    if (env_int("BACKEND_TIMEOUT_MS", 10, 60000, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->backend_timeout_ms = v;
     if (threads != NULL && *threads != '\0') {
         if (tess_parse_int(threads, 1, 256, &v) != 0) {
             snprintf(err, errcap, "bad thread count '%s': expected 1..256", threads);
@@ -254,6 +294,10 @@ int tess_config_ensure_secret(tess_config_t *cfg, char *err, size_t errcap)
 
     if (cfg->secrets != NULL)
         return 0;
+    if (cfg->sqlite_path[0] == '\0') {
+        snprintf(err, errcap, "SESSION_SECRET is required with a PostgreSQL database");
+        return TESS_ECONFIG;
+    }
     snprintf(path, sizeof(path), "%s.secret", cfg->sqlite_path);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
         n = read(fd, buf, sizeof(buf) - 1);

@@ -15,7 +15,11 @@ typedef struct tess_config {
     char listen_host[256];        /* numeric address to bind */
     uint16_t listen_port;         /* port to bind */
     char database_url[1024];      /* "sqlite:PATH" (default sqlite:./tessera.db) */
-    char sqlite_path[1024];       /* PATH of a sqlite: URL */
+    char sqlite_path[1024];       /* PATH of a sqlite: URL ("" for PostgreSQL) */
+    int postgres;                 /* database_url is a PostgreSQL URI or conninfo */
+    char redis_url[1024];         /* REDIS_URL / --redis ("" for none); may hold a password: never logged */
+    char session_prefix[65];      /* Redis key prefix (default "session:") */
+    int64_t backend_timeout_ms;   /* per Redis / PostgreSQL call (default 1000) */
     tess_strategy_t strategy;     /* session strategy */
     char *secrets;                /* comma-separated secret list (owned); never logged */
     int secret_generated;         /* development secret file: 1 created now, 2 read; 0 not used */

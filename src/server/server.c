@@ -15,6 +15,8 @@
 
 #include "server/http.h"
 #include "tessera/error.h"
+#include "tessera/postgres.h"
+#include "tessera/redis.h"
 
 #define MAINT_INTERVAL_MS 60000 /* expired-session pruning period */
 #define PRUNE_BATCH 1000        /* rows per pruning pass */
@@ -104,6 +106,14 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(&th->accept_ctx, sock);
 }
 
+static void prune_done(void *arg, int rc, const tess_session_t *s)
+{
+    (void)arg;
+    (void)s;
+    if (rc != 0)
+        log_line("pruning expired sessions failed: %s", tess_strerror(rc));
+}
+
 static void on_maintenance(h2o_timeout_entry_t *entry)
 {
     server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, maint_entry, entry);
@@ -111,6 +121,8 @@ static void on_maintenance(h2o_timeout_entry_t *entry)
         int n = tess_sqlitestore_prune(th->store, tess_now_ms(), PRUNE_BATCH);
         if (n > 0)
             log_line("pruned %d expired sessions", n);
+    } else if (th->store != NULL && th->srv->cfg.postgres && th->srv->cfg.strategy != TESS_STRATEGY_REDIS) {
+        tess_pgstore_prune(th->store, PRUNE_BATCH, prune_done, NULL);
     }
     h2o_timeout_link(th->ctx.loop, &th->maint_timeout, &th->maint_entry);
 }
@@ -168,12 +180,29 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
     tess_jwt_opts_t jo = {.leeway_s = srv->cfg.jwt_leeway_s, .max_token_len = 0};
     int rc;
 
-    if ((rc = appdb_sqlite_connect(&th->sqlite, srv->cfg.sqlite_path, err, errcap)) != 0 ||
-        (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0)
+    th->loop = h2o_evloop_create();
+    tess_h2o_loop_init(&th->tloop, th->loop);
+    if (srv->cfg.postgres) {
+        if ((rc = appdb_pg_open(&th->appdb, &th->tloop.super, srv->cfg.database_url, srv->cfg.backend_timeout_ms, err,
+                                errcap)) != 0)
+            return rc;
+    } else if ((rc = appdb_sqlite_connect(&th->sqlite, srv->cfg.sqlite_path, err, errcap)) != 0 ||
+               (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0) {
         return rc;
-    if (srv->cfg.strategy != TESS_STRATEGY_JWT &&
-        (rc = tess_sqlitestore_open(&th->store, th->sqlite, err, errcap)) != 0)
-        return rc;
+    }
+    if (srv->cfg.strategy == TESS_STRATEGY_REDIS) {
+        tess_redis_opts_t ro = {srv->cfg.redis_url, srv->cfg.session_prefix, srv->cfg.backend_timeout_ms};
+        if ((rc = tess_redisstore_open(&th->store, &th->tloop.super, &ro, err, errcap)) != 0)
+            return rc;
+    } else if (srv->cfg.strategy != TESS_STRATEGY_JWT) {
+        if (srv->cfg.postgres) {
+            tess_pg_opts_t po = {srv->cfg.database_url, srv->cfg.backend_timeout_ms};
+            if ((rc = tess_pgstore_open(&th->store, &th->tloop.super, &po, err, errcap)) != 0)
+                return rc;
+        } else if ((rc = tess_sqlitestore_open(&th->store, th->sqlite, err, errcap)) != 0) {
+            return rc;
+        }
+    }
     if ((rc = tess_jwt_new(&th->jwt, srv->secrets, &jo)) != 0) {
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
         return rc;
@@ -251,6 +280,12 @@ int tess_serve_main(int argc, char **argv)
     handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = tess_http_on_req;
 
+    if (srv->cfg.postgres && ((rc = appdb_pg_migrate(srv->cfg.database_url, err, sizeof(err))) != 0 ||
+                              (srv->cfg.strategy != TESS_STRATEGY_JWT && srv->cfg.strategy != TESS_STRATEGY_REDIS &&
+                               (rc = tess_pgstore_migrate(srv->cfg.database_url, err, sizeof(err))) != 0))) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        goto out;
+    }
     if ((srv->threads = calloc((size_t)srv->cfg.threads, sizeof(*srv->threads))) == NULL)
         goto out;
     for (int i = 0; i < srv->cfg.threads; ++i) {
@@ -276,7 +311,6 @@ int tess_serve_main(int argc, char **argv)
             fprintf(stderr, "tessera serve: %s\n", err);
             goto stop;
         }
-        th->loop = h2o_evloop_create();
         h2o_context_init(&th->ctx, th->loop, &srv->h2o);
         th->accept_ctx.ctx = &th->ctx;
         th->accept_ctx.hosts = srv->h2o.hosts;
@@ -295,9 +329,10 @@ int tess_serve_main(int argc, char **argv)
         }
         ++started;
     }
-    log_line("listening on %s:%u, strategy %s, database %s, %d threads%s", srv->cfg.listen_host, srv->cfg.listen_port,
-             tess_strategy_name(srv->cfg.strategy), srv->cfg.database_url, srv->cfg.threads,
-             srv->cfg.production ? ", production" : "");
+    /* URLs may carry passwords: only the database kind and the SQLite path are logged. */
+    log_line("listening on %s:%u, strategy %s, database %s%s, %d threads%s", srv->cfg.listen_host, srv->cfg.listen_port,
+             tess_strategy_name(srv->cfg.strategy), srv->cfg.postgres ? "postgres" : "sqlite:", srv->cfg.sqlite_path,
+             srv->cfg.threads, srv->cfg.production ? ", production" : "");
     do {
         if (sigwait(&sigs, &sig) != 0)
             break;

@@ -14,6 +14,7 @@
 
 #include "server/appdb.h"
 #include "server/config.h"
+#include "server/loop_h2o.h"
 #include "tessera/auth.h"
 
 struct sqlite3;
@@ -26,6 +27,7 @@ struct server_thread {
     int index;                          /* 0..threads-1 */
     pthread_t tid;                      /* its thread */
     h2o_evloop_t *loop;                 /* its event loop */
+    tess_h2o_loop_t tloop;              /* the same loop, for the networked stores */
     h2o_context_t ctx;                  /* h2o context on that loop */
     h2o_accept_ctx_t accept_ctx;        /* accept context */
     h2o_socket_t *listener;             /* listening socket (SO_REUSEPORT) */

@@ -1,0 +1,53 @@
+/*
+ * One Redis connection driven by hiredis's async API on a tess_loop_t, with what the stores need around
+ * it: URL parsing, AUTH and SELECT on every (re)connect, a timeout on every command, reconnection with
+ * capped backoff, and fail-fast while down.
+ *
+ * Contract of tess__rconn_command(): returns 0 and calls `cb` exactly once (with the reply, or with NULL and
+ * TESS_EUNAVAIL / TESS_ETIMEOUT), possibly before returning when the connection is down; or returns a
+ * negative TESS_E* without calling `cb`. Replies are borrowed for the duration of the callback.
+ * A connection belongs to its loop's thread.
+ */
+#ifndef TESSERA_LIB_REDIS_RCONN_H
+#define TESSERA_LIB_REDIS_RCONN_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tessera/loop.h"
+
+typedef struct tess__redis_url {
+    char host[256];     /* TCP host ("" for a unix socket) */
+    int port;           /* TCP port */
+    char path[256];     /* unix socket path ("" for TCP) */
+    char user[128];     /* ACL user ("" for none) */
+    char password[256]; /* password ("" for none); never logged */
+    int db;             /* SELECT index */
+} tess__redis_url_t;
+
+/*
+ * Parses redis://[user:password@]host[:port][/db] and unix:///path[?db=N]. Returns 0 or TESS_EINVAL with a
+ * reason (never containing the password) in `err`.
+ */
+int tess__redis_url_parse(const char *url, tess__redis_url_t *out, char *err, size_t errcap);
+
+typedef struct tess__rconn tess__rconn_t;
+typedef void (*tess__rconn_cb)(void *arg, int rc, redisReply *reply);
+/* Connection state changes: up = 1 when usable, 0 when lost. */
+typedef void (*tess__rconn_state_cb)(void *arg, int up);
+
+/* Opens (connecting asynchronously). `state_cb` may be NULL. Returns 0, TESS_EINVAL, TESS_ENOMEM. */
+int tess__rconn_new(tess__rconn_t **out, tess_loop_t *loop, const tess__redis_url_t *url, int64_t timeout_ms,
+                    tess__rconn_state_cb state_cb, void *state_arg);
+/* Closes; pending commands complete with TESS_EUNAVAIL first. */
+void tess__rconn_free(tess__rconn_t *c);
+/* 1 when connected and authenticated. */
+int tess__rconn_up(const tess__rconn_t *c);
+/* Sends one command (binary-safe argv). */
+int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc, const char **argv,
+                        const size_t *argvlen);
+/* Commands sent but not answered yet. */
+size_t tess__rconn_pending(const tess__rconn_t *c);
+
+#endif
