@@ -645,7 +645,7 @@ static int days_in_month(int y, int m)
 /* "YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z"; the fraction's first three digits are the milliseconds. */
 int tess_iso_date_parse(tess_str_t s, int64_t *ms)
 {
-    int y, mo, d, h, mi, sec, frac = 0;
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, frac = 0;
     size_t i = 0;
 
     if (ms == NULL) {
