@@ -463,6 +463,44 @@ size_t tess__rconn_pending(const tess__rconn_t *c)
     return c->npending;
 }
 
+typedef struct rsub {
+    tess__rconn_t *conn; /* owner */
+    tess__rconn_cb cb;   /* message callback */
+    void *arg;           /* its argument */
+} rsub_t;
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rsub_t *sub = privdata;
+    (void)ac;
+    if (r == NULL) {
+        /* The connection is ending: the last call for this subscription. */
+        sub->cb(sub->arg, TESS_EUNAVAIL, NULL);
+        free(sub);
+        return;
+    }
+    sub->cb(sub->arg, 0, r);
+}
+
+int tess__rconn_subscribe(tess__rconn_t *c, const char *channel, tess__rconn_cb cb, void *arg)
+{
+    rsub_t *sub;
+    const char *argv[2] = {"SUBSCRIBE", channel};
+
+    if (!tess__rconn_up(c))
+        return TESS_EUNAVAIL;
+    if ((sub = calloc(1, sizeof(*sub))) == NULL)
+        return TESS_ENOMEM;
+    sub->conn = c;
+    sub->cb = cb;
+    sub->arg = arg;
+    if (redisAsyncCommandArgv(c->ac, on_sub_reply, sub, 2, argv, NULL) != REDIS_OK) {
+        free(sub);
+        return TESS_EUNAVAIL;
+    }
+    return 0;
+}
+
 int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc, const char **argv,
                         const size_t *argvlen)
 {

@@ -47,6 +47,13 @@ int tess__rconn_up(const tess__rconn_t *c);
 /* Sends one command (binary-safe argv). */
 int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc, const char **argv,
                         const size_t *argvlen);
+/*
+ * SUBSCRIBE to `channel`: `cb` runs for the confirmation and for every message (reply borrowed), and once
+ * more with NULL and TESS_EUNAVAIL when the connection ends (the subscription is gone then; subscribe again
+ * after the next "up"). No timeout applies. A connection with a subscription must not be used for ordinary
+ * commands (RESP2). Returns 0, or TESS_EUNAVAIL when down (no callback).
+ */
+int tess__rconn_subscribe(tess__rconn_t *c, const char *channel, tess__rconn_cb cb, void *arg);
 /* Commands sent but not answered yet. */
 size_t tess__rconn_pending(const tess__rconn_t *c);
 
