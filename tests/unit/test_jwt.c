@@ -5,6 +5,7 @@
  * "<token> <hex userId> <role|-> <jti|-> <iat> <exp> <nbf>", for tests/interop/verify_ours.js to check with
  * jsonwebtoken.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -458,6 +459,54 @@ static void test_hand_written(void **state)
     }
 }
 
+/* One tess_secrets_t shared by threads, each with its own tess_jwt_t: the documented sharing model. */
+typedef struct thread_arg {
+    const tess_secrets_t *secrets;
+    int failures;
+} thread_arg_t;
+
+static void *thread_main(void *p)
+{
+    thread_arg_t *a = p;
+    tess_jwt_t *j = NULL;
+    char tok[1024], cookie[TESS_SIGNED_COOKIE_MAX], sid[TESS_SID_MAX + 1], id[TESS_ID_LEN + 1];
+    size_t n, cn, sn;
+
+    if (tess_jwt_new(&j, a->secrets, NULL) != TESS_OK) {
+        a->failures++;
+        return NULL;
+    }
+    for (int i = 0; i < 2000; i++) {
+        tess_jwt_claims_t c = claims_of("u", "", "", NOW, NOW + 60, 0), out;
+        snprintf(c.user_id, sizeof(c.user_id), "user-%d", i);
+        a->failures += tess_jwt_sign(j, &c, tok, sizeof(tok), &n) != TESS_OK;
+        a->failures += tess_jwt_verify(j, tess_strn(tok, n), NOW, &out) != TESS_OK;
+        a->failures += strcmp(out.user_id, c.user_id) != 0;
+        a->failures += tess_id_new(id) != TESS_OK;
+        a->failures += tess_cookie_sign(a->secrets, tess_str(id), cookie, sizeof(cookie), &cn) != TESS_OK;
+        a->failures += tess_cookie_unsign(a->secrets, tess_strn(cookie, cn), sid, sizeof(sid), &sn) != TESS_OK;
+        a->failures += strcmp(sid, id) != 0;
+    }
+    tess_jwt_free(j);
+    return NULL;
+}
+
+static void test_threads_share_secrets(void **state)
+{
+    fixture_t *f = *state;
+    pthread_t th[4];
+    thread_arg_t args[4];
+
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thread_arg_t){f->secrets, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].failures, 0);
+    }
+}
+
 /* Writes tokens for tests/interop/verify_ours.js when TESS_INTEROP_OUT names a file. */
 static void test_sign_export(void **state)
 {
@@ -499,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sign_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hand_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_share_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_export, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
