@@ -1,0 +1,286 @@
+/*
+ * The PostgreSQL session store: connect-pg-simple's table, on one pipelined libpq connection per loop
+ * (pg/pgconn.c). See tessera/postgres.h and docs/postgres.md.
+ *
+ *   session(sid varchar NOT NULL COLLATE "default" PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)
+ *   + "IDX_session_expire"(expire), + session_user_id_idx((sess->>'userId'))
+ *
+ * `expire` is the truth for expiry (the document's cookie.expires may lag behind a touch). It is a
+ * timestamp without time zone, like connect-pg-simple's, read and written through the connection's
+ * TimeZone (to_timestamp() / ::timestamptz), so tessera and a Node app agree as long as both use the
+ * server's default TimeZone.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "pg/pgconn.h"
+#include "tessera/error.h"
+#include "tessera/postgres.h"
+
+/* pg_advisory_xact_lock key of the session table's migration ('tess', 1). */
+#define MIGRATE_LOCK "pg_advisory_xact_lock(1952805747, 1)"
+
+enum { Q_GET, Q_SET, Q_TOUCH, Q_DESTROY, Q_DESTROY_USER, Q_PING, Q_PRUNE, Q__COUNT };
+
+static const tess__pg_stmt_t stmts[Q__COUNT] = {
+    [Q_GET] = {"SELECT sess, (extract(epoch FROM expire::timestamptz) * 1000)::bigint FROM session"
+               " WHERE sid = $1 AND expire > now()",
+               1},
+    [Q_SET] = {"INSERT INTO session (sid, sess, expire) VALUES ($1, $2::json, to_timestamp($3::bigint / 1000.0))"
+               " ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire",
+               3},
+    /* `expire > now()`: a destroyed or expired row is never brought back. */
+    [Q_TOUCH] = {"UPDATE session SET expire = to_timestamp($2::bigint / 1000.0) WHERE sid = $1 AND expire > now()", 2},
+    [Q_DESTROY] = {"DELETE FROM session WHERE sid = $1", 1},
+    [Q_DESTROY_USER] = {"DELETE FROM session WHERE sess->>'userId' = $1", 1},
+    [Q_PING] = {"SELECT 1", 0},
+    /* SKIP LOCKED: concurrent pruners take disjoint batches, never wait on each other, never deadlock. */
+    [Q_PRUNE] = {"DELETE FROM session WHERE sid IN (SELECT sid FROM session WHERE expire < now() ORDER BY expire"
+                 " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
+                 1},
+};
+
+static const char schema_sql[] =
+    "BEGIN;"
+    "SELECT " MIGRATE_LOCK ";"
+    "CREATE TABLE IF NOT EXISTS session (sid varchar NOT NULL COLLATE \"default\", sess json NOT NULL,"
+    " expire timestamp(6) NOT NULL, CONSTRAINT session_pkey PRIMARY KEY (sid));"
+    "CREATE INDEX IF NOT EXISTS \"IDX_session_expire\" ON session (expire);"
+    "CREATE INDEX IF NOT EXISTS session_user_id_idx ON session ((sess->>'userId'));"
+    "COMMIT";
+
+typedef struct pgstore {
+    tess_store_t base; /* must be first */
+    tess__pg_t *conn;  /* the loop's connection */
+} pgstore_t;
+
+/* One operation in flight. */
+typedef struct pg_op {
+    pgstore_t *s;           /* its store */
+    tess_store_cb cb;       /* caller's callback */
+    void *arg;              /* its argument */
+    int kind;               /* Q_* */
+    size_t sid_len;         /* get: bytes in sid */
+    char sid[TESS_SID_MAX]; /* get: the id (for tess_session_from_json) */
+} pg_op_t;
+
+static const tess_store_ops_t pgstore_ops;
+
+static int valid_sid(tess_str_t sid)
+{
+    return sid.len > 0 && sid.len <= TESS_SID_MAX;
+}
+
+static int64_t col_i64(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static void on_done(void *arg, int rc, const PGresult *res)
+{
+    pg_op_t *op = arg;
+    pg_op_t o = *op;
+    tess_session_t sess;
+    int have = 0;
+
+    free(op);
+    if (rc == 0) {
+        switch (o.kind) {
+        case Q_GET:
+            if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+                rc = TESS_ENOTFOUND;
+            } else {
+                rc = tess_session_from_json(&sess, tess_strn(o.sid, o.sid_len),
+                                            tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
+                                            col_i64(res, 0, 1));
+                have = rc == 0;
+            }
+            break;
+        case Q_TOUCH:
+            if (strcmp(PQcmdTuples((PGresult *)res), "0") == 0)
+                rc = TESS_ENOTFOUND;
+            break;
+        default:
+            break;
+        }
+    }
+    if (rc != 0 && rc != TESS_ENOTFOUND)
+        o.s->base.stats.errors++;
+    o.cb(o.arg, rc, have ? &sess : NULL); /* the store may be closed from here on */
+    if (have)
+        tess_session_clear(&sess);
+}
+
+/* Starts one statement for the caller. */
+static int start(pgstore_t *s, int kind, const tess__pg_param_t *params, int nparams, tess_str_t sid, tess_store_cb cb,
+                 void *arg)
+{
+    pg_op_t *op;
+    int rc;
+
+    if (cb == NULL)
+        return TESS_EINVAL;
+    if ((op = malloc(sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->arg = arg;
+    op->kind = kind;
+    op->sid_len = sid.len;
+    if (sid.len > 0)
+        memcpy(op->sid, sid.ptr, sid.len);
+    if (tess__pg_connected(s->conn)) { /* counts what reaches the backend */
+        if (kind == Q_GET)
+            s->base.stats.gets++;
+        else if (kind == Q_SET || kind == Q_TOUCH || kind == Q_DESTROY || kind == Q_DESTROY_USER)
+            s->base.stats.writes++;
+    }
+    if ((rc = tess__pg_query(s->conn, kind, params, nparams, on_done, op)) != 0)
+        free(op);
+    return rc;
+}
+
+static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+
+    if (!valid_sid(sid))
+        return TESS_EINVAL;
+    tess__pg_param_str(&p[0], sid.ptr, sid.len);
+    return start((pgstore_t *)store, Q_GET, p, 1, sid, cb, arg);
+}
+
+static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[3];
+    char *doc = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (sess == NULL || !valid_sid(tess_str(sess->id)) || sess->user_id[0] == '\0')
+        return TESS_EINVAL;
+    if ((rc = tess_session_to_json(sess, &doc, &len)) != 0)
+        return rc;
+    tess__pg_param_str(&p[0], sess->id, strlen(sess->id));
+    tess__pg_param_str(&p[1], doc, len);
+    tess__pg_param_i64(&p[2], sess->expires_ms);
+    rc = start((pgstore_t *)store, Q_SET, p, 3, tess_strn(NULL, 0), cb, arg); /* libpq copied the bytes */
+    free(doc);
+    return rc;
+}
+
+static int pg_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[2];
+
+    if (!valid_sid(sid))
+        return TESS_EINVAL;
+    tess__pg_param_str(&p[0], sid.ptr, sid.len);
+    tess__pg_param_i64(&p[1], expires_ms);
+    return start((pgstore_t *)store, Q_TOUCH, p, 2, tess_strn(NULL, 0), cb, arg);
+}
+
+static int pg_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+
+    if (!valid_sid(sid))
+        return TESS_EINVAL;
+    tess__pg_param_str(&p[0], sid.ptr, sid.len);
+    return start((pgstore_t *)store, Q_DESTROY, p, 1, tess_strn(NULL, 0), cb, arg);
+}
+
+static int pg_destroy_user(tess_store_t *store, tess_str_t user_id, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+
+    if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX)
+        return TESS_EINVAL;
+    tess__pg_param_str(&p[0], user_id.ptr, user_id.len);
+    return start((pgstore_t *)store, Q_DESTROY_USER, p, 1, tess_strn(NULL, 0), cb, arg);
+}
+
+static int pg_ping(tess_store_t *store, tess_store_cb cb, void *arg)
+{
+    return start((pgstore_t *)store, Q_PING, NULL, 0, tess_strn(NULL, 0), cb, arg);
+}
+
+static void pg_close(tess_store_t *store)
+{
+    pgstore_t *s = (pgstore_t *)store;
+    tess__pg_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
+    free(s);
+}
+
+static const tess_store_ops_t pgstore_ops = {
+    .name = "postgres",
+    .get = pg_get,
+    .set = pg_set,
+    .touch = pg_touch,
+    .destroy = pg_destroy,
+    .destroy_user = pg_destroy_user,
+    .ping = pg_ping,
+    .close = pg_close,
+};
+
+int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap)
+{
+    char dummy[1];
+    PGconn *pg;
+    int rc;
+
+    if (err == NULL || errcap == 0) {
+        err = dummy;
+        errcap = sizeof(dummy);
+    }
+    err[0] = '\0';
+    if (conninfo == NULL)
+        return TESS_EINVAL;
+    if ((pg = tess__pg_connect_sync(conninfo, err, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    rc = tess__pg_exec_sync(pg, schema_sql, err, errcap);
+    if (rc != 0 && rc != TESS_EUNAVAIL)
+        rc = TESS_EIO;
+    PQfinish(pg);
+    return rc;
+}
+
+int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap)
+{
+    tess__pg_opts_t po = {0};
+    pgstore_t *s;
+    int rc;
+
+    *out = NULL;
+    if (loop == NULL || opts == NULL || opts->conninfo == NULL)
+        return TESS_EINVAL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return TESS_ENOMEM;
+    s->base.ops = &pgstore_ops;
+    po.conninfo = opts->conninfo;
+    po.timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
+    po.stmts = stmts;
+    po.n_stmts = Q__COUNT;
+    po.name = "pgstore";
+    if ((rc = tess__pg_open(&s->conn, loop, &po, err, errcap)) != 0) {
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+int tess_pgstore_connected(tess_store_t *store)
+{
+    return store != NULL && store->ops == &pgstore_ops && tess__pg_connected(((pgstore_t *)store)->conn);
+}
+
+int tess_pgstore_prune(tess_store_t *store, int batch, tess_store_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+
+    if (store == NULL || store->ops != &pgstore_ops || batch <= 0)
+        return TESS_EINVAL;
+    tess__pg_param_i64(&p[0], batch);
+    return start((pgstore_t *)store, Q_PRUNE, p, 1, tess_strn(NULL, 0), cb, arg);
+}

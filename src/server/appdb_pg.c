@@ -1,0 +1,484 @@
+/*
+ * appdb on PostgreSQL: the same schema, results and rules as appdb_sqlite.c, on one pipelined libpq
+ * connection per loop (pg/pgconn.h). Every operation is ONE statement, so it is atomic on its own and
+ * needs no transaction spanning round trips:
+ *   - create/get compute queue_position in the same statement (one snapshot);
+ *   - join/close are conditional UPDATEs that also report, in the same statement, whether the row exists
+ *     (ENOTFOUND) or is in the wrong state (ECONFLICT);
+ *   - message_add locks the pre-chat row (FOR UPDATE: concurrent adds to one pre-chat serialize, so message
+ *     ids grow in commit order within a pre-chat), inserts only when it is not closed, and bumps
+ *     message_count / last_message_id / updated_at in the same statement.
+ * Times are bigint ms, like SQLite. The schema is versioned in tessera_schema and migrated at start-up
+ * under an advisory lock, so several instances may start at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg/pgconn.h"
+#include "server/appdb.h"
+#include "tessera/error.h"
+
+/* pg_advisory_xact_lock key of the app schema's migrations ('tess', 2). */
+#define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(1952805747, 2)"
+
+/* Migrations, applied in order; tessera_schema holds one row per applied version. */
+static const char *const migrations[] = {
+    /* 1 */
+    "CREATE TABLE app_user ("
+    " id bigserial PRIMARY KEY,"
+    " name text NOT NULL UNIQUE,"
+    " role text NOT NULL CHECK (role IN ('visitor','agent')),"
+    " password_hash text NOT NULL,"
+    " created_at bigint NOT NULL);"
+    "CREATE TABLE prechat ("
+    " id bigserial PRIMARY KEY,"
+    " visitor_id bigint NOT NULL REFERENCES app_user(id),"
+    " agent_id bigint REFERENCES app_user(id),"
+    " topic text NOT NULL,"
+    " status text NOT NULL CHECK (status IN ('waiting','active','closed')),"
+    " created_at bigint NOT NULL,"
+    " updated_at bigint NOT NULL,"
+    " message_count bigint NOT NULL DEFAULT 0,"
+    " last_message_id bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX prechat_status_id ON prechat(status, id);"
+    "CREATE TABLE message ("
+    " id bigserial PRIMARY KEY,"
+    " prechat_id bigint NOT NULL REFERENCES prechat(id),"
+    " sender_id bigint NOT NULL REFERENCES app_user(id),"
+    " sender_role text NOT NULL,"
+    " body text NOT NULL,"
+    " created_at bigint NOT NULL);"
+    "CREATE INDEX message_prechat_id ON message(prechat_id, id);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+#define PRECHAT_COLS                                                                                                   \
+    "id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at, message_count, last_message_id"
+#define MESSAGE_COLS "id, prechat_id, sender_id, sender_role, body, created_at"
+
+enum {
+    Q_USER_BY_NAME,
+    Q_PRECHAT_CREATE,
+    Q_PRECHAT_GET,
+    Q_WAITING,
+    Q_JOIN,
+    Q_CLOSE,
+    Q_MSG_ADD,
+    Q_MSG_LIST,
+    Q_PING,
+    Q__COUNT
+};
+
+static const tess__pg_stmt_t stmts[Q__COUNT] = {
+    [Q_USER_BY_NAME] = {"SELECT id, name, role, password_hash FROM app_user WHERE name = $1", 1},
+    /* The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one. */
+    [Q_PRECHAT_CREATE] = {"WITH ins AS (INSERT INTO prechat (visitor_id, topic, status, created_at, updated_at)"
+                          " VALUES ($1::bigint, $2, 'waiting', $3::bigint, $3::bigint) RETURNING *)"
+                          " SELECT " PRECHAT_COLS ", (SELECT count(*) FROM prechat w"
+                          " WHERE w.status = 'waiting' AND w.id < ins.id) + 1 FROM ins",
+                          3},
+    [Q_PRECHAT_GET] =
+        {"SELECT " PRECHAT_COLS ", CASE WHEN p.status = 'waiting' THEN (SELECT count(*) FROM prechat w"
+         " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END FROM prechat p WHERE p.id = $1::bigint",
+         1},
+    [Q_WAITING] = {"SELECT " PRECHAT_COLS " FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT $1::bigint", 1},
+    /* First column: true = changed (the new row follows), false = exists in another state; no row = unknown. */
+    [Q_JOIN] = {"WITH upd AS (UPDATE prechat SET status = 'active', agent_id = $2::bigint, updated_at = $3::bigint"
+                " WHERE id = $1::bigint AND status = 'waiting' RETURNING " PRECHAT_COLS ")"
+                " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
+                " WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM upd)",
+                3},
+    [Q_CLOSE] = {"WITH upd AS (UPDATE prechat SET status = 'closed', updated_at = $2::bigint"
+                 " WHERE id = $1::bigint AND status <> 'closed' RETURNING " PRECHAT_COLS ")"
+                 " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
+                 " WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM upd)",
+                 2},
+    /* No row back: the pre-chat is closed (or gone) -> ECONFLICT, as on SQLite. */
+    [Q_MSG_ADD] = {"WITH pc AS (SELECT id FROM prechat WHERE id = $1::bigint AND status <> 'closed' FOR UPDATE),"
+                   " ins AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+                   " SELECT pc.id, $2::bigint, $3, $4, $5::bigint FROM pc RETURNING " MESSAGE_COLS "),"
+                   " bump AS (UPDATE prechat p SET message_count = p.message_count + 1,"
+                   " last_message_id = GREATEST(p.last_message_id, ins.id), updated_at = $5::bigint"
+                   " FROM ins WHERE p.id = ins.prechat_id RETURNING p.id)"
+                   " SELECT ins.* FROM ins",
+                   5},
+    [Q_MSG_LIST] = {"SELECT " MESSAGE_COLS " FROM message WHERE prechat_id = $1::bigint AND id > $2::bigint"
+                    " ORDER BY id LIMIT $3::bigint",
+                    3},
+    [Q_PING] = {"SELECT 1", 0},
+};
+
+typedef struct appdb_pg {
+    appdb_t super;    /* base; first member */
+    tess__pg_t *conn; /* the loop's connection */
+} appdb_pg_t;
+
+typedef struct pg_op {
+    appdb_cb cb; /* caller's callback */
+    void *arg;   /* its argument */
+    int kind;    /* Q_* */
+} pg_op_t;
+
+static void copy_text(char *dst, size_t cap, const PGresult *res, int row, int col)
+{
+    size_t n = (size_t)PQgetlength(res, row, col);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, PQgetvalue(res, row, col), n);
+    dst[n] = '\0';
+}
+
+static int64_t col_i64(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Reads PRECHAT_COLS starting at column `c`. */
+static void read_prechat(const PGresult *res, int row, int c, appdb_prechat_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->id = col_i64(res, row, c);
+    p->visitor_id = col_i64(res, row, c + 1);
+    p->agent_id = col_i64(res, row, c + 2);
+    copy_text(p->topic, sizeof(p->topic), res, row, c + 3);
+    copy_text(p->status, sizeof(p->status), res, row, c + 4);
+    p->created_ms = col_i64(res, row, c + 5);
+    p->updated_ms = col_i64(res, row, c + 6);
+    p->message_count = col_i64(res, row, c + 7);
+    p->last_message_id = col_i64(res, row, c + 8);
+}
+
+static void read_message(const PGresult *res, int row, appdb_message_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = col_i64(res, row, 0);
+    m->prechat_id = col_i64(res, row, 1);
+    m->sender_id = col_i64(res, row, 2);
+    copy_text(m->sender_role, sizeof(m->sender_role), res, row, 3);
+    copy_text(m->body, sizeof(m->body), res, row, 4);
+    m->created_ms = col_i64(res, row, 5);
+}
+
+static void on_done(void *arg, int rc, const PGresult *pgres)
+{
+    pg_op_t op = *(pg_op_t *)arg;
+    appdb_result_t res = {.rc = rc};
+    appdb_user_t user;
+    appdb_prechat_t one;
+    appdb_message_t msg;
+    void *rows = NULL;
+    int n = rc == 0 ? PQntuples(pgres) : 0;
+
+    free(arg);
+    if (rc != 0)
+        goto out;
+    switch (op.kind) {
+    case Q_USER_BY_NAME:
+        if (n == 0) {
+            res.rc = TESS_ENOTFOUND;
+            break;
+        }
+        memset(&user, 0, sizeof(user));
+        user.id = col_i64(pgres, 0, 0);
+        copy_text(user.name, sizeof(user.name), pgres, 0, 1);
+        copy_text(user.role, sizeof(user.role), pgres, 0, 2);
+        copy_text(user.pwhash, sizeof(user.pwhash), pgres, 0, 3);
+        res.user = &user;
+        break;
+    case Q_PRECHAT_CREATE:
+    case Q_PRECHAT_GET:
+        if (n == 0) {
+            res.rc = TESS_ENOTFOUND;
+            break;
+        }
+        read_prechat(pgres, 0, 0, &one);
+        one.queue_position = col_i64(pgres, 0, 9);
+        res.prechats = &one;
+        res.n_prechats = 1;
+        break;
+    case Q_JOIN:
+    case Q_CLOSE:
+        if (n == 0) {
+            res.rc = TESS_ENOTFOUND;
+        } else if (PQgetvalue(pgres, 0, 0)[0] != 't') {
+            res.rc = TESS_ECONFLICT;
+        } else {
+            read_prechat(pgres, 0, 1, &one); /* active or closed: no queue position */
+            res.prechats = &one;
+            res.n_prechats = 1;
+        }
+        break;
+    case Q_WAITING:
+        if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_prechat_t))) == NULL) {
+            res.rc = TESS_ENOMEM;
+            break;
+        }
+        res.prechats = rows;
+        for (int i = 0; i < n; ++i) {
+            read_prechat(pgres, i, 0, &res.prechats[i]);
+            res.prechats[i].queue_position = i + 1; /* ordered by id: the queue itself */
+        }
+        res.n_prechats = (size_t)n;
+        break;
+    case Q_MSG_ADD:
+        if (n == 0) {
+            res.rc = TESS_ECONFLICT; /* closed (or gone: the caller checked it exists) */
+            break;
+        }
+        read_message(pgres, 0, &msg);
+        res.messages = &msg;
+        res.n_messages = 1;
+        break;
+    case Q_MSG_LIST:
+        if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_message_t))) == NULL) {
+            res.rc = TESS_ENOMEM;
+            break;
+        }
+        res.messages = rows;
+        for (int i = 0; i < n; ++i)
+            read_message(pgres, i, &res.messages[i]);
+        res.n_messages = (size_t)n;
+        break;
+    default:
+        break;
+    }
+out:
+    op.cb(op.arg, &res);
+    free(rows);
+}
+
+static int start(appdb_t *db, int kind, const tess__pg_param_t *params, int nparams, appdb_cb cb, void *arg)
+{
+    appdb_pg_t *s = (appdb_pg_t *)db;
+    pg_op_t *op;
+    int rc;
+
+    if (cb == NULL)
+        return TESS_EINVAL;
+    if ((op = malloc(sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->cb = cb;
+    op->arg = arg;
+    op->kind = kind;
+    if ((rc = tess__pg_query(s->conn, kind, params, nparams, on_done, op)) != 0)
+        free(op);
+    return rc;
+}
+
+static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+    tess__pg_param_str(&p[0], name.ptr, name.len);
+    return start(db, Q_USER_BY_NAME, p, 1, cb, arg);
+}
+
+static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[3];
+    tess__pg_param_i64(&p[0], visitor_id);
+    tess__pg_param_str(&p[1], topic.ptr, topic.len);
+    tess__pg_param_i64(&p[2], now_ms);
+    return start(db, Q_PRECHAT_CREATE, p, 3, cb, arg);
+}
+
+static int op_prechat_get(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+    tess__pg_param_i64(&p[0], id);
+    return start(db, Q_PRECHAT_GET, p, 1, cb, arg);
+}
+
+static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[1];
+    tess__pg_param_i64(&p[0], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    return start(db, Q_WAITING, p, 1, cb, arg);
+}
+
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[3];
+    tess__pg_param_i64(&p[0], id);
+    tess__pg_param_i64(&p[1], agent_id);
+    tess__pg_param_i64(&p[2], now_ms);
+    return start(db, Q_JOIN, p, 3, cb, arg);
+}
+
+static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[2];
+    tess__pg_param_i64(&p[0], id);
+    tess__pg_param_i64(&p[1], now_ms);
+    return start(db, Q_CLOSE, p, 2, cb, arg);
+}
+
+static int op_message_add(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
+                          int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[5];
+
+    if (body.len > APP_BODY_MAX || role.len > TESS_ROLE_MAX)
+        return TESS_ETOOBIG;
+    tess__pg_param_i64(&p[0], prechat_id);
+    tess__pg_param_i64(&p[1], sender_id);
+    tess__pg_param_str(&p[2], role.ptr, role.len);
+    tess__pg_param_str(&p[3], body.ptr, body.len);
+    tess__pg_param_i64(&p[4], now_ms);
+    return start(db, Q_MSG_ADD, p, 5, cb, arg);
+}
+
+static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg)
+{
+    tess__pg_param_t p[3];
+    tess__pg_param_i64(&p[0], prechat_id);
+    tess__pg_param_i64(&p[1], after);
+    tess__pg_param_i64(&p[2], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    return start(db, Q_MSG_LIST, p, 3, cb, arg);
+}
+
+static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
+{
+    return start(db, Q_PING, NULL, 0, cb, arg);
+}
+
+static void op_close(appdb_t *db)
+{
+    appdb_pg_t *s = (appdb_pg_t *)db;
+    tess__pg_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
+    free(s);
+}
+
+static const appdb_ops_t pg_ops = {
+    .name = "postgres",
+    .user_by_name = op_user_by_name,
+    .prechat_create = op_prechat_create,
+    .prechat_get = op_prechat_get,
+    .prechat_waiting = op_prechat_waiting,
+    .prechat_join = op_prechat_join,
+    .prechat_close = op_prechat_close,
+    .message_add = op_message_add,
+    .messages_list = op_messages_list,
+    .ping = op_ping,
+    .close = op_close,
+};
+
+/* Brings the schema to SCHEMA_VERSION in one transaction under the advisory lock. */
+static int migrate(PGconn *pg, char *errbuf, size_t errcap)
+{
+    PGresult *res = NULL;
+    int rc, version;
+
+    if ((rc = tess__pg_exec_sync(pg, "BEGIN", errbuf, errcap)) != 0 ||
+        (rc = tess__pg_exec_sync(pg, MIGRATE_LOCK, errbuf, errcap)) != 0 ||
+        (rc = tess__pg_exec_sync(pg, "SET LOCAL client_min_messages = warning", errbuf, errcap)) != 0 ||
+        (rc = tess__pg_exec_sync(pg, "CREATE TABLE IF NOT EXISTS tessera_schema (version int NOT NULL)", errbuf,
+                                 errcap)) != 0)
+        goto out;
+    res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM tessera_schema");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        snprintf(errbuf, errcap, "reading schema version: %s", PQerrorMessage(pg));
+        rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
+        goto out;
+    }
+    version = atoi(PQgetvalue(res, 0, 0));
+    if (version > SCHEMA_VERSION) {
+        snprintf(errbuf, errcap, "database schema version %d is newer than this tessera (%d)", version, SCHEMA_VERSION);
+        rc = TESS_EIO;
+        goto out;
+    }
+    for (int v = version + 1; v <= SCHEMA_VERSION; ++v) {
+        char ins[80];
+        snprintf(ins, sizeof(ins), "INSERT INTO tessera_schema (version) VALUES (%d)", v);
+        if ((rc = tess__pg_exec_sync(pg, migrations[v - 1], errbuf, errcap)) != 0 ||
+            (rc = tess__pg_exec_sync(pg, ins, errbuf, errcap)) != 0)
+            goto out;
+    }
+    rc = tess__pg_exec_sync(pg, "COMMIT", errbuf, errcap);
+out:
+    PQclear(res);
+    if (rc != 0) {
+        PQclear(PQexec(pg, "ROLLBACK"));
+        if (rc != TESS_EUNAVAIL)
+            rc = TESS_EIO;
+    }
+    return rc;
+}
+
+int appdb_pg_migrate(const char *conninfo, char *errbuf, size_t errcap)
+{
+    PGconn *pg;
+    int rc;
+
+    if (conninfo == NULL)
+        return TESS_EINVAL;
+    if ((pg = tess__pg_connect_sync(conninfo, errbuf, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    rc = migrate(pg, errbuf, errcap);
+    PQfinish(pg);
+    return rc;
+}
+
+int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, int64_t timeout_ms, char *errbuf,
+                  size_t errcap)
+{
+    tess__pg_opts_t po = {0};
+    appdb_pg_t *s;
+    int rc;
+
+    *out = NULL;
+    if (loop == NULL || conninfo == NULL)
+        return TESS_EINVAL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return TESS_ENOMEM;
+    s->super.ops = &pg_ops;
+    po.conninfo = conninfo;
+    po.timeout_ms = timeout_ms;
+    po.stmts = stmts;
+    po.n_stmts = Q__COUNT;
+    po.name = "appdb";
+    if ((rc = tess__pg_open(&s->conn, loop, &po, errbuf, errcap)) != 0) {
+        free(s);
+        return rc;
+    }
+    *out = &s->super;
+    return 0;
+}
+
+int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, const char *pwhash, int64_t now_ms,
+                      char *errbuf, size_t errcap)
+{
+    const char *values[4];
+    char created[24];
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    int rc;
+
+    if (conninfo == NULL || name == NULL || role == NULL || pwhash == NULL)
+        return TESS_EINVAL;
+    if ((pg = tess__pg_connect_sync(conninfo, errbuf, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    if ((rc = migrate(pg, errbuf, errcap)) != 0)
+        goto out;
+    snprintf(created, sizeof(created), "%lld", (long long)now_ms);
+    values[0] = name;
+    values[1] = role;
+    values[2] = pwhash;
+    values[3] = created;
+    res = PQexecParams(pg, "INSERT INTO app_user (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4)", 4,
+                       NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "23505") == 0) {
+            rc = TESS_EEXISTS;
+            snprintf(errbuf, errcap, "a user with that name exists");
+        } else {
+            rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
+            snprintf(errbuf, errcap, "%s", PQerrorMessage(pg));
+        }
+    }
+out:
+    PQclear(res);
+    PQfinish(pg);
+    return rc;
+}
