@@ -19,6 +19,7 @@
 #include "tessera/common.h"
 #include "tessera/cookie.h"
 #include "tessera/jwt.h"
+#include "tessera/revoke.h"
 #include "tessera/session.h"
 #include "tessera/store.h"
 
@@ -38,22 +39,23 @@ int tess_strategy_parse(tess_str_t name, tess_strategy_t *out);
 const char *tess_strategy_name(tess_strategy_t s);
 
 typedef struct tess_auth_config {
-    tess_strategy_t strategy;        /* which strategy */
-    const tess_secrets_t *secrets;   /* borrowed; signs cookies and JWTs */
-    tess_session_policy_t policy;    /* lifetimes */
-    tess_str_t cookie_name;          /* borrowed; empty: "connect.sid" (or "session-token" for jwt) */
-    tess_store_t *store;             /* borrowed; source of truth for db/redis/cached */
-    tess_cache_t *cache;             /* borrowed; near-cache for cached (may be shared by threads) */
-    tess_jwt_t *jwt;                 /* borrowed; this thread's verifier for jwt */
+    tess_strategy_t strategy;      /* which strategy */
+    const tess_secrets_t *secrets; /* borrowed; signs cookies and JWTs */
+    tess_session_policy_t policy;  /* lifetimes */
+    tess_str_t cookie_name;        /* borrowed; empty: "connect.sid" (or "session-token" for jwt) */
+    tess_store_t *store;           /* borrowed; source of truth for db/redis/cached */
+    tess_cache_t *cache;           /* borrowed; near-cache for cached (may be shared by threads) */
+    tess_jwt_t *jwt;               /* borrowed; this thread's verifier for jwt */
+    tess_revoker_t *revoker;       /* borrowed; this thread's revocation checker (any strategy), or NULL */
 } tess_auth_config_t;
 
 typedef struct tess_auth tess_auth_t;
 
 typedef struct tess_auth_stats {
-    uint64_t checks;          /* tess_auth_check() calls */
-    uint64_t rejected_early;  /* refused before any cache or store: no cookie, bad format, bad signature */
-    uint64_t store_lookups;   /* lookups that went to the store */
-    uint64_t touches;         /* throttled touches sent to the store */
+    uint64_t checks;         /* tess_auth_check() calls */
+    uint64_t rejected_early; /* refused before any cache or store: no cookie, bad format, bad signature */
+    uint64_t store_lookups;  /* lookups that went to the store */
+    uint64_t touches;        /* throttled touches sent to the store */
 } tess_auth_stats_t;
 
 /* Returns 0, TESS_EINVAL (a component the strategy needs is missing), TESS_ENOMEM. */
@@ -87,6 +89,19 @@ void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int
 
 /* Ends session `sid` (store destroy + cache eviction; for jwt nothing is stored). Calls `cb` once. */
 void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg);
+
+/*
+ * Ends session `s` as tess_auth_check() returned it: like tess_auth_logout(), and for jwt, when a revoker is
+ * configured, puts the token's jti on the deny list until its expiry (without a revoker nothing is stored:
+ * the token stays valid until it expires, only the browser forgets it). Calls `cb` once.
+ */
+void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg);
+
+/*
+ * Logs user `user_id` out everywhere: every stored session of the user (store destroy_user, near-cache
+ * eviction) and, with a revoker, every token issued up to now (per-user cut-off). Calls `cb` once.
+ */
+void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg);
 
 /* The cookie name in use. */
 tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);

@@ -32,6 +32,7 @@ typedef struct tess_inval_opts {
     const char *const *prefixes;  /* key prefixes to track */
     size_t nprefixes;             /* how many (1..16) */
     int64_t timeout_ms;           /* command timeout (default 1000) */
+    const char *epoch_key;        /* when set: INCR'ed before reporting "up" (marks older cache copies stale) */
     tess_inval_key_cb on_key;     /* invalidated key */
     tess_inval_state_cb on_state; /* usable or not */
     void *arg;                    /* argument of both callbacks */

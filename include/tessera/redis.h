@@ -39,6 +39,46 @@ int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis
 /* 1 when the handle's connection is up. */
 int tess_redisstore_connected(tess_store_t *store);
 
+/*
+ * A store that puts a Redis cache-aside (L2) in front of `inner` (the source of truth, e.g. the SQLite or
+ * PostgreSQL store), as the cached strategy uses it:
+ *
+ *   get      GET <prefix><sid> (+ GET <epoch key>, same round trip); a hit stamped with the current epoch is
+ *            the answer; otherwise `inner` answers and a hit there is written back with SET ... PX <ttl> NX
+ *            (never over a newer copy or a tombstone) and added to <prefix>user:<uid>
+ *   set      `inner` only (a new id has no copy)
+ *   touch    `inner`, then DEL of the copy (its expiry is stale)
+ *   destroy  a tombstone "!" replaces the copy (PX <ttl>: a racing reader cannot put the session back),
+ *            then `inner`
+ *   destroy_user  tombstones for every id in the user's set, then `inner`
+ *
+ * Values are "<epoch>:<session JSON>". The epoch key is bumped (INCR) by every invalidation listener that
+ * (re)connects; copies stamped with an older epoch are misses. Redis being down only costs speed: reads
+ * go to `inner`, and writes to the cache are best effort (the listener flush + epoch bump on recovery keep
+ * every instance from trusting copies written before the outage).
+ */
+typedef struct tess_l2_opts {
+    const char *url;       /* Redis URL; borrowed during open */
+    const char *prefix;    /* key prefix (default "session:") */
+    const char *epoch_key; /* epoch key (default "tessera:epoch") */
+    int64_t ttl_ms;        /* copy lifetime (default 300 s) */
+    int64_t timeout_ms;    /* per-command timeout (default 1000) */
+} tess_l2_opts_t;
+
+/*
+ * Opens the composite store on `loop`. Takes ownership of `inner` (closed with the composite, also on
+ * failure). Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM.
+ */
+int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop, const tess_l2_opts_t *opts,
+                          char *err, size_t errcap);
+/* Counters of the L2 layer (tests and /metrics). */
+typedef struct tess_l2_stats {
+    uint64_t hits;   /* answered from Redis */
+    uint64_t misses; /* went to the inner store */
+    uint64_t errors; /* Redis calls that failed (outage, timeout) */
+} tess_l2_stats_t;
+void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -253,10 +253,21 @@ static void on_check_get(void *arg, int rc, const tess_session_t *found)
     op_free(op);
 }
 
+static void on_jwt_revocation(void *arg, int rc)
+{
+    auth_op_t *op = arg;
+    if (rc == 0)
+        op->cb(op->arg, 0, &op->sess, no_cookie);
+    else
+        op->cb(op->arg, rc == TESS_EREVOKED ? TESS_EDENIED : rc, NULL, no_cookie);
+    op_free(op);
+}
+
 static void check_jwt(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_auth_cb cb, void *arg)
 {
     tess_jwt_claims_t claims;
     tess_session_t s;
+    auth_op_t *op;
     int rc = tess_jwt_verify(auth->cfg.jwt, token, now_ms / 1000, &claims);
 
     if (rc != 0) {
@@ -272,7 +283,18 @@ static void check_jwt(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_
     memcpy(s.role, claims.role, strlen(claims.role) + 1);
     s.created_ms = claims.iat * 1000;
     s.absolute_expires_ms = s.expires_ms = claims.exp * 1000;
-    cb(arg, 0, &s, no_cookie);
+    if (auth->cfg.revoker == NULL) {
+        cb(arg, 0, &s, no_cookie);
+        return;
+    }
+    /* Signed and unexpired; now: logged out (deny list) or cut off (log out everywhere)? */
+    if ((op = op_new(auth, cb, arg, now_ms)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, no_cookie);
+        return;
+    }
+    op->sess = s;
+    tess_revoker_check(auth->cfg.revoker, tess_str(op->sess.id), tess_str(op->sess.user_id), claims.iat, now_ms,
+                       on_jwt_revocation, op);
 }
 
 void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg)
@@ -449,4 +471,78 @@ void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *
         op_free(op);
         cb(arg, rc, NULL, no_cookie);
     }
+}
+
+/* ---- revocation ---------------------------------------------------------------------------------------- */
+
+static void on_revoked(void *arg, int rc)
+{
+    auth_op_t *op = arg;
+    op->cb(op->arg, rc, NULL, no_cookie);
+    op_free(op);
+}
+
+void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg)
+{
+    auth_op_t *op;
+
+    if (auth->cfg.strategy != TESS_STRATEGY_JWT) {
+        tess_auth_logout(auth, tess_str(s->id), cb, arg);
+        return;
+    }
+    if (auth->cfg.revoker == NULL) {
+        cb(arg, 0, NULL, no_cookie); /* nothing to revoke with: the browser drops the cookie */
+        return;
+    }
+    if ((op = op_new(auth, cb, arg, 0)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, no_cookie);
+        return;
+    }
+    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms, on_revoked, op);
+}
+
+static void on_everywhere_store(void *arg, int rc, const tess_session_t *unused)
+{
+    auth_op_t *op = arg;
+    tess_auth_t *auth = op->auth;
+    (void)unused;
+    if (auth->cfg.cache != NULL)
+        tess_cache_evict_user(auth->cfg.cache, tess_strn(op->sid, op->sid_len));
+    if (rc != 0 && rc != TESS_ENOTFOUND) {
+        on_revoked(op, rc);
+        return;
+    }
+    if (auth->cfg.revoker == NULL) {
+        on_revoked(op, 0);
+        return;
+    }
+    /* Keep the cut-off as long as any token issued before it can live. */
+    tess_revoker_cut(auth->cfg.revoker, tess_strn(op->sid, op->sid_len), op->now_ms,
+                     auth->cfg.policy.ttl_s * 1000 + 60000, on_revoked, op);
+}
+
+void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg)
+{
+    auth_op_t *op;
+    int rc;
+
+    if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX) {
+        cb(arg, TESS_EINVAL, NULL, no_cookie);
+        return;
+    }
+    if ((op = op_new(auth, cb, arg, now_ms)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, no_cookie);
+        return;
+    }
+    op->sid_len = user_id.len; /* the user id rides in the id buffer (TESS_USER_ID_MAX < TESS_SID_MAX) */
+    memcpy(op->sid, user_id.ptr, user_id.len);
+    op->sid[user_id.len] = '\0';
+    if (auth->cfg.cache != NULL)
+        tess_cache_evict_user(auth->cfg.cache, user_id);
+    if (auth->cfg.store == NULL || auth->cfg.strategy == TESS_STRATEGY_JWT) {
+        on_everywhere_store(op, 0, NULL);
+        return;
+    }
+    if ((rc = tess_store_destroy_user(auth->cfg.store, tess_strn(op->sid, op->sid_len), on_everywhere_store, op)) != 0)
+        on_everywhere_store(op, rc, NULL);
 }

@@ -23,6 +23,7 @@ struct tess_inval {
     int up;                                      /* reported state */
     size_t nprefixes;                            /* tracked prefixes */
     char prefixes[PREFIXES_MAX][PREFIX_LEN_MAX]; /* their text */
+    char epoch_key[PREFIX_LEN_MAX];              /* INCR'ed on every (re)connection ("" none) */
     tess_inval_opts_t opts;                      /* callbacks */
     uint64_t epoch;                              /* bumped on every connection change: stale replies are ignored */
 };
@@ -52,6 +53,18 @@ static ictx_t *ictx_new(tess_inval_t *inv)
     return x;
 }
 
+static void on_epoch(void *arg, int rc, redisReply *r)
+{
+    ictx_t *x = arg;
+    tess_inval_t *inv = x->inv;
+    int current = x->epoch == inv->epoch;
+    free(x);
+    if (!current)
+        return;
+    inv->tracking = rc == 0 && r != NULL && r->type == REDIS_REPLY_INTEGER;
+    report(inv);
+}
+
 static void on_tracking(void *arg, int rc, redisReply *r)
 {
     ictx_t *x = arg;
@@ -60,11 +73,19 @@ static void on_tracking(void *arg, int rc, redisReply *r)
     free(x);
     if (!current)
         return;
+    x = NULL;
     if (rc != 0 || r == NULL || r->type == REDIS_REPLY_ERROR) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             fprintf(stderr, "tessera: CLIENT TRACKING refused: %.*s\n", (int)r->len, r->str);
         inv->tracking = 0;
         report(inv);
+        return;
+    }
+    if (inv->epoch_key[0] != '\0') {
+        /* Copies written to the cache before this (re)connection may predate a missed invalidation. */
+        const char *argv[2] = {"INCR", inv->epoch_key};
+        if ((x = ictx_new(inv)) != NULL)
+            tess__rconn_command(inv->trk, on_epoch, x, 2, argv, NULL);
         return;
     }
     inv->tracking = 1;
@@ -216,6 +237,15 @@ int tess_inval_open(tess_inval_t **out, tess_loop_t *loop, const tess_inval_opts
         strcpy(inv->prefixes[i], opts->prefixes[i]);
     }
     inv->nprefixes = opts->nprefixes;
+    if (opts->epoch_key != NULL) {
+        if (strlen(opts->epoch_key) >= PREFIX_LEN_MAX) {
+            snprintf(err, errcap, "invalidation listener: epoch key too long");
+            rc = TESS_EINVAL;
+            goto out;
+        }
+        strcpy(inv->epoch_key, opts->epoch_key);
+    }
+    inv->opts.epoch_key = NULL;
     if ((rc = tess__rconn_new(&inv->sub, loop, &url, opts->timeout_ms, on_sub_state, inv)) != 0 ||
         (rc = tess__rconn_new(&inv->trk, loop, &url, opts->timeout_ms, on_trk_state, inv)) != 0)
         goto out;
