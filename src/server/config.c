@@ -43,7 +43,13 @@ void tess_config_usage(FILE *out)
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
           "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
           "  SESSION_PREFIX         Redis key prefix (default session:)\n"
-          "  BACKEND_TIMEOUT_MS     timeout of each Redis / PostgreSQL call, ms (default 1000)\n",
+          "  BACKEND_TIMEOUT_MS     timeout of each Redis / PostgreSQL call, ms (default 1000)\n"
+          "\n"
+          "With REDIS_URL, every strategy gets token revocation and \"log out everywhere\", the meta endpoint a\n"
+          "cache, and the cached strategy a Redis cache-aside (L2); all caches are kept coherent across\n"
+          "instances by Redis client tracking and switched off while that channel is down.\n"
+          "  CACHE_L2_TTL           Redis cache-aside copy lifetime, seconds (default 300)\n"
+          "  META_CACHE_TTL         meta cache row lifetime, seconds (default 60)\n",
           out);
 }
 
@@ -221,6 +227,14 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("BACKEND_TIMEOUT_MS", 10, 60000, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->backend_timeout_ms = v;
+    v = 300;
+    if (env_int("CACHE_L2_TTL", 1, 86400, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->l2_ttl_ms = v * 1000;
+    v = 60;
+    if (env_int("META_CACHE_TTL", 1, 3600, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->meta_ttl_ms = v * 1000;
     if (threads != NULL && *threads != '\0') {
         if (tess_parse_int(threads, 1, 256, &v) != 0) {
             snprintf(err, errcap, "bad thread count '%s': expected 1..256", threads);

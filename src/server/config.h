@@ -29,6 +29,8 @@ typedef struct tess_config {
     int threads;                  /* event loops */
     size_t max_body;              /* request body bound, bytes */
     tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */
+    int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
+    int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
 } tess_config_t;
 

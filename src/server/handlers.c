@@ -271,7 +271,16 @@ static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_
     if (r == NULL)
         return;
     if (rc == 0 && s != NULL) {
-        tess_auth_logout(r->th->auth, tess_str(s->id), logout_done, req_suspend(r));
+        char everywhere[8];
+        int q = query_param(r, "everywhere", everywhere, sizeof(everywhere));
+        if (q < 0 || (q > 0 && strcmp(everywhere, "1") != 0 && strcmp(everywhere, "0") != 0)) {
+            send_error(r, 400, "bad_request", "everywhere must be 1 or 0");
+            return;
+        }
+        if (q > 0 && strcmp(everywhere, "1") == 0)
+            tess_auth_logout_everywhere(r->th->auth, tess_str(s->user_id), tess_now_ms(), logout_done, req_suspend(r));
+        else
+            tess_auth_logout_session(r->th->auth, s, logout_done, req_suspend(r));
     } else if (rc == TESS_EUNAVAIL || rc == TESS_ETIMEOUT) {
         send_backend_error(r, rc);
     } else {
@@ -482,9 +491,33 @@ static void meta_then(tess_req_t *r, const appdb_prechat_t *p)
 }
 PRECHAT_STEP(meta, meta_then, 0)
 
+static void meta_db_loaded(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r = req_resume(arg);
+    if (r == NULL)
+        return;
+    if (res->rc == 0 && res->n_prechats == 1 && r->th->srv->meta != NULL)
+        metacache_put(r->th->srv->meta, &res->prechats[0], tess_now_ms(), r->meta_gen);
+    meta_loaded(req_suspend(r), res);
+}
+
 void h_prechat_meta(tess_req_t *r)
 {
-    APPDB_CALL(r, prechat_get, r->prechat_id, meta_loaded);
+    metacache_t *meta = r->th->srv->meta;
+    appdb_prechat_t p;
+
+    if (meta == NULL) {
+        APPDB_CALL(r, prechat_get, r->prechat_id, meta_loaded);
+        return;
+    }
+    if (metacache_get(meta, r->prechat_id, tess_now_ms(), &p)) {
+        appdb_result_t res = {.rc = 0, .prechats = &p, .n_prechats = 1};
+        meta_loaded(req_suspend(r), &res);
+        return;
+    }
+    /* Read the generation first: a write (here or on another instance) meanwhile drops our put. */
+    r->meta_gen = metacache_gen(meta, r->prechat_id);
+    APPDB_CALL(r, prechat_get, r->prechat_id, meta_db_loaded);
 }
 
 static void prechat_changed(void *arg, const appdb_result_t *res)
@@ -496,11 +529,14 @@ static void prechat_changed(void *arg, const appdb_result_t *res)
         send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
         return;
     }
+    /* Joining or closing a waiting pre-chat moves every later one up the queue. */
+    tess_meta_changed(r->th, res->prechats[0].id, r->was_waiting);
     send_json(r, 200, prechat_json(&res->prechats[0]));
 }
 
 void h_prechat_join(tess_req_t *r)
 {
+    r->was_waiting = 1; /* a successful join always leaves the queue */
     if (!is_agent(r) || r->uid == 0) {
         send_error(r, 403, "forbidden", "only agents join pre-chats");
         return;
@@ -510,6 +546,7 @@ void h_prechat_join(tess_req_t *r)
 
 static void close_then(tess_req_t *r, const appdb_prechat_t *p)
 {
+    r->was_waiting = strcmp(p->status, "waiting") == 0;
     APPDB_CALL(r, prechat_close, p->id, tess_now_ms(), prechat_changed);
 }
 PRECHAT_STEP(close, close_then, 1)
@@ -530,6 +567,7 @@ static void message_added(void *arg, const appdb_result_t *res)
         send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
         return;
     }
+    tess_meta_changed(r->th, res->messages[0].prechat_id, 0);
     send_json(r, 201, message_json(&res->messages[0]));
 }
 

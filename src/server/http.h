@@ -30,6 +30,8 @@ struct tess_req {
     char pwhash[256];                   /* login: the stored hash */
     int64_t login_uid;                  /* login: the user found (0: none) */
     char login_role[TESS_ROLE_MAX + 1]; /* login: that user's role */
+    uint64_t meta_gen;                  /* meta cache generation read before a database lookup */
+    int was_waiting;                    /* the pre-chat being changed was in the queue */
 };
 
 /* Suspends `r` for one asynchronous step; pass the ticket as the callback argument. */

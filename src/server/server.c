@@ -47,7 +47,7 @@ static void log_line(const char *fmt, ...)
 h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
     uint64_t requests = 0, checks = 0, early = 0, lookups = 0, touches = 0, gets = 0, writes = 0, errors = 0;
-    size_t cap = 4096, n = 0;
+    size_t cap = 8192, n = 0;
     char *buf = h2o_mem_alloc_pool(pool, cap);
 
     for (int i = 0; i < srv->cfg.threads; ++i) {
@@ -88,8 +88,141 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         METRIC("cache_entries", "gauge", cs.entries);
         METRIC("cache_bytes", "gauge", cs.bytes);
     }
+    if (srv->rcache != NULL) {
+        tess_cache_stats_t cs;
+        tess_cache_get_stats(srv->rcache, &cs);
+        METRIC("revocation_cache_hits_total", "counter", cs.hits + cs.negative_hits);
+        METRIC("revocation_cache_misses_total", "counter", cs.misses);
+    }
+    if (srv->meta != NULL) {
+        uint64_t mh, mm;
+        size_t me;
+        metacache_stats(srv->meta, &mh, &mm, &me);
+        METRIC("meta_cache_hits_total", "counter", mh);
+        METRIC("meta_cache_misses_total", "counter", mm);
+        METRIC("meta_cache_entries", "gauge", me);
+    }
+    if (srv->inval != NULL)
+        METRIC("coherence_up", "gauge", tess_inval_up(srv->inval));
+    if (srv->cfg.strategy == TESS_STRATEGY_CACHED && srv->cfg.redis_url[0] != '\0') {
+        uint64_t l2h = 0, l2m = 0, l2e = 0;
+        for (int i = 0; i < srv->cfg.threads; ++i) {
+            tess_l2_stats_t l2;
+            if (srv->threads[i].store == NULL)
+                continue;
+            tess_cachedstore_stats(srv->threads[i].store, &l2);
+            l2h += l2.hits;
+            l2m += l2.misses;
+            l2e += l2.errors;
+        }
+        METRIC("l2_hits_total", "counter", l2h);
+        METRIC("l2_misses_total", "counter", l2m);
+        METRIC("l2_errors_total", "counter", l2e);
+    }
 #undef METRIC
     return h2o_iovec_init(buf, n < cap ? n : cap - 1);
+}
+
+/* ---- coherence ------------------------------------------------------------------------------------------ */
+
+static int has_prefix(tess_str_t k, const char *p, tess_str_t *rest)
+{
+    size_t n = strlen(p);
+    if (k.len < n || memcmp(k.ptr, p, n) != 0)
+        return 0;
+    *rest = tess_strn(k.ptr + n, k.len - n);
+    return 1;
+}
+
+static void flush_caches(server_t *srv)
+{
+    if (srv->cache != NULL)
+        tess_cache_flush(srv->cache);
+    if (srv->rcache != NULL)
+        tess_cache_flush(srv->rcache);
+    if (srv->meta != NULL)
+        metacache_flush(srv->meta);
+}
+
+/* An invalidation from Redis (thread 0): evict what the key stands for, in every cache of this process. */
+static void on_invalidated(void *arg, tess_str_t key)
+{
+    server_t *srv = arg;
+    tess_str_t rest;
+    char tag[TESS_SID_MAX + 3];
+
+    if (key.len == 0 || has_prefix(key, "tessera:epoch", &rest)) {
+        flush_caches(srv);
+    } else if (has_prefix(key, "tessera:meta:", &rest)) {
+        int64_t id;
+        char num[24];
+        if (rest.len < sizeof(num)) {
+            memcpy(num, rest.ptr, rest.len);
+            num[rest.len] = '\0';
+            if (tess_parse_int(num, 1, INT64_MAX, &id) == 0)
+                metacache_evict(srv->meta, id);
+            else
+                metacache_flush(srv->meta); /* "queue" and anything unexpected */
+        }
+    } else if (has_prefix(key, "tessera:deny:", &rest)) {
+        if (rest.len <= TESS_SID_MAX) {
+            snprintf(tag, sizeof(tag), TESS_REVOKE_DENY_TAG "%.*s", (int)rest.len, rest.ptr);
+            tess_cache_evict(srv->rcache, tess_str(tag));
+        }
+    } else if (has_prefix(key, "tessera:nbf:", &rest)) {
+        if (rest.len <= TESS_USER_ID_MAX) {
+            snprintf(tag, sizeof(tag), TESS_REVOKE_CUT_TAG "%.*s", (int)rest.len, rest.ptr);
+            tess_cache_evict(srv->rcache, tess_str(tag));
+            if (srv->cache != NULL)
+                tess_cache_evict_user(srv->cache, rest);
+        }
+    } else if (has_prefix(key, srv->cfg.session_prefix, &rest) && srv->cache != NULL) {
+        tess_str_t uid;
+        if (!has_prefix(rest, "user:", &uid))
+            tess_cache_evict(srv->cache, rest);
+    }
+}
+
+/* The listener went down (stop caching: nothing is reported) or came back (start afresh). */
+static void on_coherence(void *arg, int up)
+{
+    server_t *srv = arg;
+    log_line("cache coherence channel %s: near-caches %s", up ? "up" : "down", up ? "on" : "off and flushed");
+    if (up)
+        flush_caches(srv);
+    if (srv->cache != NULL)
+        tess_cache_set_enabled(srv->cache, up);
+    if (srv->rcache != NULL)
+        tess_cache_set_enabled(srv->rcache, up);
+    if (srv->meta != NULL)
+        metacache_set_enabled(srv->meta, up);
+}
+
+static void ignore_reply(void *arg, int rc, redisReply *r)
+{
+    (void)arg;
+    (void)rc;
+    (void)r;
+}
+
+void tess_meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
+{
+    server_t *srv = th->srv;
+    char key[48];
+
+    if (srv->meta == NULL)
+        return;
+    metacache_evict(srv->meta, prechat_id);
+    if (queue_moved)
+        metacache_flush(srv->meta);
+    /* Every instance hears of it through client tracking (the INCR always changes the key). */
+    snprintf(key, sizeof(key), "tessera:meta:%" PRId64, prechat_id);
+    const char *argv[] = {"INCR", key};
+    tess__rconn_command(th->aux, ignore_reply, NULL, 2, argv, NULL);
+    if (queue_moved) {
+        const char *qargv[] = {"INCR", "tessera:meta:queue"};
+        tess__rconn_command(th->aux, ignore_reply, NULL, 2, qargv, NULL);
+    }
 }
 
 /* ---- loops --------------------------------------------------------------------------------------------- */
@@ -202,6 +335,26 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
         } else if ((rc = tess_sqlitestore_open(&th->store, th->sqlite, err, errcap)) != 0) {
             return rc;
         }
+        if (srv->cfg.strategy == TESS_STRATEGY_CACHED && srv->cfg.redis_url[0] != '\0') {
+            tess_l2_opts_t lo = {srv->cfg.redis_url, srv->cfg.session_prefix, NULL, srv->cfg.l2_ttl_ms,
+                                 srv->cfg.backend_timeout_ms};
+            tess_store_t *inner = th->store;
+            th->store = NULL;
+            if ((rc = tess_cachedstore_open(&th->store, inner, &th->tloop.super, &lo, err, errcap)) != 0)
+                return rc;
+        }
+    }
+    if (srv->cfg.redis_url[0] != '\0') {
+        tess_revoker_opts_t rv = {srv->cfg.redis_url, "tessera:", srv->cfg.backend_timeout_ms, srv->rcache};
+        tess__redis_url_t url;
+        if ((rc = tess_revoker_open(&th->revoker, &th->tloop.super, &rv, err, errcap)) != 0)
+            return rc;
+        if ((rc = tess__redis_url_parse(srv->cfg.redis_url, &url, err, errcap)) != 0 ||
+            (rc = tess__rconn_new(&th->aux, &th->tloop.super, &url, srv->cfg.backend_timeout_ms, NULL, NULL)) != 0) {
+            explicit_bzero(&url, sizeof(url));
+            return rc;
+        }
+        explicit_bzero(&url, sizeof(url));
     }
     if ((rc = tess_jwt_new(&th->jwt, srv->secrets, &jo)) != 0) {
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
@@ -214,6 +367,7 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
     ac.store = th->store;
     ac.cache = srv->cache;
     ac.jwt = th->jwt;
+    ac.revoker = th->revoker;
     if ((rc = tess_auth_new(&th->auth, &ac)) != 0) {
         snprintf(err, errcap, "cannot set up the %s strategy: %s", tess_strategy_name(ac.strategy), tess_strerror(rc));
         return rc;
@@ -224,6 +378,8 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
 static void thread_close(server_thread_t *th)
 {
     tess_auth_free(th->auth);
+    tess_revoker_free(th->revoker);
+    tess__rconn_free(th->aux);
     tess_jwt_free(th->jwt);
     tess_store_close(th->store);
     if (th->appdb != NULL)
@@ -266,6 +422,21 @@ int tess_serve_main(int argc, char **argv)
     if (srv->cfg.strategy == TESS_STRATEGY_CACHED && (rc = tess_cache_new(&srv->cache, &srv->cfg.cache)) != 0) {
         fprintf(stderr, "tessera serve: cannot create the near-cache: %s\n", tess_strerror(rc));
         goto out;
+    }
+    if (srv->cfg.redis_url[0] != '\0') {
+        tess_cache_opts_t ro;
+        tess_cache_opts_default(&ro);
+        ro.negative_ttl_ms = ro.ttl_ms; /* "not revoked" is as good an answer as "revoked" */
+        if ((rc = tess_cache_new(&srv->rcache, &ro)) != 0 ||
+            (srv->meta = metacache_new(srv->cfg.cache.max_entries, srv->cfg.meta_ttl_ms)) == NULL) {
+            fprintf(stderr, "tessera serve: cannot create the caches\n");
+            goto out;
+        }
+        /* Nothing is cached until the coherence channel is up. */
+        if (srv->cache != NULL)
+            tess_cache_set_enabled(srv->cache, 0);
+        tess_cache_set_enabled(srv->rcache, 0);
+        metacache_set_enabled(srv->meta, 0);
     }
     if ((rc = pwpool_new(&srv->pw, 2, 256)) != 0) {
         fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
@@ -318,6 +489,23 @@ int tess_serve_main(int argc, char **argv)
         th->listener->data = th;
         h2o_socket_read_start(th->listener, on_accept);
         h2o_multithread_register_receiver(th->ctx.queue, &th->pw_done, pwpool_on_done);
+        if (i == 0 && srv->cfg.redis_url[0] != '\0') {
+            const char *prefixes[] = {srv->cfg.session_prefix, "tessera:"};
+            tess_inval_opts_t io = {
+                .url = srv->cfg.redis_url,
+                .prefixes = prefixes,
+                .nprefixes = 2,
+                .timeout_ms = srv->cfg.backend_timeout_ms,
+                .epoch_key = "tessera:epoch",
+                .on_key = on_invalidated,
+                .on_state = on_coherence,
+                .arg = srv,
+            };
+            if (tess_inval_open(&srv->inval, &th->tloop.super, &io, err, sizeof(err)) != 0) {
+                fprintf(stderr, "tessera serve: %s\n", err);
+                goto stop;
+            }
+        }
         if (i == 0 && th->store != NULL) {
             h2o_timeout_init(th->loop, &th->maint_timeout, MAINT_INTERVAL_MS);
             th->maint_entry.cb = on_maintenance;
@@ -347,12 +535,16 @@ stop:
     pwpool_free(srv->pw);
     srv->pw = NULL;
 out:
+    tess_inval_free(srv->inval);
+    srv->inval = NULL;
     if (srv->threads != NULL) {
         for (int i = 0; i < srv->cfg.threads; ++i)
             thread_close(&srv->threads[i]);
     }
     pwpool_free(srv->pw);
     tess_cache_free(srv->cache);
+    tess_cache_free(srv->rcache);
+    metacache_free(srv->meta);
     tess_secrets_free(srv->secrets);
     tess_config_free(&srv->cfg);
     return exit_code;

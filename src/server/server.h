@@ -15,6 +15,10 @@
 #include "server/appdb.h"
 #include "server/config.h"
 #include "server/loop_h2o.h"
+#include "server/metacache.h"
+#include "redis/rconn.h"
+#include "tessera/coherence.h"
+#include "tessera/revoke.h"
 #include "tessera/auth.h"
 
 struct sqlite3;
@@ -36,6 +40,8 @@ struct server_thread {
     tess_store_t *store;                /* session store (db, cached) */
     tess_jwt_t *jwt;                    /* JWT verifier (jwt) */
     tess_auth_t *auth;                  /* strategy */
+    tess_revoker_t *revoker;            /* token revocation (with Redis) */
+    tess__rconn_t *aux;                 /* Redis for meta invalidations (with Redis) */
     h2o_multithread_receiver_t pw_done; /* password checks completed by the pool */
     h2o_timeout_t maint_timeout;        /* periodic maintenance (pruning), thread 0 only */
     h2o_timeout_entry_t maint_entry;    /* its entry */
@@ -49,6 +55,9 @@ struct server {
     tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
     tess_cache_t *cache;      /* near-cache (cached strategy), shared */
     pwpool_t *pw;             /* password-hash workers, shared */
+    tess_cache_t *rcache;     /* revocation answers (with Redis), shared */
+    metacache_t *meta;        /* pre-chat meta rows (with Redis), shared */
+    tess_inval_t *inval;      /* invalidation listener (with Redis), on thread 0 */
     server_thread_t *threads; /* cfg.threads of them */
     atomic_int stopping;      /* set by SIGTERM/SIGINT */
 };
@@ -61,6 +70,9 @@ int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req);
 
 /* The thread serving the current request. */
 server_thread_t *tess_thread_of(h2o_req_t *req);
+
+/* After a pre-chat write: evicts its meta row here and tells every instance (queue: all waiting rows moved). */
+void tess_meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved);
 
 /* Prometheus text of the process's counters into a pool buffer. */
 h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool);
