@@ -340,6 +340,9 @@ class TesseraServer:
         self.proc = None
         self.starts = 0
         self.log_paths = []
+        self.problems = []  # unclean exits and sanitizer reports, raised by finish()
+        self.problems_checked = False
+        self._saved_log = None
 
     # -- CLI
     def run_cli(self, *args, input=None, timeout=60):
@@ -405,10 +408,18 @@ class TesseraServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, wait; SIGKILL after timeout. Returns (exit code, exited by itself)."""
+        """SIGTERM, wait; SIGKILL after timeout. Returns (exit code, exited by itself). A server that needs the
+        SIGKILL or exits non-zero (e.g. LeakSanitizer at exit) is recorded in self.problems (see finish)."""
         if self.proc is None:
             return None, True
-        return _stop_process(self.proc, signal.SIGTERM, timeout)
+        if self.proc.poll() is not None:
+            return self.proc.returncode, True
+        rc, exited = _stop_process(self.proc, signal.SIGTERM, timeout)
+        if not exited:
+            self.problems.append(f"run {self.starts}: still running {timeout:.0f}s after SIGTERM (killed)")
+        elif rc != 0:
+            self.problems.append(f"run {self.starts}: exit code {rc} after SIGTERM")
+        return rc, exited
 
     def kill9(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -416,13 +427,46 @@ class TesseraServer:
             self.proc.wait(timeout=STOP_TIMEOUT)
         return self.proc.returncode if self.proc else None
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "SUMMARY: AddressSanitizer",
+                       "SUMMARY: UndefinedBehaviorSanitizer", "runtime error:")
+
+    def sanitizer_report(self):
+        """The first sanitizer report found in the server's logs (all runs), or ''."""
+        for p in self.log_paths:
+            try:
+                with open(p, "rb") as f:
+                    text = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            hits = [text.find(m) for m in self.SANITIZER_MARKS if m in text]
+            if hits:
+                start = text.rfind("\n", 0, min(hits)) + 1
+                return f"[{os.path.basename(p)}]\n{text[start:start + 6000]}"
+        return ""
+
     def cleanup(self):
+        """Stops the server if it runs and removes the temp dir. Never raises (see finish)."""
         if self.alive():
             self.stop()
+        if not self.problems_checked:
+            report = self.sanitizer_report()
+            if report:
+                self.problems.append(f"sanitizer report in the server log:\n{report}")
+            self.problems_checked = True
         if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
+            self._saved_log = self.log_text()  # printed if the test fails, after the temp dir is gone
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
+    def finish(self):
+        """cleanup(), then HarnessError if the server did not stop cleanly on SIGTERM (exit 0 within the
+        deadline) or a sanitizer reported anything: this is how the ASan run catches leaks and UB."""
+        self.cleanup()
+        if self.problems:
+            raise HarnessError(f"tessera serve ({self.strategy}, port {self.port}): " + "\n".join(self.problems))
+
     def log_text(self, all_runs=True):
+        if self._saved_log is not None and not os.path.isdir(self.tmpdir):
+            return self._saved_log
         out = []
         for p in (self.log_paths if all_runs else self.log_paths[-1:]):
             try:
@@ -457,8 +501,10 @@ class ServerTestCase(unittest.TestCase):
         return server
 
     def track(self, server):
+        """Registers a server for this test: its log is printed if the test fails, and finish() runs at the end
+        (a server that does not exit cleanly on SIGTERM or logs a sanitizer report fails the test)."""
         self.__dict__.setdefault("_servers", []).append(server)
-        self.addCleanup(server.cleanup)
+        self.addCleanup(server.finish)
         return server
 
     def run(self, result=None):

@@ -41,7 +41,7 @@ class PrechatFlowTests:
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.cleanup()
+        cls.server.finish()
 
     def setUp(self):
         self.assertTrue(self.server.alive(), "server died in an earlier test")
@@ -401,7 +401,7 @@ class BadInputTests:
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.cleanup()
+        cls.server.finish()
 
     def tearDown(self):
         self.assertTrue(self.server.alive(), f"server exited with {self.server.proc.returncode}")
