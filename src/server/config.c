@@ -168,6 +168,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             listen = optarg;
             break;
         case 'd':
+            if (*optarg == '\0') {
+                snprintf(err, errcap, "--database needs a URL (sqlite:PATH or postgres://...)");
+                return TESS_ECONFIG;
+            }
             database = optarg;
             break;
         case 's':

@@ -174,6 +174,10 @@ void send_backend_error(tess_req_t *r, int rc)
     case TESS_ETOOBIG:
         send_error(r, 413, "too_large", "input too large");
         break;
+    case TESS_EBADFMT:
+    case TESS_EINVAL:
+        send_error(r, 400, "bad_request", "the input was refused");
+        break;
     default:
         /* Outage, timeout, I/O: fail closed, and tell the client when to retry. */
         send_error(r, 503, "unavailable", "a backend is not answering; retry shortly");
@@ -213,6 +217,40 @@ int parse_json_body(tess_req_t *r)
     return 0;
 }
 
+/* 1 when `p` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
+static int utf8_valid(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        size_t len;
+        unsigned min, cp;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, min = 0x80, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, min = 0x800, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, min = 0x10000, cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + len > n)
+            return 0;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->body, name);
@@ -228,6 +266,11 @@ int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
     if (n == 0 || n > max) {
         snprintf(msg, sizeof(msg), "field '%s' must have 1 to %zu bytes", name, max);
         send_error(r, n > max ? 413 : 400, n > max ? "too_large" : "bad_request", msg);
+        return -1;
+    }
+    if (!utf8_valid((const unsigned char *)v->valuestring, n)) {
+        snprintf(msg, sizeof(msg), "field '%s' is not valid UTF-8", name);
+        send_error(r, 400, "bad_request", msg);
         return -1;
     }
     *out = tess_strn(v->valuestring, n);

@@ -375,6 +375,51 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
     return 0;
 }
 
+/* Start-up: the networked backends connect asynchronously; serve only once they answer (bounded). */
+typedef struct readiness {
+    int pending; /* pings outstanding */
+    int ok;      /* all answered 0 */
+} readiness_t;
+
+static void ready_appdb(void *arg, const appdb_result_t *res)
+{
+    readiness_t *x = arg;
+    --x->pending;
+    if (res->rc != 0)
+        x->ok = 0;
+}
+
+static void ready_store(void *arg, int rc, const tess_session_t *s)
+{
+    readiness_t *x = arg;
+    (void)s;
+    --x->pending;
+    if (rc != 0)
+        x->ok = 0;
+}
+
+static int wait_ready(server_thread_t *th, int64_t deadline)
+{
+    while (tess_mono_ms() < deadline) {
+        readiness_t x = {0, 1};
+        ++x.pending;
+        if (th->appdb->ops->ping(th->appdb, ready_appdb, &x) != 0) {
+            --x.pending;
+            x.ok = 0;
+        }
+        ++x.pending;
+        if (th->store == NULL || tess_store_ping(th->store, ready_store, &x) != 0)
+            --x.pending;
+        /* Each ping ends within the backend timeout: `x` outlives every callback. */
+        while (x.pending > 0)
+            h2o_evloop_run(th->loop, 10);
+        if (x.ok)
+            return 0;
+        h2o_evloop_run(th->loop, 20); /* let the reconnect timers run */
+    }
+    return -1;
+}
+
 static void thread_close(server_thread_t *th)
 {
     tess_auth_free(th->auth);
@@ -466,6 +511,16 @@ int tess_serve_main(int argc, char **argv)
         if (thread_open(th, err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera serve: %s\n", err);
             goto out;
+        }
+    }
+
+    if (srv->cfg.postgres || srv->cfg.redis_url[0] != '\0') {
+        int64_t deadline = tess_mono_ms() + 5000;
+        for (int i = 0; i < srv->cfg.threads; ++i) {
+            if (wait_ready(&srv->threads[i], deadline) != 0) {
+                log_line("backends not answering yet: starting anyway (requests get 503 until they do)");
+                break;
+            }
         }
     }
 

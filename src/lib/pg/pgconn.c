@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "pg/pgconn.h"
 #include "tessera/common.h"
@@ -50,6 +51,7 @@ struct tess__pg {
     int state;                    /* ST_* */
     tess_io_t *io;                /* watcher on io_fd, NULL when none */
     int io_fd;                    /* fd io watches */
+    ino_t io_ino;                 /* its socket's inode: libpq may close it and get the same number back */
     int io_events;                /* events enabled on io */
     int want_write;               /* libpq holds unsent output */
     tess_timer_t *timer;          /* connect deadline / oldest query's deadline */
@@ -150,6 +152,8 @@ int tess__pg_map_error(const PGresult *res)
         return TESS_EUNAVAIL; /* libpq-made error: the connection failed */
     if (strncmp(state, "23", 2) == 0)
         return TESS_EEXISTS; /* integrity constraint (unique, foreign key, check) */
+    if (strncmp(state, "22", 2) == 0)
+        return TESS_EBADFMT; /* data exception: the input, not the server (e.g. bad encoding) */
     if (strcmp(state, "57014") == 0)
         return TESS_ETIMEOUT; /* query_canceled (statement_timeout) */
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strncmp(state, "53", 2) == 0 ||
@@ -176,19 +180,31 @@ static void complete(tess__pg_t *c, pg_query_t *q, int rc, const PGresult *res)
 static void on_io(void *arg, int events);
 static void on_timer(void *arg);
 
-static void io_update(tess__pg_t *c, int events)
+/*
+ * Enables `events`. `force` re-enables even when unchanged: a loop may implement write interest as one shot
+ * (h2o's does), so it is re-armed each time libpq still holds output.
+ */
+static void io_update(tess__pg_t *c, int events, int force)
 {
-    if (c->io != NULL && events != c->io_events) {
+    if (c->io != NULL && (force || events != c->io_events)) {
         c->io_events = events;
         c->loop->ops->io_set(c->io, events);
     }
 }
 
-/* Watches PQsocket(c->pg) (it may change during a connection attempt). Returns 0 or TESS_ENOMEM. */
+/*
+ * Watches PQsocket(c->pg). The socket may change during a connection attempt (next address, SSL fallback),
+ * possibly under the same fd number, so it is identified by its inode too. Returns 0 or a TESS_E*.
+ */
 static int io_attach(tess__pg_t *c)
 {
     int fd = PQsocket(c->pg);
-    if (c->io != NULL && c->io_fd == fd)
+    struct stat st;
+
+    st.st_ino = 0;
+    if (fd >= 0 && fstat(fd, &st) != 0)
+        return TESS_EUNAVAIL;
+    if (c->io != NULL && c->io_fd == fd && c->io_ino == st.st_ino)
         return 0;
     if (c->io != NULL) {
         c->loop->ops->io_free(c->io);
@@ -199,6 +215,7 @@ static int io_attach(tess__pg_t *c)
     if ((c->io = c->loop->ops->io_new(c->loop, fd, on_io, c)) == NULL)
         return TESS_ENOMEM;
     c->io_fd = fd;
+    c->io_ino = st.st_ino;
     c->io_events = 0;
     return 0;
 }
@@ -274,7 +291,7 @@ static int flush(tess__pg_t *c)
         return -1;
     }
     c->want_write = r == 1;
-    io_update(c, TESS_IO_READ | (c->want_write ? TESS_IO_WRITE : 0));
+    io_update(c, TESS_IO_READ | (c->want_write ? TESS_IO_WRITE : 0), c->want_write);
     return 0;
 }
 
@@ -351,7 +368,7 @@ static void connect_poll(tess__pg_t *c)
             lost(c, "watching the connection");
             return;
         }
-        io_update(c, st == PGRES_POLLING_READING ? TESS_IO_READ : TESS_IO_WRITE);
+        io_update(c, st == PGRES_POLLING_READING ? TESS_IO_READ : TESS_IO_WRITE, 1);
         return;
     case PGRES_POLLING_OK:
         if (io_attach(c) != 0) {
@@ -391,7 +408,7 @@ static void start_connect(tess__pg_t *c)
         lost(c, "watching the connection");
         return;
     }
-    io_update(c, TESS_IO_WRITE);
+    io_update(c, TESS_IO_WRITE, 1);
 }
 
 /* ---- results ------------------------------------------------------------------------------------------- */
@@ -456,16 +473,15 @@ static void on_io(void *arg, int events)
         unsigned gen = c->gen;
         if ((events & TESS_IO_WRITE) != 0 || c->want_write)
             (void)flush(c);
-        if (c->gen == gen && (events & TESS_IO_READ) != 0) {
-            if (!PQconsumeInput(c->pg))
-                lost(c, "reading from server");
-            else
-                process_results(c);
-        }
-        /* Reading may have let libpq send more; callbacks may have queued queries. */
-        if (c->gen == gen && !c->closed && c->state == ST_CONNECTED && c->want_write)
+        if (c->gen == gen && (events & TESS_IO_READ) != 0 && !PQconsumeInput(c->pg))
+            lost(c, "reading from server");
+        /* Also after a mere write: a send that would block makes libpq read what the server sent meanwhile,
+         * and that input would not show up as readability again. */
+        if (c->gen == gen)
+            process_results(c);
+        if (c->gen == gen && !c->closed && c->want_write)
             (void)flush(c);
-        if (c->gen == gen && !c->closed && c->state == ST_CONNECTED)
+        if (c->gen == gen && !c->closed)
             timer_arm(c);
     }
     leave(c);

@@ -504,10 +504,11 @@ int tess__rconn_subscribe(tess__rconn_t *c, const char *channel, tess__rconn_cb 
 int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc, const char **argv,
                         const size_t *argvlen)
 {
-    if (!tess__rconn_up(c)) {
+    if (c->ac == NULL) {
         cb(arg, TESS_EUNAVAIL, NULL); /* fail fast while down: the caller answers 503 at once */
         return 0;
     }
+    /* Up, or connecting: hiredis sends it once connected; the watchdog bounds the wait either way. */
     if (send_argv(c, cb, arg, argc, argv, argvlen) != 0) {
         cb(arg, TESS_EUNAVAIL, NULL);
         return 0;

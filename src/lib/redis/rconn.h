@@ -4,7 +4,8 @@
  * capped backoff, and fail-fast while down.
  *
  * Contract of tess__rconn_command(): returns 0 and calls `cb` exactly once (with the reply, or with NULL and
- * TESS_EUNAVAIL / TESS_ETIMEOUT), possibly before returning when the connection is down; or returns a
+ * TESS_EUNAVAIL / TESS_ETIMEOUT), possibly before returning when the connection is down (while a connection
+ * attempt is under way the command waits for it, within its timeout); or returns a
  * negative TESS_E* without calling `cb`. Replies are borrowed for the duration of the callback.
  * A connection belongs to its loop's thread.
  */

@@ -543,6 +543,87 @@ static void test_pipelining(void **state)
     printf("# pipelining: %d gets issued at once, all in order, %lld ms\n", N, (long long)(t1 - t0));
 }
 
+/* A statement that fails in the middle of a pipeline fails alone (each query has its own Sync). */
+static void test_error_isolated_in_pipeline(void **state)
+{
+    tess_session_t s, s2;
+    result_t r[4];
+    int64_t now = tess_now_ms();
+    (void)state;
+
+    make_session(&s, "user-e", now);
+    make_session(&s2, "user-e2", now);
+    assert_int_equal(set_rc(&s), 0);
+    memset(r, 0, sizeof(r));
+    assert_int_equal(tess_store_get(S, tess_str(s.id), on_result, &r[0]), 0);
+    assert_int_equal(tess_store_touch(S, tess_str(s.id), INT64_MAX, on_result, &r[1]), 0); /* out of range */
+    assert_int_equal(tess_store_get(S, tess_str(s.id), on_result, &r[2]), 0);
+    assert_int_equal(tess_store_set(S, &s2, on_result, &r[3]), 0);
+    for (int i = 0; i < 4; ++i)
+        assert_true(poll_loop_run_until(L, is_done, &r[i], WAIT_MS));
+    for (int i = 0; i < 4; ++i)
+        if (r[i].rc != (i == 1 ? TESS_EBADFMT : 0)) /* a data exception is the input's fault */
+            fail_msg("query %d: %s", i, tess_err_name(r[i].rc));
+    assert_true(r[0].at <= r[1].at && r[1].at <= r[2].at && r[2].at <= r[3].at);
+    assert_int_equal(r[2].sess.expires_ms, s.expires_ms); /* the failed touch changed nothing */
+    assert_int_equal(sql_int("SELECT count(*) FROM session"), 2);
+    assert_true(tess_pgstore_connected(S));
+    for (int i = 0; i < 4; ++i)
+        tess_session_clear(&r[i].sess);
+    tess_session_clear(&s);
+    tess_session_clear(&s2);
+}
+
+static int all_done_n(void *arg)
+{
+    result_t *r = arg;
+    for (int i = 0; i < 400; ++i)
+        if (r[i].done == 0)
+            return 0;
+    return 1;
+}
+
+/* 16 MB of writes at once, more than the socket takes: libpq keeps the rest, the store waits for writability. */
+static void test_large_burst(void **state)
+{
+    enum { N = 400, BLOB = 40000 };
+    static result_t r[N];
+    tess_session_t s;
+    char *blob = malloc(BLOB + 32), err[256];
+    int64_t now = tess_now_ms(), t0;
+    tess_pg_opts_t opts = {.conninfo = pg_url, .timeout_ms = 15000}; /* a slow machine is not what is tested */
+    tess_store_t *st = NULL;
+    (void)state;
+
+    assert_non_null(blob);
+    assert_int_equal(tess_pgstore_open(&st, poll_loop_base(L), &opts, err, sizeof(err)), 0);
+    assert_true(poll_loop_run_until(L, store_connected, st, WAIT_MS));
+    make_session(&s, "user-big", now);
+    memcpy(blob, "{\"blob\":\"", 9);
+    for (int i = 0; i < BLOB; ++i)
+        blob[9 + i] = (char)('a' + (i * 7919) % 26);
+    memcpy(blob + 9 + BLOB, "\"}", 3);
+    s.extra_json = blob;
+    memset(r, 0, sizeof(r));
+    t0 = tess_mono_ms();
+    for (int i = 0; i < N; ++i) {
+        snprintf(s.id, sizeof(s.id), "big-%d", i);
+        assert_int_equal(tess_store_set(st, &s, on_result, &r[i]), 0);
+    }
+    assert_true(poll_loop_run_until(L, all_done_n, r, 20000));
+    printf("# large burst: %d sets of %d KB issued at once, done in %lld ms\n", N, BLOB / 1000,
+           (long long)(tess_mono_ms() - t0));
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(r[i].rc, 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM session WHERE length(sess->>'blob') = 40000"), N);
+    assert_int_equal(get_rc("big-399", &r[0]), 0);
+    assert_non_null(r[0].sess.extra_json);
+    assert_true(strlen(r[0].sess.extra_json) >= BLOB);
+    tess_session_clear(&r[0].sess);
+    tess_session_clear(&s); /* frees blob */
+    tess_store_close(st);
+}
+
 /* Throughput with a window of W gets in flight, for the report. */
 typedef struct bench {
     int issued, done, failed, total;
@@ -743,6 +824,8 @@ int main(void)
         cmocka_unit_test_setup(test_destroy_user, test_setup),
         cmocka_unit_test_setup(test_prune_batches, test_setup),
         cmocka_unit_test_setup(test_pipelining, test_setup),
+        cmocka_unit_test_setup(test_error_isolated_in_pipeline, test_setup),
+        cmocka_unit_test_setup(test_large_burst, test_setup),
         cmocka_unit_test_setup(test_bench_pipelined_gets, test_setup),
         cmocka_unit_test_setup(test_close_with_pending, test_setup),
         cmocka_unit_test_setup(test_timeout_server_paused, test_setup),
