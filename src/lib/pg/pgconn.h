@@ -69,7 +69,8 @@ static inline void tess__pg_param_i64(tess__pg_param_t *p, int64_t v)
 /*
  * Completion: rc 0 with `res` a PGRES_TUPLES_OK / PGRES_COMMAND_OK result (text format), or a negative
  * TESS_E* with `res` the error result when the server answered with one (else NULL): TESS_EEXISTS for an
- * integrity-constraint violation (SQLSTATE class 23), TESS_ETIMEOUT (deadline passed, or the server
+ * integrity-constraint violation (SQLSTATE class 23), TESS_EBADFMT for a data exception (class 22: bad
+ * encoding, value out of range: the input's fault), TESS_ETIMEOUT (deadline passed, or the server
  * cancelled the statement), TESS_EUNAVAIL (no connection, connection lost, server shutting down),
  * TESS_EIO (any other error). `res` is borrowed for the duration of the call.
  */

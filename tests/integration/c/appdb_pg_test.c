@@ -65,7 +65,8 @@ static void on_res(void *arg, const appdb_result_t *ar)
         r->user = *ar->user;
     }
     assert_true(ar->n_prechats <= APP_LIST_MAX);
-    memcpy(r->pc, ar->prechats, ar->n_prechats * sizeof(*ar->prechats));
+    if (ar->n_prechats > 0)
+        memcpy(r->pc, ar->prechats, ar->n_prechats * sizeof(*ar->prechats));
     r->n_pc = ar->n_prechats;
     if (ar->n_messages > 0) {
         r->msg = malloc(ar->n_messages * sizeof(*r->msg));
