@@ -170,8 +170,11 @@ static void set_cookie(tess_req_t *r, tess_str_t value, int64_t max_age_s)
     };
     char buf[TESS_TOKEN_MAX + 512];
     size_t n;
-    if (tess_set_cookie_format(&c, buf, sizeof(buf), &n) == 0)
-        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, buf, n);
+    if (tess_set_cookie_format(&c, buf, sizeof(buf), &n) == 0) {
+        /* h2o keeps the pointer, not the bytes: the value must live in the request pool. */
+        h2o_iovec_t v = h2o_strdup(&r->req->pool, buf, n);
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
+    }
 }
 
 void h_session(tess_req_t *r)
@@ -473,7 +476,8 @@ static void meta_then(tess_req_t *r, const appdb_prechat_t *p)
     cJSON_Delete(o);
     n = strlen(text);
     snprintf(etag, sizeof(etag), "\"%016" PRIx64 "\"", fnv1a(text, n));
-    h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_ETAG, NULL, etag, strlen(etag));
+    h2o_iovec_t etag_v = h2o_strdup(&r->req->pool, etag, strlen(etag)); /* h2o keeps the pointer */
+    h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_ETAG, NULL, etag_v.base, etag_v.len);
     h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("private, no-cache"));
     r->req->res.reason = "OK";
     if (etag_matches(r->req, etag, strlen(etag))) {

@@ -83,7 +83,9 @@ static void req_dispose(void *p)
 
 void add_header(tess_req_t *r, const char *name, const char *value, size_t len)
 {
-    h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, name, strlen(name), 1, NULL, value, len);
+    /* h2o keeps pointers, not bytes: copy the value into the request pool. */
+    h2o_iovec_t v = h2o_strdup(&r->req->pool, value, len);
+    h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, name, strlen(name), 1, NULL, v.base, v.len);
 }
 
 static const char *reason_of(int status)
