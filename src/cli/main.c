@@ -16,6 +16,8 @@
 
 #define PASSWORD_MAX 1024
 
+int tess_cli_session_revoke(int argc, char **argv);
+
 static void usage(FILE *out)
 {
     fputs("usage: tessera <command> [options]\n"
@@ -25,6 +27,9 @@ static void usage(FILE *out)
           "  user add NAME --role ROLE --password-stdin [--database URL]\n"
           "                                add a user; ROLE is visitor or agent; the password is read\n"
           "                                from standard input (one line)\n"
+          "  session revoke --user NAME [--database URL] [--redis URL]\n"
+          "                                log NAME out everywhere (sessions, caches, and with Redis\n"
+          "                                every token issued so far)\n"
           "  help                          this text\n"
           "\n"
           "The database defaults to DATABASE_URL, else sqlite:./tessera.db.\n",
@@ -140,6 +145,8 @@ int main(int argc, char **argv)
         return tess_serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "user") == 0 && argc >= 3 && strcmp(argv[2], "add") == 0)
         return user_add(argc - 2, argv + 2);
+    if (strcmp(argv[1], "session") == 0 && argc >= 3 && strcmp(argv[2], "revoke") == 0)
+        return tess_cli_session_revoke(argc - 2, argv + 2);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;

@@ -1,5 +1,6 @@
 /*
- * A tiny poll()-based tess_loop_t for C integration tests (single thread, ms timers).
+ * A tiny poll()-based tess_loop_t (single thread, ms timers) for the command line tools and the C
+ * integration tests.
  *
  *   poll_loop_t *l = poll_loop_new();
  *   tess_pgstore_open(&store, poll_loop_base(l), ...);

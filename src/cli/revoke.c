@@ -1,0 +1,216 @@
+/*
+ * tessera session revoke --user NAME: logs a user out everywhere from the command line, with the same
+ * effect as POST /api/auth/logout?everywhere=1 on every strategy:
+ *   - every stored session of the user goes (SQLite or PostgreSQL session table);
+ *   - with Redis: every Redis-held session and cache copy of the user is tombstoned (tracking then evicts
+ *     every running instance's near-cache), and a per-user cut-off rejects the user's JWTs issued so far.
+ * The stores are driven on a small poll loop; nothing here blocks on the network except start-up.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/poll_loop.h"
+#include "server/appdb.h"
+#include "server/config.h"
+#include "tessera/error.h"
+#include "tessera/postgres.h"
+#include "tessera/redis.h"
+#include "tessera/revoke.h"
+
+#define WAIT_MS 10000
+
+typedef struct step {
+    int done;    /* the callback ran */
+    int rc;      /* its result */
+    int64_t uid; /* user_by_name: the id found */
+} step_t;
+
+static int is_done(void *arg)
+{
+    return ((step_t *)arg)->done;
+}
+
+static void on_user(void *arg, const appdb_result_t *res)
+{
+    step_t *st = arg;
+    st->rc = res->rc;
+    st->uid = res->user != NULL ? res->user->id : 0;
+    st->done = 1;
+}
+
+static void on_store(void *arg, int rc, const tess_session_t *s)
+{
+    step_t *st = arg;
+    (void)s;
+    st->rc = rc;
+    st->done = 1;
+}
+
+static void on_revoker(void *arg, int rc)
+{
+    step_t *st = arg;
+    st->rc = rc;
+    st->done = 1;
+}
+
+/* Waits for `st`; a started operation always completes (every backend call has a timeout). */
+static int await(poll_loop_t *loop, step_t *st)
+{
+    while (!st->done)
+        poll_loop_run_until(loop, is_done, st, WAIT_MS);
+    return st->rc;
+}
+
+int tess_cli_session_revoke(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"user", required_argument, NULL, 'u'},
+        {"database", required_argument, NULL, 'd'},
+        {"redis", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *user = NULL, *database = getenv("DATABASE_URL"), *redis = getenv("REDIS_URL");
+    const char *prefix = getenv("SESSION_PREFIX");
+    char err[512] = "", uid[24];
+    tess_config_t cfg;
+    poll_loop_t *loop = NULL;
+    sqlite3 *db = NULL;
+    appdb_t *appdb = NULL;
+    tess_store_t *store = NULL;
+    tess_revoker_t *revoker = NULL;
+    step_t st;
+    int opt, code = 1, rc;
+    int64_t deadline;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'u':
+            user = optarg;
+            break;
+        case 'd':
+            database = optarg;
+            break;
+        case 'r':
+            redis = optarg;
+            break;
+        case 'h':
+            printf("usage: tessera session revoke --user NAME [--database URL] [--redis URL]\n"
+                   "Logs NAME out everywhere: stored sessions, Redis sessions and cache copies, and (with Redis)\n"
+                   "every JWT issued to NAME so far. DATABASE_URL, REDIS_URL and SESSION_PREFIX are honoured.\n");
+            return 0;
+        default:
+            fprintf(stderr, "tessera session revoke: bad option '%s' (see tessera session revoke --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (user == NULL || *user == '\0' || strlen(user) > APP_NAME_MAX || optind != argc) {
+        fprintf(stderr, "tessera session revoke: expected --user NAME (see tessera session revoke --help)\n");
+        return 2;
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    if (tess_config_set_database(&cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err,
+                                 sizeof(err)) != 0 ||
+        (redis != NULL && *redis != '\0' && tess_redis_url_check(redis, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "tessera session revoke: %s\n", err);
+        return 2;
+    }
+    if (prefix == NULL || *prefix == '\0')
+        prefix = "session:";
+    if ((loop = poll_loop_new()) == NULL) {
+        fprintf(stderr, "tessera session revoke: out of memory\n");
+        return 1;
+    }
+
+    /* The user's id, from the application database. */
+    if (cfg.postgres) {
+        if (appdb_pg_migrate(cfg.database_url, err, sizeof(err)) != 0 ||
+            appdb_pg_open(&appdb, poll_loop_base(loop), cfg.database_url, 2000, err, sizeof(err)) != 0 ||
+            tess_pgstore_migrate(cfg.database_url, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tessera session revoke: %s\n", err);
+            goto out;
+        }
+        tess_pg_opts_t po = {cfg.database_url, 2000};
+        if (tess_pgstore_open(&store, poll_loop_base(loop), &po, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tessera session revoke: %s\n", err);
+            goto out;
+        }
+    } else if (appdb_sqlite_connect(&db, cfg.sqlite_path, err, sizeof(err)) != 0 ||
+               appdb_sqlite_open(&appdb, db, err, sizeof(err)) != 0 ||
+               tess_sqlitestore_open(&store, db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera session revoke: %s\n", err);
+        goto out;
+    }
+    /* PostgreSQL connects asynchronously: retry while it is not up yet (bounded). */
+    deadline = tess_mono_ms() + WAIT_MS;
+    do {
+        memset(&st, 0, sizeof(st));
+        if ((rc = appdb->ops->user_by_name(appdb, tess_str(user), on_user, &st)) == 0)
+            rc = await(loop, &st);
+        if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)
+            poll_loop_run_until(loop, NULL, NULL, 50);
+    } while (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline);
+    if (rc == TESS_ENOTFOUND) {
+        fprintf(stderr, "tessera session revoke: no user named %s\n", user);
+        goto out;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "tessera session revoke: looking up %s: %s\n", user, tess_strerror(rc));
+        goto out;
+    }
+    snprintf(uid, sizeof(uid), "%" PRId64, st.uid);
+
+    /* With Redis, the store becomes the cache-aside composite: tombstones first, then the table. */
+    if (redis != NULL && *redis != '\0') {
+        tess_l2_opts_t lo = {redis, prefix, NULL, 300000, 2000};
+        tess_revoker_opts_t ro = {redis, "tessera:", 2000, NULL};
+        tess_store_t *inner = store;
+        store = NULL;
+        if (tess_cachedstore_open(&store, inner, poll_loop_base(loop), &lo, err, sizeof(err)) != 0 ||
+            tess_revoker_open(&revoker, poll_loop_base(loop), &ro, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tessera session revoke: %s\n", err);
+            goto out;
+        }
+    }
+    memset(&st, 0, sizeof(st));
+    if ((rc = tess_store_destroy_user(store, tess_str(uid), on_store, &st)) == 0)
+        rc = await(loop, &st);
+    if (rc != 0 && rc != TESS_ENOTFOUND) {
+        fprintf(stderr, "tessera session revoke: removing sessions: %s\n", tess_strerror(rc));
+        goto out;
+    }
+    if (revoker != NULL) {
+        memset(&st, 0, sizeof(st));
+        /* Tokens live at most SESSION_TTL (default 30 days): keep the cut-off that long, and a minute. */
+        int64_t ttl_s = 30LL * 86400;
+        const char *env = getenv("SESSION_TTL");
+        if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
+            ttl_s = 30LL * 86400;
+        tess_revoker_cut(revoker, tess_str(uid), tess_now_ms(), ttl_s * 1000 + 60000, on_revoker, &st);
+        if ((rc = await(loop, &st)) != 0) {
+            fprintf(stderr, "tessera session revoke: revoking tokens in Redis: %s\n", tess_strerror(rc));
+            goto out;
+        }
+    }
+    printf("revoked every session of %s\n", user);
+    code = 0;
+out:
+    tess_revoker_free(revoker);
+    tess_store_close(store);
+    if (appdb != NULL)
+        appdb->ops->close(appdb);
+    sqlite3_close(db);
+    /* Closing completes what was pending; let the loop sweep the watchers. */
+    if (loop != NULL) {
+        poll_loop_run_once(loop, 0);
+        poll_loop_free(loop);
+    }
+    return code;
+}
