@@ -94,6 +94,16 @@ def _stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         return proc.wait(timeout=timeout), False
 
 
+def _die_with_parent():
+    """preexec_fn: SIGKILL the child when the test process dies (e.g. killed by a ctest timeout), so that no
+    server outlives its test. Linux prctl(PR_SET_PDEATHSIG); a no-op elsewhere."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except Exception:
+        pass
+
+
 # --------------------------------------------------------------------------------------------------------
 # HTTP
 
@@ -386,7 +396,7 @@ class TesseraServer:
                "--strategy", self.strategy, "--threads", str(self.threads), *self.extra_args]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env, cwd=self.tmpdir)
+                                         env=self.env, cwd=self.tmpdir, preexec_fn=_die_with_parent)
 
         def healthy():
             if self.proc.poll() is not None:
@@ -648,7 +658,7 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", self.tmpdir, "--daemonize", "no", *self.extra_args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
         def pong():
             if self.proc.poll() is not None:
