@@ -47,6 +47,7 @@ typedef struct tess_auth_config {
     tess_cache_t *cache;           /* borrowed; near-cache for cached (may be shared by threads) */
     tess_jwt_t *jwt;               /* borrowed; this thread's verifier for jwt */
     tess_revoker_t *revoker;       /* borrowed; this thread's revocation checker (any strategy), or NULL */
+    tess_loop_t *loop;             /* borrowed; this thread's loop: with `post`, cached lookups single-flight */
 } tess_auth_config_t;
 
 typedef struct tess_auth tess_auth_t;

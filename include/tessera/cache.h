@@ -24,11 +24,11 @@ extern "C" {
 typedef struct tess_cache tess_cache_t;
 
 typedef struct tess_cache_opts {
-    size_t max_entries;       /* bound on entries, all shards together (default 100000) */
-    size_t max_bytes;         /* bound on accounted bytes, all shards together (default 64 MiB) */
-    int64_t ttl_ms;           /* positive entry lifetime (default 300 s) */
-    int64_t negative_ttl_ms;  /* negative entry lifetime (default 5 s; 0 disables negative caching) */
-    unsigned shards;          /* power of two (default 16) */
+    size_t max_entries;      /* bound on entries, all shards together (default 100000) */
+    size_t max_bytes;        /* bound on accounted bytes, all shards together (default 64 MiB) */
+    int64_t ttl_ms;          /* positive entry lifetime (default 300 s) */
+    int64_t negative_ttl_ms; /* negative entry lifetime (default 5 s; 0 disables negative caching) */
+    unsigned shards;         /* power of two (default 16) */
 } tess_cache_opts_t;
 
 typedef struct tess_cache_stats {
@@ -71,6 +71,20 @@ void tess_cache_flush(tess_cache_t *c);
 /* Turns lookups and inserts off (0) or on (1); turning off also flushes. */
 void tess_cache_set_enabled(tess_cache_t *c, int enabled);
 void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out);
+
+/*
+ * Single-flight: N concurrent misses for one key (on any threads) cause one backend lookup.
+ * tess_cache_flight_join() returns 1 when the caller leads: it looks the key up and must then call
+ * tess_cache_flight_done() exactly once. It returns 0 when a lookup of that key is already under way: the
+ * caller's `deliver(arg, rc, s)` will be called with the leader's result, from inside the leader's
+ * tess_cache_flight_done() (so on the leader's thread: hop back to your own before using thread-bound state;
+ * `s` is borrowed for the call). Works while the cache is disabled too.
+ */
+typedef void (*tess_flight_cb)(void *arg, int rc, const tess_session_t *s);
+int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliver, void *arg);
+void tess_cache_flight_done(tess_cache_t *c, tess_str_t key, int rc, const tess_session_t *s);
+/* Lookups saved by single-flight (followers served by a leader's lookup). */
+uint64_t tess_cache_flight_followers(tess_cache_t *c);
 
 #ifdef __cplusplus
 }

@@ -38,14 +38,14 @@ static inline int tess_str_eq(tess_str_t a, tess_str_t b)
 }
 
 /* Hard limits. Inputs beyond them are rejected with TESS_ETOOBIG, never truncated. */
-#define TESS_SID_MAX 128        /* session id, in bytes (ours are 43; express-session's uid-safe are 32) */
-#define TESS_USER_ID_MAX 64     /* user id, in bytes */
-#define TESS_ROLE_MAX 16        /* role name, in bytes */
-#define TESS_JTI_MAX 64         /* JWT id, in bytes */
-#define TESS_SECRET_MAX 512     /* one secret, in bytes */
-#define TESS_SECRETS_MAX 16     /* secrets in a rotation list */
-#define TESS_COOKIE_VALUE_MAX 4096 /* one cookie value, encoded */
-#define TESS_TOKEN_MAX 4096     /* default bound on a JWT, in bytes */
+#define TESS_SID_MAX 128            /* session id, in bytes (ours are 43; express-session's uid-safe are 32) */
+#define TESS_USER_ID_MAX 64         /* user id, in bytes */
+#define TESS_ROLE_MAX 16            /* role name, in bytes */
+#define TESS_JTI_MAX 64             /* JWT id, in bytes */
+#define TESS_SECRET_MAX 512         /* one secret, in bytes */
+#define TESS_SECRETS_MAX 16         /* secrets in a rotation list */
+#define TESS_COOKIE_VALUE_MAX 4096  /* one cookie value, encoded */
+#define TESS_TOKEN_MAX 4096         /* default bound on a JWT, in bytes */
 #define TESS_SESSION_JSON_MAX 65536 /* a stored session document */
 
 /* Milliseconds since the Unix epoch, wall clock (CLOCK_REALTIME). */

@@ -17,7 +17,7 @@ extern "C" {
 #define TESS_ID_LEN 43
 
 /* Encoded length (without NUL) of n bytes in unpadded base64 of either alphabet. */
-#define TESS_BASE64_LEN(n) (((n) * 4 + 2) / 3)
+#define TESS_BASE64_LEN(n) (((n)*4 + 2) / 3)
 
 /*
  * Unpadded base64url (RFC 4648 §5) of `in`; writes TESS_BASE64_LEN(n) chars and a NUL to `out`,

@@ -3,7 +3,7 @@
  *
  * libtessera links no event library: the application fills one const tess_loop_ops_t for its loop (tessera
  * serve does it for h2o's evloop in src/server/loop_h2o.c) and passes a tess_loop_t to the stores. All calls
- * happen on the loop's own thread; nothing here is thread-safe.
+ * happen on the loop's own thread, except `post`.
  */
 #ifndef TESSERA_LOOP_H
 #define TESSERA_LOOP_H
@@ -40,6 +40,11 @@ typedef struct tess_loop_ops {
     void (*timer_stop)(tess_timer_t *t);
     /* Stops and frees; safe to call from `cb`. */
     void (*timer_free)(tess_timer_t *t);
+    /*
+     * The one thread-safe operation: runs `fn(arg)` on the loop's own thread soon (used to hand a result
+     * computed on another loop back to this one). NULL when the loop cannot be reached from other threads.
+     */
+    void (*post)(tess_loop_t *loop, tess_timer_cb fn, void *arg);
 } tess_loop_ops_t;
 
 struct tess_loop {

@@ -46,9 +46,9 @@ typedef struct tess_store_ops {
 
 /* Call counters; every store keeps them (tests count backend calls with them). */
 typedef struct tess_store_stats {
-    uint64_t gets;     /* get calls that reached the backend */
-    uint64_t writes;   /* set + touch + destroy + destroy_user */
-    uint64_t errors;   /* callbacks completed with an error other than NOTFOUND */
+    uint64_t gets;   /* get calls that reached the backend */
+    uint64_t writes; /* set + touch + destroy + destroy_user */
+    uint64_t errors; /* callbacks completed with an error other than NOTFOUND */
 } tess_store_stats_t;
 
 /* Base of every store; a store's own struct embeds it as its first member. */

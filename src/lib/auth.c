@@ -36,6 +36,8 @@ typedef struct auth_op {
     void *arg;                           /* its argument */
     int64_t now_ms;                      /* the request's clock */
     uint64_t gen;                        /* cache generation read before the store lookup (cached) */
+    int leader;                          /* this lookup leads a single-flight: it must report to followers */
+    int flight_rc;                       /* follower: the leader's result */
     tess_session_t sess;                 /* login: the new session */
     size_t sid_len;                      /* bytes in sid */
     char sid[TESS_SID_MAX + 1];          /* session id being looked up or destroyed */
@@ -247,10 +249,31 @@ static void on_check_get(void *arg, int rc, const tess_session_t *found)
         else if (rc == TESS_ENOTFOUND)
             tess_cache_put(auth->cfg.cache, sid, NULL, op->now_ms, op->gen);
     }
+    if (op->leader)
+        tess_cache_flight_done(auth->cfg.cache, sid, rc, have ? &s : NULL);
     op->cb(op->arg, lookup_rc(rc), have ? &s : NULL, no_cookie);
     if (have)
         tess_session_clear(&s);
     op_free(op);
+}
+
+/* Follower, back on its own loop: answer with the leader's result. */
+static void follower_finish(void *arg)
+{
+    auth_op_t *op = arg;
+    int have = op->flight_rc == 0 && op->sess.user_id[0] != '\0';
+    op->cb(op->arg, lookup_rc(op->flight_rc), have ? &op->sess : NULL, no_cookie);
+    op_free(op);
+}
+
+/* Follower, on the leader's thread: keep a copy of the result and hop home. */
+static void follower_deliver(void *arg, int rc, const tess_session_t *s)
+{
+    auth_op_t *op = arg;
+    op->flight_rc = rc;
+    if (rc == 0 && (s == NULL || tess_session_copy(&op->sess, s) != 0))
+        op->flight_rc = s == NULL ? TESS_EDENIED : TESS_ENOMEM;
+    op->auth->cfg.loop->ops->post(op->auth->cfg.loop, follower_finish, op);
 }
 
 static void on_jwt_revocation(void *arg, int rc)
@@ -359,9 +382,17 @@ void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms
     op->gen = gen;
     op->sid_len = sid_len;
     memcpy(op->sid, sid, sid_len + 1);
+    if (auth->cfg.cache != NULL && auth->cfg.loop != NULL && auth->cfg.loop->ops->post != NULL) {
+        /* One backend lookup for N concurrent misses of this id, process-wide. */
+        if (!tess_cache_flight_join(auth->cfg.cache, tess_strn(op->sid, op->sid_len), follower_deliver, op))
+            return; /* follower_deliver owns `op` now */
+        op->leader = 1;
+    }
     auth->stats.store_lookups++;
     /* From here on `op` belongs to on_check_get, which may already have run when the call returns. */
     if ((rc = tess_store_get(auth->cfg.store, tess_strn(op->sid, op->sid_len), on_check_get, op)) != 0) {
+        if (op->leader)
+            tess_cache_flight_done(auth->cfg.cache, tess_strn(op->sid, op->sid_len), rc, NULL);
         op_free(op);
         cb(arg, lookup_rc(rc), NULL, no_cookie);
     }

@@ -143,6 +143,34 @@ static void timer_free(tess_timer_t *t)
     free(t);
 }
 
+typedef struct post_msg {
+    h2o_multithread_message_t super; /* first member */
+    tess_timer_cb fn;                /* what to run */
+    void *arg;                       /* its argument */
+} post_msg_t;
+
+static void on_posts(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        post_msg_t *m = H2O_STRUCT_FROM_MEMBER(post_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        m->fn(m->arg);
+        free(m);
+    }
+}
+
+static void post(tess_loop_t *loop, tess_timer_cb fn, void *arg)
+{
+    tess_h2o_loop_t *l = (tess_h2o_loop_t *)loop;
+    post_msg_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        h2o_fatal("out of memory");
+    m->fn = fn;
+    m->arg = arg;
+    h2o_multithread_send_message(&l->receiver, &m->super);
+}
+
 static const tess_loop_ops_t h2o_loop_ops = {
     .io_new = io_new,
     .io_set = io_set,
@@ -151,10 +179,22 @@ static const tess_loop_ops_t h2o_loop_ops = {
     .timer_start = timer_start,
     .timer_stop = timer_stop,
     .timer_free = timer_free,
+    .post = post,
 };
 
 void tess_h2o_loop_init(tess_h2o_loop_t *l, h2o_evloop_t *loop)
 {
     l->super.ops = &h2o_loop_ops;
     l->loop = loop;
+    l->queue = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(l->queue, &l->receiver, on_posts);
+}
+
+void tess_h2o_loop_dispose(tess_h2o_loop_t *l)
+{
+    if (l->queue == NULL)
+        return;
+    h2o_multithread_unregister_receiver(l->queue, &l->receiver);
+    h2o_multithread_destroy_queue(l->queue);
+    l->queue = NULL;
 }

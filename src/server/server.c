@@ -87,6 +87,7 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         METRIC("cache_invalidations_total", "counter", cs.invalidations);
         METRIC("cache_entries", "gauge", cs.entries);
         METRIC("cache_bytes", "gauge", cs.bytes);
+        METRIC("cache_flight_followers_total", "counter", tess_cache_flight_followers(srv->cache));
     }
     if (srv->rcache != NULL) {
         tess_cache_stats_t cs;
@@ -368,6 +369,7 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
     ac.cache = srv->cache;
     ac.jwt = th->jwt;
     ac.revoker = th->revoker;
+    ac.loop = &th->tloop.super;
     if ((rc = tess_auth_new(&th->auth, &ac)) != 0) {
         snprintf(err, errcap, "cannot set up the %s strategy: %s", tess_strategy_name(ac.strategy), tess_strerror(rc));
         return rc;
@@ -422,6 +424,7 @@ static int wait_ready(server_thread_t *th, int64_t deadline)
 
 static void thread_close(server_thread_t *th)
 {
+    tess_h2o_loop_dispose(&th->tloop);
     tess_auth_free(th->auth);
     tess_revoker_free(th->revoker);
     tess__rconn_free(th->aux);

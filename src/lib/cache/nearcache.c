@@ -37,6 +37,20 @@ typedef struct centry {
     char key[];            /* the session id, NUL-terminated */
 } centry_t;
 
+/* A lookup in progress and the callers waiting on it. */
+typedef struct fwaiter {
+    struct fwaiter *next; /* list link */
+    tess_flight_cb cb;    /* delivery */
+    void *arg;            /* its argument */
+} fwaiter_t;
+
+typedef struct flight {
+    struct flight *next; /* list link (few flights at a time: a list is enough) */
+    fwaiter_t *waiters;  /* followers */
+    size_t key_len;      /* bytes in key */
+    char key[];          /* the key */
+} flight_t;
+
 typedef struct shard {
     alignas(64) pthread_mutex_t lock; /* guards the shard; aligned to keep shards off each other's lines */
     centry_t **buckets;               /* hash buckets, `nbuckets` of them (power of two) */
@@ -51,6 +65,8 @@ typedef struct shard {
     uint64_t misses;
     uint64_t evictions;
     uint64_t invalidations;
+    flight_t *flights;  /* lookups in progress */
+    uint64_t followers; /* waiters served by a leader */
 } shard_t;
 
 struct tess_cache {
@@ -244,6 +260,16 @@ void tess_cache_free(tess_cache_t *c)
     if (c == NULL)
         return;
     for (unsigned i = 0; c->shards != NULL && i < c->nshards; i++) {
+        while (c->shards[i].flights != NULL) { /* only when a leader never finished: free, never deliver */
+            flight_t *f = c->shards[i].flights;
+            c->shards[i].flights = f->next;
+            while (f->waiters != NULL) {
+                fwaiter_t *w = f->waiters;
+                f->waiters = w->next;
+                free(w);
+            }
+            free(f);
+        }
         clear_shard(&c->shards[i]);
         free(c->shards[i].buckets);
         pthread_mutex_destroy(&c->shards[i].lock);
@@ -430,4 +456,78 @@ void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out)
         pthread_mutex_unlock(&sh->lock);
     }
     out->flushes = __atomic_load_n(&c->flushes, __ATOMIC_RELAXED);
+}
+
+/* ---- single-flight ---------------------------------------------------------------------------------------- */
+
+int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliver, void *arg)
+{
+    shard_t *sh = shard_of(c, hash_key(c, key));
+    flight_t *f;
+    int lead = 0;
+
+    pthread_mutex_lock(&sh->lock);
+    for (f = sh->flights; f != NULL; f = f->next)
+        if (f->key_len == key.len && memcmp(f->key, key.ptr, key.len) == 0)
+            break;
+    if (f != NULL) {
+        fwaiter_t *w = malloc(sizeof(*w));
+        if (w == NULL) {
+            lead = 1; /* cannot wait: look it up alone */
+        } else {
+            w->cb = deliver;
+            w->arg = arg;
+            w->next = f->waiters;
+            f->waiters = w;
+            sh->followers++;
+        }
+    } else if ((f = malloc(sizeof(*f) + key.len)) != NULL) {
+        f->waiters = NULL;
+        f->key_len = key.len;
+        memcpy(f->key, key.ptr, key.len);
+        f->next = sh->flights;
+        sh->flights = f;
+        lead = 1;
+    } else {
+        lead = 1;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return lead;
+}
+
+void tess_cache_flight_done(tess_cache_t *c, tess_str_t key, int rc, const tess_session_t *s)
+{
+    shard_t *sh = shard_of(c, hash_key(c, key));
+    flight_t **pp, *f = NULL;
+
+    pthread_mutex_lock(&sh->lock);
+    for (pp = &sh->flights; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->key_len == key.len && memcmp((*pp)->key, key.ptr, key.len) == 0) {
+            f = *pp;
+            *pp = f->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (f == NULL)
+        return;
+    /* Deliver outside the lock: a waiter may look the cache up again. */
+    while (f->waiters != NULL) {
+        fwaiter_t *w = f->waiters;
+        f->waiters = w->next;
+        w->cb(w->arg, rc, s);
+        free(w);
+    }
+    free(f);
+}
+
+uint64_t tess_cache_flight_followers(tess_cache_t *c)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < c->nshards; i++) {
+        pthread_mutex_lock(&c->shards[i].lock);
+        n += c->shards[i].followers;
+        pthread_mutex_unlock(&c->shards[i].lock);
+    }
+    return n;
 }
