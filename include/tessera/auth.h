@@ -48,15 +48,18 @@ typedef struct tess_auth_config {
     tess_jwt_t *jwt;               /* borrowed; this thread's verifier for jwt */
     tess_revoker_t *revoker;       /* borrowed; this thread's revocation checker (any strategy), or NULL */
     tess_loop_t *loop;             /* borrowed; this thread's loop: with `post`, cached lookups single-flight */
+    struct tess_auth *fallback;    /* borrowed; migration: asked when this strategy finds no session */
 } tess_auth_config_t;
 
 typedef struct tess_auth tess_auth_t;
 
 typedef struct tess_auth_stats {
-    uint64_t checks;         /* tess_auth_check() calls */
-    uint64_t rejected_early; /* refused before any cache or store: no cookie, bad format, bad signature */
-    uint64_t store_lookups;  /* lookups that went to the store */
-    uint64_t touches;        /* throttled touches sent to the store */
+    uint64_t checks;          /* tess_auth_check() calls */
+    uint64_t rejected_early;  /* refused before any cache or store: no cookie, bad format, bad signature */
+    uint64_t store_lookups;   /* lookups that went to the store */
+    uint64_t touches;         /* throttled touches sent to the store */
+    uint64_t fallback_checks; /* requests refused here and asked of the fallback strategy */
+    uint64_t copied_forward;  /* sessions found in the fallback and copied into this store */
 } tess_auth_stats_t;
 
 /* Returns 0, TESS_EINVAL (a component the strategy needs is missing), TESS_ENOMEM. */
@@ -81,6 +84,11 @@ typedef void (*tess_auth_cb)(void *arg, int rc, const tess_session_t *sess, tess
  * Authenticates a request from its Cookie header (may be empty). Always calls `cb` exactly once, possibly
  * before returning. When the session is due a touch, the touch is sent to the store (fire and forget) and
  * the cached copy updated.
+ *
+ * Migration: with a `fallback`, a request this strategy refuses (no session; not an outage) is asked of the
+ * fallback too, so sessions of the strategy being moved away from keep working until they expire. A session
+ * found there is copied forward into this strategy's store when both keep sessions in stores (same id, same
+ * cookie: the next request is answered here).
  */
 void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg);
 

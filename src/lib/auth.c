@@ -320,7 +320,87 @@ static void check_jwt(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_
                        on_jwt_revocation, op);
 }
 
+/* ---- migration fallback ----------------------------------------------------------------------------------- */
+
+typedef struct fb_op {
+    tess_auth_t *auth; /* the primary */
+    tess_auth_cb cb;   /* user callback */
+    void *arg;         /* its argument */
+    int64_t now_ms;    /* request clock */
+    size_t header_len; /* bytes in header */
+    char header[];     /* the Cookie header, copied: the primary may answer later */
+} fb_op_t;
+
+static void ignore_store(void *arg, int rc, const tess_session_t *s)
+{
+    (void)arg;
+    (void)rc;
+    (void)s;
+}
+
+static int keeps_sessions(const tess_auth_t *a)
+{
+    return a->cfg.strategy != TESS_STRATEGY_JWT && a->cfg.store != NULL;
+}
+
+static void on_fallback(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    fb_op_t *op = arg;
+    tess_auth_t *auth = op->auth;
+    if (rc == 0 && s != NULL && keeps_sessions(auth) && keeps_sessions(auth->cfg.fallback) && !auth->released) {
+        /* Copy forward: the same id under the same signed cookie is found here from now on. */
+        if (tess_store_set(auth->cfg.store, s, ignore_store, NULL) == 0)
+            auth->stats.copied_forward++;
+    }
+    op->cb(op->arg, rc, s, cookie);
+    auth->inflight--;
+    if (auth->inflight == 0 && auth->released)
+        free(auth);
+    free(op);
+}
+
+static void on_primary(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    fb_op_t *op = arg;
+    if (rc != TESS_EDENIED) {
+        tess_auth_t *auth = op->auth;
+        op->cb(op->arg, rc, s, cookie);
+        auth->inflight--;
+        if (auth->inflight == 0 && auth->released)
+            free(auth);
+        free(op);
+        return;
+    }
+    op->auth->stats.fallback_checks++;
+    tess_auth_check(op->auth->cfg.fallback, tess_strn(op->header, op->header_len), op->now_ms, on_fallback, op);
+}
+
+static void check_primary(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg);
+
 void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg)
+{
+    fb_op_t *op;
+
+    if (auth->cfg.fallback == NULL) {
+        check_primary(auth, cookie_header, now_ms, cb, arg);
+        return;
+    }
+    if ((op = malloc(sizeof(*op) + cookie_header.len)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, no_cookie);
+        return;
+    }
+    op->auth = auth;
+    op->cb = cb;
+    op->arg = arg;
+    op->now_ms = now_ms;
+    op->header_len = cookie_header.len;
+    if (cookie_header.len > 0)
+        memcpy(op->header, cookie_header.ptr, cookie_header.len);
+    auth->inflight++;
+    check_primary(auth, tess_strn(op->header, op->header_len), now_ms, on_primary, op);
+}
+
+static void check_primary(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg)
 {
     char sid[TESS_SID_MAX + 1];
     size_t sid_len = 0;

@@ -43,6 +43,8 @@ void tess_config_usage(FILE *out)
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
           "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
           "  SESSION_PREFIX         Redis key prefix (default session:)\n"
+          "  SESSION_FALLBACK       migration: another strategy whose sessions keep working until they\n"
+          "                         expire (copied forward when both keep sessions in stores)\n"
           "  BACKEND_TIMEOUT_MS     timeout of each Redis / PostgreSQL call, ms (default 1000)\n"
           "\n"
           "With REDIS_URL, every strategy gets token revocation and \"log out everywhere\", the meta endpoint a\n"
@@ -213,6 +215,17 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             return TESS_ECONFIG;
         }
         snprintf(cfg->redis_url, sizeof(cfg->redis_url), "%s", redis);
+    }
+    if ((env = getenv("SESSION_FALLBACK")) != NULL && *env != '\0') {
+        if (tess_strategy_parse(tess_str(env), &cfg->fallback) != 0 || cfg->fallback == cfg->strategy) {
+            snprintf(err, errcap, "bad SESSION_FALLBACK '%s': another strategy (db, redis, jwt or cached)", env);
+            return TESS_ECONFIG;
+        }
+        if (cfg->fallback == TESS_STRATEGY_REDIS && cfg->redis_url[0] == '\0') {
+            snprintf(err, errcap, "SESSION_FALLBACK=redis needs REDIS_URL (or --redis)");
+            return TESS_ECONFIG;
+        }
+        cfg->has_fallback = 1;
     }
     if (cfg->strategy == TESS_STRATEGY_REDIS && cfg->redis_url[0] == '\0') {
         snprintf(err, errcap, "strategy 'redis' needs REDIS_URL (or --redis)");

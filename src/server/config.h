@@ -21,6 +21,8 @@ typedef struct tess_config {
     char session_prefix[65];      /* Redis key prefix (default "session:") */
     int64_t backend_timeout_ms;   /* per Redis / PostgreSQL call (default 1000) */
     tess_strategy_t strategy;     /* session strategy */
+    int has_fallback;             /* SESSION_FALLBACK is set */
+    tess_strategy_t fallback;     /* migration: the strategy whose sessions keep working until they expire */
     char *secrets;                /* comma-separated secret list (owned); never logged */
     int secret_generated;         /* development secret file: 1 created now, 2 read; 0 not used */
     tess_session_policy_t policy; /* session lifetimes */

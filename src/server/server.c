@@ -47,6 +47,7 @@ static void log_line(const char *fmt, ...)
 h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
     uint64_t requests = 0, checks = 0, early = 0, lookups = 0, touches = 0, gets = 0, writes = 0, errors = 0;
+    uint64_t fallbacks = 0, copied = 0;
     size_t cap = 8192, n = 0;
     char *buf = h2o_mem_alloc_pool(pool, cap);
 
@@ -60,6 +61,8 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         early += as.rejected_early;
         lookups += as.store_lookups;
         touches += as.touches;
+        fallbacks += as.fallback_checks;
+        copied += as.copied_forward;
         if (th->store != NULL) {
             gets += __atomic_load_n(&th->store->stats.gets, __ATOMIC_RELAXED);
             writes += __atomic_load_n(&th->store->stats.writes, __ATOMIC_RELAXED);
@@ -74,6 +77,8 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     METRIC("auth_rejected_early_total", "counter", early);
     METRIC("auth_store_lookups_total", "counter", lookups);
     METRIC("auth_touches_total", "counter", touches);
+    METRIC("auth_fallback_checks_total", "counter", fallbacks);
+    METRIC("auth_copied_forward_total", "counter", copied);
     METRIC("store_gets_total", "counter", gets);
     METRIC("store_writes_total", "counter", writes);
     METRIC("store_errors_total", "counter", errors);
@@ -306,6 +311,36 @@ static int open_listener(const tess_config_t *cfg, char *err, size_t errcap)
     return fd;
 }
 
+/* The session store a strategy needs on this thread (NULL for jwt); `l2`: the cached strategy's Redis copy. */
+static int open_session_store(server_thread_t *th, tess_strategy_t strategy, int l2, tess_store_t **out, char *err,
+                              size_t errcap)
+{
+    server_t *srv = th->srv;
+    int rc;
+
+    *out = NULL;
+    if (strategy == TESS_STRATEGY_JWT)
+        return 0;
+    if (strategy == TESS_STRATEGY_REDIS) {
+        tess_redis_opts_t ro = {srv->cfg.redis_url, srv->cfg.session_prefix, srv->cfg.backend_timeout_ms};
+        return tess_redisstore_open(out, &th->tloop.super, &ro, err, errcap);
+    }
+    if (srv->cfg.postgres) {
+        tess_pg_opts_t po = {srv->cfg.database_url, srv->cfg.backend_timeout_ms};
+        rc = tess_pgstore_open(out, &th->tloop.super, &po, err, errcap);
+    } else {
+        rc = tess_sqlitestore_open(out, th->sqlite, err, errcap);
+    }
+    if (rc == 0 && l2 && strategy == TESS_STRATEGY_CACHED && srv->cfg.redis_url[0] != '\0') {
+        tess_l2_opts_t lo = {srv->cfg.redis_url, srv->cfg.session_prefix, NULL, srv->cfg.l2_ttl_ms,
+                             srv->cfg.backend_timeout_ms};
+        tess_store_t *inner = *out;
+        *out = NULL;
+        rc = tess_cachedstore_open(out, inner, &th->tloop.super, &lo, err, errcap);
+    }
+    return rc;
+}
+
 /* Per-thread backends: a database connection, the store, the JWT verifier, the strategy. */
 static int thread_open(server_thread_t *th, char *err, size_t errcap)
 {
@@ -324,27 +359,8 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
                (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0) {
         return rc;
     }
-    if (srv->cfg.strategy == TESS_STRATEGY_REDIS) {
-        tess_redis_opts_t ro = {srv->cfg.redis_url, srv->cfg.session_prefix, srv->cfg.backend_timeout_ms};
-        if ((rc = tess_redisstore_open(&th->store, &th->tloop.super, &ro, err, errcap)) != 0)
-            return rc;
-    } else if (srv->cfg.strategy != TESS_STRATEGY_JWT) {
-        if (srv->cfg.postgres) {
-            tess_pg_opts_t po = {srv->cfg.database_url, srv->cfg.backend_timeout_ms};
-            if ((rc = tess_pgstore_open(&th->store, &th->tloop.super, &po, err, errcap)) != 0)
-                return rc;
-        } else if ((rc = tess_sqlitestore_open(&th->store, th->sqlite, err, errcap)) != 0) {
-            return rc;
-        }
-        if (srv->cfg.strategy == TESS_STRATEGY_CACHED && srv->cfg.redis_url[0] != '\0') {
-            tess_l2_opts_t lo = {srv->cfg.redis_url, srv->cfg.session_prefix, NULL, srv->cfg.l2_ttl_ms,
-                                 srv->cfg.backend_timeout_ms};
-            tess_store_t *inner = th->store;
-            th->store = NULL;
-            if ((rc = tess_cachedstore_open(&th->store, inner, &th->tloop.super, &lo, err, errcap)) != 0)
-                return rc;
-        }
-    }
+    if ((rc = open_session_store(th, srv->cfg.strategy, 1, &th->store, err, errcap)) != 0)
+        return rc;
     if (srv->cfg.redis_url[0] != '\0') {
         tess_revoker_opts_t rv = {srv->cfg.redis_url, "tessera:", srv->cfg.backend_timeout_ms, srv->rcache};
         tess__redis_url_t url;
@@ -370,6 +386,21 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
     ac.jwt = th->jwt;
     ac.revoker = th->revoker;
     ac.loop = &th->tloop.super;
+    if (srv->cfg.has_fallback) {
+        tess_auth_config_t fc = ac;
+        if ((rc = open_session_store(th, srv->cfg.fallback, 0, &th->fallback_store, err, errcap)) != 0)
+            return rc;
+        fc.strategy = srv->cfg.fallback == TESS_STRATEGY_CACHED ? TESS_STRATEGY_DB : srv->cfg.fallback;
+        fc.cookie_name = tess_strn(NULL, 0); /* the old strategy's own cookie */
+        fc.store = th->fallback_store;
+        fc.cache = NULL;
+        fc.loop = NULL;
+        if ((rc = tess_auth_new(&th->fallback_auth, &fc)) != 0) {
+            snprintf(err, errcap, "cannot set up the fallback strategy: %s", tess_strerror(rc));
+            return rc;
+        }
+        ac.fallback = th->fallback_auth;
+    }
     if ((rc = tess_auth_new(&th->auth, &ac)) != 0) {
         snprintf(err, errcap, "cannot set up the %s strategy: %s", tess_strategy_name(ac.strategy), tess_strerror(rc));
         return rc;
@@ -426,6 +457,8 @@ static void thread_close(server_thread_t *th)
 {
     tess_h2o_loop_dispose(&th->tloop);
     tess_auth_free(th->auth);
+    tess_auth_free(th->fallback_auth);
+    tess_store_close(th->fallback_store);
     tess_revoker_free(th->revoker);
     tess__rconn_free(th->aux);
     tess_jwt_free(th->jwt);

@@ -40,6 +40,8 @@ struct server_thread {
     tess_store_t *store;                /* session store (db, cached) */
     tess_jwt_t *jwt;                    /* JWT verifier (jwt) */
     tess_auth_t *auth;                  /* strategy */
+    tess_auth_t *fallback_auth;         /* migration: the strategy being moved away from */
+    tess_store_t *fallback_store;       /* its store */
     tess_revoker_t *revoker;            /* token revocation (with Redis) */
     tess__rconn_t *aux;                 /* Redis for meta invalidations (with Redis) */
     h2o_multithread_receiver_t pw_done; /* password checks completed by the pool */
