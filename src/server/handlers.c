@@ -280,6 +280,12 @@ static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_
             send_error(r, 400, "bad_request", "everywhere must be 1 or 0");
             return;
         }
+        if (q > 0 && strcmp(everywhere, "1") == 0 && r->th->revoker == NULL &&
+            r->th->srv->cfg.strategy == TESS_STRATEGY_JWT) {
+            send_error(r, 409, "revocation_unavailable",
+                       "tokens cannot be revoked without REDIS_URL: they stay valid until they expire");
+            return;
+        }
         if (q > 0 && strcmp(everywhere, "1") == 0)
             tess_auth_logout_everywhere(r->th->auth, tess_str(s->user_id), tess_now_ms(), logout_done, req_suspend(r));
         else
@@ -294,11 +300,9 @@ static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_
 
 void h_logout(tess_req_t *r)
 {
-    h2o_req_t *req = r->req;
-    tess_str_t cookies = {NULL, 0};
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, -1);
-    if (i != -1)
-        cookies = tess_strn(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    tess_str_t cookies;
+    if (cookie_header(r, &cookies) != 0)
+        return;
     tess_auth_check(r->th->auth, cookies, tess_now_ms(), logout_checked, req_suspend(r));
 }
 

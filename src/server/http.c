@@ -379,7 +379,7 @@ static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cooki
  * Joins every Cookie header (HTTP/2 splits them) into one "a=1; b=2" string. Returns 0, or -1 when they
  * exceed COOKIE_HEADER_MAX (431 sent).
  */
-static int cookie_header(tess_req_t *r, tess_str_t *out)
+int cookie_header(tess_req_t *r, tess_str_t *out)
 {
     h2o_req_t *req = r->req;
     ssize_t i = -1;

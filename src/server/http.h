@@ -56,6 +56,12 @@ int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out);
 /* Finds query parameter `name` (percent-decoded into `buf`). Returns 1 found, 0 absent, -1 malformed. */
 int query_param(tess_req_t *r, const char *name, char *buf, size_t cap);
 
+/*
+ * Joins every Cookie header (HTTP/2 splits them) into one "a=1; b=2" string (borrowed from the request).
+ * Returns 0, or -1 when they exceed the bound (431 sent).
+ */
+int cookie_header(tess_req_t *r, tess_str_t *out);
+
 /* Route handlers (handlers.c). */
 void h_login(tess_req_t *r);
 void h_logout(tess_req_t *r);
