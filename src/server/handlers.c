@@ -87,6 +87,22 @@ static int may_write(const tess_req_t *r, const appdb_prechat_t *p)
         }                                                                                                              \
     } while (0)
 
+/*
+ * In an appdb completion: the request, when it is still there and the call succeeded with at least `min_rows`
+ * rows (prechats or messages); otherwise NULL, with the error answered.
+ */
+static tess_req_t *appdb_resume(void *arg, const appdb_result_t *res, size_t min_rows)
+{
+    tess_req_t *r = req_resume(arg);
+    if (r == NULL)
+        return NULL;
+    if (res->rc != 0 || res->n_prechats + res->n_messages < min_rows) {
+        send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
+        return NULL;
+    }
+    return r;
+}
+
 /* ---- ops ------------------------------------------------------------------------------------------------ */
 
 void h_healthz(tess_req_t *r)
@@ -310,13 +326,9 @@ void h_logout(tess_req_t *r)
 
 static void prechat_created(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    tess_req_t *r = appdb_resume(arg, res, 1);
     if (r == NULL)
         return;
-    if (res->rc != 0 || res->n_prechats != 1) {
-        send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
-        return;
-    }
     send_json(r, 201, prechat_json(&res->prechats[0]));
 }
 
@@ -334,13 +346,9 @@ void h_prechat_create(tess_req_t *r)
 
 static void prechat_listed(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    tess_req_t *r = appdb_resume(arg, res, 0);
     if (r == NULL)
         return;
-    if (res->rc != 0) {
-        send_backend_error(r, res->rc);
-        return;
-    }
     cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "prechats");
     for (size_t i = 0; i < res->n_prechats; ++i)
         cJSON_AddItemToArray(list, prechat_json(&res->prechats[i]));
@@ -530,13 +538,9 @@ void h_prechat_meta(tess_req_t *r)
 
 static void prechat_changed(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    tess_req_t *r = appdb_resume(arg, res, 1);
     if (r == NULL)
         return;
-    if (res->rc != 0 || res->n_prechats != 1) {
-        send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
-        return;
-    }
     /* Joining or closing a waiting pre-chat moves every later one up the queue. */
     tess_meta_changed(r->th, res->prechats[0].id, r->was_waiting);
     send_json(r, 200, prechat_json(&res->prechats[0]));
@@ -568,13 +572,9 @@ void h_prechat_close(tess_req_t *r)
 
 static void message_added(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    tess_req_t *r = appdb_resume(arg, res, 1);
     if (r == NULL)
         return;
-    if (res->rc != 0 || res->n_messages != 1) {
-        send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
-        return;
-    }
     tess_meta_changed(r->th, res->messages[0].prechat_id, 0);
     send_json(r, 201, message_json(&res->messages[0]));
 }
@@ -602,13 +602,9 @@ void h_message_add(tess_req_t *r)
 
 static void messages_listed(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    tess_req_t *r = appdb_resume(arg, res, 0);
     if (r == NULL)
         return;
-    if (res->rc != 0) {
-        send_backend_error(r, res->rc);
-        return;
-    }
     cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "messages");
     for (size_t i = 0; i < res->n_messages; ++i)
         cJSON_AddItemToArray(list, message_json(&res->messages[i]));
