@@ -12,6 +12,8 @@
 
 #define PREFIXES_MAX 16
 #define PREFIX_LEN_MAX 128
+#define HEARTBEAT_MS 200 /* how often the tracking connection is probed */
+#define LIVENESS_MS 500  /* longest wait for any answer before the channel counts as down */
 
 struct tess_inval {
     tess_loop_t *loop;                           /* the loop */
@@ -26,6 +28,8 @@ struct tess_inval {
     char epoch_key[PREFIX_LEN_MAX];              /* INCR'ed on every (re)connection ("" none) */
     tess_inval_opts_t opts;                      /* callbacks */
     uint64_t epoch;                              /* bumped on every connection change: stale replies are ignored */
+    tess_timer_t *hb;                            /* heartbeat: a paused Redis closes no connection */
+    int hb_outstanding;                          /* a PING is waiting for its answer */
 };
 
 static void report(tess_inval_t *inv)
@@ -207,6 +211,26 @@ static void on_trk_state(void *arg, int up)
         start_tracking(inv);
 }
 
+static void on_pong(void *arg, int rc, redisReply *r)
+{
+    tess_inval_t *inv = arg;
+    (void)rc;
+    (void)r;
+    /* A missing answer ends the connection through its timeout, which reports the listener down. */
+    inv->hb_outstanding = 0;
+}
+
+static void on_heartbeat(void *arg)
+{
+    tess_inval_t *inv = arg;
+    if (inv->up && !inv->hb_outstanding) {
+        const char *argv[1] = {"PING"};
+        inv->hb_outstanding = 1;
+        tess__rconn_command(inv->trk, on_pong, inv, 1, argv, NULL);
+    }
+    inv->loop->ops->timer_start(inv->hb, HEARTBEAT_MS);
+}
+
 int tess_inval_open(tess_inval_t **out, tess_loop_t *loop, const tess_inval_opts_t *opts, char *err, size_t errcap)
 {
     tess__redis_url_t url;
@@ -246,9 +270,19 @@ int tess_inval_open(tess_inval_t **out, tess_loop_t *loop, const tess_inval_opts
         strcpy(inv->epoch_key, opts->epoch_key);
     }
     inv->opts.epoch_key = NULL;
-    if ((rc = tess__rconn_new(&inv->sub, loop, &url, opts->timeout_ms, on_sub_state, inv)) != 0 ||
-        (rc = tess__rconn_new(&inv->trk, loop, &url, opts->timeout_ms, on_trk_state, inv)) != 0)
+    /*
+     * Short timeouts here: a paused or unreachable Redis closes no connection, and the caches must be off
+     * before a logout elsewhere can be acknowledged (that takes at least the stores' own timeout).
+     */
+    int64_t t = opts->timeout_ms > 0 && opts->timeout_ms < LIVENESS_MS ? opts->timeout_ms : LIVENESS_MS;
+    if ((rc = tess__rconn_new(&inv->sub, loop, &url, t, on_sub_state, inv)) != 0 ||
+        (rc = tess__rconn_new(&inv->trk, loop, &url, t, on_trk_state, inv)) != 0)
         goto out;
+    if ((inv->hb = loop->ops->timer_new(loop, on_heartbeat, inv)) == NULL) {
+        rc = TESS_ENOMEM;
+        goto out;
+    }
+    loop->ops->timer_start(inv->hb, HEARTBEAT_MS);
     *out = inv;
     inv = NULL;
 out:
@@ -267,6 +301,8 @@ void tess_inval_free(tess_inval_t *inv)
     ++inv->epoch;
     /* Freeing runs pending callbacks (with errors); they must see a listener that reports nothing. */
     inv->up = 0;
+    if (inv->hb != NULL)
+        inv->loop->ops->timer_free(inv->hb);
     tess__rconn_free(trk);
     tess__rconn_free(sub);
     free(inv);
