@@ -81,6 +81,8 @@ void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out);
  * `s` is borrowed for the call). Works while the cache is disabled too.
  */
 typedef void (*tess_flight_cb)(void *arg, int rc, const tess_session_t *s);
+enum { TESS_FLIGHT_FOLLOW = 0, TESS_FLIGHT_LEAD = 1, TESS_FLIGHT_ALONE = 2 };
+/* TESS_FLIGHT_ALONE (out of memory): look the key up without a flight and do not call flight_done. */
 int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliver, void *arg);
 void tess_cache_flight_done(tess_cache_t *c, tess_str_t key, int rc, const tess_session_t *s);
 /* Lookups saved by single-flight (followers served by a leader's lookup). */

@@ -20,8 +20,22 @@
 extern "C" {
 #endif
 
+/*
+ * One Redis connection of one loop, to be shared by everything on that loop that talks to Redis (the store,
+ * the L2 cache, the revocation lists), so that all of the loop's requests pipeline on it. Connects
+ * asynchronously and reconnects by itself (backoff capped at 500 ms); every command has `timeout_ms`
+ * (default 1000). Closing it completes its pending commands with TESS_EUNAVAIL, so close it before its users
+ * (their callbacks still run); the users never touch it afterwards. Not thread-safe: one per loop.
+ */
+typedef struct tess_redis tess_redis_t;
+int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *url, int64_t timeout_ms, char *err,
+                    size_t errcap);
+void tess_redis_close(tess_redis_t *conn);
+int tess_redis_connected(const tess_redis_t *conn);
+
 typedef struct tess_redis_opts {
     const char *url;    /* redis://[user:password@]host:port[/db] or unix:///path[?db=N]; borrowed */
+    tess_redis_t *conn; /* a loop's shared connection (borrowed; `url` and `timeout_ms` then unused) */
     const char *prefix; /* key prefix (default "session:") */
     int64_t timeout_ms; /* per-command timeout (default 1000 when 0) */
 } tess_redis_opts_t;
@@ -59,6 +73,7 @@ int tess_redisstore_connected(tess_store_t *store);
  */
 typedef struct tess_l2_opts {
     const char *url;       /* Redis URL; borrowed during open */
+    tess_redis_t *conn;    /* a loop's shared connection (borrowed; `url` and `timeout_ms` then unused) */
     const char *prefix;    /* key prefix (default "session:") */
     const char *epoch_key; /* epoch key (default "tessera:epoch") */
     int64_t ttl_ms;        /* copy lifetime (default 300 s) */

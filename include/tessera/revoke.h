@@ -23,10 +23,11 @@ extern "C" {
 typedef struct tess_revoker tess_revoker_t;
 
 typedef struct tess_revoker_opts {
-    const char *url;     /* Redis URL; borrowed during open */
-    const char *prefix;  /* key prefix (default "tessera:") */
-    int64_t timeout_ms;  /* per-command timeout (default 1000) */
-    tess_cache_t *cache; /* answers cache (borrowed; may be NULL: every check asks Redis) */
+    const char *url;         /* Redis URL; borrowed during open */
+    struct tess_redis *conn; /* a loop's shared connection (tessera/redis.h; borrowed; `url` then unused) */
+    const char *prefix;      /* key prefix (default "tessera:") */
+    int64_t timeout_ms;      /* per-command timeout (default 1000) */
+    tess_cache_t *cache;     /* answers cache (borrowed; may be NULL: every check asks Redis) */
 } tess_revoker_opts_t;
 
 /* rc: 0 not revoked / done; TESS_EREVOKED; TESS_EUNAVAIL or TESS_ETIMEOUT (Redis down). */

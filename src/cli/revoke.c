@@ -169,8 +169,8 @@ int tess_cli_session_revoke(int argc, char **argv)
 
     /* With Redis, the store becomes the cache-aside composite: tombstones first, then the table. */
     if (redis != NULL && *redis != '\0') {
-        tess_l2_opts_t lo = {redis, prefix, NULL, 300000, 2000};
-        tess_revoker_opts_t ro = {redis, "tessera:", 2000, NULL};
+        tess_l2_opts_t lo = {.url = redis, .prefix = prefix, .ttl_ms = 300000, .timeout_ms = 2000};
+        tess_revoker_opts_t ro = {.url = redis, .prefix = "tessera:", .timeout_ms = 2000};
         tess_store_t *inner = store;
         store = NULL;
         if (tess_cachedstore_open(&store, inner, poll_loop_base(loop), &lo, err, sizeof(err)) != 0 ||

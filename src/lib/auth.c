@@ -464,9 +464,10 @@ static void check_primary(tess_auth_t *auth, tess_str_t cookie_header, int64_t n
     memcpy(op->sid, sid, sid_len + 1);
     if (auth->cfg.cache != NULL && auth->cfg.loop != NULL && auth->cfg.loop->ops->post != NULL) {
         /* One backend lookup for N concurrent misses of this id, process-wide. */
-        if (!tess_cache_flight_join(auth->cfg.cache, tess_strn(op->sid, op->sid_len), follower_deliver, op))
+        int f = tess_cache_flight_join(auth->cfg.cache, tess_strn(op->sid, op->sid_len), follower_deliver, op);
+        if (f == TESS_FLIGHT_FOLLOW)
             return; /* follower_deliver owns `op` now */
-        op->leader = 1;
+        op->leader = f == TESS_FLIGHT_LEAD;
     }
     auth->stats.store_lookups++;
     /* From here on `op` belongs to on_check_get, which may already have run when the call returns. */
@@ -593,7 +594,93 @@ static void on_revoked(void *arg, int rc)
     op_free(op);
 }
 
+/* Logout during a migration: the session may live in the fallback strategy; end it there too. */
+typedef struct chain_op {
+    tess_auth_t *auth;              /* primary */
+    tess_auth_cb cb;                /* user callback */
+    void *arg;                      /* its argument */
+    int everywhere;                 /* logout everywhere rather than one session */
+    int64_t now_ms;                 /* request clock */
+    int rc;                         /* the primary's result */
+    tess_session_t sess;            /* the session (one session) */
+    char uid[TESS_USER_ID_MAX + 1]; /* the user (everywhere) */
+} chain_op_t;
+
+static void logout_one(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg);
+static void everywhere_one(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg);
+
+static void chain_done(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    chain_op_t *op = arg;
+    tess_auth_t *auth = op->auth;
+    (void)s;
+    (void)cookie;
+    /* Both must have happened: the first error (other than "not there") wins. */
+    if (op->rc == 0 || op->rc == TESS_ENOTFOUND)
+        op->rc = rc == TESS_ENOTFOUND ? 0 : rc;
+    op->cb(op->arg, op->rc, NULL, no_cookie);
+    tess_session_clear(&op->sess);
+    free(op);
+    if (--auth->inflight == 0 && auth->released)
+        free(auth);
+}
+
+static void chain_primary_done(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    chain_op_t *op = arg;
+    (void)s;
+    (void)cookie;
+    op->rc = rc;
+    if (op->everywhere)
+        everywhere_one(op->auth->cfg.fallback, tess_str(op->uid), op->now_ms, chain_done, op);
+    else
+        logout_one(op->auth->cfg.fallback, &op->sess, chain_done, op);
+}
+
+static void chain(tess_auth_t *auth, const tess_session_t *s, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb,
+                  void *arg)
+{
+    chain_op_t *op = calloc(1, sizeof(*op));
+    if (op == NULL || (s != NULL && tess_session_copy(&op->sess, s) != 0)) {
+        free(op);
+        cb(arg, TESS_ENOMEM, NULL, no_cookie);
+        return;
+    }
+    op->auth = auth;
+    op->cb = cb;
+    op->arg = arg;
+    op->now_ms = now_ms;
+    op->everywhere = s == NULL;
+    if (user_id.len > 0)
+        memcpy(op->uid, user_id.ptr, user_id.len);
+    auth->inflight++;
+    if (op->everywhere)
+        everywhere_one(auth, tess_str(op->uid), now_ms, chain_primary_done, op);
+    else
+        logout_one(auth, &op->sess, chain_primary_done, op);
+}
+
 void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg)
+{
+    if (auth->cfg.fallback != NULL)
+        chain(auth, s, tess_strn(NULL, 0), 0, cb, arg);
+    else
+        logout_one(auth, s, cb, arg);
+}
+
+void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg)
+{
+    if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX) {
+        cb(arg, TESS_EINVAL, NULL, no_cookie);
+        return;
+    }
+    if (auth->cfg.fallback != NULL)
+        chain(auth, NULL, user_id, now_ms, cb, arg);
+    else
+        everywhere_one(auth, user_id, now_ms, cb, arg);
+}
+
+static void logout_one(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg)
 {
     auth_op_t *op;
 
@@ -632,15 +719,11 @@ static void on_everywhere_store(void *arg, int rc, const tess_session_t *unused)
                      auth->cfg.policy.ttl_s * 1000 + 60000, on_revoked, op);
 }
 
-void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg)
+static void everywhere_one(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg)
 {
     auth_op_t *op;
     int rc;
 
-    if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX) {
-        cb(arg, TESS_EINVAL, NULL, no_cookie);
-        return;
-    }
     if ((op = op_new(auth, cb, arg, now_ms)) == NULL) {
         cb(arg, TESS_ENOMEM, NULL, no_cookie);
         return;

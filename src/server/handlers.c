@@ -171,11 +171,11 @@ void h_auth(tess_req_t *r)
 
 /* ---- sessions -------------------------------------------------------------------------------------------- */
 
-static void set_cookie(tess_req_t *r, tess_str_t value, int64_t max_age_s)
+static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, int64_t max_age_s)
 {
     server_t *srv = r->th->srv;
     tess_set_cookie_t c = {
-        .name = tess_auth_cookie_name(r->th->auth),
+        .name = name,
         .value = value,
         .max_age_s = max_age_s,
         .now_ms = tess_now_ms(),
@@ -191,6 +191,11 @@ static void set_cookie(tess_req_t *r, tess_str_t value, int64_t max_age_s)
         h2o_iovec_t v = h2o_strdup(&r->req->pool, buf, n);
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
     }
+}
+
+static void set_cookie(tess_req_t *r, tess_str_t value, int64_t max_age_s)
+{
+    set_named_cookie(r, tess_auth_cookie_name(r->th->auth), value, max_age_s);
 }
 
 void h_session(tess_req_t *r)
@@ -280,6 +285,9 @@ static void logout_done(void *arg, int rc, const tess_session_t *s, tess_str_t c
         return;
     }
     set_cookie(r, TESS_STR_LIT(""), 0);
+    if (r->th->fallback_auth != NULL &&
+        !tess_str_eq(tess_auth_cookie_name(r->th->fallback_auth), tess_auth_cookie_name(r->th->auth)))
+        set_named_cookie(r, tess_auth_cookie_name(r->th->fallback_auth), TESS_STR_LIT(""), 0); /* migration */
     send_empty(r, 204);
 }
 

@@ -322,7 +322,7 @@ static int open_session_store(server_thread_t *th, tess_strategy_t strategy, int
     if (strategy == TESS_STRATEGY_JWT)
         return 0;
     if (strategy == TESS_STRATEGY_REDIS) {
-        tess_redis_opts_t ro = {srv->cfg.redis_url, srv->cfg.session_prefix, srv->cfg.backend_timeout_ms};
+        tess_redis_opts_t ro = {.conn = th->aux, .prefix = srv->cfg.session_prefix};
         return tess_redisstore_open(out, &th->tloop.super, &ro, err, errcap);
     }
     if (srv->cfg.postgres) {
@@ -332,8 +332,7 @@ static int open_session_store(server_thread_t *th, tess_strategy_t strategy, int
         rc = tess_sqlitestore_open(out, th->sqlite, err, errcap);
     }
     if (rc == 0 && l2 && strategy == TESS_STRATEGY_CACHED && srv->cfg.redis_url[0] != '\0') {
-        tess_l2_opts_t lo = {srv->cfg.redis_url, srv->cfg.session_prefix, NULL, srv->cfg.l2_ttl_ms,
-                             srv->cfg.backend_timeout_ms};
+        tess_l2_opts_t lo = {.conn = th->aux, .prefix = srv->cfg.session_prefix, .ttl_ms = srv->cfg.l2_ttl_ms};
         tess_store_t *inner = *out;
         *out = NULL;
         rc = tess_cachedstore_open(out, inner, &th->tloop.super, &lo, err, errcap);
@@ -359,20 +358,18 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
                (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0) {
         return rc;
     }
-    if ((rc = open_session_store(th, srv->cfg.strategy, 1, &th->store, err, errcap)) != 0)
-        return rc;
+    /* One Redis connection per loop, shared by the store, the L2 cache, revocation and meta invalidations. */
     if (srv->cfg.redis_url[0] != '\0') {
-        tess_revoker_opts_t rv = {srv->cfg.redis_url, "tessera:", srv->cfg.backend_timeout_ms, srv->rcache};
-        tess__redis_url_t url;
+        tess_revoker_opts_t rv = {.conn = th->aux, .prefix = "tessera:", .cache = srv->rcache};
+        if ((rc = tess_redis_open(&th->aux, &th->tloop.super, srv->cfg.redis_url, srv->cfg.backend_timeout_ms, err,
+                                  errcap)) != 0)
+            return rc;
+        rv.conn = th->aux;
         if ((rc = tess_revoker_open(&th->revoker, &th->tloop.super, &rv, err, errcap)) != 0)
             return rc;
-        if ((rc = tess__redis_url_parse(srv->cfg.redis_url, &url, err, errcap)) != 0 ||
-            (rc = tess__rconn_new(&th->aux, &th->tloop.super, &url, srv->cfg.backend_timeout_ms, NULL, NULL)) != 0) {
-            explicit_bzero(&url, sizeof(url));
-            return rc;
-        }
-        explicit_bzero(&url, sizeof(url));
     }
+    if ((rc = open_session_store(th, srv->cfg.strategy, 1, &th->store, err, errcap)) != 0)
+        return rc;
     if ((rc = tess_jwt_new(&th->jwt, srv->secrets, &jo)) != 0) {
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
         return rc;
@@ -455,12 +452,17 @@ static int wait_ready(server_thread_t *th, int64_t deadline)
 
 static void thread_close(server_thread_t *th)
 {
+    /*
+     * The shared Redis connection goes first: closing it completes its pending commands (with an error),
+     * and their callbacks still find the stores, the revoker and the strategy they belong to.
+     */
+    tess_redis_close(th->aux);
+    th->aux = NULL;
     tess_h2o_loop_dispose(&th->tloop);
     tess_auth_free(th->auth);
     tess_auth_free(th->fallback_auth);
     tess_store_close(th->fallback_store);
     tess_revoker_free(th->revoker);
-    tess__rconn_free(th->aux);
     tess_jwt_free(th->jwt);
     tess_store_close(th->store);
     if (th->appdb != NULL)

@@ -43,7 +43,7 @@ struct server_thread {
     tess_auth_t *fallback_auth;         /* migration: the strategy being moved away from */
     tess_store_t *fallback_store;       /* its store */
     tess_revoker_t *revoker;            /* token revocation (with Redis) */
-    tess__rconn_t *aux;                 /* Redis for meta invalidations (with Redis) */
+    tess__rconn_t *aux;                 /* this loop's Redis connection (with Redis), shared */
     h2o_multithread_receiver_t pw_done; /* password checks completed by the pool */
     h2o_timeout_t maint_timeout;        /* periodic maintenance (pruning), thread 0 only */
     h2o_timeout_entry_t maint_entry;    /* its entry */

@@ -250,11 +250,9 @@ class LogoutDuringMigration(MigrationCase):
         r = self.srv.browser().post("/api/auth/logout", cookies=f"connect.sid={self.cookie}")
         self.assertStatus(r, 204, "logout of the old session")
 
-    @unittest.expectedFailure
     def test_logout_with_redis_primary(self):
         self.session(self.srv, f"connect.sid={self.cookie}", 401, "the logged-out old session")
 
-    @unittest.expectedFailure
     def test_logout_with_jwt_primary(self):
         self.session(self.srv, f"connect.sid={self.cookie}", 401, "the logged-out old session")
 

@@ -473,7 +473,7 @@ int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliv
     if (f != NULL) {
         fwaiter_t *w = malloc(sizeof(*w));
         if (w == NULL) {
-            lead = 1; /* cannot wait: look it up alone */
+            lead = TESS_FLIGHT_ALONE; /* cannot wait: look it up alone, leaving the flight to its leader */
         } else {
             w->cb = deliver;
             w->arg = arg;
@@ -489,7 +489,7 @@ int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliv
         sh->flights = f;
         lead = 1;
     } else {
-        lead = 1;
+        lead = TESS_FLIGHT_ALONE;
     }
     pthread_mutex_unlock(&sh->lock);
     return lead;

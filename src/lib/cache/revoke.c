@@ -17,6 +17,7 @@
 
 struct tess_revoker {
     tess__rconn_t *conn;         /* this loop's connection */
+    int owns_conn;               /* `conn` was opened here */
     tess_cache_t *cache;         /* answers (shared) */
     char prefix[PREFIX_MAX + 1]; /* key prefix */
 };
@@ -215,7 +216,7 @@ void tess_revoker_cut(tess_revoker_t *r, tess_str_t uid, int64_t cut_ms, int64_t
 int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoker_opts_t *opts, char *err,
                       size_t errcap)
 {
-    tess__redis_url_t url;
+    tess__redis_url_t url = {0};
     tess_revoker_t *r = NULL;
     const char *prefix = opts->prefix != NULL ? opts->prefix : "tessera:";
     int rc;
@@ -225,7 +226,7 @@ int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoke
         snprintf(err, errcap, "revocation key prefix longer than %d bytes", PREFIX_MAX);
         return TESS_EINVAL;
     }
-    if ((rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
+    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
         return rc;
     if ((r = calloc(1, sizeof(*r))) == NULL) {
         rc = TESS_ENOMEM;
@@ -233,8 +234,12 @@ int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoke
     }
     strcpy(r->prefix, prefix);
     r->cache = opts->cache;
-    if ((rc = tess__rconn_new(&r->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if (opts->conn != NULL)
+        r->conn = opts->conn;
+    else if ((rc = tess__rconn_new(&r->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
         goto out;
+    else
+        r->owns_conn = 1;
     *out = r;
     r = NULL;
 out:
@@ -247,6 +252,7 @@ void tess_revoker_free(tess_revoker_t *r)
 {
     if (r == NULL)
         return;
-    tess__rconn_free(r->conn);
+    if (r->owns_conn)
+        tess__rconn_free(r->conn);
     free(r);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "redis/rconn.h"
+#include "tessera/redis.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 
@@ -18,7 +19,7 @@ typedef struct rcmd {
     int64_t deadline;    /* monotonic ms */
 } rcmd_t;
 
-struct tess__rconn {
+struct tess_redis {
     tess_loop_t *loop;             /* the loop */
     tess__redis_url_t url;         /* where to */
     int64_t timeout_ms;            /* per command and per connect */
@@ -38,6 +39,23 @@ struct tess__rconn {
 };
 
 /* ---- URL ----------------------------------------------------------------------------------------------- */
+
+/* Parses 1..max_digits decimal digits (nothing else: no sign, no blank) in [min, max]. */
+static int parse_num(const char *p, size_t n, int64_t min, int64_t max, int64_t *out)
+{
+    int64_t v = 0;
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; ++i) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
 
 static int copy_decoded(const char *p, size_t n, char *out, size_t cap)
 {
@@ -61,15 +79,11 @@ int tess__redis_url_parse(const char *url, tess__redis_url_t *out, char *err, si
         }
         memcpy(out->path, url + 7, n);
         if (q != NULL) {
-            char num[16];
-            if (strncmp(q, "?db=", 4) != 0 || strlen(q + 4) >= sizeof(num)) {
+            if (strncmp(q, "?db=", 4) != 0) {
                 snprintf(err, errcap, "bad Redis URL: only ?db=N may follow a unix socket path");
                 return TESS_EINVAL;
             }
-            strcpy(num, q + 4);
-            char *end;
-            v = strtoll(num, &end, 10);
-            if (*end != '\0' || end == num || v < 0 || v > 1000000) {
+            if (parse_num(q + 4, strlen(q + 4), 0, 1000000, &v) != 0) {
                 snprintf(err, errcap, "bad Redis URL: db must be a number");
                 return TESS_EINVAL;
             }
@@ -121,26 +135,14 @@ int tess__redis_url_parse(const char *url, tess__redis_url_t *out, char *err, si
         memcpy(out->host, p, n);
     }
     if (colon != NULL) {
-        char num[8];
-        size_t n = (size_t)(hostend - colon - 1);
-        char *end;
-        if (n == 0 || n >= sizeof(num)) {
-            snprintf(err, errcap, "bad Redis URL: bad port");
-            return TESS_EINVAL;
-        }
-        memcpy(num, colon + 1, n);
-        num[n] = '\0';
-        v = strtoll(num, &end, 10);
-        if (*end != '\0' || v < 1 || v > 65535) {
+        if (parse_num(colon + 1, (size_t)(hostend - colon - 1), 1, 65535, &v) != 0) {
             snprintf(err, errcap, "bad Redis URL: bad port");
             return TESS_EINVAL;
         }
         out->port = (int)v;
     }
     if (slash != NULL && slash[1] != '\0') {
-        char *end;
-        v = strtoll(slash + 1, &end, 10);
-        if (*end != '\0' || v < 0 || v > 1000000) {
+        if (parse_num(slash + 1, strlen(slash + 1), 0, 1000000, &v) != 0) {
             snprintf(err, errcap, "bad Redis URL: db must be a number");
             return TESS_EINVAL;
         }
@@ -514,4 +516,29 @@ int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc
         return 0;
     }
     return 0;
+}
+
+/* ---- the public handle (tessera/redis.h) -------------------------------------------------------------- */
+
+int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *url, int64_t timeout_ms, char *err,
+                    size_t errcap)
+{
+    tess__redis_url_t u;
+    int rc;
+
+    *out = NULL;
+    if ((rc = tess__redis_url_parse(url, &u, err, errcap)) == 0)
+        rc = tess__rconn_new(out, loop, &u, timeout_ms, NULL, NULL);
+    explicit_bzero(&u, sizeof(u));
+    return rc;
+}
+
+void tess_redis_close(tess_redis_t *conn)
+{
+    tess__rconn_free(conn);
+}
+
+int tess_redis_connected(const tess_redis_t *conn)
+{
+    return tess__rconn_up(conn);
 }

@@ -33,7 +33,8 @@ typedef struct tess__redis_url {
  */
 int tess__redis_url_parse(const char *url, tess__redis_url_t *out, char *err, size_t errcap);
 
-typedef struct tess__rconn tess__rconn_t;
+/* The public tess_redis_t (tessera/redis.h) is this type. */
+typedef struct tess_redis tess__rconn_t;
 typedef void (*tess__rconn_cb)(void *arg, int rc, redisReply *reply);
 /* Connection state changes: up = 1 when usable, 0 when lost. */
 typedef void (*tess__rconn_state_cb)(void *arg, int up);

@@ -34,6 +34,7 @@ typedef struct cached_store {
     tess_store_t super;             /* base; first member */
     tess_store_t *inner;            /* source of truth (owned) */
     tess__rconn_t *conn;            /* this loop's Redis connection */
+    int owns_conn;                  /* `conn` was opened here (closed with the store) */
     char prefix[PREFIX_MAX + 1];    /* key prefix */
     size_t prefix_len;              /* its length */
     char epoch_key[PREFIX_MAX + 1]; /* epoch key */
@@ -347,7 +348,8 @@ static int op_ping(tess_store_t *store, tess_store_cb cb, void *arg)
 static void op_close(tess_store_t *store)
 {
     cached_store_t *s = (cached_store_t *)store;
-    tess__rconn_free(s->conn);
+    if (s->owns_conn)
+        tess__rconn_free(s->conn);
     tess_store_close(s->inner);
     free(s);
 }
@@ -367,13 +369,13 @@ int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *
                           char *err, size_t errcap)
 {
     cached_store_t *s = NULL;
-    tess__redis_url_t url;
+    tess__redis_url_t url = {0};
     const char *prefix = opts->prefix != NULL ? opts->prefix : "session:";
     const char *epoch = opts->epoch_key != NULL ? opts->epoch_key : "tessera:epoch";
     int rc;
 
     *out = NULL;
-    if ((rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
+    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
         goto out;
     if (strlen(prefix) > PREFIX_MAX || strlen(epoch) > PREFIX_MAX) {
         snprintf(err, errcap, "L2 key prefix or epoch key longer than %d bytes", PREFIX_MAX);
@@ -389,8 +391,12 @@ int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *
     memcpy(s->prefix, prefix, s->prefix_len + 1);
     strcpy(s->epoch_key, epoch);
     s->ttl_ms = opts->ttl_ms > 0 ? opts->ttl_ms : 300000;
-    if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if (opts->conn != NULL)
+        s->conn = opts->conn;
+    else if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
         goto out;
+    else
+        s->owns_conn = 1;
     s->inner = inner;
     inner = NULL;
     *out = &s->super;

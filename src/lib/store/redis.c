@@ -41,6 +41,7 @@ static const char destroy_user_script[] = "local ids = redis.call('SMEMBERS', KE
 typedef struct redis_store {
     tess_store_t super;          /* base; first member */
     tess__rconn_t *conn;         /* this loop's connection */
+    int owns_conn;               /* `conn` was opened here (closed with the store) */
     char prefix[PREFIX_MAX + 1]; /* key prefix */
     size_t prefix_len;           /* its length */
 } redis_store_t;
@@ -301,7 +302,8 @@ static int op_ping(tess_store_t *store, tess_store_cb cb, void *arg)
 static void op_close(tess_store_t *store)
 {
     redis_store_t *s = (redis_store_t *)store;
-    tess__rconn_free(s->conn);
+    if (s->owns_conn)
+        tess__rconn_free(s->conn);
     free(s);
 }
 
@@ -327,12 +329,12 @@ int tess_redis_url_check(const char *url, char *err, size_t errcap)
 int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis_opts_t *opts, char *err, size_t errcap)
 {
     redis_store_t *s = NULL;
-    tess__redis_url_t url;
+    tess__redis_url_t url = {0};
     const char *prefix = opts->prefix != NULL ? opts->prefix : "session:";
     int rc;
 
     *out = NULL;
-    if ((rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
+    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
         goto out;
     if (strlen(prefix) > PREFIX_MAX) {
         snprintf(err, errcap, "Redis key prefix longer than %d bytes", PREFIX_MAX);
@@ -346,8 +348,12 @@ int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis
     s->super.ops = &redis_ops;
     s->prefix_len = strlen(prefix);
     memcpy(s->prefix, prefix, s->prefix_len + 1);
-    if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if (opts->conn != NULL)
+        s->conn = opts->conn;
+    else if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
         goto out;
+    else
+        s->owns_conn = 1;
     *out = &s->super;
     s = NULL;
 out:
