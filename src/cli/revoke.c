@@ -179,9 +179,15 @@ int tess_cli_session_revoke(int argc, char **argv)
             goto out;
         }
     }
-    memset(&st, 0, sizeof(st));
-    if ((rc = tess_store_destroy_user(store, tess_str(uid), on_store, &st)) == 0)
-        rc = await(loop, &st);
+    /* The store's own connection may still be coming up: retry while it is unavailable (bounded). */
+    deadline = tess_mono_ms() + WAIT_MS;
+    do {
+        memset(&st, 0, sizeof(st));
+        if ((rc = tess_store_destroy_user(store, tess_str(uid), on_store, &st)) == 0)
+            rc = await(loop, &st);
+        if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)
+            poll_loop_run_until(loop, NULL, NULL, 50);
+    } while (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline);
     if (rc != 0 && rc != TESS_ENOTFOUND) {
         fprintf(stderr, "tessera session revoke: removing sessions: %s\n", tess_strerror(rc));
         goto out;

@@ -480,6 +480,16 @@ int tess_serve_main(int argc, char **argv)
     sigset_t sigs;
     int listen_fd = -1, rc, exit_code = 1, sig, started = 0;
 
+    /*
+     * Signals go to the main thread only, through sigwait: block them first, before any thread exists and
+     * before the (slow) start-up, so that a SIGTERM during start-up is a clean stop once started.
+     */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     rc = tess_config_load(&srv->cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
         return 0;
@@ -562,12 +572,6 @@ int tess_serve_main(int argc, char **argv)
         }
     }
 
-    /* Signals go to the main thread only: block them before any thread starts. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     for (int i = 0; i < srv->cfg.threads; ++i) {
         server_thread_t *th = &srv->threads[i];
