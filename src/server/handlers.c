@@ -503,7 +503,7 @@ static void meta_then(tess_req_t *r, const appdb_prechat_t *p)
     if (etag_matches(r->req, etag, strlen(etag))) {
         r->req->res.status = 304;
         r->req->res.reason = "Not Modified";
-        h2o_send_inline(r->req, "", 0);
+        send_headers_only(r->req);
     } else {
         r->req->res.status = 200;
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,

@@ -42,6 +42,8 @@ tess_req_t *req_resume(void *ticket);
 void send_json(tess_req_t *r, int status, cJSON *obj); /* takes ownership of obj */
 void send_error(tess_req_t *r, int status, const char *code, const char *message);
 void send_empty(tess_req_t *r, int status);
+/* Sends the response headers set so far with no body (204, 304), in one write. */
+void send_headers_only(h2o_req_t *req);
 /* Maps a backend error to its reply: 503 + Retry-After for an outage, 404 for NOTFOUND, 409, ... */
 void send_backend_error(tess_req_t *r, int rc);
 void add_header(tess_req_t *r, const char *name, const char *value, size_t len);

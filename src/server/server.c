@@ -572,7 +572,6 @@ int tess_serve_main(int argc, char **argv)
         }
     }
 
-
     for (int i = 0; i < srv->cfg.threads; ++i) {
         server_thread_t *th = &srv->threads[i];
         if ((listen_fd = open_listener(&srv->cfg, err, sizeof(err))) < 0) {

@@ -20,8 +20,8 @@ cluster for the module) and two servers A and B with --redis; with SQLite both s
   while Redis is still paused); the listener comes back when its tracking connection drops while the
   subscriber is re-subscribing (steps ordered by a TCP proxy, RedisProxy).
 
-Two server bugs are pinned down by tests marked expectedFailure (see the comments at test_3 and test_4 of
-RedisOutage): stale near-cache hits while Redis is paused, and a listener that never comes back.
+test_3 and test_4 of RedisOutage pin down two fixed bugs: stale near-cache hits while Redis is paused (fixed by
+the listener's heartbeat), and a listener that never came back (fixed by per-connection epochs).
 
 Time limits are checked by polling against deadlines; nothing sleeps blindly. Every server must exit 0 on
 SIGTERM at the end (TesseraServer.finish), which is how the ASan build catches leaks.
@@ -951,11 +951,9 @@ class RedisOutage(ClusterCase):
         for srv in (c.a, c.b):
             self.session_ok(srv, keep)
 
-    # BUG: no liveness check on the coherence channel. While Redis is paused (SIGSTOP, or a network partition
-    # that leaves the TCP connections open) the listener's idle connections never time out, so B keeps its
-    # near-cache on; A's logout is acknowledged (204) once its tombstone SET times out (best effort), and B goes
-    # on answering 200 from its near-cache for that session until Redis answers again (or CACHE_TTL).
-    @unittest.expectedFailure
+    # While Redis is paused (SIGSTOP, or a partition that leaves TCP connections open) nothing closes the
+    # listener's connections: its heartbeat (PING every 200 ms, 500 ms liveness bound) must turn B's caches off
+    # before A's logout can be acknowledged (A waits for its own 1 s tombstone timeout).
     def test_3_sigstop_no_stale_hit_while_paused(self):
         """Acknowledged logout on A while Redis is paused: B must not answer 200 for it more than 1 s later."""
         c = self.cluster("cached")
@@ -975,17 +973,10 @@ class RedisOutage(ClusterCase):
         self.check_replies(paused, t_ack, stale_grace=WITHIN)
 
 
-    # BUG (src/lib/cache/inval.c): the invalidation listener can stay down for good after its connections
-    # drop (e.g. Redis restarted): tessera_coherence_up stays 0 and every near-cache stays off until Redis
-    # drops again. inv->epoch is bumped by any state change of EITHER connection, and on_client_id() drops a
-    # reply whose epoch is old: when the tracking connection goes down or comes up while the subscriber's
-    # CLIENT ID reply is in flight, that reply is ignored, sub_id stays 0, SUBSCRIBE is never sent, and nothing
-    # retries (CLIENT LIST shows the subscriber connection idle with cmd=client|id). After a real Redis restart
-    # both connections reconnect on the same backoff schedule, so this happens in some restarts and not in
-    # others (seen on a few percent to most of the restarts); here a proxy orders the steps deterministically:
-    # the subscriber reconnects, its CLIENT ID reply is held, the tracking connection drops and reconnects, the
-    # reply is released.
-    @unittest.expectedFailure
+    # The listener must come back after its connections drop (e.g. Redis restarted) even when one connection
+    # changes while the other's reply is in flight: here a proxy holds the subscriber's CLIENT ID reply while the
+    # tracking connection drops and reconnects (replies of one connection are judged by that connection's own
+    # epoch in src/lib/cache/inval.c).
     def test_4_listener_recovers_when_tracking_drops_during_resubscribe(self):
         redis = RedisServer().start()
         self.addCleanup(redis.cleanup)

@@ -27,9 +27,10 @@ struct tess_inval {
     char prefixes[PREFIXES_MAX][PREFIX_LEN_MAX]; /* their text */
     char epoch_key[PREFIX_LEN_MAX];              /* INCR'ed on every (re)connection ("" none) */
     tess_inval_opts_t opts;                      /* callbacks */
-    uint64_t epoch;                              /* bumped on every connection change: stale replies are ignored */
-    tess_timer_t *hb;                            /* heartbeat: a paused Redis closes no connection */
-    int hb_outstanding;                          /* a PING is waiting for its answer */
+    uint64_t sub_epoch; /* bumped when the subscriber connection changes: its stale replies are ignored */
+    uint64_t trk_epoch; /* bumped when either connection changes (tracking redirects to the subscriber) */
+    tess_timer_t *hb;   /* heartbeat: a paused Redis closes no connection */
+    int hb_outstanding; /* a PING is waiting for its answer */
 };
 
 static void report(tess_inval_t *inv)
@@ -41,18 +42,29 @@ static void report(tess_inval_t *inv)
     inv->opts.on_state(inv->opts.arg, up);
 }
 
-/* Replies carry (inv, epoch): one from before a reconnect must not flip the current state. */
+/*
+ * Replies carry (inv, which connection, its epoch): one from before a reconnect must not flip the current
+ * state, and a change of one connection must not discard the other's replies (the subscriber's CLIENT ID
+ * answer stays good when only the tracking connection reconnected).
+ */
 typedef struct ictx {
     tess_inval_t *inv; /* owner */
     uint64_t epoch;    /* epoch when sent */
+    int sub;           /* a subscriber-connection command (else tracking) */
 } ictx_t;
 
-static ictx_t *ictx_new(tess_inval_t *inv)
+static int ictx_current(const ictx_t *x)
+{
+    return x->epoch == (x->sub ? x->inv->sub_epoch : x->inv->trk_epoch);
+}
+
+static ictx_t *ictx_new(tess_inval_t *inv, int sub)
 {
     ictx_t *x = malloc(sizeof(*x));
     if (x != NULL) {
         x->inv = inv;
-        x->epoch = inv->epoch;
+        x->sub = sub;
+        x->epoch = sub ? inv->sub_epoch : inv->trk_epoch;
     }
     return x;
 }
@@ -61,7 +73,7 @@ static void on_epoch(void *arg, int rc, redisReply *r)
 {
     ictx_t *x = arg;
     tess_inval_t *inv = x->inv;
-    int current = x->epoch == inv->epoch;
+    int current = ictx_current(x);
     free(x);
     if (!current)
         return;
@@ -73,7 +85,7 @@ static void on_tracking(void *arg, int rc, redisReply *r)
 {
     ictx_t *x = arg;
     tess_inval_t *inv = x->inv;
-    int current = x->epoch == inv->epoch;
+    int current = ictx_current(x);
     free(x);
     if (!current)
         return;
@@ -88,7 +100,7 @@ static void on_tracking(void *arg, int rc, redisReply *r)
     if (inv->epoch_key[0] != '\0') {
         /* Copies written to the cache before this (re)connection may predate a missed invalidation. */
         const char *argv[2] = {"INCR", inv->epoch_key};
-        if ((x = ictx_new(inv)) != NULL)
+        if ((x = ictx_new(inv, 0)) != NULL)
             tess__rconn_command(inv->trk, on_epoch, x, 2, argv, NULL);
         return;
     }
@@ -115,7 +127,7 @@ static void start_tracking(tess_inval_t *inv)
         return;
     /* A previous REDIRECT target may still be registered on this connection: turn it off first. */
     const char *off[3] = {"CLIENT", "TRACKING", "off"};
-    if ((x = ictx_new(inv)) == NULL)
+    if ((x = ictx_new(inv, 0)) == NULL)
         return;
     tess__rconn_command(inv->trk, on_tracking_off, x, 3, off, NULL);
     snprintf(id, sizeof(id), "%lld", inv->sub_id);
@@ -129,7 +141,7 @@ static void start_tracking(tess_inval_t *inv)
         argv[argc++] = "PREFIX";
         argv[argc++] = inv->prefixes[i];
     }
-    if ((x = ictx_new(inv)) == NULL)
+    if ((x = ictx_new(inv, 0)) == NULL)
         return;
     tess__rconn_command(inv->trk, on_tracking, x, argc, argv, NULL);
 }
@@ -145,7 +157,8 @@ static void on_message(void *arg, int rc, redisReply *r)
         inv->subscribed = 0;
         inv->tracking = 0;
         inv->sub_id = 0;
-        ++inv->epoch;
+        ++inv->sub_epoch;
+        ++inv->trk_epoch;
         report(inv);
         return;
     }
@@ -176,7 +189,7 @@ static void on_client_id(void *arg, int rc, redisReply *r)
 {
     ictx_t *x = arg;
     tess_inval_t *inv = x->inv;
-    int current = x->epoch == inv->epoch;
+    int current = ictx_current(x);
     free(x);
     if (!current || rc != 0 || r == NULL || r->type != REDIS_REPLY_INTEGER)
         return;
@@ -189,7 +202,8 @@ static void on_sub_state(void *arg, int up)
 {
     tess_inval_t *inv = arg;
     ictx_t *x;
-    ++inv->epoch;
+    ++inv->sub_epoch;
+    ++inv->trk_epoch;
     inv->subscribed = 0;
     inv->tracking = 0;
     inv->sub_id = 0;
@@ -197,14 +211,14 @@ static void on_sub_state(void *arg, int up)
     if (!up)
         return;
     const char *argv[2] = {"CLIENT", "ID"};
-    if ((x = ictx_new(inv)) != NULL)
+    if ((x = ictx_new(inv, 1)) != NULL)
         tess__rconn_command(inv->sub, on_client_id, x, 2, argv, NULL);
 }
 
 static void on_trk_state(void *arg, int up)
 {
     tess_inval_t *inv = arg;
-    ++inv->epoch; /* a CLIENT TRACKING answer from the old connection means nothing now */
+    ++inv->trk_epoch; /* a CLIENT TRACKING answer from the old connection means nothing now */
     inv->tracking = 0;
     report(inv);
     if (up)
@@ -298,7 +312,8 @@ void tess_inval_free(tess_inval_t *inv)
     tess__rconn_t *sub = inv->sub, *trk = inv->trk;
     inv->opts.on_state = NULL;
     inv->sub = NULL;
-    ++inv->epoch;
+    ++inv->sub_epoch;
+    ++inv->trk_epoch;
     /* Freeing runs pending callbacks (with errors); they must see a listener that reports nothing. */
     inv->up = 0;
     if (inv->hb != NULL)
