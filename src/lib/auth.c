@@ -156,6 +156,13 @@ tess_str_t tess_auth_cookie_name(const tess_auth_t *auth)
     return auth->cfg.cookie_name;
 }
 
+/* Drops one in-flight reference; frees a released tess_auth_t with the last one. */
+static void auth_unref(tess_auth_t *auth)
+{
+    if (--auth->inflight == 0 && auth->released)
+        free(auth);
+}
+
 static auth_op_t *op_new(tess_auth_t *auth, tess_auth_cb cb, void *arg, int64_t now_ms)
 {
     auth_op_t *op = malloc(sizeof(*op));
@@ -177,8 +184,7 @@ static void op_free(auth_op_t *op)
     tess_auth_t *auth = op->auth;
     tess_session_clear(&op->sess);
     free(op);
-    if (--auth->inflight == 0 && auth->released)
-        free(auth);
+    auth_unref(auth);
 }
 
 /* ---- touch -------------------------------------------------------------------------------------------- */
@@ -353,9 +359,7 @@ static void on_fallback(void *arg, int rc, const tess_session_t *s, tess_str_t c
             auth->stats.copied_forward++;
     }
     op->cb(op->arg, rc, s, cookie);
-    auth->inflight--;
-    if (auth->inflight == 0 && auth->released)
-        free(auth);
+    auth_unref(auth);
     free(op);
 }
 
@@ -365,9 +369,7 @@ static void on_primary(void *arg, int rc, const tess_session_t *s, tess_str_t co
     if (rc != TESS_EDENIED) {
         tess_auth_t *auth = op->auth;
         op->cb(op->arg, rc, s, cookie);
-        auth->inflight--;
-        if (auth->inflight == 0 && auth->released)
-            free(auth);
+        auth_unref(auth);
         free(op);
         return;
     }
@@ -621,8 +623,7 @@ static void chain_done(void *arg, int rc, const tess_session_t *s, tess_str_t co
     op->cb(op->arg, op->rc, NULL, no_cookie);
     tess_session_clear(&op->sess);
     free(op);
-    if (--auth->inflight == 0 && auth->released)
-        free(auth);
+    auth_unref(auth);
 }
 
 static void chain_primary_done(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
