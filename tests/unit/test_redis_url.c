@@ -154,6 +154,8 @@ static void test_refused(void **state)
         "redis://host:6379/3x",
         "redis://[::1",
         "redis://[::1]x",
+        "redis://@[]", /* found by fuzz_session: an empty bracketed host */
+        "redis://[]:6379",
         "unix://",
         "unix://relative/redis.sock",
         "unix:///p?x=1",

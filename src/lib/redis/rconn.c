@@ -115,7 +115,7 @@ int tess__redis_url_parse(const char *url, tess__redis_url_t *out, char *err, si
     }
     if (*p == '[') { /* [v6addr]:port */
         const char *close = memchr(p, ']', (size_t)(hostend - p));
-        if (close == NULL || (size_t)(close - p - 1) >= sizeof(out->host)) {
+        if (close == NULL || close == p + 1 || (size_t)(close - p - 1) >= sizeof(out->host)) {
             snprintf(err, errcap, "bad Redis URL: malformed host");
             return TESS_EINVAL;
         }
