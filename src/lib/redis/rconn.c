@@ -27,6 +27,7 @@ struct tess_redis {
     tess_io_t *io;                 /* watcher of ac's fd */
     int events;                    /* enabled io events */
     int up;                        /* connected and usable */
+    int refusal_logged;         /* a refused AUTH/SELECT was reported (until the next success) */
     int timed_out;                 /* the connection is being dropped for a timeout */
     int64_t connect_deadline;      /* monotonic ms, while connecting */
     int64_t backoff_ms;            /* next reconnect delay */
@@ -286,10 +287,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (cmd->cb != NULL) {
         cmd->cb(cmd->arg, rc, reply);
     } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        /* AUTH or SELECT refused: this connection is useless; drop it and retry later. */
-        fprintf(stderr, "tessera: redis refused connection setup: %.*s\n", (int)reply->len, reply->str);
+        /* AUTH or SELECT refused: this connection is useless; drop it and retry later (said once per outage). */
+        if (!c->refusal_logged)
+            fprintf(stderr, "tessera: redis refused connection setup: %.*s\n", (int)reply->len, reply->str);
+        c->refusal_logged = 1;
         set_up(c, 0);
         redisAsyncDisconnect(ac);
+    } else if (reply != NULL) {
+        c->refusal_logged = 0; /* set-up accepted: a later refusal is news again */
     }
     free(cmd);
 }
