@@ -465,8 +465,13 @@ def _children(pid):
 
 
 def _proc_state(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0]
+    """The process state letter ("T" when stopped); "gone" once it exited (a backend of a connection that
+    tessera dropped on timeout ends as soon as it runs again)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
 
 
 if __name__ == "__main__":
