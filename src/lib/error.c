@@ -5,7 +5,7 @@ const char *tess_strerror(int err)
     switch (err) {
     case TESS_OK:
         return "success";
-#define TESS__ERRNO_MSG(name, value, msg)                                                                             \
+#define TESS__ERRNO_MSG(name, value, msg)                                                                              \
     case TESS_E##name:                                                                                                 \
         return msg;
         TESS_ERRNO_MAP(TESS__ERRNO_MSG)
@@ -20,7 +20,7 @@ const char *tess_err_name(int err)
     switch (err) {
     case TESS_OK:
         return "OK";
-#define TESS__ERRNO_NAME(name, value, msg)                                                                            \
+#define TESS__ERRNO_NAME(name, value, msg)                                                                             \
     case TESS_E##name:                                                                                                 \
         return #name;
         TESS_ERRNO_MAP(TESS__ERRNO_NAME)

@@ -27,7 +27,7 @@ struct tess_redis {
     tess_io_t *io;                 /* watcher of ac's fd */
     int events;                    /* enabled io events */
     int up;                        /* connected and usable */
-    int refusal_logged;         /* a refused AUTH/SELECT was reported (until the next success) */
+    int refusal_logged;            /* a refused AUTH/SELECT was reported (until the next success) */
     int timed_out;                 /* the connection is being dropped for a timeout */
     int64_t connect_deadline;      /* monotonic ms, while connecting */
     int64_t backoff_ms;            /* next reconnect delay */
