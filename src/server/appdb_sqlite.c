@@ -145,6 +145,20 @@ static void read_prechat(sqlite3_stmt *st, appdb_prechat_t *p)
 }
 
 /* Loads one pre-chat with its queue position. Returns 0, TESS_ENOTFOUND or a TESS_E*. */
+/* Grows a row array geometrically (8, 16, ... up to `max`). Returns 0 or TESS_ENOMEM. */
+static int grow_rows(void **rows, size_t *cap, size_t size, size_t max)
+{
+    size_t want = *cap == 0 ? 8 : *cap * 2;
+    void *p;
+    if (want > max)
+        want = max;
+    if ((p = realloc(*rows, want * size)) == NULL)
+        return TESS_ENOMEM;
+    *rows = p;
+    *cap = want;
+    return 0;
+}
+
 static int load_prechat(appdb_sqlite_t *s, int64_t id, appdb_prechat_t *p)
 {
     sqlite3_stmt *st = stmt(s, Q_PRECHAT_GET);
@@ -347,18 +361,21 @@ static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size
     appdb_message_t *rows = NULL;
     appdb_result_t res = {0};
     sqlite3_stmt *st;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     int src = SQLITE_DONE;
 
     if (limit > APP_LIST_MAX)
         limit = APP_LIST_MAX;
-    if ((rows = calloc(limit > 0 ? limit : 1, sizeof(*rows))) == NULL)
-        return TESS_ENOMEM;
     st = stmt(s, Q_MSG_LIST);
     sqlite3_bind_int64(st, 1, prechat_id);
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int64(st, 3, (int64_t)limit);
     while (n < limit && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        /* Rows are 4 KiB each (the body bound): grow with the answer, a poll usually gets none. */
+        if (n == cap && grow_rows((void **)&rows, &cap, sizeof(*rows), limit) != 0) {
+            res.rc = TESS_ENOMEM;
+            break;
+        }
         appdb_message_t *m = &rows[n++];
         m->id = sqlite3_column_int64(st, 0);
         m->prechat_id = sqlite3_column_int64(st, 1);
@@ -367,7 +384,7 @@ static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size
         copy_text(m->body, sizeof(m->body), st, 4);
         m->created_ms = sqlite3_column_int64(st, 5);
     }
-    if (n < limit && src != SQLITE_DONE)
+    if (res.rc == 0 && n < limit && src != SQLITE_DONE)
         res.rc = map_err(src);
     sqlite3_reset(st);
     res.messages = rows;
