@@ -7,7 +7,7 @@
  * in its store at most once per touch interval (tess_session_needs_touch()).
  *
  * Stored form (connect-redis / connect-pg-simple `sess` JSON):
- *   {"cookie":{"originalMaxAge":<ms>,"expires":"<ISO>","secure":false,"httpOnly":true,"path":"/",
+ *   {"cookie":{"originalMaxAge":<idle ms>,"expires":"<ISO>","secure":false,"httpOnly":true,"path":"/",
  *              "sameSite":"lax"},
  *    "userId":"<id>","role":"<role>","createdAt":<ms>,"absoluteExpiresAt":<ms>, ...app fields kept as-is}
  */
@@ -27,6 +27,7 @@ typedef struct tess_session {
     int64_t created_ms;                 /* creation, ms since epoch */
     int64_t absolute_expires_ms;        /* hard end of life, ms since epoch */
     int64_t expires_ms;                 /* current expiry in the store: min(idle, absolute) */
+    int64_t max_age_ms;                 /* rolling window a touch extends by: cookie.originalMaxAge (ours: idle) */
     char *extra_json;                   /* app fields not modelled above, a JSON object text or NULL; owned */
 } tess_session_t;
 
@@ -55,8 +56,10 @@ int tess_session_copy(tess_session_t *dst, const tess_session_t *src);
 /* 1 when the session has expired at `now_ms` (idle or absolute). */
 int tess_session_expired(const tess_session_t *s, int64_t now_ms);
 /*
- * 1 when a touch is due: the last touch (expires - idle, or creation) is at least touch_interval ago and the
- * expiry can still move (absolute expiry not reached). Writes the new expiry to `*new_expires_ms`.
+ * 1 when a touch is due: the last touch (expires - window, or creation) is at least touch_interval ago and the
+ * expiry can still move (absolute expiry not reached). The window is the session's max_age_ms when set (a
+ * document's own originalMaxAge), else the policy's idle lifetime; new expiry = min(now + window, absolute).
+ * Writes the new expiry to `*new_expires_ms`.
  */
 int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
                              int64_t *new_expires_ms);
@@ -71,8 +74,10 @@ int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_
 int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
 /*
  * Parses a stored document for session `sid`. Accepts documents written by express-session apps: userId
- * as string or integer, role optional, createdAt/absoluteExpiresAt optional (absent: derived from
- * cookie.expires), unknown fields kept in extra_json. `expire_ms_hint` (> 0) overrides cookie.expires
+ * as string or integer, role optional, createdAt optional (absent: cookie.expires - originalMaxAge),
+ * absoluteExpiresAt optional (absent: no absolute bound: the app that made the session governs its life, and
+ * tessera's touches extend it by its own originalMaxAge, as express-session does), unknown fields kept in
+ * extra_json. `expire_ms_hint` (> 0) overrides cookie.expires
  * (the store's own expiry column/TTL is the truth). Rejects trailing garbage, nesting over 32 levels and
  * documents over TESS_SESSION_JSON_MAX. Returns 0, TESS_EBADFMT, TESS_ETOOBIG, TESS_ENOMEM.
  * TESS_EBADFMT also for a document without a userId (an anonymous session) or without any expiry (no

@@ -63,7 +63,8 @@ int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_st
     memcpy(s->role, role.ptr, role.len);
     s->created_ms = now_ms;
     s->absolute_expires_ms = now_ms + p->ttl_s * MS_PER_S;
-    s->expires_ms = now_ms + idle_ms(p);
+    s->max_age_ms = idle_ms(p);
+    s->expires_ms = now_ms + s->max_age_ms;
     if (s->expires_ms > s->absolute_expires_ms)
         s->expires_ms = s->absolute_expires_ms;
 out:
@@ -98,7 +99,7 @@ int tess_session_expired(const tess_session_t *s, int64_t now_ms)
 int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
                              int64_t *new_expires_ms)
 {
-    int64_t idle = idle_ms(p), last_touch, next;
+    int64_t idle = s->max_age_ms > 0 ? s->max_age_ms : idle_ms(p), last_touch, next;
 
     *new_expires_ms = s->expires_ms;
     if (tess_session_expired(s, now_ms) || idle <= 0)
@@ -126,8 +127,9 @@ static cJSON *default_cookie(const tess_session_t *s)
     cJSON *c = cJSON_CreateObject();
     if (c == NULL)
         return NULL;
-    if (s->created_ms > 0 && s->absolute_expires_ms > s->created_ms) {
-        if (cJSON_AddNumberToObject(c, "originalMaxAge", (double)(s->absolute_expires_ms - s->created_ms)) == NULL)
+    /* express-session extends a session by originalMaxAge on every request it sees: the idle window. */
+    if (s->max_age_ms > 0) {
+        if (cJSON_AddNumberToObject(c, "originalMaxAge", (double)s->max_age_ms) == NULL)
             goto fail;
     } else if (cJSON_AddNullToObject(c, "originalMaxAge") == NULL) {
         goto fail;
@@ -377,8 +379,10 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
     s->expires_ms = expire_ms_hint > 0 ? expire_ms_hint : cookie_expires;
     if (s->expires_ms <= 0)
         goto out; /* no expiry anywhere: cannot be judged, fail closed */
-    if (s->absolute_expires_ms == 0)
-        s->absolute_expires_ms = s->expires_ms;
+    /* Without absoluteExpiresAt (an express-session document) there is no absolute bound: the app that made
+       it governs its life, and touches extend it by its own originalMaxAge, as express-session does. */
+    if (max_age > 0)
+        s->max_age_ms = max_age;
     if (s->created_ms == 0 && max_age > 0 && cookie_expires > max_age)
         s->created_ms = cookie_expires - max_age;
 

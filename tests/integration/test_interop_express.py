@@ -306,15 +306,11 @@ class _Interop:
         me = self.assertStatus(self.eget(self.EXPRESS_A, "/me", cookie), 200)
         self.assertEqual(me.json(), {"userId": uid, "role": "visitor", "cart": [7, 8]})
 
-    @unittest.expectedFailure
     def test_tessera_polling_extends_an_express_session(self):
-        # KNOWN INCOMPATIBILITY (semantic): a document written by express-session carries no absoluteExpiresAt,
-        # and tess_session_from_json() then takes the current expiry as the absolute one
-        # (`s->absolute_expires_ms = s->expires_ms`), so tess_session_needs_touch() is always "pinned": polling
-        # through tessera never extends a session that Express made, whatever SESSION_TOUCH_INTERVAL says. A
-        # visitor who logged in on Express and then only polls tessera is logged out when Express's cookie
-        # maxAge runs out, while express-session itself (rolling or not) moves the store expiry on every
-        # request (store.touch). Expected: an Express document's expiry is an idle expiry (originalMaxAge).
+        # A document written by express-session has no absoluteExpiresAt: tessera then sets no absolute bound
+        # and extends it by its own originalMaxAge on a (throttled) touch, as express-session does, so a visitor
+        # who logged in on Express and then only polls tessera stays logged in. (Was a bug: the current expiry
+        # was taken as the absolute one and nothing could ever move it.)
         cookie = self.express_login(self.EXPRESS_A, 43, "agent")
         sid = sid_of(cookie)
         self.set_expiry_in(sid, 3600 * 1000)
@@ -328,13 +324,10 @@ class _Interop:
             self.fail(f"tessera did not extend the Express session: {left} ms left, touches {before} -> "
                       f"{self.touches()}, stored {json.dumps(doc)}")
 
-    @unittest.expectedFailure
     def test_express_touch_keeps_tessera_idle_window(self):
-        # KNOWN INCOMPATIBILITY (semantic): tessera writes cookie.originalMaxAge = SESSION_TTL (30 days) while
-        # the store expiry is the idle one (SESSION_IDLE_TTL, 7 days). express-session touches the store on every
-        # request of an unmodified session (connect-redis EXPIRE / connect-pg-simple UPDATE expire) with
-        # now + originalMaxAge, so one Express request stretches a tessera session's idle window to 30 days, and
-        # past absoluteExpiresAt, which Express does not know (tessera still refuses it then; Express accepts).
+        # express-session touches the store with now + cookie.originalMaxAge on every request it serves: tessera
+        # writes originalMaxAge = its idle window, so an Express request keeps a tessera session's idle window.
+        # (Was a bug: originalMaxAge was the 30-day absolute lifetime.)
         cookie, uid = self.tessera_login("ursula", "ursula-pw")
         sid = sid_of(cookie)
         idle_ms = 7 * 86400 * 1000

@@ -191,7 +191,8 @@ static void test_json_round_trip(void **state)
     assert_non_null(doc);
     cookie = cJSON_GetObjectItemCaseSensitive(doc, "cookie");
     assert_true(cJSON_IsObject(cookie));
-    assert_int_equal((int64_t)cJSON_GetObjectItem(cookie, "originalMaxAge")->valuedouble, 30 * DAY);
+    /* express-session extends by originalMaxAge on every request: it must be the idle window, not the TTL */
+    assert_int_equal((int64_t)cJSON_GetObjectItem(cookie, "originalMaxAge")->valuedouble, 7 * DAY);
     assert_string_equal(cJSON_GetObjectItem(cookie, "expires")->valuestring, "2023-11-21T22:13:20.000Z");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cookie, "httpOnly")));
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(cookie, "secure")));
@@ -273,9 +274,19 @@ static void test_express_documents(void **state)
     assert_string_equal(s.user_id, "42");
     assert_string_equal(s.role, "");
     assert_int_equal(s.expires_ms, exp);
-    assert_int_equal(s.absolute_expires_ms, exp);   /* absent: derived from cookie.expires */
+    assert_int_equal(s.absolute_expires_ms, 0);     /* absent: no absolute bound (the app governs it) */
+    assert_int_equal(s.max_age_ms, 86400000);       /* touches extend by the document's own window */
     assert_int_equal(s.created_ms, exp - 86400000); /* expires - originalMaxAge */
     assert_false(tess_session_expired(&s, exp - 1));
+    {
+        /* A poll an hour later (touch interval 0) moves the expiry by the document's window, as Express would. */
+        tess_session_policy_t p;
+        int64_t next = 0;
+        tess_session_policy_default(&p);
+        p.touch_interval_s = 0;
+        assert_true(tess_session_needs_touch(&s, &p, exp - 86400000 + 3600000, &next));
+        assert_int_equal(next, exp + 3600000);
+    }
     tess_session_clear(&s);
 
     assert_int_equal(tess_session_from_json(&s, sid, tess_str(stringy), 0), 0);
@@ -285,13 +296,13 @@ static void test_express_documents(void **state)
     assert_non_null(strstr(s.extra_json, "passport"));
     tess_session_clear(&s);
 
-    /* Written back, an express document keeps its own cookie attributes and its numeric userId. */
+    /* Written back, an express document keeps its own cookie attributes and its numeric userId, and gets no
+       absolute expiry it did not have (express-session would never honour one). */
     assert_rewrites_to(numeric, "{\"cookie\":{\"originalMaxAge\":86400000,\"expires\":\"2030-01-02T00:00:00.000Z\","
-                                "\"httpOnly\":true,\"path\":\"/\"},\"userId\":42,\"createdAt\":1893456000000,"
-                                "\"absoluteExpiresAt\":1893542400000}");
+                                "\"httpOnly\":true,\"path\":\"/\"},\"userId\":42,\"createdAt\":1893456000000}");
     assert_rewrites_to(stringy, "{\"cookie\":{\"originalMaxAge\":null,\"expires\":\"2030-01-02T00:00:00.000Z\","
                                 "\"secure\":true,\"httpOnly\":true,\"domain\":\"example.com\",\"path\":\"/\","
-                                "\"sameSite\":\"strict\"},\"userId\":\"u-7\",\"absoluteExpiresAt\":1893542400000,"
+                                "\"sameSite\":\"strict\"},\"userId\":\"u-7\","
                                 "\"passport\":{\"user\":\"u-7\"},\"flash\":{}}");
 
     /* no expiry anywhere: only the store's hint can vouch for it */
