@@ -53,7 +53,7 @@ typedef struct cop {
     size_t value_len;           /* its length */
     int64_t epoch;              /* current epoch as read */
     int epoch_known;            /* the epoch was read */
-    int64_t expires_ms;         /* touch: new expiry */
+    int whole_user;             /* destroy_user: `sid` holds the user id */
     size_t sid_len;             /* bytes in sid */
     char sid[TESS_SID_MAX + 1]; /* the id (or the user id for destroy_user) */
 } cop_t;
@@ -287,8 +287,8 @@ static void on_tombstone(void *arg, int rc, redisReply *r)
     cop_t *op = arg;
     int irc;
     if (rc != 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
-        ++op->s->l2.errors;  /* best effort: see the header on outages */
-    if (op->expires_ms == 1) /* destroy_user */
+        ++op->s->l2.errors; /* best effort: see the header on outages */
+    if (op->whole_user)
         irc = tess_store_destroy_user(op->s->inner, tess_strn(op->sid, op->sid_len), on_inner_destroy, op);
     else
         irc = tess_store_destroy(op->s->inner, tess_strn(op->sid, op->sid_len), on_inner_destroy, op);
@@ -329,7 +329,7 @@ static int op_destroy_user(tess_store_t *store, tess_str_t uid, tess_store_cb cb
         return TESS_EINVAL;
     if ((op = cop_new(s, uid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    op->expires_ms = 1; /* marks destroy_user for on_tombstone */
+    op->whole_user = 1;
     ++store->stats.writes;
     idxlen = make_key(s, "user:", uid, idx);
     snprintf(ttl, sizeof(ttl), "%" PRId64, s->ttl_ms);
