@@ -329,19 +329,32 @@ static void check_jwt(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_
 /* ---- migration fallback ----------------------------------------------------------------------------------- */
 
 typedef struct fb_op {
-    tess_auth_t *auth; /* the primary */
-    tess_auth_cb cb;   /* user callback */
-    void *arg;         /* its argument */
-    int64_t now_ms;    /* request clock */
-    size_t header_len; /* bytes in header */
-    char header[];     /* the Cookie header, copied: the primary may answer later */
+    tess_auth_t *auth;   /* the primary */
+    tess_auth_cb cb;     /* user callback */
+    void *arg;           /* its argument */
+    int64_t now_ms;      /* request clock */
+    tess_session_t sess; /* copy-forward: the session found in the fallback */
+    size_t header_len;   /* bytes in header */
+    char header[];       /* the Cookie header, copied: the primary may answer later */
 } fb_op_t;
 
-static void ignore_store(void *arg, int rc, const tess_session_t *s)
+static void fb_finish(fb_op_t *op, int rc, const tess_session_t *s)
 {
-    (void)arg;
-    (void)rc;
-    (void)s;
+    tess_auth_t *auth = op->auth;
+    op->cb(op->arg, rc, s, no_cookie);
+    tess_session_clear(&op->sess);
+    auth_unref(auth);
+    free(op);
+}
+
+/* The copy is in the primary store: answer now, so the next request is sure to find it there. */
+static void on_copied_forward(void *arg, int rc, const tess_session_t *unused)
+{
+    fb_op_t *op = arg;
+    (void)unused;
+    if (rc == 0)
+        op->auth->stats.copied_forward++;
+    fb_finish(op, 0, &op->sess); /* a failed copy costs the next request a fallback check, nothing more */
 }
 
 static int keeps_sessions(const tess_auth_t *a)
@@ -353,24 +366,22 @@ static void on_fallback(void *arg, int rc, const tess_session_t *s, tess_str_t c
 {
     fb_op_t *op = arg;
     tess_auth_t *auth = op->auth;
-    if (rc == 0 && s != NULL && keeps_sessions(auth) && keeps_sessions(auth->cfg.fallback) && !auth->released) {
+    (void)cookie;
+    if (rc == 0 && s != NULL && keeps_sessions(auth) && keeps_sessions(auth->cfg.fallback) && !auth->released &&
+        tess_session_copy(&op->sess, s) == 0) {
         /* Copy forward: the same id under the same signed cookie is found here from now on. */
-        if (tess_store_set(auth->cfg.store, s, ignore_store, NULL) == 0)
-            auth->stats.copied_forward++;
+        if (tess_store_set(auth->cfg.store, &op->sess, on_copied_forward, op) == 0)
+            return; /* on_copied_forward answers */
     }
-    op->cb(op->arg, rc, s, cookie);
-    auth_unref(auth);
-    free(op);
+    fb_finish(op, rc, s);
 }
 
 static void on_primary(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
 {
     fb_op_t *op = arg;
+    (void)cookie;
     if (rc != TESS_EDENIED) {
-        tess_auth_t *auth = op->auth;
-        op->cb(op->arg, rc, s, cookie);
-        auth_unref(auth);
-        free(op);
+        fb_finish(op, rc, s);
         return;
     }
     op->auth->stats.fallback_checks++;
@@ -395,6 +406,7 @@ void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms
     op->cb = cb;
     op->arg = arg;
     op->now_ms = now_ms;
+    memset(&op->sess, 0, sizeof(op->sess));
     op->header_len = cookie_header.len;
     if (cookie_header.len > 0)
         memcpy(op->header, cookie_header.ptr, cookie_header.len);

@@ -38,6 +38,8 @@ void tess_config_usage(FILE *out)
           "  SESSION_COOKIE         cookie name (default connect.sid; session-token for jwt)\n"
           "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET\n"
           "  TESSERA_MAX_BODY       request body limit, bytes (default 65536)\n"
+          "  TESSERA_MAX_CONNECTIONS open client connections, all loops together (default 10000); past it,\n"
+          "                         new connections wait in the kernel's backlog\n"
           "  CACHE_MAX_ENTRIES      near-cache entry bound (cached strategy; default 100000)\n"
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
@@ -273,6 +275,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("SESSION_TOUCH_INTERVAL", 0, 10LL * 365 * 86400, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->policy.touch_interval_s = v;
+    v = 10000;
+    if (env_int("TESSERA_MAX_CONNECTIONS", 1, 1000000, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->max_connections = (int)v;
     v = (int64_t)cfg->max_body;
     if (env_int("TESSERA_MAX_BODY", 1024, 16 * 1024 * 1024, &v, err, errcap) != 0)
         return TESS_ECONFIG;

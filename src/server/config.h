@@ -30,6 +30,7 @@ typedef struct tess_config {
     int production;               /* TESSERA_ENV=production: Secure cookies, secret required */
     int threads;                  /* event loops */
     size_t max_body;              /* request body bound, bytes */
+    int max_connections;          /* open client connections, all loops together */
     tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */
     int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */

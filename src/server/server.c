@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,7 +48,7 @@ static void log_line(const char *fmt, ...)
 h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
     uint64_t requests = 0, checks = 0, early = 0, lookups = 0, touches = 0, gets = 0, writes = 0, errors = 0;
-    uint64_t fallbacks = 0, copied = 0;
+    uint64_t fallbacks = 0, copied = 0, conns = 0;
     size_t cap = 8192, n = 0;
     char *buf = h2o_mem_alloc_pool(pool, cap);
 
@@ -55,6 +56,7 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         server_thread_t *th = &srv->threads[i];
         tess_auth_stats_t as;
         requests += atomic_load_explicit(&th->requests, memory_order_relaxed);
+        conns += (uint64_t)__atomic_load_n(&th->conns, __ATOMIC_RELAXED);
         /* Other loops' counters are read without their lock: a value may be one update behind. */
         tess_auth_get_stats(th->auth, &as);
         checks += as.checks;
@@ -73,6 +75,7 @@ h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     n += (size_t)snprintf(buf + n, cap - n, "# TYPE tessera_%s %s\ntessera_%s %" PRIu64 "\n", name, type, name,        \
                           (uint64_t)(value))
     METRIC("requests_total", "counter", requests);
+    METRIC("connections", "gauge", conns);
     METRIC("auth_checks_total", "counter", checks);
     METRIC("auth_rejected_early_total", "counter", early);
     METRIC("auth_store_lookups_total", "counter", lookups);
@@ -233,6 +236,35 @@ void tess_meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
 
 /* ---- loops --------------------------------------------------------------------------------------------- */
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* Accepting pauses at the connection bound (new connections wait in the kernel backlog) and on EMFILE. */
+static void set_accepting(server_thread_t *th, int on)
+{
+    if (th->listener == NULL || th->accepting == on)
+        return;
+    th->accepting = on;
+    if (on)
+        h2o_socket_read_start(th->listener, on_accept);
+    else
+        h2o_socket_read_stop(th->listener);
+}
+
+static void on_conn_close(void *data)
+{
+    server_thread_t *th = data;
+    --th->conns;
+    if (th->conns < th->max_conns && !atomic_load(&th->srv->stopping) && !h2o_timeout_is_linked(&th->retry_entry))
+        set_accepting(th, 1);
+}
+
+static void on_accept_retry(h2o_timeout_entry_t *entry)
+{
+    server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, retry_entry, entry);
+    if (th->conns < th->max_conns && !atomic_load(&th->srv->stopping))
+        set_accepting(th, 1);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     server_thread_t *th = listener->data;
@@ -240,9 +272,23 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
     if (err != NULL)
         return;
-    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
-        return;
-    h2o_accept(&th->accept_ctx, sock);
+    for (int i = 0; i < 16 && th->conns < th->max_conns; ++i) {
+        errno = 0;
+        if ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: a level-triggered listener would spin; wait for some to be freed. */
+                set_accepting(th, 0);
+                h2o_timeout_link(th->loop, &th->retry_timeout, &th->retry_entry);
+            }
+            return;
+        }
+        ++th->conns;
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = th;
+        h2o_accept(&th->accept_ctx, sock);
+    }
+    if (th->conns >= th->max_conns)
+        set_accepting(th, 0);
 }
 
 static void prune_done(void *arg, int rc, const tess_session_t *s)
@@ -275,7 +321,9 @@ static void *thread_main(void *arg)
         h2o_evloop_run(th->loop, 200);
 
     /* Stop accepting, then give in-flight steps (password checks, backend calls) a moment to finish. */
-    h2o_socket_read_stop(th->listener);
+    set_accepting(th, 0);
+    if (h2o_timeout_is_linked(&th->retry_entry))
+        h2o_timeout_unlink(&th->retry_entry);
     h2o_socket_close(th->listener);
     th->listener = NULL;
     deadline = tess_mono_ms() + DRAIN_MS;
@@ -490,6 +538,14 @@ int tess_serve_main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    {
+        /* Connections are descriptors: take the hard limit (accept also pauses on EMFILE rather than spin). */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     rc = tess_config_load(&srv->cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
         return 0;
@@ -583,7 +639,11 @@ int tess_serve_main(int argc, char **argv)
         th->accept_ctx.hosts = srv->h2o.hosts;
         th->listener = h2o_evloop_socket_create(th->loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
         th->listener->data = th;
-        h2o_socket_read_start(th->listener, on_accept);
+        th->max_conns =
+            srv->cfg.max_connections / srv->cfg.threads > 0 ? srv->cfg.max_connections / srv->cfg.threads : 1;
+        h2o_timeout_init(th->loop, &th->retry_timeout, 100);
+        th->retry_entry.cb = on_accept_retry;
+        set_accepting(th, 1);
         h2o_multithread_register_receiver(th->ctx.queue, &th->pw_done, pwpool_on_done);
         if (i == 0 && srv->cfg.redis_url[0] != '\0') {
             const char *prefixes[] = {srv->cfg.session_prefix, "tessera:"};

@@ -49,6 +49,11 @@ struct server_thread {
     h2o_timeout_entry_t maint_entry;    /* its entry */
     atomic_uint_fast64_t requests;      /* requests handled */
     int inflight;                       /* asynchronous steps under way (tickets) */
+    int conns;                          /* open client connections */
+    int max_conns;                      /* this loop's share of TESSERA_MAX_CONNECTIONS */
+    int accepting;                      /* the listener is being read */
+    h2o_timeout_t retry_timeout;        /* accept retry after EMFILE/ENFILE */
+    h2o_timeout_entry_t retry_entry;    /* its entry */
 };
 
 struct server {
