@@ -1,7 +1,8 @@
 /*
  * A store wrapper for the unit tests: counts every call by operation, and answers either at once or later
  * (queued until the test fires it, like a networked store), or fails, around any inner store.
- * Shared by test_auth.c and test_fallback.c; every function is used by both.
+ * Also what an auth callback saw (outcome_t, on_auth). Shared by test_auth.c and test_fallback.c; every
+ * function is used by both (include cmocka.h first).
  */
 #ifndef TESS_TEST_COUNTING_STORE_H
 #define TESS_TEST_COUNTING_STORE_H
@@ -148,5 +149,26 @@ static void c_close(tess_store_t *st)
 
 static const tess_store_ops_t cstore_ops = {"counting", c_get,          c_set,  c_touch,
                                             c_destroy,  c_destroy_user, c_ping, c_close};
+
+/* What an auth callback saw. */
+typedef struct outcome {
+    int calls;                   /* invocations */
+    int rc;                      /* last rc */
+    tess_session_t sess;         /* last session */
+    char cookie[TESS_TOKEN_MAX]; /* last cookie value */
+} outcome_t;
+
+static void on_auth(void *arg, int rc, const tess_session_t *sess, tess_str_t cookie)
+{
+    outcome_t *o = arg;
+    o->calls++;
+    o->rc = rc;
+    tess_session_clear(&o->sess);
+    if (sess != NULL)
+        assert_int_equal(tess_session_copy(&o->sess, sess), 0);
+    assert_true(cookie.len < sizeof(o->cookie));
+    memcpy(o->cookie, cookie.ptr != NULL ? cookie.ptr : "", cookie.len);
+    o->cookie[cookie.len] = '\0';
+}
 
 #endif

@@ -36,27 +36,6 @@ typedef struct fixture {
     int64_t now;                  /* test clock base (real time: the memory store filters on it) */
 } fixture_t;
 
-/* What an auth callback saw. */
-typedef struct outcome {
-    int calls;                   /* invocations */
-    int rc;                      /* last rc */
-    tess_session_t sess;         /* last session */
-    char cookie[TESS_TOKEN_MAX]; /* last cookie value */
-} outcome_t;
-
-static void on_auth(void *arg, int rc, const tess_session_t *sess, tess_str_t cookie)
-{
-    outcome_t *o = arg;
-    o->calls++;
-    o->rc = rc;
-    tess_session_clear(&o->sess);
-    if (sess != NULL)
-        assert_int_equal(tess_session_copy(&o->sess, sess), 0);
-    assert_true(cookie.len < sizeof(o->cookie));
-    memcpy(o->cookie, cookie.ptr != NULL ? cookie.ptr : "", cookie.len);
-    o->cookie[cookie.len] = '\0';
-}
-
 static fixture_t *fixture_new(tess_strategy_t strategy)
 {
     fixture_t *f = calloc(1, sizeof(*f));

@@ -41,27 +41,6 @@ typedef struct fixture {
     int64_t now;                   /* real time: the memory store filters on it */
 } fixture_t;
 
-/* What an auth callback saw. */
-typedef struct outcome {
-    int calls;                   /* invocations */
-    int rc;                      /* last rc */
-    tess_session_t sess;         /* last session */
-    char cookie[TESS_TOKEN_MAX]; /* last cookie value */
-} outcome_t;
-
-static void on_auth(void *arg, int rc, const tess_session_t *sess, tess_str_t cookie)
-{
-    outcome_t *o = arg;
-    o->calls++;
-    o->rc = rc;
-    tess_session_clear(&o->sess);
-    if (sess != NULL)
-        assert_int_equal(tess_session_copy(&o->sess, sess), 0);
-    assert_true(cookie.len < sizeof(o->cookie));
-    memcpy(o->cookie, cookie.ptr != NULL ? cookie.ptr : "", cookie.len);
-    o->cookie[cookie.len] = '\0';
-}
-
 static void store_init(cstore_t *c, tess_memstore_table_t **table)
 {
     assert_int_equal(tess_memstore_table_new(table), 0);
@@ -377,7 +356,7 @@ static void test_async_stores_header_copied(void **state)
     assert_int_equal(o.calls, 0);
     assert_int_equal(fire(&f->fb), 1); /* fallback: found -> copied forward */
     assert_int_equal(f->prim.calls[OP_SET], 1);
-    assert_int_equal(o.calls, 0); /* answered only once the copy is stored: the next request finds it */
+    assert_int_equal(o.calls, 0);        /* answered only once the copy is stored: the next request finds it */
     assert_int_equal(fire(&f->prim), 1); /* the copy's write */
     assert_int_equal(o.calls, 1);
     assert_int_equal(o.rc, 0);
