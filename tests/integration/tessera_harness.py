@@ -636,8 +636,39 @@ class RedisClient:
         self.close()
 
 
-class RedisServer:
+class _Service:
+    """What RedisServer and PostgresServer share: a process on `port` with a temp dir and a log file.
+    Subclasses set STOP_SIGNAL and NAME."""
+
+    STOP_SIGNAL = signal.SIGTERM
+    NAME = "service"
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """STOP_SIGNAL, SIGKILL after timeout; waits for the port to close."""
+        if self.proc is None:
+            return None
+        rc, _ = _stop_process(self.proc, self.STOP_SIGNAL, timeout)
+        wait_until(lambda: not port_open(self.port), timeout, f"{self.NAME} port {self.port} to close")
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-10000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class RedisServer(_Service):
     """redis-server on its own port in a temp dir, no persistence. start() waits for PING."""
+
+    NAME = "redis"
 
     def __init__(self, tmpdir=None, port=None, extra_args=()):
         self._own_tmp = tmpdir is None
@@ -672,31 +703,15 @@ class RedisServer:
     def client(self):
         return RedisClient(self.port)
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        if self.proc is None:
-            return None
-        rc, _ = _stop_process(self.proc, signal.SIGTERM, timeout)
-        wait_until(lambda: not port_open(self.port), timeout, f"redis port {self.port} to close")
-        return rc
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.stop()
-        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-10000:].decode(errors="replace")
-        except OSError:
-            return ""
 
 
-class PostgresServer:
+class PostgresServer(_Service):
     """A throwaway PostgreSQL 15 cluster: initdb into a temp dir, postgres on its own port, socket in the temp
     dir, trust auth, fsync off. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user
     (like `runuser -u postgres --`) and the temp dir is handed to that user."""
+
+    STOP_SIGNAL = signal.SIGINT  # fast shutdown
+    NAME = "postgres"
 
     PG_BIN = os.environ.get("TESS_PG_BIN", "/usr/lib/postgresql/15/bin")
 
@@ -776,26 +791,6 @@ class PostgresServer:
             raise HarnessError(f"psql failed ({r.returncode}): {r.stderr.decode()}")
         return r.stdout.decode()
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """Fast shutdown (SIGINT); SIGKILL after timeout."""
-        if self.proc is None:
-            return None
-        rc, _ = _stop_process(self.proc, signal.SIGINT, timeout)
-        wait_until(lambda: not port_open(self.port), timeout, f"postgres port {self.port} to close")
-        return rc
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.stop()
-        if self._own_tmp and not os.environ.get("TESS_KEEP_TMP"):
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-10000:].decode(errors="replace")
-        except OSError:
-            return ""
 
 
 def main():

@@ -15,21 +15,7 @@
 
 #define HOUR INT64_C(3600000)
 
-typedef struct result {
-    int calls;           /* callback invocations */
-    int rc;              /* last rc */
-    tess_session_t sess; /* last session (copied) */
-} result_t;
-
-static void on_result(void *arg, int rc, const tess_session_t *sess)
-{
-    result_t *r = arg;
-    r->calls++;
-    r->rc = rc;
-    tess_session_clear(&r->sess);
-    if (sess != NULL)
-        assert_int_equal(tess_session_copy(&r->sess, sess), 0);
-}
+#include "store_result.h"
 
 static void make_session(tess_session_t *s, const char *user, int64_t now)
 {

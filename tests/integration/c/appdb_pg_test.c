@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "pg_admin.h"
 #include "poll_loop.h"
 #include "server/appdb.h"
 #include "tessera/error.h"
@@ -25,7 +26,6 @@
 
 static const char *pg_url;
 static poll_loop_t *L;
-static PGconn *admin;
 
 typedef struct backend {
     const char *name; /* "postgres" or "sqlite" */
@@ -149,25 +149,6 @@ static int user_add(void **state, const char *name, const char *role)
                                  sizeof(err));
     return appdb_sqlite_user_add(b->sq, name, role, "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", T0, err,
                                  sizeof(err));
-}
-
-static void sql(const char *q)
-{
-    PGresult *res = PQexec(admin, q);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", q, PQerrorMessage(admin));
-    PQclear(res);
-}
-
-static int64_t sql_int(const char *q)
-{
-    PGresult *res = PQexec(admin, q);
-    int64_t v;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        fail_msg("%s: %s", q, PQerrorMessage(admin));
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
 }
 
 static int pg_ready(void *arg)

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "pg_admin.h"
 #include "poll_loop.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
@@ -36,7 +37,6 @@ static pid_t pg_pid;
 static int ctl_out = -1, ctl_in = -1;
 static poll_loop_t *L;
 static tess_store_t *S;
-static PGconn *admin; /* blocking connection for checks (a test may block; the store may not) */
 
 /* ---- helpers ---------------------------------------------------------------------------------------- */
 
@@ -118,25 +118,6 @@ static void make_session(tess_session_t *s, const char *user, int64_t now)
     tess_session_policy_t p;
     tess_session_policy_default(&p);
     assert_int_equal(tess_session_init(s, &p, tess_str(user), TESS_STR_LIT("visitor"), now), 0);
-}
-
-static void sql(const char *q)
-{
-    PGresult *res = PQexec(admin, q);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", q, PQerrorMessage(admin));
-    PQclear(res);
-}
-
-static int64_t sql_int(const char *q)
-{
-    PGresult *res = PQexec(admin, q);
-    int64_t v;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        fail_msg("%s: %s", q, PQerrorMessage(admin));
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
 }
 
 static int store_connected(void *arg)
