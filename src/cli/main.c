@@ -9,9 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/appdb.h"
-#include "server/config.h"
-#include "server/server.h"
+#include "app/appdb.h"
+#include "app/config.h"
+#include "app/passwords.h"
+#include "server/serve.h"
 #include "tessera/error.h"
 
 #define PASSWORD_MAX 1024
@@ -111,7 +112,7 @@ static int user_add(int argc, char **argv)
         fprintf(stderr, "tessera user add: the password must have 1 to %d bytes\n", PASSWORD_MAX);
         goto out;
     }
-    if (sodium_init() < 0 || pw_hash(password, hash, sizeof(hash)) != 0) {
+    if (sodium_init() < 0 || app_pw_hash(password, hash, sizeof(hash)) != 0) {
         fprintf(stderr, "tessera user add: cannot hash the password\n");
         goto out;
     }

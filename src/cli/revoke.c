@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/poll_loop.h"
-#include "server/appdb.h"
-#include "server/config.h"
+#include "tessera/pollloop.h"
+#include "app/appdb.h"
+#include "app/config.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
 #include "tessera/redis.h"
@@ -58,10 +58,10 @@ static void on_revoker(void *arg, int rc)
 }
 
 /* Waits for `st`; a started operation always completes (every backend call has a timeout). */
-static int await(poll_loop_t *loop, step_t *st)
+static int await(tess_poll_loop_t *loop, step_t *st)
 {
     while (!st->done)
-        poll_loop_run_until(loop, is_done, st, WAIT_MS);
+        tess_poll_loop_run_until(loop, is_done, st, WAIT_MS);
     return st->rc;
 }
 
@@ -78,7 +78,7 @@ int tess_cli_session_revoke(int argc, char **argv)
     const char *prefix = getenv("SESSION_PREFIX");
     char err[512] = "", uid[24];
     tess_config_t cfg;
-    poll_loop_t *loop = NULL;
+    tess_poll_loop_t *loop = NULL;
     sqlite3 *db = NULL;
     appdb_t *appdb = NULL;
     tess_store_t *store = NULL;
@@ -124,7 +124,7 @@ int tess_cli_session_revoke(int argc, char **argv)
     }
     if (prefix == NULL || *prefix == '\0')
         prefix = "session:";
-    if ((loop = poll_loop_new()) == NULL) {
+    if ((loop = tess_poll_loop_new()) == NULL) {
         fprintf(stderr, "tessera session revoke: out of memory\n");
         return 1;
     }
@@ -132,13 +132,13 @@ int tess_cli_session_revoke(int argc, char **argv)
     /* The user's id, from the application database. */
     if (cfg.postgres) {
         if (appdb_pg_migrate(cfg.database_url, err, sizeof(err)) != 0 ||
-            appdb_pg_open(&appdb, poll_loop_base(loop), cfg.database_url, 2000, err, sizeof(err)) != 0 ||
+            appdb_pg_open(&appdb, tess_poll_loop_base(loop), cfg.database_url, 2000, err, sizeof(err)) != 0 ||
             tess_pgstore_migrate(cfg.database_url, err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera session revoke: %s\n", err);
             goto out;
         }
         tess_pg_opts_t po = {cfg.database_url, 2000};
-        if (tess_pgstore_open(&store, poll_loop_base(loop), &po, err, sizeof(err)) != 0) {
+        if (tess_pgstore_open(&store, tess_poll_loop_base(loop), &po, err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera session revoke: %s\n", err);
             goto out;
         }
@@ -155,7 +155,7 @@ int tess_cli_session_revoke(int argc, char **argv)
         if ((rc = appdb->ops->user_by_name(appdb, tess_str(user), on_user, &st)) == 0)
             rc = await(loop, &st);
         if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)
-            poll_loop_run_until(loop, NULL, NULL, 50);
+            tess_poll_loop_run_until(loop, NULL, NULL, 50);
     } while (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline);
     if (rc == TESS_ENOTFOUND) {
         fprintf(stderr, "tessera session revoke: no user named %s\n", user);
@@ -173,8 +173,8 @@ int tess_cli_session_revoke(int argc, char **argv)
         tess_revoker_opts_t ro = {.url = redis, .prefix = "tessera:", .timeout_ms = 2000};
         tess_store_t *inner = store;
         store = NULL;
-        if (tess_cachedstore_open(&store, inner, poll_loop_base(loop), &lo, err, sizeof(err)) != 0 ||
-            tess_revoker_open(&revoker, poll_loop_base(loop), &ro, err, sizeof(err)) != 0) {
+        if (tess_cachedstore_open(&store, inner, tess_poll_loop_base(loop), &lo, err, sizeof(err)) != 0 ||
+            tess_revoker_open(&revoker, tess_poll_loop_base(loop), &ro, err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera session revoke: %s\n", err);
             goto out;
         }
@@ -186,7 +186,7 @@ int tess_cli_session_revoke(int argc, char **argv)
         if ((rc = tess_store_destroy_user(store, tess_str(uid), on_store, &st)) == 0)
             rc = await(loop, &st);
         if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)
-            poll_loop_run_until(loop, NULL, NULL, 50);
+            tess_poll_loop_run_until(loop, NULL, NULL, 50);
     } while (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline);
     if (rc != 0 && rc != TESS_ENOTFOUND) {
         fprintf(stderr, "tessera session revoke: removing sessions: %s\n", tess_strerror(rc));
@@ -215,8 +215,8 @@ out:
     sqlite3_close(db);
     /* Closing completes what was pending; let the loop sweep the watchers. */
     if (loop != NULL) {
-        poll_loop_run_once(loop, 0);
-        poll_loop_free(loop);
+        tess_poll_loop_run_once(loop, 0);
+        tess_poll_loop_free(loop);
     }
     return code;
 }

@@ -257,7 +257,7 @@ static void login_user_found(void *arg, const appdb_result_t *res)
     body_string(r, "password", 1024, &password); /* checked in h_login */
     /* Unknown users are verified against a dummy hash: the reply takes the same time either way. */
     ticket_t *t = req_suspend(r);
-    rc = pwpool_verify(r->th->srv->pw, &r->th->pw_done, r->login_uid != 0 ? r->pwhash : NULL, password,
+    rc = app_pw_verify(r->th->srv->pw, &r->th->tloop.super, r->login_uid != 0 ? r->pwhash : NULL, password,
                        login_password_checked, t);
     if (rc != 0) {
         req_resume(t);

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/appdb.h"
+#include "app/appdb.h"
 
 typedef struct metacache metacache_t;
 

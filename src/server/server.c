@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server/http.h"
+#include "server/serve.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
 #include "tessera/redis.h"
@@ -587,7 +588,7 @@ int tess_serve_main(int argc, char **argv)
         tess_cache_set_enabled(srv->rcache, 0);
         metacache_set_enabled(srv->meta, 0);
     }
-    if ((rc = pwpool_new(&srv->pw, 2, 256)) != 0) {
+    if ((rc = app_pwpool_new(&srv->pw, 2, 256)) != 0) {
         fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
         goto out;
     }
@@ -644,7 +645,6 @@ int tess_serve_main(int argc, char **argv)
         h2o_timeout_init(th->loop, &th->retry_timeout, 100);
         th->retry_entry.cb = on_accept_retry;
         set_accepting(th, 1);
-        h2o_multithread_register_receiver(th->ctx.queue, &th->pw_done, pwpool_on_done);
         if (i == 0 && srv->cfg.redis_url[0] != '\0') {
             const char *prefixes[] = {srv->cfg.session_prefix, "tessera:"};
             tess_inval_opts_t io = {
@@ -688,7 +688,7 @@ stop:
     for (int i = 0; i < started; ++i)
         pthread_join(srv->threads[i].tid, NULL);
     /* Workers stop before the loops' receivers go away; a result still queued is dropped with its job. */
-    pwpool_free(srv->pw);
+    app_pwpool_free(srv->pw);
     srv->pw = NULL;
 out:
     tess_inval_free(srv->inval);
@@ -697,7 +697,7 @@ out:
         for (int i = 0; i < srv->cfg.threads; ++i)
             thread_close(&srv->threads[i]);
     }
-    pwpool_free(srv->pw);
+    app_pwpool_free(srv->pw);
     tess_cache_free(srv->cache);
     tess_cache_free(srv->rcache);
     metacache_free(srv->meta);

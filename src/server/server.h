@@ -12,8 +12,9 @@
 #include <cjson/cJSON.h>
 #include <h2o.h>
 
-#include "server/appdb.h"
-#include "server/config.h"
+#include "app/appdb.h"
+#include "app/config.h"
+#include "app/passwords.h"
 #include "server/loop_h2o.h"
 #include "server/metacache.h"
 #include "redis/rconn.h"
@@ -24,7 +25,6 @@
 struct sqlite3;
 typedef struct server server_t;
 typedef struct server_thread server_thread_t;
-typedef struct pwpool pwpool_t;
 
 struct server_thread {
     server_t *srv;                      /* the process-wide server */
@@ -44,7 +44,6 @@ struct server_thread {
     tess_store_t *fallback_store;       /* its store */
     tess_revoker_t *revoker;            /* token revocation (with Redis) */
     tess__rconn_t *aux;                 /* this loop's Redis connection (with Redis), shared */
-    h2o_multithread_receiver_t pw_done; /* password checks completed by the pool */
     h2o_timeout_t maint_timeout;        /* periodic maintenance (pruning), thread 0 only */
     h2o_timeout_entry_t maint_entry;    /* its entry */
     atomic_uint_fast64_t requests;      /* requests handled */
@@ -61,7 +60,7 @@ struct server {
     h2o_globalconf_t h2o;     /* h2o global configuration */
     tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
     tess_cache_t *cache;      /* near-cache (cached strategy), shared */
-    pwpool_t *pw;             /* password-hash workers, shared */
+    app_pwpool_t *pw;         /* password-hash workers, shared */
     tess_cache_t *rcache;     /* revocation answers (with Redis), shared */
     metacache_t *meta;        /* pre-chat meta rows (with Redis), shared */
     tess_inval_t *inval;      /* invalidation listener (with Redis), on thread 0 */
@@ -69,8 +68,6 @@ struct server {
     atomic_int stopping;      /* set by SIGTERM/SIGINT */
 };
 
-/* Runs `tessera serve` with argv after "serve". Returns the process exit code. */
-int tess_serve_main(int argc, char **argv);
 
 /* The request handler (routing); registered on "/". */
 int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req);
@@ -83,21 +80,5 @@ void tess_meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
 
 /* Prometheus text of the process's counters into a pool buffer. */
 h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool);
-
-/* Password checks off the event loop (argon2id costs tens of ms and 64 MiB). */
-typedef void (*pwpool_cb)(void *arg, int ok);
-int pwpool_new(pwpool_t **out, int workers, size_t queue_max);
-void pwpool_free(pwpool_t *pool);
-/*
- * Verifies `password` against `hash` (NULL: against a dummy hash, so unknown users cost the same time) on
- * a worker; `cb(arg, ok)` then runs on the loop that owns `receiver`. Returns 0, or TESS_EUNAVAIL when the
- * queue is full (no callback).
- */
-int pwpool_verify(pwpool_t *pool, h2o_multithread_receiver_t *receiver, const char *hash, tess_str_t password,
-                  pwpool_cb cb, void *arg);
-/* The loop side: registered as the receiver callback of each thread. */
-void pwpool_on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
-/* Hashes a password (argon2id, interactive limits) synchronously; for the command line. 0 or TESS_ENOMEM. */
-int pw_hash(const char *password, char *out, size_t cap);
 
 #endif

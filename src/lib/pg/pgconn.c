@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "pg/pgconn.h"
+#include "tessera/pgconn.h"
 #include "tessera/common.h"
 #include "tessera/error.h"
 
@@ -33,18 +33,18 @@ enum { ST_IDLE, ST_CONNECTING, ST_CONNECTED };
 typedef struct pg_query pg_query_t;
 struct pg_query {
     pg_query_t *next; /* FIFO link */
-    tess__pg_cb cb;   /* user callback; NULL for an internal PREPARE */
+    tess_pgconn_cb cb;   /* user callback; NULL for an internal PREPARE */
     void *arg;        /* its argument */
     int64_t deadline; /* tess_mono_ms() after which it has timed out */
     PGresult *res;    /* result kept until the Sync arrives */
     int stmt;         /* statement index (for error text of a failed PREPARE) */
 };
 
-struct tess__pg {
+struct tess_pgconn {
     tess_loop_t *loop;            /* borrowed */
     char *conninfo;               /* owned copy */
     int64_t timeout_ms;           /* per-query deadline */
-    const tess__pg_stmt_t *stmts; /* prepared on every connection */
+    const tess_pgconn_stmt_t *stmts; /* prepared on every connection */
     int n_stmts;                  /* entries in stmts */
     char (*names)[12];            /* "t<index>" per statement */
     PGconn *pg;                   /* NULL while ST_IDLE */
@@ -65,12 +65,12 @@ struct tess__pg {
     size_t n_free;                /* entries in free_list */
     unsigned gen;                 /* bumped on every teardown */
     int depth;                    /* nesting of entry points */
-    int closed;                   /* tess__pg_close was called */
+    int closed;                   /* tess_pgconn_close was called */
     char last_error[256];         /* last connection-level error, for diagnostics */
 };
 
-static void start_connect(tess__pg_t *c);
-static void process_results(tess__pg_t *c);
+static void start_connect(tess_pgconn_t *c);
+static void process_results(tess_pgconn_t *c);
 
 /* Notices ("relation already exists, skipping") are not errors: libpq would print them to stderr. */
 static void quiet_notice(void *arg, const char *message)
@@ -81,12 +81,12 @@ static void quiet_notice(void *arg, const char *message)
 
 /* ---- helpers ------------------------------------------------------------------------------------------- */
 
-static void enter(tess__pg_t *c)
+static void enter(tess_pgconn_t *c)
 {
     c->depth++;
 }
 
-static void free_all(tess__pg_t *c)
+static void free_all(tess_pgconn_t *c)
 {
     while (c->free_list != NULL) {
         pg_query_t *q = c->free_list;
@@ -99,7 +99,7 @@ static void free_all(tess__pg_t *c)
 }
 
 /* Returns 1 when the handle is gone (closed and freed): the caller must not touch it any more. */
-static int leave(tess__pg_t *c)
+static int leave(tess_pgconn_t *c)
 {
     if (--c->depth == 0 && c->closed) {
         free_all(c);
@@ -108,7 +108,7 @@ static int leave(tess__pg_t *c)
     return 0;
 }
 
-static void set_error(tess__pg_t *c, const char *what, const char *detail)
+static void set_error(tess_pgconn_t *c, const char *what, const char *detail)
 {
     size_t n;
     snprintf(c->last_error, sizeof(c->last_error), "%s%s%s", what, detail != NULL ? ": " : "",
@@ -118,7 +118,7 @@ static void set_error(tess__pg_t *c, const char *what, const char *detail)
         c->last_error[--n] = '\0';
 }
 
-static pg_query_t *query_alloc(tess__pg_t *c)
+static pg_query_t *query_alloc(tess_pgconn_t *c)
 {
     pg_query_t *q = c->free_list;
     if (q != NULL) {
@@ -131,7 +131,7 @@ static pg_query_t *query_alloc(tess__pg_t *c)
     return q;
 }
 
-static void query_free(tess__pg_t *c, pg_query_t *q)
+static void query_free(tess_pgconn_t *c, pg_query_t *q)
 {
     if (q->res != NULL)
         PQclear(q->res);
@@ -144,7 +144,7 @@ static void query_free(tess__pg_t *c, pg_query_t *q)
     }
 }
 
-int tess__pg_map_error(const PGresult *res)
+int tess_pgconn_map_error(const PGresult *res)
 {
     const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
@@ -163,7 +163,7 @@ int tess__pg_map_error(const PGresult *res)
 }
 
 /* Completes one detached query. */
-static void complete(tess__pg_t *c, pg_query_t *q, int rc, const PGresult *res)
+static void complete(tess_pgconn_t *c, pg_query_t *q, int rc, const PGresult *res)
 {
     if (q->cb != NULL) {
         q->cb(q->arg, rc, res);
@@ -184,7 +184,7 @@ static void on_timer(void *arg);
  * Enables `events`. `force` re-enables even when unchanged: a loop may implement write interest as one shot
  * (h2o's does), so it is re-armed each time libpq still holds output.
  */
-static void io_update(tess__pg_t *c, int events, int force)
+static void io_update(tess_pgconn_t *c, int events, int force)
 {
     if (c->io != NULL && (force || events != c->io_events)) {
         c->io_events = events;
@@ -196,7 +196,7 @@ static void io_update(tess__pg_t *c, int events, int force)
  * Watches PQsocket(c->pg). The socket may change during a connection attempt (next address, SSL fallback),
  * possibly under the same fd number, so it is identified by its inode too. Returns 0 or a TESS_E*.
  */
-static int io_attach(tess__pg_t *c)
+static int io_attach(tess_pgconn_t *c)
 {
     int fd = PQsocket(c->pg);
     struct stat st;
@@ -221,7 +221,7 @@ static int io_attach(tess__pg_t *c)
 }
 
 /* Arms the deadline timer for the connect attempt or the oldest pending query, unless already running. */
-static void timer_arm(tess__pg_t *c)
+static void timer_arm(tess_pgconn_t *c)
 {
     int64_t deadline, now;
 
@@ -238,7 +238,7 @@ static void timer_arm(tess__pg_t *c)
     c->loop->ops->timer_start(c->timer, deadline > now ? (uint64_t)(deadline - now) : 0);
 }
 
-static void schedule_reconnect(tess__pg_t *c)
+static void schedule_reconnect(tess_pgconn_t *c)
 {
     if (c->closed || c->retry == NULL)
         return;
@@ -250,7 +250,7 @@ static void schedule_reconnect(tess__pg_t *c)
  * Drops the connection: every pending query completes with `rc`; reconnects with backoff unless closed.
  * Must run inside enter()/leave().
  */
-static void teardown(tess__pg_t *c, int rc)
+static void teardown(tess_pgconn_t *c, int rc)
 {
     pg_query_t *q = c->head;
 
@@ -276,14 +276,14 @@ static void teardown(tess__pg_t *c, int rc)
     }
 }
 
-static void lost(tess__pg_t *c, const char *what)
+static void lost(tess_pgconn_t *c, const char *what)
 {
     set_error(c, what, c->pg != NULL ? PQerrorMessage(c->pg) : NULL);
     teardown(c, TESS_EUNAVAIL);
 }
 
 /* Sends what libpq buffered; tracks write interest. Returns 0, or -1 after a teardown. */
-static int flush(tess__pg_t *c)
+static int flush(tess_pgconn_t *c)
 {
     int r = PQflush(c->pg);
     if (r < 0) {
@@ -298,7 +298,7 @@ static int flush(tess__pg_t *c)
 /* ---- connecting ---------------------------------------------------------------------------------------- */
 
 /* Queues one query on the live connection. Returns 0, or TESS_EUNAVAIL when libpq refused it. */
-static int send_prepared(tess__pg_t *c, pg_query_t *q, const tess__pg_param_t *params, int nparams)
+static int send_prepared(tess_pgconn_t *c, pg_query_t *q, const tess_pgconn_param_t *params, int nparams)
 {
     const char *values[MAX_PARAMS];
     int lengths[MAX_PARAMS], formats[MAX_PARAMS];
@@ -313,7 +313,7 @@ static int send_prepared(tess__pg_t *c, pg_query_t *q, const tess__pg_param_t *p
     return 0;
 }
 
-static void append(tess__pg_t *c, pg_query_t *q)
+static void append(tess_pgconn_t *c, pg_query_t *q)
 {
     q->next = NULL;
     if (c->tail != NULL)
@@ -324,7 +324,7 @@ static void append(tess__pg_t *c, pg_query_t *q)
     c->n_pending++;
 }
 
-static void connected(tess__pg_t *c)
+static void connected(tess_pgconn_t *c)
 {
     int64_t deadline = tess_mono_ms() + c->timeout_ms;
 
@@ -357,7 +357,7 @@ static void connected(tess__pg_t *c)
         timer_arm(c);
 }
 
-static void connect_poll(tess__pg_t *c)
+static void connect_poll(tess_pgconn_t *c)
 {
     PostgresPollingStatusType st = PQconnectPoll(c->pg);
 
@@ -383,7 +383,7 @@ static void connect_poll(tess__pg_t *c)
     }
 }
 
-static void start_connect(tess__pg_t *c)
+static void start_connect(tess_pgconn_t *c)
 {
     if (c->closed || c->state != ST_IDLE)
         return;
@@ -413,7 +413,7 @@ static void start_connect(tess__pg_t *c)
 
 /* ---- results ------------------------------------------------------------------------------------------- */
 
-static void process_results(tess__pg_t *c)
+static void process_results(tess_pgconn_t *c)
 {
     unsigned gen = c->gen;
     int nulls = 0;
@@ -444,7 +444,7 @@ static void process_results(tess__pg_t *c)
             if (q->res == NULL)
                 rc = TESS_EIO; /* a Sync without a result: cannot happen with one statement per Sync */
             else if (PQresultStatus(q->res) != PGRES_TUPLES_OK && PQresultStatus(q->res) != PGRES_COMMAND_OK)
-                rc = tess__pg_map_error(q->res);
+                rc = tess_pgconn_map_error(q->res);
             complete(c, q, rc, q->res);
             continue;
         }
@@ -464,7 +464,7 @@ static void process_results(tess__pg_t *c)
 
 static void on_io(void *arg, int events)
 {
-    tess__pg_t *c = arg;
+    tess_pgconn_t *c = arg;
 
     enter(c);
     if (c->state == ST_CONNECTING) {
@@ -489,7 +489,7 @@ static void on_io(void *arg, int events)
 
 static void on_timer(void *arg)
 {
-    tess__pg_t *c = arg;
+    tess_pgconn_t *c = arg;
     int64_t now = tess_mono_ms();
 
     enter(c);
@@ -508,7 +508,7 @@ static void on_timer(void *arg)
 
 static void on_retry(void *arg)
 {
-    tess__pg_t *c = arg;
+    tess_pgconn_t *c = arg;
     enter(c);
     start_connect(c);
     leave(c);
@@ -516,9 +516,9 @@ static void on_retry(void *arg)
 
 /* ---- API ----------------------------------------------------------------------------------------------- */
 
-int tess__pg_open(tess__pg_t **out, tess_loop_t *loop, const tess__pg_opts_t *opts, char *err, size_t errcap)
+int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err, size_t errcap)
 {
-    tess__pg_t *c = NULL;
+    tess_pgconn_t *c = NULL;
     PQconninfoOption *parsed = NULL;
     char *perr = NULL;
     int rc = 0;
@@ -579,7 +579,7 @@ out:
     return rc;
 }
 
-int tess__pg_query(tess__pg_t *c, int stmt, const tess__pg_param_t *params, int nparams, tess__pg_cb cb, void *arg)
+int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg)
 {
     pg_query_t *q;
 
@@ -607,22 +607,22 @@ int tess__pg_query(tess__pg_t *c, int stmt, const tess__pg_param_t *params, int 
     return 0;
 }
 
-int tess__pg_connected(const tess__pg_t *c)
+int tess_pgconn_connected(const tess_pgconn_t *c)
 {
     return c != NULL && c->state == ST_CONNECTED;
 }
 
-size_t tess__pg_pending(const tess__pg_t *c)
+size_t tess_pgconn_pending(const tess_pgconn_t *c)
 {
     return c != NULL ? c->n_pending : 0;
 }
 
-const char *tess__pg_last_error(const tess__pg_t *c)
+const char *tess_pgconn_last_error(const tess_pgconn_t *c)
 {
     return c != NULL ? c->last_error : "";
 }
 
-void tess__pg_close(tess__pg_t *c)
+void tess_pgconn_close(tess_pgconn_t *c)
 {
     if (c == NULL || c->closed)
         return;
@@ -638,7 +638,7 @@ void tess__pg_close(tess__pg_t *c)
 
 /* ---- synchronous helpers (start-up / CLI only) ---------------------------------------------------------- */
 
-PGconn *tess__pg_connect_sync(const char *conninfo, char *err, size_t errcap)
+PGconn *tess_pgconn_connect_sync(const char *conninfo, char *err, size_t errcap)
 {
     const char *keys[] = {"connect_timeout", "dbname", NULL};
     const char *vals[] = {"5", conninfo, NULL};
@@ -659,14 +659,14 @@ PGconn *tess__pg_connect_sync(const char *conninfo, char *err, size_t errcap)
     return pg;
 }
 
-int tess__pg_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap)
+int tess_pgconn_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap)
 {
     PGresult *res = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        rc = res != NULL ? tess__pg_map_error(res) : TESS_ENOMEM;
+        rc = res != NULL ? tess_pgconn_map_error(res) : TESS_ENOMEM;
         if (rc == TESS_EUNAVAIL && PQstatus(pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL)
             rc = TESS_EIO;
         snprintf(err, errcap, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));

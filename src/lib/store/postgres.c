@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "pg/pgconn.h"
+#include "tessera/pgconn.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
 
@@ -22,7 +22,7 @@
 
 enum { Q_GET, Q_SET, Q_TOUCH, Q_DESTROY, Q_DESTROY_USER, Q_PING, Q_PRUNE, Q__COUNT };
 
-static const tess__pg_stmt_t stmts[Q__COUNT] = {
+static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_GET] = {"SELECT sess, (extract(epoch FROM expire::timestamptz) * 1000)::bigint FROM session"
                " WHERE sid = $1 AND expire > now()",
                1},
@@ -51,7 +51,7 @@ static const char schema_sql[] =
 
 typedef struct pgstore {
     tess_store_t base; /* must be first */
-    tess__pg_t *conn;  /* the loop's connection */
+    tess_pgconn_t *conn;  /* the loop's connection */
 } pgstore_t;
 
 /* One operation in flight. */
@@ -112,7 +112,7 @@ static void on_done(void *arg, int rc, const PGresult *res)
 }
 
 /* Starts one statement for the caller. */
-static int start(pgstore_t *s, int kind, const tess__pg_param_t *params, int nparams, tess_str_t sid, tess_store_cb cb,
+static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int nparams, tess_str_t sid, tess_store_cb cb,
                  void *arg)
 {
     pg_op_t *op;
@@ -129,30 +129,30 @@ static int start(pgstore_t *s, int kind, const tess__pg_param_t *params, int npa
     op->sid_len = sid.len;
     if (sid.len > 0)
         memcpy(op->sid, sid.ptr, sid.len);
-    if (tess__pg_connected(s->conn)) { /* counts what reaches the backend */
+    if (tess_pgconn_connected(s->conn)) { /* counts what reaches the backend */
         if (kind == Q_GET)
             s->base.stats.gets++;
         else if (kind == Q_SET || kind == Q_TOUCH || kind == Q_DESTROY || kind == Q_DESTROY_USER)
             s->base.stats.writes++;
     }
-    if ((rc = tess__pg_query(s->conn, kind, params, nparams, on_done, op)) != 0)
+    if ((rc = tess_pgconn_query(s->conn, kind, params, nparams, on_done, op)) != 0)
         free(op);
     return rc;
 }
 
 static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
+    tess_pgconn_param_t p[1];
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    tess__pg_param_str(&p[0], sid.ptr, sid.len);
+    tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
     return start((pgstore_t *)store, Q_GET, p, 1, sid, cb, arg);
 }
 
 static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[3];
+    tess_pgconn_param_t p[3];
     char *doc = NULL;
     size_t len = 0;
     int rc;
@@ -161,9 +161,9 @@ static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb
         return TESS_EINVAL;
     if ((rc = tess_session_to_json(sess, &doc, &len)) != 0)
         return rc;
-    tess__pg_param_str(&p[0], sess->id, strlen(sess->id));
-    tess__pg_param_str(&p[1], doc, len);
-    tess__pg_param_i64(&p[2], sess->expires_ms);
+    tess_pgconn_param_str(&p[0], sess->id, strlen(sess->id));
+    tess_pgconn_param_str(&p[1], doc, len);
+    tess_pgconn_param_i64(&p[2], sess->expires_ms);
     rc = start((pgstore_t *)store, Q_SET, p, 3, tess_strn(NULL, 0), cb, arg); /* libpq copied the bytes */
     free(doc);
     return rc;
@@ -171,32 +171,32 @@ static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb
 
 static int pg_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[2];
+    tess_pgconn_param_t p[2];
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    tess__pg_param_str(&p[0], sid.ptr, sid.len);
-    tess__pg_param_i64(&p[1], expires_ms);
+    tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
+    tess_pgconn_param_i64(&p[1], expires_ms);
     return start((pgstore_t *)store, Q_TOUCH, p, 2, tess_strn(NULL, 0), cb, arg);
 }
 
 static int pg_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
+    tess_pgconn_param_t p[1];
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    tess__pg_param_str(&p[0], sid.ptr, sid.len);
+    tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
     return start((pgstore_t *)store, Q_DESTROY, p, 1, tess_strn(NULL, 0), cb, arg);
 }
 
 static int pg_destroy_user(tess_store_t *store, tess_str_t user_id, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
+    tess_pgconn_param_t p[1];
 
     if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX)
         return TESS_EINVAL;
-    tess__pg_param_str(&p[0], user_id.ptr, user_id.len);
+    tess_pgconn_param_str(&p[0], user_id.ptr, user_id.len);
     return start((pgstore_t *)store, Q_DESTROY_USER, p, 1, tess_strn(NULL, 0), cb, arg);
 }
 
@@ -208,7 +208,7 @@ static int pg_ping(tess_store_t *store, tess_store_cb cb, void *arg)
 static void pg_close(tess_store_t *store)
 {
     pgstore_t *s = (pgstore_t *)store;
-    tess__pg_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
+    tess_pgconn_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
     free(s);
 }
 
@@ -236,9 +236,9 @@ int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap)
     err[0] = '\0';
     if (conninfo == NULL)
         return TESS_EINVAL;
-    if ((pg = tess__pg_connect_sync(conninfo, err, errcap)) == NULL)
+    if ((pg = tess_pgconn_connect_sync(conninfo, err, errcap)) == NULL)
         return TESS_EUNAVAIL;
-    rc = tess__pg_exec_sync(pg, schema_sql, err, errcap);
+    rc = tess_pgconn_exec_sync(pg, schema_sql, err, errcap);
     if (rc != 0 && rc != TESS_EUNAVAIL)
         rc = TESS_EIO;
     PQfinish(pg);
@@ -247,7 +247,7 @@ int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap)
 
 int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap)
 {
-    tess__pg_opts_t po = {0};
+    tess_pgconn_opts_t po = {0};
     pgstore_t *s;
     int rc;
 
@@ -262,7 +262,7 @@ int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
     po.stmts = stmts;
     po.n_stmts = Q__COUNT;
     po.name = "pgstore";
-    if ((rc = tess__pg_open(&s->conn, loop, &po, err, errcap)) != 0) {
+    if ((rc = tess_pgconn_open(&s->conn, loop, &po, err, errcap)) != 0) {
         free(s);
         return rc;
     }
@@ -272,15 +272,15 @@ int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
 
 int tess_pgstore_connected(tess_store_t *store)
 {
-    return store != NULL && store->ops == &pgstore_ops && tess__pg_connected(((pgstore_t *)store)->conn);
+    return store != NULL && store->ops == &pgstore_ops && tess_pgconn_connected(((pgstore_t *)store)->conn);
 }
 
 int tess_pgstore_prune(tess_store_t *store, int batch, tess_store_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
+    tess_pgconn_param_t p[1];
 
     if (store == NULL || store->ops != &pgstore_ops || batch <= 0)
         return TESS_EINVAL;
-    tess__pg_param_i64(&p[0], batch);
+    tess_pgconn_param_i64(&p[0], batch);
     return start((pgstore_t *)store, Q_PRUNE, p, 1, tess_strn(NULL, 0), cb, arg);
 }

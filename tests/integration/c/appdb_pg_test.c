@@ -17,15 +17,15 @@
 #include <sqlite3.h>
 
 #include "pg_admin.h"
-#include "poll_loop.h"
-#include "server/appdb.h"
+#include "tessera/pollloop.h"
+#include "app/appdb.h"
 #include "tessera/error.h"
 
 #define WAIT_MS 5000
 #define T0 INT64_C(1700000000000)
 
 static const char *pg_url;
-static poll_loop_t *L;
+static tess_poll_loop_t *L;
 
 typedef struct backend {
     const char *name; /* "postgres" or "sqlite" */
@@ -84,7 +84,7 @@ static int is_done(void *arg)
 static int finish(int started, res_t *r)
 {
     assert_int_equal(started, 0);
-    assert_true(poll_loop_run_until(L, is_done, r, WAIT_MS));
+    assert_true(tess_poll_loop_run_until(L, is_done, r, WAIT_MS));
     assert_int_equal(r->done, 1);
     return r->rc;
 }
@@ -156,9 +156,9 @@ static int pg_ready(void *arg)
     res_t r = {0};
     appdb_t *db = arg;
     assert_int_equal(db->ops->ping(db, on_res, &r), 0);
-    poll_loop_run_until(L, is_done, &r, WAIT_MS);
+    tess_poll_loop_run_until(L, is_done, &r, WAIT_MS);
     if (r.rc != 0)
-        poll_loop_run_until(L, NULL, NULL, 20);
+        tess_poll_loop_run_until(L, NULL, NULL, 20);
     return r.rc == 0;
 }
 
@@ -176,11 +176,11 @@ static int pg_group_setup(void **state)
     if (PQstatus(admin) != CONNECTION_OK)
         return -1;
     PQclear(PQexec(admin, "SET client_min_messages = warning"));
-    if (appdb_pg_open(&pg_backend.db, poll_loop_base(L), pg_url, 2000, err, sizeof(err)) != 0) {
+    if (appdb_pg_open(&pg_backend.db, tess_poll_loop_base(L), pg_url, 2000, err, sizeof(err)) != 0) {
         fprintf(stderr, "appdb_pg_open: %s\n", err);
         return -1;
     }
-    if (!poll_loop_run_until(L, pg_ready, pg_backend.db, WAIT_MS))
+    if (!tess_poll_loop_run_until(L, pg_ready, pg_backend.db, WAIT_MS))
         return -1;
     *state = &pg_backend;
     return 0;
@@ -437,8 +437,8 @@ static void test_concurrent_messages(void **state)
         skip();
     assert_int_equal(user_add(state, "v", "visitor"), 0);
     assert_int_equal(create(DB(state), 1, "busy", T0, &r), 0);
-    assert_int_equal(appdb_pg_open(&other, poll_loop_base(L), pg_url, 5000, err, sizeof(err)), 0);
-    assert_true(poll_loop_run_until(L, pg_ready, other, WAIT_MS));
+    assert_int_equal(appdb_pg_open(&other, tess_poll_loop_base(L), pg_url, 5000, err, sizeof(err)), 0);
+    assert_true(tess_poll_loop_run_until(L, pg_ready, other, WAIT_MS));
     for (int i = 0; i < N; ++i) {
         appdb_t *db = i % 2 ? other : DB(state);
         req[i].b = &b;
@@ -448,8 +448,8 @@ static void test_concurrent_messages(void **state)
         if (i == N / 2)
             assert_int_equal(DB(state)->ops->prechat_close(DB(state), 1, T0 + N, on_res, &closed), 0);
     }
-    assert_true(poll_loop_run_until(L, burst_done, &b, 20000));
-    assert_true(poll_loop_run_until(L, is_done, &closed, WAIT_MS));
+    assert_true(tess_poll_loop_run_until(L, burst_done, &b, 20000));
+    assert_true(tess_poll_loop_run_until(L, is_done, &closed, WAIT_MS));
     assert_int_equal(closed.rc, 0);
     assert_int_equal(b.other, 0);
     assert_int_equal(b.ok + b.conflict, N);
@@ -478,7 +478,7 @@ static void test_unavailable(void **state)
 
     if (!IS_PG(state))
         skip();
-    assert_int_equal(appdb_pg_open(&db, poll_loop_base(L), "postgres://127.0.0.1:1/none", 200, err, sizeof(err)), 0);
+    assert_int_equal(appdb_pg_open(&db, tess_poll_loop_base(L), "postgres://127.0.0.1:1/none", 200, err, sizeof(err)), 0);
     assert_int_equal(db->ops->ping(db, on_res, &r), 0);
     assert_int_equal(r.done, 1); /* at once */
     assert_int_equal(r.rc, TESS_EUNAVAIL);
@@ -566,9 +566,9 @@ int main(void)
         printf("# TESS_PG_URL not set: skipping (tests/integration/test_pg_store.py runs this)\n");
         return 0;
     }
-    L = poll_loop_new();
+    L = tess_poll_loop_new();
     failed += cmocka_run_group_tests_name("appdb_sqlite (reference)", sqlite_tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("appdb_pg", pg_tests, pg_group_setup, pg_group_teardown);
-    poll_loop_free(L);
+    tess_poll_loop_free(L);
     return failed != 0;
 }

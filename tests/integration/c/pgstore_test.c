@@ -1,6 +1,6 @@
 /*
  * Integration tests of the PostgreSQL session store (tessera/postgres.h) against a real PostgreSQL 15,
- * driven by a poll() loop (poll_loop.h). Run by tests/integration/test_pg_store.py, which starts the server.
+ * driven by a poll() loop (tessera/pollloop.h). Run by tests/integration/test_pg_store.py, which starts the server.
  *
  * Environment:
  *   TESS_PG_URL      conninfo of the test database (required; the tests are skipped without it)
@@ -23,7 +23,7 @@
 #include <libpq-fe.h>
 
 #include "pg_admin.h"
-#include "poll_loop.h"
+#include "tessera/pollloop.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
 #include "tessera/store.h"
@@ -35,7 +35,7 @@
 static const char *pg_url;
 static pid_t pg_pid;
 static int ctl_out = -1, ctl_in = -1;
-static poll_loop_t *L;
+static tess_poll_loop_t *L;
 static tess_store_t *S;
 
 /* ---- helpers ---------------------------------------------------------------------------------------- */
@@ -65,7 +65,7 @@ static int is_done(void *arg)
 
 static int wait_result(result_t *r)
 {
-    assert_true(poll_loop_run_until(L, is_done, r, WAIT_MS));
+    assert_true(tess_poll_loop_run_until(L, is_done, r, WAIT_MS));
     assert_int_equal(r->done, 1);
     return r->rc;
 }
@@ -133,7 +133,7 @@ static int64_t ms_until_ping_ok(int64_t t0, int64_t budget_ms)
         assert_int_equal(tess_store_ping(S, on_result, &r), 0);
         if (wait_result(&r) == 0)
             return r.at - t0;
-        poll_loop_run_until(L, NULL, NULL, 10);
+        tess_poll_loop_run_until(L, NULL, NULL, 10);
     }
     return -1;
 }
@@ -256,12 +256,12 @@ static int group_setup(void **state)
         return -1;
     }
     PQclear(PQexec(admin, "SET client_min_messages = warning"));
-    L = poll_loop_new();
-    if (tess_pgstore_open(&S, poll_loop_base(L), &opts, err, sizeof(err)) != 0) {
+    L = tess_poll_loop_new();
+    if (tess_pgstore_open(&S, tess_poll_loop_base(L), &opts, err, sizeof(err)) != 0) {
         fprintf(stderr, "open: %s\n", err);
         return -1;
     }
-    if (!poll_loop_run_until(L, store_connected, S, WAIT_MS)) {
+    if (!tess_poll_loop_run_until(L, store_connected, S, WAIT_MS)) {
         fprintf(stderr, "store did not connect\n");
         return -1;
     }
@@ -275,10 +275,10 @@ static int group_teardown(void **state)
     tess_store_close(S);
     S = NULL;
     if (L != NULL) {
-        assert_int_equal(poll_loop_live_ios(L), 0);
-        assert_int_equal(poll_loop_armed_timers(L), 0);
+        assert_int_equal(tess_poll_loop_live_ios(L), 0);
+        assert_int_equal(tess_poll_loop_armed_timers(L), 0);
     }
-    poll_loop_free(L);
+    tess_poll_loop_free(L);
     PQfinish(admin);
     return 0;
 }
@@ -286,7 +286,7 @@ static int group_teardown(void **state)
 static int test_setup(void **state)
 {
     (void)state;
-    if (!poll_loop_run_until(L, store_connected, S, WAIT_MS))
+    if (!tess_poll_loop_run_until(L, store_connected, S, WAIT_MS))
         return -1;
     sql("TRUNCATE session");
     return 0;
@@ -448,8 +448,8 @@ static void test_prune_batches(void **state)
     assert_int_equal(sql_int("SELECT count(*) FROM session WHERE sid = 'old-150'"), 1);
 
     /* two instances pruning at once: disjoint batches, no errors, no waiting on each other */
-    assert_int_equal(tess_pgstore_open(&other, poll_loop_base(L), &opts, err, sizeof(err)), 0);
-    assert_true(poll_loop_run_until(L, store_connected, other, WAIT_MS));
+    assert_int_equal(tess_pgstore_open(&other, tess_poll_loop_base(L), &opts, err, sizeof(err)), 0);
+    assert_true(tess_poll_loop_run_until(L, store_connected, other, WAIT_MS));
     for (int i = 1; i < 6; ++i)
         assert_int_equal(tess_pgstore_prune(i % 2 ? other : S, 40, on_result, &r[i]), 0);
     for (int i = 1; i < 6; ++i)
@@ -510,7 +510,7 @@ static void test_pipelining(void **state)
         assert_int_equal(tess_store_get(S, tess_str(sid), on_pipe, &req[i]), 0);
     }
     assert_int_equal(o.n, 0); /* nothing completes before the loop runs */
-    assert_true(poll_loop_run_until(L, all_done, &o, WAIT_MS));
+    assert_true(tess_poll_loop_run_until(L, all_done, &o, WAIT_MS));
     t1 = tess_mono_ms();
     assert_int_equal(o.n, N);
     assert_int_equal(o.bad, 0);
@@ -541,7 +541,7 @@ static void test_error_isolated_in_pipeline(void **state)
     assert_int_equal(tess_store_get(S, tess_str(s.id), on_result, &r[2]), 0);
     assert_int_equal(tess_store_set(S, &s2, on_result, &r[3]), 0);
     for (int i = 0; i < 4; ++i)
-        assert_true(poll_loop_run_until(L, is_done, &r[i], WAIT_MS));
+        assert_true(tess_poll_loop_run_until(L, is_done, &r[i], WAIT_MS));
     for (int i = 0; i < 4; ++i)
         if (r[i].rc != (i == 1 ? TESS_EBADFMT : 0)) /* a data exception is the input's fault */
             fail_msg("query %d: %s", i, tess_err_name(r[i].rc));
@@ -577,8 +577,8 @@ static void test_large_burst(void **state)
     (void)state;
 
     assert_non_null(blob);
-    assert_int_equal(tess_pgstore_open(&st, poll_loop_base(L), &opts, err, sizeof(err)), 0);
-    assert_true(poll_loop_run_until(L, store_connected, st, WAIT_MS));
+    assert_int_equal(tess_pgstore_open(&st, tess_poll_loop_base(L), &opts, err, sizeof(err)), 0);
+    assert_true(tess_poll_loop_run_until(L, store_connected, st, WAIT_MS));
     make_session(&s, "user-big", now);
     memcpy(blob, "{\"blob\":\"", 9);
     for (int i = 0; i < BLOB; ++i)
@@ -591,7 +591,7 @@ static void test_large_burst(void **state)
         snprintf(s.id, sizeof(s.id), "big-%d", i);
         assert_int_equal(tess_store_set(st, &s, on_result, &r[i]), 0);
     }
-    assert_true(poll_loop_run_until(L, all_done_n, r, 20000));
+    assert_true(tess_poll_loop_run_until(L, all_done_n, r, 20000));
     printf("# large burst: %d sets of %d KB issued at once, done in %lld ms\n", N, BLOB / 1000,
            (long long)(tess_mono_ms() - t0));
     for (int i = 0; i < N; ++i)
@@ -647,7 +647,7 @@ static void test_bench_pipelined_gets(void **state)
     t0 = tess_mono_ms();
     for (int i = 0; i < 256; ++i)
         bench_issue(&b);
-    assert_true(poll_loop_run_until(L, bench_done, &b, 30000));
+    assert_true(tess_poll_loop_run_until(L, bench_done, &b, 30000));
     ms = tess_mono_ms() - t0;
     assert_int_equal(b.failed, 0);
     printf("# bench: %d pipelined gets (256 in flight) on one connection in %lld ms: %.0f gets/s\n", b.total,
@@ -674,7 +674,7 @@ static void test_timeout_server_paused(void **state)
     for (int i = 0; i < N; ++i)
         assert_int_equal(tess_store_get(S, tess_str(s.id), on_result, &r[i]), 0);
     for (int i = 0; i < N; ++i) {
-        assert_true(poll_loop_run_until(L, is_done, &r[i], WAIT_MS));
+        assert_true(tess_poll_loop_run_until(L, is_done, &r[i], WAIT_MS));
         assert_int_equal(r[i].done, 1);
         assert_true(r[i].rc == TESS_ETIMEOUT || r[i].rc == TESS_EUNAVAIL);
         timeouts += r[i].rc == TESS_ETIMEOUT;
@@ -694,7 +694,7 @@ static void test_timeout_server_paused(void **state)
     assert_int_equal(late.rc, TESS_EUNAVAIL);
 
     /* stay paused past one connection attempt's deadline, then resume */
-    poll_loop_run_until(L, NULL, NULL, 1300);
+    tess_poll_loop_run_until(L, NULL, NULL, 1300);
     server_cont();
     t0 = tess_mono_ms();
     took = ms_until_ping_ok(t0, 3000);
@@ -731,19 +731,19 @@ static void test_server_restart(void **state)
     assert_true(tess_mono_ms() - t0 <= TIMEOUT_MS + 300);
     assert_int_equal(get_rc(s.id, &r), TESS_EUNAVAIL);
     /* a while down: reconnect attempts fail and back off */
-    poll_loop_run_until(L, NULL, NULL, 700);
+    tess_poll_loop_run_until(L, NULL, NULL, 700);
     assert_false(tess_pgstore_connected(S));
     assert_int_equal(ping_rc(S), TESS_EUNAVAIL);
 
     /* restart while the loop runs (the store keeps retrying with its capped backoff) */
     {
         ctl_wait_t w = {.cmd = "start"};
-        tess_io_t *io = poll_loop_base(L)->ops->io_new(poll_loop_base(L), ctl_in, on_ctl_readable, &w);
+        tess_io_t *io = tess_poll_loop_base(L)->ops->io_new(tess_poll_loop_base(L), ctl_in, on_ctl_readable, &w);
         assert_non_null(io);
-        poll_loop_base(L)->ops->io_set(io, TESS_IO_READ);
+        tess_poll_loop_base(L)->ops->io_set(io, TESS_IO_READ);
         ctl_send("start");
-        assert_true(poll_loop_run_until(L, ctl_answered, &w, 30000));
-        poll_loop_base(L)->ops->io_free(io);
+        assert_true(tess_poll_loop_run_until(L, ctl_answered, &w, 30000));
+        tess_poll_loop_base(L)->ops->io_free(io);
         t0 = w.at; /* the server accepts connections from here on */
     }
     took = ms_until_ping_ok(t0, 3000);
@@ -764,8 +764,8 @@ static void test_close_with_pending(void **state)
     result_t r[50];
     (void)state;
 
-    assert_int_equal(tess_pgstore_open(&st, poll_loop_base(L), &opts, err, sizeof(err)), 0);
-    assert_true(poll_loop_run_until(L, store_connected, st, WAIT_MS));
+    assert_int_equal(tess_pgstore_open(&st, tess_poll_loop_base(L), &opts, err, sizeof(err)), 0);
+    assert_true(tess_poll_loop_run_until(L, store_connected, st, WAIT_MS));
     memset(r, 0, sizeof(r));
     for (int i = 0; i < 50; ++i)
         assert_int_equal(tess_store_get(st, TESS_STR_LIT("nope"), on_result, &r[i]), 0);
@@ -774,22 +774,22 @@ static void test_close_with_pending(void **state)
         assert_int_equal(r[i].done, 1);
         assert_int_equal(r[i].rc, TESS_EUNAVAIL);
     }
-    poll_loop_run_until(L, NULL, NULL, 50);
+    tess_poll_loop_run_until(L, NULL, NULL, 50);
     for (int i = 0; i < 50; ++i)
         assert_int_equal(r[i].done, 1);
 
     /* bad conninfo is refused at open, with a reason */
     assert_int_equal(
-        tess_pgstore_open(&st, poll_loop_base(L), &(tess_pg_opts_t){.conninfo = "host=x bogus=1"}, err, sizeof(err)),
+        tess_pgstore_open(&st, tess_poll_loop_base(L), &(tess_pg_opts_t){.conninfo = "host=x bogus=1"}, err, sizeof(err)),
         TESS_EINVAL);
     assert_null(st);
     assert_true(strlen(err) > 0);
     /* an unreachable server: the handle works, every call fails closed at once */
-    assert_int_equal(tess_pgstore_open(&st, poll_loop_base(L),
+    assert_int_equal(tess_pgstore_open(&st, tess_poll_loop_base(L),
                                        &(tess_pg_opts_t){.conninfo = "postgres://127.0.0.1:1/x", .timeout_ms = 100},
                                        err, sizeof(err)),
                      0);
-    poll_loop_run_until(L, NULL, NULL, 100);
+    tess_poll_loop_run_until(L, NULL, NULL, 100);
     assert_false(tess_pgstore_connected(st));
     assert_int_equal(ping_rc(st), TESS_EUNAVAIL);
     tess_store_close(st);

@@ -1,22 +1,21 @@
 /*
  * Password verification off the event loops: a few worker threads take jobs from one bounded queue and
- * hand the result back to the submitting loop through h2o's multithread receiver.
+ * hand the result back to the submitting loop through its thread-safe `post` (tessera/loop.h).
  */
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "app/passwords.h"
 #include "tessera/error.h"
 
 #define PW_MAX 1024
 
 typedef struct pwjob {
-    h2o_multithread_message_t super;      /* first member: the receiver's message */
     struct pwjob *next;                   /* queue link */
-    h2o_multithread_receiver_t *receiver; /* where to deliver */
-    pwpool_cb cb;                         /* completion, on the receiver's loop */
+    tess_loop_t *home;                    /* where to deliver */
+    app_pw_cb cb;                         /* completion, on the home loop */
     void *arg;                            /* its argument */
     char hash[crypto_pwhash_STRBYTES];    /* stored hash, or "" for the dummy */
     char password[PW_MAX + 1];            /* candidate, wiped after use */
@@ -24,7 +23,7 @@ typedef struct pwjob {
     int ok;                               /* result */
 } pwjob_t;
 
-struct pwpool {
+struct app_pwpool {
     pthread_mutex_t mu;                 /* guards the queue */
     pthread_cond_t cv;                  /* signals work or stop */
     pwjob_t *head, *tail;               /* FIFO */
@@ -35,7 +34,7 @@ struct pwpool {
     char dummy[crypto_pwhash_STRBYTES]; /* hash verified for unknown users */
 };
 
-int pw_hash(const char *password, char *out, size_t cap)
+int app_pw_hash(const char *password, char *out, size_t cap)
 {
     if (cap < crypto_pwhash_STRBYTES)
         return TESS_ENOSPACE;
@@ -45,9 +44,17 @@ int pw_hash(const char *password, char *out, size_t cap)
     return 0;
 }
 
+/* On the home loop. */
+static void on_done(void *arg)
+{
+    pwjob_t *job = arg;
+    job->cb(job->arg, job->ok);
+    free(job);
+}
+
 static void *worker(void *p)
 {
-    pwpool_t *pool = p;
+    app_pwpool_t *pool = p;
 
     for (;;) {
         pwjob_t *job;
@@ -69,31 +76,22 @@ static void *worker(void *p)
         int ok = crypto_pwhash_str_verify(hash, job->password, job->password_len) == 0;
         job->ok = ok && job->hash[0] != '\0';
         sodium_memzero(job->password, sizeof(job->password));
-        h2o_multithread_send_message(job->receiver, &job->super);
+        job->home->ops->post(job->home, on_done, job);
     }
 }
 
-void pwpool_on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        pwjob_t *job = H2O_STRUCT_FROM_MEMBER(pwjob_t, super.link, messages->next);
-        h2o_linklist_unlink(&job->super.link);
-        job->cb(job->arg, job->ok);
-        free(job);
-    }
-}
-
-int pwpool_verify(pwpool_t *pool, h2o_multithread_receiver_t *receiver, const char *hash, tess_str_t password,
-                  pwpool_cb cb, void *arg)
+int app_pw_verify(app_pwpool_t *pool, tess_loop_t *home, const char *hash, tess_str_t password, app_pw_cb cb,
+                  void *arg)
 {
     pwjob_t *job;
 
     if (password.len > PW_MAX || (hash != NULL && strlen(hash) >= sizeof(job->hash)))
         return TESS_EINVAL;
+    if (home->ops->post == NULL)
+        return TESS_EINVAL;
     if ((job = calloc(1, sizeof(*job))) == NULL)
         return TESS_ENOMEM;
-    job->receiver = receiver;
+    job->home = home;
     job->cb = cb;
     job->arg = arg;
     if (hash != NULL)
@@ -119,9 +117,9 @@ int pwpool_verify(pwpool_t *pool, h2o_multithread_receiver_t *receiver, const ch
     return 0;
 }
 
-int pwpool_new(pwpool_t **out, int workers, size_t queue_max)
+int app_pwpool_new(app_pwpool_t **out, int workers, size_t queue_max)
 {
-    pwpool_t *pool = NULL;
+    app_pwpool_t *pool = NULL;
     uint8_t junk[32];
     char junk_pw[65];
     int rc = 0;
@@ -140,7 +138,7 @@ int pwpool_new(pwpool_t **out, int workers, size_t queue_max)
     /* A hash of a random password nobody knows: unknown users are verified against it. */
     randombytes_buf(junk, sizeof(junk));
     sodium_bin2hex(junk_pw, sizeof(junk_pw), junk, sizeof(junk));
-    if ((rc = pw_hash(junk_pw, pool->dummy, sizeof(pool->dummy))) != 0)
+    if ((rc = app_pw_hash(junk_pw, pool->dummy, sizeof(pool->dummy))) != 0)
         goto out;
     for (; pool->workers < workers; ++pool->workers) {
         if (pthread_create(&pool->tids[pool->workers], NULL, worker, pool) != 0) {
@@ -151,11 +149,11 @@ int pwpool_new(pwpool_t **out, int workers, size_t queue_max)
     *out = pool;
     pool = NULL;
 out:
-    pwpool_free(pool);
+    app_pwpool_free(pool);
     return rc;
 }
 
-void pwpool_free(pwpool_t *pool)
+void app_pwpool_free(app_pwpool_t *pool)
 {
     if (pool == NULL)
         return;

@@ -5,12 +5,12 @@
 #include <poll.h>
 #include <stdlib.h>
 
-#include "poll_loop.h"
+#include "tessera/pollloop.h"
 #include "tessera/common.h"
 
 struct tess_io {
     struct tess_io *next; /* list link */
-    poll_loop_t *loop;    /* owner */
+    tess_poll_loop_t *loop;    /* owner */
     int fd;               /* watched fd (not owned) */
     int events;           /* TESS_IO_* enabled */
     int dead;             /* freed, awaiting sweep */
@@ -20,7 +20,7 @@ struct tess_io {
 
 struct tess_timer {
     struct tess_timer *next; /* list link */
-    poll_loop_t *loop;       /* owner */
+    tess_poll_loop_t *loop;       /* owner */
     int armed;               /* running */
     int dead;                /* freed, awaiting sweep */
     uint64_t seq;            /* bumped on each start (a restart inside a callback is a new shot) */
@@ -29,16 +29,16 @@ struct tess_timer {
     void *arg;               /* its argument */
 };
 
-struct poll_loop {
+struct tess_poll_loop {
     tess_loop_t base;       /* first member */
     struct tess_io *ios;    /* watchers */
     struct tess_timer *tms; /* timers */
-    int running;            /* inside poll_loop_run_once */
+    int running;            /* inside tess_poll_loop_run_once */
 };
 
 static tess_io_t *io_new(tess_loop_t *loop, int fd, tess_io_cb cb, void *arg)
 {
-    poll_loop_t *l = (poll_loop_t *)loop;
+    tess_poll_loop_t *l = (tess_poll_loop_t *)loop;
     tess_io_t *io = calloc(1, sizeof(*io));
     if (io == NULL)
         return NULL;
@@ -56,7 +56,7 @@ static void io_set(tess_io_t *io, int events)
     io->events = events;
 }
 
-static void sweep(poll_loop_t *l)
+static void sweep(tess_poll_loop_t *l)
 {
     for (tess_io_t **pp = &l->ios; *pp != NULL;) {
         tess_io_t *io = *pp;
@@ -90,7 +90,7 @@ static void io_free(tess_io_t *io)
 
 static tess_timer_t *timer_new(tess_loop_t *loop, tess_timer_cb cb, void *arg)
 {
-    poll_loop_t *l = (poll_loop_t *)loop;
+    tess_poll_loop_t *l = (tess_poll_loop_t *)loop;
     tess_timer_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
@@ -134,20 +134,20 @@ static const tess_loop_ops_t poll_ops = {
     .timer_free = timer_free,
 };
 
-poll_loop_t *poll_loop_new(void)
+tess_poll_loop_t *tess_poll_loop_new(void)
 {
-    poll_loop_t *l = calloc(1, sizeof(*l));
+    tess_poll_loop_t *l = calloc(1, sizeof(*l));
     if (l != NULL)
         l->base.ops = &poll_ops;
     return l;
 }
 
-tess_loop_t *poll_loop_base(poll_loop_t *l)
+tess_loop_t *tess_poll_loop_base(tess_poll_loop_t *l)
 {
     return &l->base;
 }
 
-void poll_loop_free(poll_loop_t *l)
+void tess_poll_loop_free(tess_poll_loop_t *l)
 {
     if (l == NULL)
         return;
@@ -159,7 +159,7 @@ void poll_loop_free(poll_loop_t *l)
     free(l);
 }
 
-int poll_loop_live_ios(const poll_loop_t *l)
+int tess_poll_loop_live_ios(const tess_poll_loop_t *l)
 {
     int n = 0;
     for (const tess_io_t *io = l->ios; io != NULL; io = io->next)
@@ -167,7 +167,7 @@ int poll_loop_live_ios(const poll_loop_t *l)
     return n;
 }
 
-int poll_loop_armed_timers(const poll_loop_t *l)
+int tess_poll_loop_armed_timers(const tess_poll_loop_t *l)
 {
     int n = 0;
     for (const tess_timer_t *t = l->tms; t != NULL; t = t->next)
@@ -175,7 +175,7 @@ int poll_loop_armed_timers(const poll_loop_t *l)
     return n;
 }
 
-void poll_loop_run_once(poll_loop_t *l, int max_wait_ms)
+void tess_poll_loop_run_once(tess_poll_loop_t *l, int max_wait_ms)
 {
     struct pollfd fds[64];
     tess_io_t *who[64];
@@ -236,7 +236,7 @@ void poll_loop_run_once(poll_loop_t *l, int max_wait_ms)
         sweep(l);
 }
 
-int poll_loop_run_until(poll_loop_t *l, int (*pred)(void *arg), void *arg, int64_t timeout_ms)
+int tess_poll_loop_run_until(tess_poll_loop_t *l, int (*pred)(void *arg), void *arg, int64_t timeout_ms)
 {
     int64_t deadline = tess_mono_ms() + timeout_ms;
 
@@ -247,6 +247,6 @@ int poll_loop_run_until(poll_loop_t *l, int (*pred)(void *arg), void *arg, int64
         left = deadline - tess_mono_ms();
         if (left <= 0)
             return pred != NULL ? pred(arg) != 0 : 1;
-        poll_loop_run_once(l, left > 50 ? 50 : (int)left);
+        tess_poll_loop_run_once(l, left > 50 ? 50 : (int)left);
     }
 }

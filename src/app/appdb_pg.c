@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/pgconn.h"
-#include "server/appdb.h"
+#include "tessera/pgconn.h"
+#include "app/appdb.h"
 #include "tessera/error.h"
 
 /* pg_advisory_xact_lock key of the app schema's migrations ('tess', 2). */
@@ -70,7 +70,7 @@ enum {
     Q__COUNT
 };
 
-static const tess__pg_stmt_t stmts[Q__COUNT] = {
+static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_USER_BY_NAME] = {"SELECT id, name, role, password_hash FROM app_user WHERE name = $1", 1},
     /* The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one. */
     [Q_PRECHAT_CREATE] = {"WITH ins AS (INSERT INTO prechat (visitor_id, topic, status, created_at, updated_at)"
@@ -111,7 +111,7 @@ static const tess__pg_stmt_t stmts[Q__COUNT] = {
 
 typedef struct appdb_pg {
     appdb_t super;    /* base; first member */
-    tess__pg_t *conn; /* the loop's connection */
+    tess_pgconn_t *conn; /* the loop's connection */
 } appdb_pg_t;
 
 typedef struct pg_op {
@@ -248,7 +248,7 @@ out:
     free(rows);
 }
 
-static int start(appdb_t *db, int kind, const tess__pg_param_t *params, int nparams, appdb_cb cb, void *arg)
+static int start(appdb_t *db, int kind, const tess_pgconn_param_t *params, int nparams, appdb_cb cb, void *arg)
 {
     appdb_pg_t *s = (appdb_pg_t *)db;
     pg_op_t *op;
@@ -261,79 +261,79 @@ static int start(appdb_t *db, int kind, const tess__pg_param_t *params, int npar
     op->cb = cb;
     op->arg = arg;
     op->kind = kind;
-    if ((rc = tess__pg_query(s->conn, kind, params, nparams, on_done, op)) != 0)
+    if ((rc = tess_pgconn_query(s->conn, kind, params, nparams, on_done, op)) != 0)
         free(op);
     return rc;
 }
 
 static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
-    tess__pg_param_str(&p[0], name.ptr, name.len);
+    tess_pgconn_param_t p[1];
+    tess_pgconn_param_str(&p[0], name.ptr, name.len);
     return start(db, Q_USER_BY_NAME, p, 1, cb, arg);
 }
 
 static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[3];
-    tess__pg_param_i64(&p[0], visitor_id);
-    tess__pg_param_str(&p[1], topic.ptr, topic.len);
-    tess__pg_param_i64(&p[2], now_ms);
+    tess_pgconn_param_t p[3];
+    tess_pgconn_param_i64(&p[0], visitor_id);
+    tess_pgconn_param_str(&p[1], topic.ptr, topic.len);
+    tess_pgconn_param_i64(&p[2], now_ms);
     return start(db, Q_PRECHAT_CREATE, p, 3, cb, arg);
 }
 
 static int op_prechat_get(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
-    tess__pg_param_i64(&p[0], id);
+    tess_pgconn_param_t p[1];
+    tess_pgconn_param_i64(&p[0], id);
     return start(db, Q_PRECHAT_GET, p, 1, cb, arg);
 }
 
 static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[1];
-    tess__pg_param_i64(&p[0], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    tess_pgconn_param_t p[1];
+    tess_pgconn_param_i64(&p[0], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
     return start(db, Q_WAITING, p, 1, cb, arg);
 }
 
 static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[3];
-    tess__pg_param_i64(&p[0], id);
-    tess__pg_param_i64(&p[1], agent_id);
-    tess__pg_param_i64(&p[2], now_ms);
+    tess_pgconn_param_t p[3];
+    tess_pgconn_param_i64(&p[0], id);
+    tess_pgconn_param_i64(&p[1], agent_id);
+    tess_pgconn_param_i64(&p[2], now_ms);
     return start(db, Q_JOIN, p, 3, cb, arg);
 }
 
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[2];
-    tess__pg_param_i64(&p[0], id);
-    tess__pg_param_i64(&p[1], now_ms);
+    tess_pgconn_param_t p[2];
+    tess_pgconn_param_i64(&p[0], id);
+    tess_pgconn_param_i64(&p[1], now_ms);
     return start(db, Q_CLOSE, p, 2, cb, arg);
 }
 
 static int op_message_add(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
                           int64_t now_ms, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[5];
+    tess_pgconn_param_t p[5];
 
     if (body.len > APP_BODY_MAX || role.len > TESS_ROLE_MAX)
         return TESS_ETOOBIG;
-    tess__pg_param_i64(&p[0], prechat_id);
-    tess__pg_param_i64(&p[1], sender_id);
-    tess__pg_param_str(&p[2], role.ptr, role.len);
-    tess__pg_param_str(&p[3], body.ptr, body.len);
-    tess__pg_param_i64(&p[4], now_ms);
+    tess_pgconn_param_i64(&p[0], prechat_id);
+    tess_pgconn_param_i64(&p[1], sender_id);
+    tess_pgconn_param_str(&p[2], role.ptr, role.len);
+    tess_pgconn_param_str(&p[3], body.ptr, body.len);
+    tess_pgconn_param_i64(&p[4], now_ms);
     return start(db, Q_MSG_ADD, p, 5, cb, arg);
 }
 
 static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg)
 {
-    tess__pg_param_t p[3];
-    tess__pg_param_i64(&p[0], prechat_id);
-    tess__pg_param_i64(&p[1], after);
-    tess__pg_param_i64(&p[2], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    tess_pgconn_param_t p[3];
+    tess_pgconn_param_i64(&p[0], prechat_id);
+    tess_pgconn_param_i64(&p[1], after);
+    tess_pgconn_param_i64(&p[2], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
     return start(db, Q_MSG_LIST, p, 3, cb, arg);
 }
 
@@ -345,7 +345,7 @@ static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
 static void op_close(appdb_t *db)
 {
     appdb_pg_t *s = (appdb_pg_t *)db;
-    tess__pg_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
+    tess_pgconn_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
     free(s);
 }
 
@@ -369,10 +369,10 @@ static int migrate(PGconn *pg, char *errbuf, size_t errcap)
     PGresult *res = NULL;
     int rc, version;
 
-    if ((rc = tess__pg_exec_sync(pg, "BEGIN", errbuf, errcap)) != 0 ||
-        (rc = tess__pg_exec_sync(pg, MIGRATE_LOCK, errbuf, errcap)) != 0 ||
-        (rc = tess__pg_exec_sync(pg, "SET LOCAL client_min_messages = warning", errbuf, errcap)) != 0 ||
-        (rc = tess__pg_exec_sync(pg, "CREATE TABLE IF NOT EXISTS tessera_schema (version int NOT NULL)", errbuf,
+    if ((rc = tess_pgconn_exec_sync(pg, "BEGIN", errbuf, errcap)) != 0 ||
+        (rc = tess_pgconn_exec_sync(pg, MIGRATE_LOCK, errbuf, errcap)) != 0 ||
+        (rc = tess_pgconn_exec_sync(pg, "SET LOCAL client_min_messages = warning", errbuf, errcap)) != 0 ||
+        (rc = tess_pgconn_exec_sync(pg, "CREATE TABLE IF NOT EXISTS tessera_schema (version int NOT NULL)", errbuf,
                                  errcap)) != 0)
         goto out;
     res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM tessera_schema");
@@ -390,11 +390,11 @@ static int migrate(PGconn *pg, char *errbuf, size_t errcap)
     for (int v = version + 1; v <= SCHEMA_VERSION; ++v) {
         char ins[80];
         snprintf(ins, sizeof(ins), "INSERT INTO tessera_schema (version) VALUES (%d)", v);
-        if ((rc = tess__pg_exec_sync(pg, migrations[v - 1], errbuf, errcap)) != 0 ||
-            (rc = tess__pg_exec_sync(pg, ins, errbuf, errcap)) != 0)
+        if ((rc = tess_pgconn_exec_sync(pg, migrations[v - 1], errbuf, errcap)) != 0 ||
+            (rc = tess_pgconn_exec_sync(pg, ins, errbuf, errcap)) != 0)
             goto out;
     }
-    rc = tess__pg_exec_sync(pg, "COMMIT", errbuf, errcap);
+    rc = tess_pgconn_exec_sync(pg, "COMMIT", errbuf, errcap);
 out:
     PQclear(res);
     if (rc != 0) {
@@ -412,7 +412,7 @@ int appdb_pg_migrate(const char *conninfo, char *errbuf, size_t errcap)
 
     if (conninfo == NULL)
         return TESS_EINVAL;
-    if ((pg = tess__pg_connect_sync(conninfo, errbuf, errcap)) == NULL)
+    if ((pg = tess_pgconn_connect_sync(conninfo, errbuf, errcap)) == NULL)
         return TESS_EUNAVAIL;
     rc = migrate(pg, errbuf, errcap);
     PQfinish(pg);
@@ -422,7 +422,7 @@ int appdb_pg_migrate(const char *conninfo, char *errbuf, size_t errcap)
 int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, int64_t timeout_ms, char *errbuf,
                   size_t errcap)
 {
-    tess__pg_opts_t po = {0};
+    tess_pgconn_opts_t po = {0};
     appdb_pg_t *s;
     int rc;
 
@@ -437,7 +437,7 @@ int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, i
     po.stmts = stmts;
     po.n_stmts = Q__COUNT;
     po.name = "appdb";
-    if ((rc = tess__pg_open(&s->conn, loop, &po, errbuf, errcap)) != 0) {
+    if ((rc = tess_pgconn_open(&s->conn, loop, &po, errbuf, errcap)) != 0) {
         free(s);
         return rc;
     }
@@ -456,7 +456,7 @@ int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, 
 
     if (conninfo == NULL || name == NULL || role == NULL || pwhash == NULL)
         return TESS_EINVAL;
-    if ((pg = tess__pg_connect_sync(conninfo, errbuf, errcap)) == NULL)
+    if ((pg = tess_pgconn_connect_sync(conninfo, errbuf, errcap)) == NULL)
         return TESS_EUNAVAIL;
     if ((rc = migrate(pg, errbuf, errcap)) != 0)
         goto out;

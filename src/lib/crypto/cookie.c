@@ -9,7 +9,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "secrets_internal.h"
+#include "crypto/secrets.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/config.h"
+#include "app/config.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 #include "tessera/redis.h"

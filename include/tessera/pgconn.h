@@ -1,5 +1,5 @@
 /*
- * One libpq connection driven on a tess_loop_t (internal to libtessera and tessera serve).
+ * One libpq connection driven on a tess_loop_t (installed: the application builds its own queries on it).
  *
  * - Connects without blocking (PQconnectStart/PQconnectPoll on the loop), enters pipeline mode and prepares
  *   the caller's statement table once per connection, before any query can use it.
@@ -11,8 +11,8 @@
  *   and a reconnect is scheduled.
  * - A lost connection completes every pending query with TESS_EUNAVAIL and reconnects with backoff
  *   (50 ms, doubling, capped at 500 ms). While not connected, new queries complete at once with
- *   TESS_EUNAVAIL (the callback runs before tess__pg_query returns).
- * - tess__pg_close completes pending queries with TESS_EUNAVAIL; no callback runs after it returns.
+ *   TESS_EUNAVAIL (the callback runs before tess_pgconn_query returns).
+ * - tess_pgconn_close completes pending queries with TESS_EUNAVAIL; no callback runs after it returns.
  *
  * Not thread-safe: a connection belongs to its loop's thread. Callbacks may issue new queries and may
  * close the connection.
@@ -21,8 +21,8 @@
  * PQconnectPoll; give an IP address (host=127.0.0.1 or hostaddr=) or a socket directory to stay
  * non-blocking.
  */
-#ifndef TESSERA_LIB_PG_PGCONN_H
-#define TESSERA_LIB_PG_PGCONN_H
+#ifndef TESSERA_PGCONN_H
+#define TESSERA_PGCONN_H
 
 #include <libpq-fe.h>
 #include <stddef.h>
@@ -30,32 +30,32 @@
 
 #include "tessera/loop.h"
 
-typedef struct tess__pg tess__pg_t;
+typedef struct tess_pgconn tess_pgconn_t;
 
 /* A statement prepared on every (re)connection as "t<index>". Tables are static and outlive the conn. */
-typedef struct tess__pg_stmt {
+typedef struct tess_pgconn_stmt {
     const char *sql; /* text with $1..$n; integer parameters should be cast ($1::bigint): see params below */
     int nparams;     /* number of parameters */
-} tess__pg_stmt_t;
+} tess_pgconn_stmt_t;
 
 /*
  * One parameter, always sent in binary format: a string's bytes as they are (no NUL needed), an integer as
  * 8 bytes in network order (the statement must make its type bigint, e.g. `$2::bigint`).
- * Use tess__pg_param_str / tess__pg_param_i64 to fill one. The bytes are copied by tess__pg_query.
+ * Use tess_pgconn_param_str / tess_pgconn_param_i64 to fill one. The bytes are copied by tess_pgconn_query.
  */
-typedef struct tess__pg_param {
+typedef struct tess_pgconn_param {
     const char *ptr; /* bytes; NULL with len -1 for SQL NULL */
     int len;         /* length in bytes */
     char i8[8];      /* storage for an int8 (ptr points here) */
-} tess__pg_param_t;
+} tess_pgconn_param_t;
 
-static inline void tess__pg_param_str(tess__pg_param_t *p, const char *ptr, size_t len)
+static inline void tess_pgconn_param_str(tess_pgconn_param_t *p, const char *ptr, size_t len)
 {
     p->ptr = ptr != NULL ? ptr : "";
     p->len = (int)len;
 }
 
-static inline void tess__pg_param_i64(tess__pg_param_t *p, int64_t v)
+static inline void tess_pgconn_param_i64(tess_pgconn_param_t *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;
     for (int i = 7; i >= 0; --i) {
@@ -74,53 +74,53 @@ static inline void tess__pg_param_i64(tess__pg_param_t *p, int64_t v)
  * cancelled the statement), TESS_EUNAVAIL (no connection, connection lost, server shutting down),
  * TESS_EIO (any other error). `res` is borrowed for the duration of the call.
  */
-typedef void (*tess__pg_cb)(void *arg, int rc, const PGresult *res);
+typedef void (*tess_pgconn_cb)(void *arg, int rc, const PGresult *res);
 
-typedef struct tess__pg_opts {
+typedef struct tess_pgconn_opts {
     const char *conninfo;         /* libpq URI or key=value string; copied */
     int64_t timeout_ms;           /* per-query deadline; also bounds a connection attempt (at least 1 s) */
-    const tess__pg_stmt_t *stmts; /* statements to prepare on every connection (borrowed, static) */
+    const tess_pgconn_stmt_t *stmts; /* statements to prepare on every connection (borrowed, static) */
     int n_stmts;                  /* entries in stmts */
     const char *name;             /* for log lines ("pgstore", "appdb"); borrowed, static */
-} tess__pg_opts_t;
+} tess_pgconn_opts_t;
 
 /*
  * Makes a connection handle on `loop` (borrowed) and starts connecting. Returns 0, TESS_EINVAL (conninfo
  * does not parse; reason in err), TESS_ENOMEM. The handle is usable at once.
  */
-int tess__pg_open(tess__pg_t **out, tess_loop_t *loop, const tess__pg_opts_t *opts, char *err, size_t errcap);
+int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err, size_t errcap);
 
 /*
  * Queues statement `stmt` with `nparams` parameters. Returns 0 (the callback runs exactly once, possibly
  * before this returns: TESS_EUNAVAIL when not connected) or TESS_EINVAL (bad statement index or parameter
  * count; no callback).
  */
-int tess__pg_query(tess__pg_t *c, int stmt, const tess__pg_param_t *params, int nparams, tess__pg_cb cb, void *arg);
+int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg);
 
 /* 1 when connected (pipeline mode entered, statements sent). */
-int tess__pg_connected(const tess__pg_t *c);
+int tess_pgconn_connected(const tess_pgconn_t *c);
 
 /* Queries sent and not yet completed. */
-size_t tess__pg_pending(const tess__pg_t *c);
+size_t tess_pgconn_pending(const tess_pgconn_t *c);
 
 /* The last connection-level error ("connecting: ...", "query: timed out"); "" after a good connect. */
-const char *tess__pg_last_error(const tess__pg_t *c);
+const char *tess_pgconn_last_error(const tess_pgconn_t *c);
 
 /* Completes pending queries with TESS_EUNAVAIL, disconnects and frees. Safe from a callback. NULL is a no-op. */
-void tess__pg_close(tess__pg_t *c);
+void tess_pgconn_close(tess_pgconn_t *c);
 
 /*
- * Maps an error result (or NULL: connection-level failure) to a TESS_E* as described for tess__pg_cb.
+ * Maps an error result (or NULL: connection-level failure) to a TESS_E* as described for tess_pgconn_cb.
  */
-int tess__pg_map_error(const PGresult *res);
+int tess_pgconn_map_error(const PGresult *res);
 
 /*
  * Synchronous helpers for start-up and the command line only (they block: never call them on a loop).
- * tess__pg_connect_sync connects with a `connect_timeout` of a few seconds; returns NULL with a reason in
- * err. tess__pg_exec_sync runs `sql` (no parameters, may hold several statements) and returns 0 or the
+ * tess_pgconn_connect_sync connects with a `connect_timeout` of a few seconds; returns NULL with a reason in
+ * err. tess_pgconn_exec_sync runs `sql` (no parameters, may hold several statements) and returns 0 or the
  * mapped TESS_E* with the server's message in err.
  */
-PGconn *tess__pg_connect_sync(const char *conninfo, char *err, size_t errcap);
-int tess__pg_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap);
+PGconn *tess_pgconn_connect_sync(const char *conninfo, char *err, size_t errcap);
+int tess_pgconn_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap);
 
 #endif

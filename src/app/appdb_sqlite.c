@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/appdb.h"
+#include "app/appdb.h"
 #include "tessera/error.h"
 
 #define SCHEMA_VERSION 1
