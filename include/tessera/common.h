@@ -12,6 +12,12 @@
 extern "C" {
 #endif
 
+/*
+ * The installed API: libtessera is built with -fvisibility=hidden, and only what carries TESS_API is exported
+ * from the shared library (internal tess__ names never are).
+ */
+#define TESS_API __attribute__((visibility("default")))
+
 /* A borrowed, length-carrying string: not NUL-terminated, not owned. Passed by value. */
 typedef struct tess_str {
     const char *ptr; /* first byte (may be NULL when len == 0) */

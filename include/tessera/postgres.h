@@ -41,12 +41,6 @@ int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
 /* 1 when the handle's connection is up (for /readyz and tests). */
 int tess_pgstore_connected(tess_store_t *store);
 
-/*
- * Deletes up to `batch` expired sessions (FOR UPDATE SKIP LOCKED: several instances may prune at once
- * without deadlocks or duplicate work). Asynchronous; `cb` gets rc and no session. Same start/callback
- * contract as the store operations; the count deleted is not reported.
- */
-int tess_pgstore_prune(tess_store_t *store, int batch, tess_store_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,10 @@
 #ifndef TESSERA_STORE_H
 #define TESSERA_STORE_H
 
+#include <stdatomic.h>
+
 #include "tessera/common.h"
+#include "tessera/loop.h"
 #include "tessera/session.h"
 
 #ifdef __cplusplus
@@ -42,20 +45,47 @@ typedef struct tess_store_ops {
     int (*ping)(tess_store_t *store, tess_store_cb cb, void *arg);
     /* Releases the handle; pending callbacks are called with TESS_EUNAVAIL first. */
     void (*close)(tess_store_t *store);
+    /*
+     * Deletes up to `batch` sessions expired at `now_ms`; the callback's rc is the count deleted (>= 0; 0 when
+     * the backend does not tell) or a negative TESS_E*. NULL when the backend expires sessions by itself
+     * (Redis TTLs): tess_store_prune() then completes with 0.
+     */
+    int (*prune)(tess_store_t *store, int64_t now_ms, int batch, tess_store_cb cb, void *arg);
 } tess_store_ops_t;
 
-/* Call counters; every store keeps them (tests count backend calls with them). */
+/*
+ * Call counters; every store keeps them (tests count backend calls with them). Bumped by the handle's own
+ * thread with tess_store_count() (relaxed atomics), read from any thread with tess_store_get_stats().
+ */
+typedef struct tess_store_counters {
+    _Atomic uint64_t gets;   /* get calls that reached the backend */
+    _Atomic uint64_t writes; /* set + touch + destroy + destroy_user */
+    _Atomic uint64_t errors; /* callbacks completed with an error other than NOTFOUND */
+} tess_store_counters_t;
+
+/* A snapshot of the counters. */
 typedef struct tess_store_stats {
-    uint64_t gets;   /* get calls that reached the backend */
-    uint64_t writes; /* set + touch + destroy + destroy_user */
-    uint64_t errors; /* callbacks completed with an error other than NOTFOUND */
+    uint64_t gets, writes, errors; /* as in tess_store_counters_t */
 } tess_store_stats_t;
 
 /* Base of every store; a store's own struct embeds it as its first member. */
 struct tess_store {
     const tess_store_ops_t *ops; /* the store's table */
-    tess_store_stats_t stats;    /* counters, updated by the store */
+    tess_store_counters_t stats; /* counters, updated by the store */
 };
+
+static inline void tess_store_count(_Atomic uint64_t *counter)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* Safe from any thread while the handle is open. */
+static inline void tess_store_get_stats(const tess_store_t *s, tess_store_stats_t *out)
+{
+    out->gets = atomic_load_explicit(&s->stats.gets, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&s->stats.writes, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&s->stats.errors, memory_order_relaxed);
+}
 
 /* Thin dispatchers. */
 static inline int tess_store_get(tess_store_t *s, tess_str_t sid, tess_store_cb cb, void *arg)
@@ -82,11 +112,54 @@ static inline int tess_store_ping(tess_store_t *s, tess_store_cb cb, void *arg)
 {
     return s->ops->ping(s, cb, arg);
 }
+static inline int tess_store_prune(tess_store_t *s, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    if (s->ops->prune == NULL) {
+        cb(arg, 0, NULL);
+        return 0;
+    }
+    return s->ops->prune(s, now_ms, batch, cb, arg);
+}
 static inline void tess_store_close(tess_store_t *s)
 {
     if (s != NULL)
         s->ops->close(s);
 }
+
+/*
+ * Drivers: a store's whole lifecycle, so that an application opens a store from a URL and knows none by name.
+ *
+ *   sqlite    "sqlite:PATH"                      tessera's session table in a SQLite file (WAL)
+ *   postgres  "postgres://...", "postgresql://...", or a libpq key=value string   connect-pg-simple's table
+ *   redis     "redis://...", "unix:///path"       connect-redis's format (tessera/redis.h)
+ */
+typedef struct tess_store_params {
+    const char *url;          /* as above; borrowed during the call */
+    tess_loop_t *loop;        /* the loop the handle belongs to (postgres, redis) */
+    struct tess_redis *redis; /* redis: the loop's shared connection (borrowed), or NULL to open one from url */
+    const char *prefix;       /* redis: key prefix (default "session:") */
+    int64_t timeout_ms;       /* per backend call (default 1000 when 0) */
+} tess_store_params_t;
+
+typedef struct tess_store_driver {
+    const char *name; /* "sqlite", "postgres", "redis" */
+    /* 1 when `url` is this driver's. */
+    int (*accepts)(const char *url);
+    /*
+     * Creates or upgrades the backend's schema, synchronously (start-up and tools only: it blocks). NULL when
+     * there is nothing to create. Returns 0 or a TESS_E* with a reason in `err`.
+     */
+    int (*migrate)(const tess_store_params_t *p, char *err, size_t errcap);
+    /* Opens a handle (owning what it opened). Returns 0 or a TESS_E* with a reason in `err`. */
+    int (*open)(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap);
+} tess_store_driver_t;
+
+/* The driver for `url`, or NULL when none accepts it. */
+TESS_API const tess_store_driver_t *tess_store_driver_for_url(const char *url);
+/* Migrates (when the driver has a schema) and nothing else. TESS_EINVAL for an unknown URL. */
+TESS_API int tess_store_migrate_url(const tess_store_params_t *p, char *err, size_t errcap);
+/* Opens the store `p->url` names. TESS_EINVAL (with a reason) for an unknown URL. */
+TESS_API int tess_store_open_url(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap);
 
 /*
  * In-process memory store. One table may be shared by many handles on many threads (it locks):
@@ -107,8 +180,12 @@ int tess_memstore_open(tess_store_t **out, tess_memstore_table_t *t);
  */
 struct sqlite3;
 int tess_sqlitestore_open(tess_store_t **out, struct sqlite3 *db, char *errbuf, size_t errcap);
-/* Deletes up to `batch` expired rows; returns the count or a negative TESS_E*. */
-int tess_sqlitestore_prune(tess_store_t *store, int64_t now_ms, int batch);
+/*
+ * Opens (creating) a SQLite database file as tessera uses it: WAL, synchronous=NORMAL (a committed
+ * transaction survives kill -9 of the process), a 5 s busy timeout, foreign keys. One handle per thread.
+ * Returns 0 or TESS_EIO (errbuf filled). Close with sqlite3_close().
+ */
+int tess_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, size_t errcap);
 
 #ifdef __cplusplus
 }

@@ -296,20 +296,17 @@ static void prune_done(void *arg, int rc, const tess_session_t *s)
 {
     (void)arg;
     (void)s;
-    if (rc != 0)
+    if (rc < 0)
         log_line("pruning expired sessions failed: %s", tess_strerror(rc));
+    else if (rc > 0)
+        log_line("pruned %d expired sessions", rc);
 }
 
 static void on_maintenance(h2o_timeout_entry_t *entry)
 {
     server_thread_t *th = H2O_STRUCT_FROM_MEMBER(server_thread_t, maint_entry, entry);
-    if (th->store != NULL && th->sqlite != NULL) {
-        int n = tess_sqlitestore_prune(th->store, tess_now_ms(), PRUNE_BATCH);
-        if (n > 0)
-            log_line("pruned %d expired sessions", n);
-    } else if (th->store != NULL && th->srv->cfg.postgres && th->srv->cfg.strategy != TESS_STRATEGY_REDIS) {
-        tess_pgstore_prune(th->store, PRUNE_BATCH, prune_done, NULL);
-    }
+    if (th->store != NULL)
+        tess_store_prune(th->store, tess_now_ms(), PRUNE_BATCH, prune_done, NULL);
     h2o_timeout_link(th->ctx.loop, &th->maint_timeout, &th->maint_entry);
 }
 

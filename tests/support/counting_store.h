@@ -147,8 +147,16 @@ static void c_close(tess_store_t *st)
     c->nq = 0;
 }
 
-static const tess_store_ops_t cstore_ops = {"counting", c_get,          c_set,  c_touch,
-                                            c_destroy,  c_destroy_user, c_ping, c_close};
+static const tess_store_ops_t cstore_ops = {
+    .name = "counting",
+    .get = c_get,
+    .set = c_set,
+    .touch = c_touch,
+    .destroy = c_destroy,
+    .destroy_user = c_destroy_user,
+    .ping = c_ping,
+    .close = c_close,
+};
 
 /* What an auth callback saw. */
 typedef struct outcome {

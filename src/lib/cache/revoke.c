@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "redis/rconn.h"
+#include "tessera/keyspace.h"
 #include "tessera/error.h"
 #include "tessera/revoke.h"
 
-#define PREFIX_MAX 64
+#define PREFIX_MAX TESS_KEY_PREFIX_MAX
 #define ID_MAX 128
 #define KEY_MAX (PREFIX_MAX + 8 + ID_MAX)
 #define FOREVER (INT64_MAX / 4)
@@ -151,8 +152,9 @@ void tess_revoker_check(tess_revoker_t *r, tess_str_t jti, tess_str_t uid, int64
         op->gen_d = tess_cache_gen(r->cache, tess_str(dkey));
         op->gen_n = tess_cache_gen(r->cache, tess_str(nkey));
     }
-    snprintf(rdkey, sizeof(rdkey), "%sdeny:%.*s", r->prefix, (int)jti.len, jti.ptr);
-    snprintf(rnkey, sizeof(rnkey), "%snbf:%.*s", r->prefix, (int)uid.len, uid.ptr);
+    size_t rdlen, rnlen;
+    tess__redis_key(tess_str(r->prefix), TESS_KEY_DENY, jti, rdkey, sizeof(rdkey), &rdlen);
+    tess__redis_key(tess_str(r->prefix), TESS_KEY_CUTOFF, uid, rnkey, sizeof(rnkey), &rnlen);
     const char *a1[] = {"EXISTS", rdkey}, *a2[] = {"GET", rnkey};
     size_t l1[] = {6, strlen(rdkey)}, l2[] = {3, strlen(rnkey)};
     /* EXISTS answers 0/1 as an integer: map 0 to "not denied". */
@@ -193,7 +195,8 @@ void tess_revoker_deny(tess_revoker_t *r, tess_str_t jti, int64_t exp_ms, tess_r
         cb(arg, TESS_EINVAL);
         return;
     }
-    snprintf(key, sizeof(key), "%sdeny:%.*s", r->prefix, (int)jti.len, jti.ptr);
+    size_t keylen;
+    tess__redis_key(tess_str(r->prefix), TESS_KEY_DENY, jti, key, sizeof(key), &keylen);
     snprintf(ms, sizeof(ms), "%" PRId64, exp_ms > tess_now_ms() ? exp_ms : tess_now_ms() + 1000);
     const char *argv[] = {"SET", key, "1", "PXAT", ms};
     send_write(r, cb, arg, 5, argv);
@@ -206,7 +209,8 @@ void tess_revoker_cut(tess_revoker_t *r, tess_str_t uid, int64_t cut_ms, int64_t
         cb(arg, TESS_EINVAL);
         return;
     }
-    snprintf(key, sizeof(key), "%snbf:%.*s", r->prefix, (int)uid.len, uid.ptr);
+    size_t keylen;
+    tess__redis_key(tess_str(r->prefix), TESS_KEY_CUTOFF, uid, key, sizeof(key), &keylen);
     snprintf(ms, sizeof(ms), "%" PRId64, cut_ms);
     snprintf(keep, sizeof(keep), "%" PRId64, keep_ms > 0 ? keep_ms : 1000);
     const char *argv[] = {"SET", key, ms, "PX", keep};
@@ -216,9 +220,8 @@ void tess_revoker_cut(tess_revoker_t *r, tess_str_t uid, int64_t cut_ms, int64_t
 int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoker_opts_t *opts, char *err,
                       size_t errcap)
 {
-    tess__redis_url_t url = {0};
     tess_revoker_t *r = NULL;
-    const char *prefix = opts->prefix != NULL ? opts->prefix : "tessera:";
+    const char *prefix = opts->prefix != NULL ? opts->prefix : TESS_KEYSPACE_TESSERA_DEFAULT;
     int rc;
 
     *out = NULL;
@@ -226,24 +229,18 @@ int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoke
         snprintf(err, errcap, "revocation key prefix longer than %d bytes", PREFIX_MAX);
         return TESS_EINVAL;
     }
-    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
-        return rc;
     if ((r = calloc(1, sizeof(*r))) == NULL) {
         rc = TESS_ENOMEM;
         goto out;
     }
     strcpy(r->prefix, prefix);
     r->cache = opts->cache;
-    if (opts->conn != NULL)
-        r->conn = opts->conn;
-    else if ((rc = tess__rconn_new(&r->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if ((rc = tess__rconn_borrow_or_open(&r->conn, &r->owns_conn, opts->conn, loop, opts->url, opts->timeout_ms, err,
+                                         errcap)) != 0)
         goto out;
-    else
-        r->owns_conn = 1;
     *out = r;
     r = NULL;
 out:
-    explicit_bzero(&url, sizeof(url));
     free(r);
     return rc;
 }

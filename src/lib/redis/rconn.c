@@ -547,3 +547,35 @@ int tess_redis_connected(const tess_redis_t *conn)
 {
     return tess__rconn_up(conn);
 }
+
+int tess__rconn_borrow_or_open(tess__rconn_t **out, int *owned, tess__rconn_t *shared, tess_loop_t *loop,
+                               const char *url, int64_t timeout_ms, char *err, size_t errcap)
+{
+    tess__redis_url_t u = {0};
+    int rc;
+
+    *out = NULL;
+    *owned = 0;
+    if (shared != NULL) {
+        *out = shared;
+        return 0;
+    }
+    if ((rc = tess__redis_url_parse(url, &u, err, errcap)) == 0 &&
+        (rc = tess__rconn_new(out, loop, &u, timeout_ms, NULL, NULL)) == 0)
+        *owned = 1;
+    explicit_bzero(&u, sizeof(u));
+    return rc;
+}
+
+int tess__redis_key(tess_str_t prefix, const char *infix, tess_str_t id, char *out, size_t cap, size_t *len)
+{
+    size_t il = strlen(infix), n = prefix.len + il + id.len;
+    if (n + 1 > cap)
+        return TESS_ETOOBIG;
+    memcpy(out, prefix.ptr, prefix.len);
+    memcpy(out + prefix.len, infix, il);
+    memcpy(out + prefix.len + il, id.ptr, id.len);
+    out[n] = '\0';
+    *len = n;
+    return 0;
+}

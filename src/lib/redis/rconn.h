@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tessera/common.h"
 #include "tessera/loop.h"
 
 typedef struct tess__redis_url {
@@ -56,6 +57,16 @@ int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc
  * commands (RESP2). Returns 0, or TESS_EUNAVAIL when down (no callback).
  */
 int tess__rconn_subscribe(tess__rconn_t *c, const char *channel, tess__rconn_cb cb, void *arg);
+/*
+ * The connection a Redis user (store, L2, revoker) runs on: `shared` when given (borrowed: *owned = 0), else
+ * one opened from `url` with `timeout_ms` (*owned = 1: the user closes it with tess__rconn_free). Returns 0,
+ * TESS_EINVAL (bad URL, reason in `err`, never the password), TESS_ENOMEM.
+ */
+int tess__rconn_borrow_or_open(tess__rconn_t **out, int *owned, tess__rconn_t *shared, tess_loop_t *loop,
+                               const char *url, int64_t timeout_ms, char *err, size_t errcap);
+/* Builds "<prefix><infix><id>" NUL-terminated into `out`. Returns 0, or TESS_ETOOBIG when it does not fit. */
+int tess__redis_key(tess_str_t prefix, const char *infix, tess_str_t id, char *out, size_t cap, size_t *len);
+
 /* Commands sent but not answered yet. */
 size_t tess__rconn_pending(const tess__rconn_t *c);
 

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "redis/rconn.h"
+#include "tessera/keyspace.h"
 #include "tessera/error.h"
 #include "tessera/redis.h"
 
-#define PREFIX_MAX 64
+#define PREFIX_MAX TESS_KEY_PREFIX_MAX
 #define KEY_MAX (PREFIX_MAX + 8 + TESS_SID_MAX)
 
 /* Write back a copy unless one (or a tombstone) is there; index it under its user. */
@@ -77,14 +78,12 @@ static void cop_free(cop_t *op)
     free(op);
 }
 
+/* `out` has KEY_MAX + 1 bytes; ids are bounded by TESS_SID_MAX, so the key always fits. */
 static size_t make_key(cached_store_t *s, const char *infix, tess_str_t id, char *out)
 {
-    size_t il = strlen(infix);
-    memcpy(out, s->prefix, s->prefix_len);
-    memcpy(out + s->prefix_len, infix, il);
-    memcpy(out + s->prefix_len + il, id.ptr, id.len);
-    out[s->prefix_len + il + id.len] = '\0';
-    return s->prefix_len + il + id.len;
+    size_t n = 0;
+    tess__redis_key(tess_strn(s->prefix, s->prefix_len), infix, id, out, KEY_MAX + 1, &n);
+    return n;
 }
 
 static void ignore_reply(void *arg, int rc, redisReply *r)
@@ -112,7 +111,7 @@ static void populate(cached_store_t *s, const tess_session_t *sess, int64_t epoc
     memcpy(value + vlen, json, jsonlen);
     vlen += jsonlen;
     keylen = make_key(s, "", tess_str(sess->id), key);
-    idxlen = make_key(s, "user:", tess_str(sess->user_id), idx);
+    idxlen = make_key(s, TESS_KEY_USER, tess_str(sess->user_id), idx);
     snprintf(ttl, sizeof(ttl), "%" PRId64, remaining < s->ttl_ms ? remaining : s->ttl_ms);
     const char *argv[] = {"EVAL", populate_script, "2", key, idx, value, ttl, sess->id};
     size_t lens[] = {4, sizeof(populate_script) - 1, 1, keylen, idxlen, vlen, strlen(ttl), strlen(sess->id)};
@@ -230,7 +229,7 @@ static int op_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
         return TESS_EINVAL;
     if ((op = cop_new(s, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    ++store->stats.gets;
+    tess_store_count(&store->stats.gets);
     op->remaining = 2;
     keylen = make_key(s, "", sid, key);
     const char *a1[] = {"GET", key}, *a2[] = {"GET", s->epoch_key};
@@ -245,7 +244,7 @@ static int op_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
 static int op_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb cb, void *arg)
 {
     cached_store_t *s = (cached_store_t *)store;
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     return tess_store_set(s->inner, sess, cb, arg);
 }
 
@@ -269,7 +268,7 @@ static int op_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, tes
     int rc;
     if ((op = cop_new(s, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     if ((rc = tess_store_touch(s->inner, sid, expires_ms, on_inner_touch, op)) != 0)
         cop_free(op);
     return rc;
@@ -309,7 +308,7 @@ static int op_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, voi
         return TESS_EINVAL;
     if ((op = cop_new(s, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     keylen = make_key(s, "", sid, key);
     snprintf(ttl, sizeof(ttl), "%" PRId64, s->ttl_ms);
     const char *argv[] = {"SET", key, "!", "PX", ttl};
@@ -330,8 +329,8 @@ static int op_destroy_user(tess_store_t *store, tess_str_t uid, tess_store_cb cb
     if ((op = cop_new(s, uid, cb, arg)) == NULL)
         return TESS_ENOMEM;
     op->whole_user = 1;
-    ++store->stats.writes;
-    idxlen = make_key(s, "user:", uid, idx);
+    tess_store_count(&store->stats.writes);
+    idxlen = make_key(s, TESS_KEY_USER, uid, idx);
     snprintf(ttl, sizeof(ttl), "%" PRId64, s->ttl_ms);
     const char *argv[] = {"EVAL", tombstone_user_script, "1", idx, s->prefix, ttl};
     size_t lens[] = {4, sizeof(tombstone_user_script) - 1, 1, idxlen, s->prefix_len, strlen(ttl)};
@@ -354,6 +353,12 @@ static void op_close(tess_store_t *store)
     free(s);
 }
 
+/* Expired rows live in `inner`; their copies expire in Redis by themselves. */
+static int op_prune(tess_store_t *store, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    return tess_store_prune(((cached_store_t *)store)->inner, now_ms, batch, cb, arg);
+}
+
 static const tess_store_ops_t cached_ops = {
     .name = "cached",
     .get = op_get,
@@ -362,6 +367,7 @@ static const tess_store_ops_t cached_ops = {
     .destroy = op_destroy,
     .destroy_user = op_destroy_user,
     .ping = op_ping,
+    .prune = op_prune,
     .close = op_close,
 };
 
@@ -369,14 +375,11 @@ int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *
                           char *err, size_t errcap)
 {
     cached_store_t *s = NULL;
-    tess__redis_url_t url = {0};
-    const char *prefix = opts->prefix != NULL ? opts->prefix : "session:";
-    const char *epoch = opts->epoch_key != NULL ? opts->epoch_key : "tessera:epoch";
+    const char *prefix = opts->prefix != NULL ? opts->prefix : TESS_KEYSPACE_SESSION_DEFAULT;
+    const char *epoch = opts->epoch_key != NULL ? opts->epoch_key : TESS_KEYSPACE_TESSERA_DEFAULT TESS_KEY_EPOCH;
     int rc;
 
     *out = NULL;
-    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
-        goto out;
     if (strlen(prefix) > PREFIX_MAX || strlen(epoch) > PREFIX_MAX) {
         snprintf(err, errcap, "L2 key prefix or epoch key longer than %d bytes", PREFIX_MAX);
         rc = TESS_EINVAL;
@@ -391,18 +394,14 @@ int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *
     memcpy(s->prefix, prefix, s->prefix_len + 1);
     strcpy(s->epoch_key, epoch);
     s->ttl_ms = opts->ttl_ms > 0 ? opts->ttl_ms : 300000;
-    if (opts->conn != NULL)
-        s->conn = opts->conn;
-    else if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if ((rc = tess__rconn_borrow_or_open(&s->conn, &s->owns_conn, opts->conn, loop, opts->url, opts->timeout_ms, err,
+                                         errcap)) != 0)
         goto out;
-    else
-        s->owns_conn = 1;
     s->inner = inner;
     inner = NULL;
     *out = &s->super;
     s = NULL;
 out:
-    explicit_bzero(&url, sizeof(url));
     free(s);
     tess_store_close(inner);
     return rc;

@@ -232,7 +232,7 @@ size_t tess_memstore_table_prune(tess_memstore_table_t *t, int64_t now_ms)
 static void finish(memstore_t *m, int rc, const tess_session_t *sess, tess_store_cb cb, void *arg)
 {
     if (rc != 0 && rc != TESS_ENOTFOUND)
-        m->base.stats.errors++;
+        tess_store_count(&m->base.stats.errors);
     if (cb != NULL)
         cb(arg, rc, sess);
 }
@@ -251,7 +251,7 @@ static int mem_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    m->base.stats.gets++;
+    tess_store_count(&m->base.stats.gets);
     pthread_mutex_lock(&m->t->lock);
     if ((pp = find_live(m->t, sid, tess_now_ms())) != NULL)
         rc = tess_session_copy(&copy, &(*pp)->sess);
@@ -273,7 +273,7 @@ static int mem_set(tess_store_t *store, const tess_session_t *sess, tess_store_c
 
     if (!valid_sid(sid) || uid.len == 0)
         return TESS_EINVAL;
-    m->base.stats.writes++;
+    tess_store_count(&m->base.stats.writes);
     if ((e = calloc(1, sizeof(*e))) == NULL || tess_session_copy(&e->sess, sess) != 0)
         goto out;
     e->hash = hash_str(sid);
@@ -324,7 +324,7 @@ static int mem_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, te
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    m->base.stats.writes++;
+    tess_store_count(&m->base.stats.writes);
     pthread_mutex_lock(&m->t->lock);
     /* Only a live entry moves: a destroyed or expired session stays gone. */
     if ((pp = find_live(m->t, sid, tess_now_ms())) != NULL) {
@@ -343,7 +343,7 @@ static int mem_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, vo
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    m->base.stats.writes++;
+    tess_store_count(&m->base.stats.writes);
     pthread_mutex_lock(&m->t->lock);
     if (*(pp = sid_slot(m->t, sid, hash_str(sid))) != NULL)
         entry_remove(m->t, pp);
@@ -360,7 +360,7 @@ static int mem_destroy_user(tess_store_t *store, tess_str_t user_id, tess_store_
 
     if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX)
         return TESS_EINVAL;
-    m->base.stats.writes++;
+    tess_store_count(&m->base.stats.writes);
     pthread_mutex_lock(&t->lock);
     /* O(sessions of the user): each removal finds its sid slot by hash; the last one frees the user node. */
     if ((u = *user_slot(t, user_id, hash_str(user_id))) != NULL) {
@@ -383,6 +383,16 @@ static void mem_close(tess_store_t *store)
     free(store); /* nothing is ever pending: every call completes before it returns */
 }
 
+/* The whole table, whatever `batch` says (it is in memory: one pass is cheap). */
+static int mem_prune(tess_store_t *store, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    memstore_t *m = (memstore_t *)store;
+    if (batch <= 0)
+        return TESS_EINVAL;
+    finish(m, (int)tess_memstore_table_prune(m->t, now_ms), NULL, cb, arg);
+    return 0;
+}
+
 static const tess_store_ops_t memstore_ops = {
     .name = "memory",
     .get = mem_get,
@@ -391,6 +401,7 @@ static const tess_store_ops_t memstore_ops = {
     .destroy = mem_destroy,
     .destroy_user = mem_destroy_user,
     .ping = mem_ping,
+    .prune = mem_prune,
     .close = mem_close,
 };
 

@@ -105,7 +105,7 @@ static void on_done(void *arg, int rc, const PGresult *res)
         }
     }
     if (rc != 0 && rc != TESS_ENOTFOUND)
-        o.s->base.stats.errors++;
+        tess_store_count(&o.s->base.stats.errors);
     o.cb(o.arg, rc, have ? &sess : NULL); /* the store may be closed from here on */
     if (have)
         tess_session_clear(&sess);
@@ -131,9 +131,9 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
         memcpy(op->sid, sid.ptr, sid.len);
     if (tess_pgconn_connected(s->conn)) { /* counts what reaches the backend */
         if (kind == Q_GET)
-            s->base.stats.gets++;
+            tess_store_count(&s->base.stats.gets);
         else if (kind == Q_SET || kind == Q_TOUCH || kind == Q_DESTROY || kind == Q_DESTROY_USER)
-            s->base.stats.writes++;
+            tess_store_count(&s->base.stats.writes);
     }
     if ((rc = tess_pgconn_query(s->conn, kind, params, nparams, on_done, op)) != 0)
         free(op);
@@ -212,6 +212,17 @@ static void pg_close(tess_store_t *store)
     free(s);
 }
 
+static int pg_prune(tess_store_t *store, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[1];
+
+    (void)now_ms; /* the server's clock decides: expire < now() */
+    if (batch <= 0)
+        return TESS_EINVAL;
+    tess_pgconn_param_i64(&p[0], batch);
+    return start((pgstore_t *)store, Q_PRUNE, p, 1, tess_strn(NULL, 0), cb, arg);
+}
+
 static const tess_store_ops_t pgstore_ops = {
     .name = "postgres",
     .get = pg_get,
@@ -220,6 +231,7 @@ static const tess_store_ops_t pgstore_ops = {
     .destroy = pg_destroy,
     .destroy_user = pg_destroy_user,
     .ping = pg_ping,
+    .prune = pg_prune,
     .close = pg_close,
 };
 
@@ -275,12 +287,28 @@ int tess_pgstore_connected(tess_store_t *store)
     return store != NULL && store->ops == &pgstore_ops && tess_pgconn_connected(((pgstore_t *)store)->conn);
 }
 
-int tess_pgstore_prune(tess_store_t *store, int batch, tess_store_cb cb, void *arg)
-{
-    tess_pgconn_param_t p[1];
+/* ---- driver --------------------------------------------------------------------------------------------- */
 
-    if (store == NULL || store->ops != &pgstore_ops || batch <= 0)
-        return TESS_EINVAL;
-    tess_pgconn_param_i64(&p[0], batch);
-    return start((pgstore_t *)store, Q_PRUNE, p, 1, tess_strn(NULL, 0), cb, arg);
+static int drv_accepts(const char *url)
+{
+    return url != NULL && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0 ||
+                           (strncmp(url, "sqlite:", 7) != 0 && strchr(url, '=') != NULL));
 }
+
+static int drv_migrate(const tess_store_params_t *p, char *err, size_t errcap)
+{
+    return tess_pgstore_migrate(p->url, err, errcap);
+}
+
+static int drv_open(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap)
+{
+    tess_pg_opts_t po = {p->url, p->timeout_ms};
+    return tess_pgstore_open(out, p->loop, &po, err, errcap);
+}
+
+const tess_store_driver_t tess__postgres_driver = {
+    .name = "postgres",
+    .accepts = drv_accepts,
+    .migrate = drv_migrate,
+    .open = drv_open,
+};

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "redis/rconn.h"
+#include "tessera/keyspace.h"
 #include "tessera/error.h"
 #include "tessera/redis.h"
 
-#define PREFIX_MAX 64
+#define PREFIX_MAX TESS_KEY_PREFIX_MAX
 
 /* SET the session, add it to its user's index, and keep the index alive as long as its longest member. */
 static const char set_script[] = "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
@@ -75,7 +76,7 @@ static rop_t *rop_new(redis_store_t *s, tess_store_cb cb, void *arg, int remaini
 static void rop_finish(rop_t *op, int rc, const tess_session_t *sess)
 {
     if (rc != 0 && rc != TESS_ENOTFOUND)
-        ++op->store->super.stats.errors;
+        tess_store_count(&op->store->super.stats.errors);
     op->cb(op->arg, rc, sess);
     free(op->json);
     free(op);
@@ -92,15 +93,7 @@ static int reply_error(int rc, redisReply *r)
 
 static int build_key(redis_store_t *s, const char *infix, tess_str_t id, char *out, size_t cap, size_t *len)
 {
-    size_t il = strlen(infix);
-    if (s->prefix_len + il + id.len + 1 > cap)
-        return TESS_ETOOBIG;
-    memcpy(out, s->prefix, s->prefix_len);
-    memcpy(out + s->prefix_len, infix, il);
-    memcpy(out + s->prefix_len + il, id.ptr, id.len);
-    *len = s->prefix_len + il + id.len;
-    out[*len] = '\0';
-    return 0;
+    return tess__redis_key(tess_strn(s->prefix, s->prefix_len), infix, id, out, cap, len);
 }
 
 /* ---- get ------------------------------------------------------------------------------------------------- */
@@ -167,7 +160,7 @@ static int op_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
         return TESS_ENOMEM;
     memcpy(op->sid, sid.ptr, sid.len);
     op->sid_len = sid.len;
-    ++store->stats.gets;
+    tess_store_count(&store->stats.gets);
     const char *get_argv[2] = {"GET", key}, *pttl_argv[2] = {"PTTL", key};
     size_t lens[2] = {3, keylen}, plens[2] = {4, keylen};
     /* Both go out in one write and come back in one read: one round trip. */
@@ -206,7 +199,7 @@ static int op_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb
     if (sess->expires_ms <= now)
         return TESS_EINVAL;
     if (build_key(s, "", tess_str(sess->id), key, sizeof(key), &keylen) != 0 ||
-        build_key(s, "user:", tess_str(sess->user_id), idx, sizeof(idx), &idxlen) != 0)
+        build_key(s, TESS_KEY_USER, tess_str(sess->user_id), idx, sizeof(idx), &idxlen) != 0)
         return TESS_ETOOBIG;
     if ((rc = tess_session_to_json(sess, &json, &jsonlen)) != 0)
         return rc;
@@ -220,7 +213,7 @@ static int op_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb
     const char *argv[] = {"EVAL", set_script, "2", key, idx, json, ttl, sess->id, abs_ttl};
     size_t lens[] = {
         4, sizeof(set_script) - 1, 1, keylen, idxlen, jsonlen, strlen(ttl), strlen(sess->id), strlen(abs_ttl)};
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     tess__rconn_command(s->conn, write_done, op, 9, argv, lens);
     free(json);
     return 0;
@@ -241,7 +234,7 @@ static int op_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, tes
     snprintf(ms, sizeof(ms), "%" PRId64, ttl > 1 ? ttl : 1);
     const char *argv[] = {"PEXPIRE", key, ms};
     size_t lens[] = {7, keylen, strlen(ms)};
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     tess__rconn_command(s->conn, touch_done, op, 3, argv, lens);
     return 0;
 }
@@ -259,7 +252,7 @@ static int op_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, voi
         return TESS_ENOMEM;
     const char *argv[] = {"EVAL", destroy_script, "1", key, s->prefix, sid.ptr};
     size_t lens[] = {4, sizeof(destroy_script) - 1, 1, keylen, s->prefix_len, sid.len};
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     tess__rconn_command(s->conn, write_done, op, 6, argv, lens);
     return 0;
 }
@@ -271,13 +264,13 @@ static int op_destroy_user(tess_store_t *store, tess_str_t uid, tess_store_cb cb
     size_t idxlen;
     rop_t *op;
 
-    if (uid.len == 0 || uid.len > TESS_USER_ID_MAX || build_key(s, "user:", uid, idx, sizeof(idx), &idxlen) != 0)
+    if (uid.len == 0 || uid.len > TESS_USER_ID_MAX || build_key(s, TESS_KEY_USER, uid, idx, sizeof(idx), &idxlen) != 0)
         return TESS_EINVAL;
     if ((op = rop_new(s, cb, arg, 1)) == NULL)
         return TESS_ENOMEM;
     const char *argv[] = {"EVAL", destroy_user_script, "1", idx, s->prefix};
     size_t lens[] = {4, sizeof(destroy_user_script) - 1, 1, idxlen, s->prefix_len};
-    ++store->stats.writes;
+    tess_store_count(&store->stats.writes);
     tess__rconn_command(s->conn, write_done, op, 5, argv, lens);
     return 0;
 }
@@ -329,13 +322,10 @@ int tess_redis_url_check(const char *url, char *err, size_t errcap)
 int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis_opts_t *opts, char *err, size_t errcap)
 {
     redis_store_t *s = NULL;
-    tess__redis_url_t url = {0};
-    const char *prefix = opts->prefix != NULL ? opts->prefix : "session:";
+    const char *prefix = opts->prefix != NULL ? opts->prefix : TESS_KEYSPACE_SESSION_DEFAULT;
     int rc;
 
     *out = NULL;
-    if (opts->conn == NULL && (rc = tess__redis_url_parse(opts->url, &url, err, errcap)) != 0)
-        goto out;
     if (strlen(prefix) > PREFIX_MAX) {
         snprintf(err, errcap, "Redis key prefix longer than %d bytes", PREFIX_MAX);
         rc = TESS_EINVAL;
@@ -348,16 +338,12 @@ int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis
     s->super.ops = &redis_ops;
     s->prefix_len = strlen(prefix);
     memcpy(s->prefix, prefix, s->prefix_len + 1);
-    if (opts->conn != NULL)
-        s->conn = opts->conn;
-    else if ((rc = tess__rconn_new(&s->conn, loop, &url, opts->timeout_ms, NULL, NULL)) != 0)
+    if ((rc = tess__rconn_borrow_or_open(&s->conn, &s->owns_conn, opts->conn, loop, opts->url, opts->timeout_ms, err,
+                                         errcap)) != 0)
         goto out;
-    else
-        s->owns_conn = 1;
     *out = &s->super;
     s = NULL;
 out:
-    explicit_bzero(&url, sizeof(url));
     free(s);
     return rc;
 }
@@ -366,3 +352,23 @@ int tess_redisstore_connected(tess_store_t *store)
 {
     return tess__rconn_up(((redis_store_t *)store)->conn);
 }
+
+/* ---- driver --------------------------------------------------------------------------------------------- */
+
+static int drv_accepts(const char *url)
+{
+    return url != NULL && (strncmp(url, "redis://", 8) == 0 || strncmp(url, "unix://", 7) == 0);
+}
+
+static int drv_open(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap)
+{
+    tess_redis_opts_t ro = {.url = p->url, .conn = p->redis, .prefix = p->prefix, .timeout_ms = p->timeout_ms};
+    return tess_redisstore_open(out, p->loop, &ro, err, errcap);
+}
+
+const tess_store_driver_t tess__redis_driver = {
+    .name = "redis",
+    .accepts = drv_accepts,
+    .migrate = NULL, /* keys need no schema */
+    .open = drv_open,
+};

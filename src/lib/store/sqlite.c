@@ -1,5 +1,6 @@
 /*
- * The SQLite store: connect-pg-simple's table shape on a borrowed `sqlite3 *`.
+ * The SQLite store: connect-pg-simple's table shape on a borrowed `sqlite3 *` (or, opened by its driver from
+ * "sqlite:PATH", on a connection of its own).
  *
  *   session(sid TEXT PRIMARY KEY, sess TEXT NOT NULL, expire INTEGER NOT NULL, user_id TEXT)
  *   + session_expire_idx(expire), session_user_idx(user_id)
@@ -36,7 +37,8 @@ static const char index_sql[] = "CREATE INDEX IF NOT EXISTS session_expire_idx O
 
 typedef struct sqlitestore {
     tess_store_t base;            /* must be first */
-    sqlite3 *db;                  /* borrowed connection */
+    sqlite3 *db;                  /* the connection */
+    int owns_db;                  /* opened by the driver: closed with the store */
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared once, reset after each use */
 } sqlitestore_t;
 
@@ -63,7 +65,7 @@ static int map_rc(int src)
 static void finish(sqlitestore_t *s, int rc, const tess_session_t *sess, tess_store_cb cb, void *arg)
 {
     if (rc != 0 && rc != TESS_ENOTFOUND)
-        s->base.stats.errors++;
+        tess_store_count(&s->base.stats.errors);
     if (cb != NULL)
         cb(arg, rc, sess);
 }
@@ -91,7 +93,7 @@ static int sql_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    s->base.stats.gets++;
+    tess_store_count(&s->base.stats.gets);
     rc = map_rc(sqlite3_bind_text(st, 1, sid.ptr, (int)sid.len, SQLITE_STATIC));
     if (rc == 0)
         rc = map_rc(sqlite3_bind_int64(st, 2, tess_now_ms()));
@@ -126,7 +128,7 @@ static int sql_set(tess_store_t *store, const tess_session_t *sess, tess_store_c
 
     if (!valid_sid(tess_str(sess->id)) || sess->user_id[0] == '\0')
         return TESS_EINVAL;
-    s->base.stats.writes++;
+    tess_store_count(&s->base.stats.writes);
     if ((rc = tess_session_to_json(sess, &doc, &len)) != 0)
         goto out;
     if ((rc = map_rc(sqlite3_bind_text(st, 1, sess->id, -1, SQLITE_STATIC))) != 0 ||
@@ -151,7 +153,7 @@ static int sql_touch(tess_store_t *store, tess_str_t sid, int64_t expires_ms, te
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    s->base.stats.writes++;
+    tess_store_count(&s->base.stats.writes);
     /* `expire > now`: a destroyed or expired row is never brought back. */
     if ((rc = map_rc(sqlite3_bind_int64(st, 1, expires_ms))) == 0 &&
         (rc = map_rc(sqlite3_bind_text(st, 2, sid.ptr, (int)sid.len, SQLITE_STATIC))) == 0 &&
@@ -174,7 +176,7 @@ static int sql_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, vo
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    s->base.stats.writes++;
+    tess_store_count(&s->base.stats.writes);
     rc = map_rc(sqlite3_bind_text(st, 1, sid.ptr, (int)sid.len, SQLITE_STATIC));
     rc = rc == 0 ? run_write(st) : rc;
     sqlite3_clear_bindings(st);
@@ -190,7 +192,7 @@ static int sql_destroy_user(tess_store_t *store, tess_str_t user_id, tess_store_
 
     if (user_id.len == 0 || user_id.len > TESS_USER_ID_MAX)
         return TESS_EINVAL;
-    s->base.stats.writes++;
+    tess_store_count(&s->base.stats.writes);
     rc = map_rc(sqlite3_bind_text(st, 1, user_id.ptr, (int)user_id.len, SQLITE_STATIC));
     rc = rc == 0 ? run_write(st) : rc;
     sqlite3_clear_bindings(st);
@@ -212,7 +214,25 @@ static void sql_close(tess_store_t *store)
     sqlitestore_t *s = (sqlitestore_t *)store;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
-    free(s); /* the connection is the caller's */
+    if (s->owns_db)
+        sqlite3_close(s->db);
+    free(s); /* a borrowed connection is the caller's */
+}
+
+static int sql_prune(tess_store_t *store, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    sqlitestore_t *s = (sqlitestore_t *)store;
+    sqlite3_stmt *st = s->stmt[ST_PRUNE];
+    int rc;
+
+    if (batch <= 0)
+        return TESS_EINVAL;
+    if ((rc = map_rc(sqlite3_bind_int64(st, 1, now_ms))) == 0 && (rc = map_rc(sqlite3_bind_int(st, 2, batch))) == 0)
+        rc = run_write(st);
+    else
+        sqlite3_clear_bindings(st);
+    finish(s, rc != 0 ? rc : sqlite3_changes(s->db), NULL, cb, arg);
+    return 0;
 }
 
 static const tess_store_ops_t sqlitestore_ops = {
@@ -223,6 +243,7 @@ static const tess_store_ops_t sqlitestore_ops = {
     .destroy = sql_destroy,
     .destroy_user = sql_destroy_user,
     .ping = sql_ping,
+    .prune = sql_prune,
     .close = sql_close,
 };
 
@@ -280,18 +301,80 @@ out:
     return rc;
 }
 
-int tess_sqlitestore_prune(tess_store_t *store, int64_t now_ms, int batch)
+int tess_sqlite_connect(sqlite3 **out, const char *path, char *errbuf, size_t errcap)
 {
-    sqlitestore_t *s = (sqlitestore_t *)store;
-    sqlite3_stmt *st;
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(errbuf, errcap, "cannot open database %s: %s", path,
+                 db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        rc = TESS_EIO;
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_exec(db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                     " PRAGMA temp_store = MEMORY",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "cannot set up database %s: %s", path, msg != NULL ? msg : sqlite3_errmsg(db));
+        rc = TESS_EIO;
+        goto out;
+    }
+    *out = db;
+    db = NULL;
+out:
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc;
+}
+
+/* ---- driver --------------------------------------------------------------------------------------------- */
+
+/* "sqlite:PATH", "sqlite://PATH" or "sqlite:///abs/path": the path, or NULL. */
+static const char *url_path(const char *url)
+{
+    if (url == NULL || strncmp(url, "sqlite:", 7) != 0)
+        return NULL;
+    url += 7;
+    if (strncmp(url, "//", 2) == 0)
+        url += 2;
+    return *url != '\0' ? url : NULL;
+}
+
+static int drv_accepts(const char *url)
+{
+    return url_path(url) != NULL;
+}
+
+static int drv_open(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap)
+{
+    sqlite3 *db = NULL;
+    const char *path = url_path(p->url);
     int rc;
 
-    if (store == NULL || store->ops != &sqlitestore_ops || batch <= 0)
+    *out = NULL;
+    if (path == NULL) {
+        snprintf(err, errcap, "bad database URL: expected sqlite:PATH");
         return TESS_EINVAL;
-    st = s->stmt[ST_PRUNE];
-    if ((rc = map_rc(sqlite3_bind_int64(st, 1, now_ms))) == 0 && (rc = map_rc(sqlite3_bind_int(st, 2, batch))) == 0)
-        rc = run_write(st);
-    else
-        sqlite3_clear_bindings(st);
-    return rc != 0 ? rc : sqlite3_changes(s->db);
+    }
+    if ((rc = tess_sqlite_connect(&db, path, err, errcap)) != 0)
+        return rc;
+    if ((rc = tess_sqlitestore_open(out, db, err, errcap)) != 0) {
+        sqlite3_close(db);
+        return rc;
+    }
+    ((sqlitestore_t *)*out)->owns_db = 1;
+    return 0;
 }
+
+/* The schema is created by open (CREATE ... IF NOT EXISTS on the handle's own connection). */
+const tess_store_driver_t tess__sqlite_driver = {
+    .name = "sqlite",
+    .accepts = drv_accepts,
+    .migrate = NULL,
+    .open = drv_open,
+};

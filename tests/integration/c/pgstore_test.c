@@ -440,7 +440,7 @@ static void test_prune_batches(void **state)
     sql("INSERT INTO session SELECT 'live-' || i, '{\"cookie\":{},\"userId\":\"u\"}', now() + interval '1 hour' "
         "FROM generate_series(1, 10) i");
     memset(r, 0, sizeof(r));
-    assert_int_equal(tess_pgstore_prune(S, 100, on_result, &r[0]), 0);
+    assert_int_equal(tess_store_prune(S, 0, 100, on_result, &r[0]), 0);
     assert_int_equal(wait_result(&r[0]), 0);
     assert_int_equal(sql_int("SELECT count(*) FROM session WHERE expire < now()"), 150);
     /* the oldest went first */
@@ -451,12 +451,12 @@ static void test_prune_batches(void **state)
     assert_int_equal(tess_pgstore_open(&other, tess_poll_loop_base(L), &opts, err, sizeof(err)), 0);
     assert_true(tess_poll_loop_run_until(L, store_connected, other, WAIT_MS));
     for (int i = 1; i < 6; ++i)
-        assert_int_equal(tess_pgstore_prune(i % 2 ? other : S, 40, on_result, &r[i]), 0);
+        assert_int_equal(tess_store_prune(i % 2 ? other : S, 0, 40, on_result, &r[i]), 0);
     for (int i = 1; i < 6; ++i)
         assert_int_equal(wait_result(&r[i]), 0);
     assert_int_equal(sql_int("SELECT count(*) FROM session WHERE expire < now()"), 0);
     assert_int_equal(sql_int("SELECT count(*) FROM session"), 10);
-    assert_int_equal(tess_pgstore_prune(S, 0, on_result, &r[0]), TESS_EINVAL);
+    assert_int_equal(tess_store_prune(S, 0, 0, on_result, &r[0]), TESS_EINVAL);
     tess_store_close(other);
 }
 
