@@ -62,6 +62,21 @@ uint64_t tess_cache_gen(tess_cache_t *c, tess_str_t key);
  * since `gen` or the cache is disabled. Returns 0 (stored or deliberately dropped) or TESS_ENOMEM.
  */
 int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int64_t now_ms, uint64_t gen);
+/*
+ * Opaque values: the application's own entries (e.g. a rendered response) under the same bounds, TTL
+ * (opts.ttl_ms), generations and enabled flag as sessions. A cache may hold both kinds; a session lookup of a
+ * value's key (or the reverse) is a miss.
+ *
+ * tess_cache_put_value() copies `len` bytes of `value` (same gen rule and returns as tess_cache_put()).
+ * tess_cache_read_value() returns TESS_CACHE_HIT after calling `read(arg, bytes, len)` once with the stored
+ * bytes, or TESS_CACHE_MISS without calling it. `read` runs under the shard's lock: copy the bytes out and
+ * return; never call back into the cache from it. No allocation on a hit.
+ */
+typedef void (*tess_cache_read_cb)(void *arg, const void *value, size_t len);
+TESS_API int tess_cache_put_value(tess_cache_t *c, tess_str_t key, const void *value, size_t len, int64_t now_ms,
+                                  uint64_t gen);
+TESS_API int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_cache_read_cb read,
+                                   void *arg);
 /* Removes `key` (positive or negative) and bumps its shard generation. */
 void tess_cache_evict(tess_cache_t *c, tess_str_t key);
 /* Removes every entry of user `user_id` (a scan; for "log out everywhere"). */

@@ -12,6 +12,22 @@
 extern "C" {
 #endif
 
+/*
+ * 64-bit FNV-1a of `n` bytes from `basis` (TESS_FNV1A64_BASIS, or it XOR a seed). For hash tables and ETags:
+ * it changes with the content; it does not resist forgery.
+ */
+#define TESS_FNV1A64_BASIS 0xcbf29ce484222325ULL
+static inline uint64_t tess_fnv1a64(uint64_t basis, const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t h = basis;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 /* Bytes of randomness in a session id, and its length as unpadded base64url text. */
 #define TESS_ID_BYTES 32
 #define TESS_ID_LEN 43

@@ -86,7 +86,7 @@ typedef struct tess_l2_opts {
  */
 int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop, const tess_l2_opts_t *opts,
                           char *err, size_t errcap);
-/* Counters of the L2 layer (tests and /metrics). */
+/* Counters of the L2 layer (tests and /metrics); safe from any thread while the store is open. */
 typedef struct tess_l2_stats {
     uint64_t hits;   /* answered from Redis */
     uint64_t misses; /* went to the inner store */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "tessera/cache.h"
+#include "tessera/encoding.h"
 #include "tessera/error.h"
 
 #define DEFAULT_MAX_ENTRIES 100000
@@ -32,7 +33,10 @@ typedef struct centry {
     int64_t expires_at_ms; /* wall clock after which the entry is unusable */
     size_t bytes;          /* accounted size */
     int negative;          /* 1: remembered unknown id, `sess` unused */
-    tess_session_t sess;   /* owned copy (positive entries) */
+    int is_value;          /* 1: an opaque value (tess_cache_put_value), `sess` unused */
+    tess_session_t sess;   /* owned copy (positive session entries) */
+    const char *value;     /* value entries: its bytes, stored after the key */
+    size_t value_len;      /* their length */
     size_t key_len;        /* bytes in key */
     char key[];            /* the session id, NUL-terminated */
 } centry_t;
@@ -92,11 +96,7 @@ void tess_cache_opts_default(tess_cache_opts_t *o)
 
 static uint64_t hash_key(const tess_cache_t *c, tess_str_t k)
 {
-    uint64_t h = 1469598103934665603ULL ^ c->seed;
-    for (size_t i = 0; i < k.len; i++) {
-        h ^= (unsigned char)k.ptr[i];
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = tess_fnv1a64(TESS_FNV1A64_BASIS ^ c->seed, k.ptr, k.len);
     h ^= h >> 33; /* finalizer: spread FNV's weak high bits, which pick the shard */
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
@@ -142,7 +142,7 @@ static void lru_push_front(shard_t *sh, centry_t *e)
 
 static void entry_free(centry_t *e)
 {
-    if (!e->negative)
+    if (!e->negative && !e->is_value)
         tess_session_clear(&e->sess);
     free(e);
 }
@@ -298,7 +298,9 @@ int tess_cache_get(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_session
         remove_at(sh, pp);
         goto out;
     }
-    if ((*pp)->negative) {
+    if ((*pp)->is_value) {
+        goto out; /* not a session */
+    } else if ((*pp)->negative) {
         res = TESS_CACHE_NEGATIVE;
     } else if (tess_session_copy(out, &(*pp)->sess) == 0) {
         res = TESS_CACHE_HIT;
@@ -323,13 +325,14 @@ uint64_t tess_cache_gen(tess_cache_t *c, tess_str_t key)
     return __atomic_load_n(&shard_of(c, hash_key(c, key))->gen, __ATOMIC_ACQUIRE);
 }
 
+static int insert(tess_cache_t *c, shard_t *sh, tess_str_t key, uint64_t h, centry_t *e, uint64_t gen);
+
 int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int64_t now_ms, uint64_t gen)
 {
     uint64_t h = hash_key(c, key);
     shard_t *sh = shard_of(c, h);
-    centry_t *e = NULL, **pp;
+    centry_t *e = NULL;
     int64_t until;
-    int rc = 0;
 
     if (!is_enabled(c) || key.len == 0 || key.len > TESS_SID_MAX)
         return 0;
@@ -360,6 +363,16 @@ int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int
             return TESS_ENOMEM;
         }
     }
+    return insert(c, sh, key, h, e, gen);
+}
+
+/*
+ * Puts the built entry `e` (NULL: nothing to store, but the old value goes) for `key` unless the generation
+ * moved since `gen`; frees what is not kept.
+ */
+static int insert(tess_cache_t *c, shard_t *sh, tess_str_t key, uint64_t h, centry_t *e, uint64_t gen)
+{
+    centry_t **pp;
 
     pthread_mutex_lock(&sh->lock);
     if (!is_enabled(c) || __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) != gen)
@@ -385,7 +398,58 @@ out:
     pthread_mutex_unlock(&sh->lock);
     if (e != NULL)
         entry_free(e);
-    return rc;
+    return 0;
+}
+
+int tess_cache_put_value(tess_cache_t *c, tess_str_t key, const void *value, size_t len, int64_t now_ms, uint64_t gen)
+{
+    uint64_t h = hash_key(c, key);
+    shard_t *sh = shard_of(c, h);
+    centry_t *e;
+
+    if (!is_enabled(c) || key.len == 0 || key.len > TESS_SID_MAX)
+        return 0;
+    /* One allocation: the entry, the key, its NUL, the value. */
+    if ((e = calloc(1, sizeof(*e) + key.len + 1 + len)) == NULL)
+        return TESS_ENOMEM;
+    memcpy(e->key, key.ptr, key.len);
+    e->key_len = key.len;
+    e->hash = h;
+    e->expires_at_ms = now_ms + c->opts.ttl_ms;
+    e->bytes = sizeof(*e) + key.len + 1 + len;
+    e->is_value = 1;
+    e->value = e->key + key.len + 1;
+    e->value_len = len;
+    if (len > 0)
+        memcpy(e->key + key.len + 1, value, len);
+    return insert(c, sh, key, h, e, gen);
+}
+
+int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_cache_read_cb read, void *arg)
+{
+    uint64_t h = hash_key(c, key);
+    shard_t *sh = shard_of(c, h);
+    centry_t **pp;
+    int res = TESS_CACHE_MISS;
+
+    pthread_mutex_lock(&sh->lock);
+    if (!is_enabled(c) || *(pp = slot_of(sh, key, h)) == NULL || !(*pp)->is_value)
+        goto out;
+    if (now_ms >= (*pp)->expires_at_ms) {
+        remove_at(sh, pp);
+        goto out;
+    }
+    read(arg, (*pp)->value, (*pp)->value_len);
+    res = TESS_CACHE_HIT;
+    lru_unlink(*pp);
+    lru_push_front(sh, *pp);
+out:
+    if (res == TESS_CACHE_HIT)
+        sh->hits++;
+    else
+        sh->misses++;
+    pthread_mutex_unlock(&sh->lock);
+    return res;
 }
 
 void tess_cache_evict(tess_cache_t *c, tess_str_t key)

@@ -40,7 +40,9 @@ typedef struct cached_store {
     size_t prefix_len;              /* its length */
     char epoch_key[PREFIX_MAX + 1]; /* epoch key */
     int64_t ttl_ms;                 /* copy lifetime */
-    tess_l2_stats_t l2;             /* counters */
+    struct {
+        _Atomic uint64_t hits, misses, errors; /* as tess_l2_stats_t; read from any thread */
+    } l2;
 } cached_store_t;
 
 /* One operation in flight. */
@@ -90,7 +92,7 @@ static void ignore_reply(void *arg, int rc, redisReply *r)
 {
     cached_store_t *s = arg;
     if (rc != 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
-        ++s->l2.errors;
+        atomic_fetch_add_explicit(&s->l2.errors, 1, memory_order_relaxed);
 }
 
 /* ---- get ------------------------------------------------------------------------------------------------- */
@@ -134,7 +136,7 @@ static void on_inner_get(void *arg, int rc, const tess_session_t *sess)
 static void go_inner_get(cop_t *op)
 {
     int rc;
-    ++op->s->l2.misses;
+    atomic_fetch_add_explicit(&op->s->l2.misses, 1, memory_order_relaxed);
     if ((rc = tess_store_get(op->s->inner, tess_strn(op->sid, op->sid_len), on_inner_get, op)) != 0) {
         op->cb(op->arg, rc, NULL);
         cop_free(op);
@@ -188,12 +190,12 @@ static void on_l2_reply(void *arg, int rc, redisReply *r)
     if (--op->remaining > 0)
         return;
     if (op->redis_rc != 0) {
-        ++op->s->l2.errors;
+        atomic_fetch_add_explicit(&op->s->l2.errors, 1, memory_order_relaxed);
         go_inner_get(op); /* the cache is out: the source of truth answers (slower, not 503) */
         return;
     }
     if (op->value != NULL && op->value_len == 1 && op->value[0] == '!') {
-        ++op->s->l2.hits;
+        atomic_fetch_add_explicit(&op->s->l2.hits, 1, memory_order_relaxed);
         op->cb(op->arg, TESS_ENOTFOUND, NULL); /* tombstone: destroyed */
         cop_free(op);
         return;
@@ -201,7 +203,7 @@ static void on_l2_reply(void *arg, int rc, redisReply *r)
     if (op->value != NULL) {
         memset(&sess, 0, sizeof(sess));
         if (parse_copy(op, &sess) == 0 && !tess_session_expired(&sess, tess_now_ms())) {
-            ++op->s->l2.hits;
+            atomic_fetch_add_explicit(&op->s->l2.hits, 1, memory_order_relaxed);
             op->cb(op->arg, 0, &sess);
             tess_session_clear(&sess);
             cop_free(op);
@@ -286,7 +288,7 @@ static void on_tombstone(void *arg, int rc, redisReply *r)
     cop_t *op = arg;
     int irc;
     if (rc != 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
-        ++op->s->l2.errors; /* best effort: see the header on outages */
+        atomic_fetch_add_explicit(&op->s->l2.errors, 1, memory_order_relaxed); /* best effort: see the header on outages */
     if (op->whole_user)
         irc = tess_store_destroy_user(op->s->inner, tess_strn(op->sid, op->sid_len), on_inner_destroy, op);
     else
@@ -409,5 +411,8 @@ out:
 
 void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out)
 {
-    *out = ((cached_store_t *)store)->l2;
+    cached_store_t *s = (cached_store_t *)store;
+    out->hits = atomic_load_explicit(&s->l2.hits, memory_order_relaxed);
+    out->misses = atomic_load_explicit(&s->l2.misses, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&s->l2.errors, memory_order_relaxed);
 }

@@ -1,0 +1,137 @@
+/*
+ * A deployment: the configured strategy with every store, cache and Redis connection it needs, opened from
+ * URLs and options, so that an application (tessera serve, the tessera command) names no store and no
+ * strategy-specific part itself.
+ *
+ *   strategy   session store (per loop)                        process-wide
+ *   db         the database URL's store (SQLite, PostgreSQL)   -
+ *   redis      the Redis store (<session>SID)                  -
+ *   jwt        none (HS256 tokens; a revoker with Redis)       -
+ *   cached     the database store, with Redis an L2 copy       the near-cache
+ *
+ * With a Redis URL every strategy also gets: one Redis connection per loop shared by everything on that loop,
+ * token revocation (deny list, per-user cut-off) read through a revocation cache, and one coherence listener
+ * per process (tessera/coherence.h) that keeps every cache coherent across instances: it evicts near-cache,
+ * revocation and application entries as keys change, and turns the caches off (flushed) while it is down.
+ *
+ * Threads: a tess_deploy_t is shared by every loop (its own state is locked or immutable); a
+ * tess_deploy_loop_t belongs to one loop's thread. tess_deploy_stats() may be called from any thread.
+ */
+#ifndef TESSERA_DEPLOY_H
+#define TESSERA_DEPLOY_H
+
+#include "tessera/auth.h"
+#include "tessera/cache.h"
+#include "tessera/keyspace.h"
+#include "tessera/loop.h"
+#include "tessera/redis.h"
+#include "tessera/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tess_deploy tess_deploy_t;
+typedef struct tess_deploy_loop tess_deploy_loop_t;
+
+typedef struct tess_deploy_opts {
+    tess_strategy_t strategy;      /* where sessions live */
+    int has_fallback;              /* migration: `fallback` is set */
+    tess_strategy_t fallback;      /* the strategy being moved away from (its sessions keep working) */
+    const char *database_url;      /* db/cached store: "sqlite:PATH", postgres://... (borrowed during new) */
+    const char *redis_url;         /* NULL or "" for none; may hold a password (borrowed during new) */
+    tess_keyspace_t keys;          /* Redis key prefixes (NULLs: defaults; borrowed during new) */
+    const tess_secrets_t *secrets; /* borrowed, must outlive the deployment */
+    tess_session_policy_t policy;  /* lifetimes */
+    const char *cookie_name;       /* NULL or "": the strategy's default (borrowed during new) */
+    tess_cache_opts_t cache;       /* near-cache bounds (cached); zeros: defaults */
+    int64_t l2_ttl_ms;             /* L2 copy lifetime (cached with Redis; 0: 300 s) */
+    int64_t timeout_ms;            /* per Redis / PostgreSQL call (0: 1000) */
+    int64_t jwt_leeway_s;          /* JWT exp/nbf tolerance */
+    /*
+     * Application hooks, called on the listener's loop: a key under <tessera>app: changed on some instance
+     * (`name` after the "app:"; empty: everything may have changed), and the listener went down (0: stop
+     * caching, flush) or came back (1: flush, cache again). NULL for none.
+     */
+    void (*on_app_key)(void *arg, tess_str_t name);
+    void (*on_coherence)(void *arg, int up);
+    void *app_arg; /* their argument */
+} tess_deploy_opts_t;
+
+/*
+ * Checks the combination (a strategy needing Redis without a URL, a fallback equal to the strategy, bad
+ * prefixes: TESS_EINVAL with a one-line reason in `err`, never a password) and creates the process-wide
+ * parts. Nothing connects yet. Returns 0, TESS_EINVAL, TESS_ENOMEM. Free with tess_deploy_free() after every
+ * loop part is closed.
+ */
+TESS_API int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *err, size_t errcap);
+TESS_API void tess_deploy_free(tess_deploy_t *d);
+
+/*
+ * Creates or upgrades the schema of every store the strategy and the fallback use (PostgreSQL's session
+ * table, under the drivers' own locking). Blocks: start-up and tools only. Returns 0 or a TESS_E* with a
+ * reason in `err`.
+ */
+TESS_API int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap);
+
+/*
+ * Starts the coherence listener on `loop` (one per process; without Redis nothing happens and 0 is
+ * returned). Until it reports "up", nothing is cached. Returns 0, or a TESS_E* with a reason in `err`.
+ */
+TESS_API int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap);
+/* 1 when the deployment keeps caches coherent through Redis (a listener is or will be running). */
+TESS_API int tess_deploy_coherent(const tess_deploy_t *d);
+
+/*
+ * Opens the per-loop part on `loop` (borrowed; the part belongs to that loop's thread): the loop's Redis
+ * connection, the session store(s), the JWT verifier, the revoker and the strategy (with its fallback).
+ * Networked backends connect asynchronously (operations fail with TESS_EUNAVAIL until they answer).
+ * Returns 0, or a TESS_E* with a reason in `err`.
+ */
+TESS_API int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_t *loop, char *err,
+                                   size_t errcap);
+/*
+ * Closes the per-loop part (NULL is a no-op). The Redis connection goes first: its pending commands complete
+ * with an error while their stores and strategy still exist. Pending callbacks run before it returns.
+ */
+TESS_API void tess_deploy_loop_close(tess_deploy_loop_t *l);
+
+/* The loop's strategy, and the one being migrated away from (NULL without a fallback). */
+TESS_API tess_auth_t *tess_deploy_loop_auth(const tess_deploy_loop_t *l);
+TESS_API tess_auth_t *tess_deploy_loop_fallback(const tess_deploy_loop_t *l);
+
+/*
+ * Readiness: completes with 0 when the session store answers (immediately when the strategy keeps none).
+ * Same start/callback contract as the store operations (tessera/store.h).
+ */
+TESS_API int tess_deploy_loop_ping(tess_deploy_loop_t *l, tess_store_cb cb, void *arg);
+/* Deletes up to `batch` expired sessions from the loop's store (rc: count or TESS_E*). Store contract. */
+TESS_API int tess_deploy_loop_prune(tess_deploy_loop_t *l, int64_t now_ms, int batch, tess_store_cb cb, void *arg);
+
+/*
+ * Tells every instance that application key `name` changed: INCR <tessera>app:<name> on the loop's Redis
+ * connection, which every listener (this process's too) reports through on_app_key. Fire and forget; does
+ * nothing without Redis. `name`: 1..64 bytes.
+ */
+TESS_API void tess_deploy_loop_publish(tess_deploy_loop_t *l, tess_str_t name);
+
+typedef struct tess_deploy_stats {
+    tess_auth_stats_t auth;          /* every loop's strategy, summed */
+    tess_store_stats_t store;        /* every loop's session store, summed */
+    int has_cache;                   /* a near-cache exists (cached) */
+    tess_cache_stats_t cache;        /* its counters */
+    uint64_t flight_followers;       /* its single-flight savings */
+    int has_revocation;              /* a revocation cache exists (Redis) */
+    tess_cache_stats_t revocation;   /* its counters */
+    int has_l2;                      /* L2 copies exist (cached with Redis) */
+    tess_l2_stats_t l2;              /* every loop's L2 counters, summed */
+    int coherence;                   /* -1 no listener, 0 down, 1 up */
+} tess_deploy_stats_t;
+
+/* Sums the counters of every open loop part. Safe from any thread. */
+TESS_API void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

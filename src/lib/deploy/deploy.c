@@ -1,0 +1,506 @@
+/*
+ * A deployment (tessera/deploy.h): which backends each strategy needs, opened from URLs, and the coherence
+ * router that turns invalidated Redis keys into evictions.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis/rconn.h"
+#include "tessera/coherence.h"
+#include "tessera/deploy.h"
+#include "tessera/error.h"
+#include "tessera/jwt.h"
+#include "tessera/revoke.h"
+
+
+/* What a strategy needs wired in. A new strategy adds a row (and its own row in the auth table). */
+typedef struct wiring {
+    tess_strategy_t strategy;      /* the strategy */
+    enum { STORE_NONE, STORE_DATABASE, STORE_REDIS } store; /* where its sessions live */
+    int near_cache;                /* fronted by the process-wide near-cache */
+    int l2;                        /* with Redis: an L2 copy in front of the store */
+    tess_strategy_t as_fallback;   /* the strategy that reads its sessions during a migration (no caches) */
+} wiring_t;
+
+static const wiring_t wirings[] = {
+    {TESS_STRATEGY_DB, STORE_DATABASE, 0, 0, TESS_STRATEGY_DB},
+    {TESS_STRATEGY_REDIS, STORE_REDIS, 0, 0, TESS_STRATEGY_REDIS},
+    {TESS_STRATEGY_JWT, STORE_NONE, 0, 0, TESS_STRATEGY_JWT},
+    {TESS_STRATEGY_CACHED, STORE_DATABASE, 1, 1, TESS_STRATEGY_DB},
+};
+
+struct tess_deploy {
+    tess_deploy_opts_t o;                         /* options (strings below are our copies) */
+    const wiring_t *w;                            /* the strategy's wiring */
+    const wiring_t *fw;                           /* the fallback's, or NULL */
+    char *database_url;                           /* copied */
+    char *redis_url;                              /* copied ("" for none); never logged */
+    char cookie_name[64];                         /* "" for the strategy's default */
+    char session_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <session> */
+    char tessera_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <tessera> */
+    char epoch_key[TESS_KEY_MAX + 1];             /* <tessera>epoch */
+    tess_cache_t *cache;                          /* near-cache (cached), shared */
+    tess_cache_t *rcache;                         /* revocation answers (with Redis), shared */
+    tess_inval_t *inval;                          /* the coherence listener (with Redis) */
+    pthread_mutex_t lock;                         /* guards `loops` */
+    tess_deploy_loop_t *loops;                    /* open loop parts */
+};
+
+struct tess_deploy_loop {
+    tess_deploy_t *d;              /* the deployment */
+    tess_loop_t *loop;             /* its loop */
+    tess_redis_t *redis;           /* the loop's shared Redis connection (with Redis) */
+    tess_store_t *store;           /* session store (NULL for tokens) */
+    tess_store_t *fallback_store;  /* migration: the fallback's store */
+    tess_jwt_t *jwt;               /* JWT verifier */
+    tess_revoker_t *revoker;       /* token revocation (with Redis) */
+    tess_auth_t *auth;             /* the strategy */
+    tess_auth_t *fallback;         /* migration: the strategy moved away from */
+    struct tess_deploy_loop *next; /* list of the deployment's loops */
+};
+
+static const wiring_t *wiring_of(tess_strategy_t s)
+{
+    for (size_t i = 0; i < sizeof(wirings) / sizeof(wirings[0]); ++i) {
+        if (wirings[i].strategy == s)
+            return &wirings[i];
+    }
+    return NULL;
+}
+
+static int has_redis(const tess_deploy_t *d)
+{
+    return d->redis_url[0] != '\0';
+}
+
+/* ---- coherence ------------------------------------------------------------------------------------------ */
+
+static void flush_caches(tess_deploy_t *d)
+{
+    if (d->cache != NULL)
+        tess_cache_flush(d->cache);
+    if (d->rcache != NULL)
+        tess_cache_flush(d->rcache);
+}
+
+/* An invalidation from Redis (listener thread): evict what the key stands for. */
+static void on_key(void *arg, tess_str_t key)
+{
+    tess_deploy_t *d = arg;
+    tess_keyspace_t ks = {d->session_prefix, d->tessera_prefix};
+    char tag[TESS_SID_MAX + 3];
+    tess_str_t rest;
+
+    switch (key.len == 0 ? TESS_KEYKIND_EPOCH : tess_keyspace_classify(&ks, key, &rest)) {
+    case TESS_KEYKIND_EPOCH: /* everything (FLUSHDB), or a listener came back somewhere */
+        flush_caches(d);
+        if (d->o.on_app_key != NULL)
+            d->o.on_app_key(d->o.app_arg, tess_strn(NULL, 0));
+        break;
+    case TESS_KEYKIND_APP:
+        if (d->o.on_app_key != NULL && rest.len > 0)
+            d->o.on_app_key(d->o.app_arg, rest);
+        break;
+    case TESS_KEYKIND_DENY:
+        if (rest.len <= TESS_SID_MAX) {
+            snprintf(tag, sizeof(tag), TESS_REVOKE_DENY_TAG "%.*s", (int)rest.len, rest.ptr);
+            tess_cache_evict(d->rcache, tess_str(tag));
+        }
+        break;
+    case TESS_KEYKIND_CUTOFF:
+        if (rest.len <= TESS_USER_ID_MAX) {
+            snprintf(tag, sizeof(tag), TESS_REVOKE_CUT_TAG "%.*s", (int)rest.len, rest.ptr);
+            tess_cache_evict(d->rcache, tess_str(tag));
+            if (d->cache != NULL)
+                tess_cache_evict_user(d->cache, rest);
+        }
+        break;
+    case TESS_KEYKIND_SESSION:
+        if (d->cache != NULL)
+            tess_cache_evict(d->cache, rest);
+        break;
+    case TESS_KEYKIND_USER_SET:
+    case TESS_KEYKIND_OTHER:
+        break;
+    }
+}
+
+/* The listener went down (stop caching: nothing is reported) or came back (start afresh). */
+static void on_state(void *arg, int up)
+{
+    tess_deploy_t *d = arg;
+    if (up)
+        flush_caches(d);
+    if (d->cache != NULL)
+        tess_cache_set_enabled(d->cache, up);
+    if (d->rcache != NULL)
+        tess_cache_set_enabled(d->rcache, up);
+    if (d->o.on_coherence != NULL)
+        d->o.on_coherence(d->o.app_arg, up);
+}
+
+/* ---- the process-wide part ------------------------------------------------------------------------------ */
+
+static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiring_t *fw, char *err, size_t errcap)
+{
+    int redis = o->redis_url != NULL && o->redis_url[0] != '\0';
+    tess_keyspace_t ks = o->keys;
+
+    if (w == NULL || (o->has_fallback && fw == NULL)) {
+        snprintf(err, errcap, "unknown strategy");
+        return TESS_EINVAL;
+    }
+    if (o->has_fallback && fw == w) {
+        snprintf(err, errcap, "the fallback strategy must differ from the strategy");
+        return TESS_EINVAL;
+    }
+    if ((w->store == STORE_REDIS || (fw != NULL && fw->store == STORE_REDIS)) && !redis) {
+        snprintf(err, errcap, "strategy 'redis' needs a Redis URL");
+        return TESS_EINVAL;
+    }
+    if ((w->store == STORE_DATABASE || (fw != NULL && fw->store == STORE_DATABASE)) &&
+        tess_store_driver_for_url(o->database_url) == NULL) {
+        snprintf(err, errcap, "unsupported database URL: expected sqlite:PATH or postgres://...");
+        return TESS_EINVAL;
+    }
+    if (redis && tess_redis_url_check(o->redis_url, err, errcap) != 0)
+        return TESS_EINVAL;
+    if (o->secrets == NULL) {
+        snprintf(err, errcap, "no secrets");
+        return TESS_EINVAL;
+    }
+    if (tess_keyspace_check(&ks) != 0) {
+        snprintf(err, errcap, "bad Redis key prefixes: 1 to %d bytes each, neither a prefix of the other",
+                 TESS_KEY_PREFIX_MAX);
+        return TESS_EINVAL;
+    }
+    if (o->cookie_name != NULL && strlen(o->cookie_name) >= 64) {
+        snprintf(err, errcap, "cookie name longer than 63 bytes");
+        return TESS_EINVAL;
+    }
+    return 0;
+}
+
+int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *err, size_t errcap)
+{
+    const wiring_t *w = wiring_of(opts->strategy), *fw = opts->has_fallback ? wiring_of(opts->fallback) : NULL;
+    tess_deploy_t *d = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = check_opts(opts, w, fw, err, errcap)) != 0)
+        return rc;
+    if ((d = calloc(1, sizeof(*d))) == NULL)
+        return TESS_ENOMEM;
+    pthread_mutex_init(&d->lock, NULL);
+    d->o = *opts;
+    d->w = w;
+    d->fw = fw;
+    d->database_url = strdup(opts->database_url != NULL ? opts->database_url : "");
+    d->redis_url = strdup(opts->redis_url != NULL ? opts->redis_url : "");
+    if (d->database_url == NULL || d->redis_url == NULL) {
+        rc = TESS_ENOMEM;
+        goto out;
+    }
+    snprintf(d->cookie_name, sizeof(d->cookie_name), "%s", opts->cookie_name != NULL ? opts->cookie_name : "");
+    snprintf(d->session_prefix, sizeof(d->session_prefix), "%s", tess_keyspace_session(&opts->keys));
+    snprintf(d->tessera_prefix, sizeof(d->tessera_prefix), "%s", tess_keyspace_tessera(&opts->keys));
+    snprintf(d->epoch_key, sizeof(d->epoch_key), "%s" TESS_KEY_EPOCH, d->tessera_prefix);
+    d->o.database_url = d->database_url;
+    d->o.redis_url = d->redis_url;
+    d->o.cookie_name = d->cookie_name;
+    d->o.keys.session = d->session_prefix;
+    d->o.keys.tessera = d->tessera_prefix;
+
+    if (w->near_cache && (rc = tess_cache_new(&d->cache, &d->o.cache)) != 0) {
+        snprintf(err, errcap, "cannot create the near-cache: %s", tess_strerror(rc));
+        goto out;
+    }
+    if (has_redis(d)) {
+        tess_cache_opts_t ro;
+        tess_cache_opts_default(&ro);
+        ro.negative_ttl_ms = ro.ttl_ms; /* "not revoked" is as good an answer as "revoked" */
+        if ((rc = tess_cache_new(&d->rcache, &ro)) != 0) {
+            snprintf(err, errcap, "cannot create the revocation cache: %s", tess_strerror(rc));
+            goto out;
+        }
+        /* Nothing is cached until the coherence channel is up. */
+        if (d->cache != NULL)
+            tess_cache_set_enabled(d->cache, 0);
+        tess_cache_set_enabled(d->rcache, 0);
+    }
+    *out = d;
+    d = NULL;
+out:
+    tess_deploy_free(d);
+    return rc;
+}
+
+void tess_deploy_free(tess_deploy_t *d)
+{
+    if (d == NULL)
+        return;
+    tess_inval_free(d->inval);
+    tess_cache_free(d->cache);
+    tess_cache_free(d->rcache);
+    pthread_mutex_destroy(&d->lock);
+    if (d->redis_url != NULL)
+        explicit_bzero(d->redis_url, strlen(d->redis_url));
+    free(d->redis_url);
+    free(d->database_url);
+    free(d);
+}
+
+int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap)
+{
+    tess_store_params_t p = {.url = d->database_url, .timeout_ms = d->o.timeout_ms};
+    if (d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE))
+        return tess_store_migrate_url(&p, err, errcap);
+    return 0;
+}
+
+int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)
+{
+    const char *prefixes[] = {d->session_prefix, d->tessera_prefix};
+    tess_inval_opts_t io = {
+        .url = d->redis_url,
+        .prefixes = prefixes,
+        .nprefixes = 2,
+        .timeout_ms = d->o.timeout_ms,
+        .epoch_key = d->epoch_key,
+        .on_key = on_key,
+        .on_state = on_state,
+        .arg = d,
+    };
+    if (!has_redis(d) || d->inval != NULL)
+        return 0;
+    return tess_inval_open(&d->inval, loop, &io, err, errcap);
+}
+
+int tess_deploy_coherent(const tess_deploy_t *d)
+{
+    return has_redis(d);
+}
+
+/* ---- the per-loop part ---------------------------------------------------------------------------------- */
+
+/* The session store of wiring `w` on this loop (NULL for tokens); `l2` puts the Redis copy in front. */
+static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_store_t **out, char *err, size_t errcap)
+{
+    tess_deploy_t *d = l->d;
+    tess_store_params_t p = {.loop = l->loop,
+                             .redis = l->redis,
+                             .prefix = d->session_prefix,
+                             .timeout_ms = d->o.timeout_ms};
+    int rc;
+
+    *out = NULL;
+    switch (w->store) {
+    case STORE_NONE:
+        return 0;
+    case STORE_REDIS:
+        p.url = d->redis_url;
+        return tess_store_open_url(out, &p, err, errcap);
+    case STORE_DATABASE:
+        p.url = d->database_url;
+        if ((rc = tess_store_open_url(out, &p, err, errcap)) != 0 || !l2 || !w->l2 || !has_redis(d))
+            return rc;
+        {
+            tess_l2_opts_t lo = {
+                .conn = l->redis, .prefix = d->session_prefix, .epoch_key = d->epoch_key, .ttl_ms = d->o.l2_ttl_ms};
+            tess_store_t *inner = *out;
+            *out = NULL;
+            return tess_cachedstore_open(out, inner, l->loop, &lo, err, errcap);
+        }
+    }
+    return TESS_EINVAL;
+}
+
+int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)
+{
+    tess_jwt_opts_t jo = {.leeway_s = d->o.jwt_leeway_s, .max_token_len = 0};
+    tess_auth_config_t ac = {0};
+    tess_deploy_loop_t *l;
+    int rc;
+
+    *out = NULL;
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return TESS_ENOMEM;
+    l->d = d;
+    l->loop = loop;
+    /* One Redis connection per loop, shared by the store, the L2 copy, revocation and publish. */
+    if (has_redis(d)) {
+        tess_revoker_opts_t rv = {.prefix = d->tessera_prefix, .cache = d->rcache};
+        if ((rc = tess_redis_open(&l->redis, loop, d->redis_url, d->o.timeout_ms, err, errcap)) != 0)
+            goto fail;
+        rv.conn = l->redis;
+        if ((rc = tess_revoker_open(&l->revoker, loop, &rv, err, errcap)) != 0)
+            goto fail;
+    }
+    if ((rc = open_store(l, d->w, 1, &l->store, err, errcap)) != 0)
+        goto fail;
+    if ((rc = tess_jwt_new(&l->jwt, d->o.secrets, &jo)) != 0) {
+        snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
+        goto fail;
+    }
+    ac.strategy = d->w->strategy;
+    ac.secrets = d->o.secrets;
+    ac.policy = d->o.policy;
+    ac.cookie_name = tess_str(d->cookie_name);
+    ac.store = l->store;
+    ac.cache = d->cache;
+    ac.jwt = l->jwt;
+    ac.revoker = l->revoker;
+    ac.loop = loop;
+    if (d->fw != NULL) {
+        tess_auth_config_t fc = ac;
+        if ((rc = open_store(l, d->fw, 0, &l->fallback_store, err, errcap)) != 0)
+            goto fail;
+        fc.strategy = d->fw->as_fallback;
+        fc.cookie_name = tess_strn(NULL, 0); /* the old strategy's own cookie */
+        fc.store = l->fallback_store;
+        fc.cache = NULL;
+        fc.loop = NULL;
+        if ((rc = tess_auth_new(&l->fallback, &fc)) != 0) {
+            snprintf(err, errcap, "cannot set up the fallback strategy: %s", tess_strerror(rc));
+            goto fail;
+        }
+        ac.fallback = l->fallback;
+    }
+    if ((rc = tess_auth_new(&l->auth, &ac)) != 0) {
+        snprintf(err, errcap, "cannot set up the %s strategy: %s", tess_strategy_name(ac.strategy), tess_strerror(rc));
+        goto fail;
+    }
+    pthread_mutex_lock(&d->lock);
+    l->next = d->loops;
+    d->loops = l;
+    pthread_mutex_unlock(&d->lock);
+    *out = l;
+    return 0;
+fail:
+    tess_deploy_loop_close(l);
+    return rc;
+}
+
+void tess_deploy_loop_close(tess_deploy_loop_t *l)
+{
+    tess_deploy_t *d;
+
+    if (l == NULL)
+        return;
+    d = l->d;
+    pthread_mutex_lock(&d->lock);
+    for (tess_deploy_loop_t **pp = &d->loops; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    /*
+     * The shared Redis connection goes first: closing it completes its pending commands (with an error),
+     * and their callbacks still find the stores, the revoker and the strategy they belong to.
+     */
+    tess_redis_close(l->redis);
+    tess_auth_free(l->auth);
+    tess_auth_free(l->fallback);
+    tess_store_close(l->fallback_store);
+    tess_revoker_free(l->revoker);
+    tess_jwt_free(l->jwt);
+    tess_store_close(l->store);
+    free(l);
+}
+
+tess_auth_t *tess_deploy_loop_auth(const tess_deploy_loop_t *l)
+{
+    return l->auth;
+}
+
+tess_auth_t *tess_deploy_loop_fallback(const tess_deploy_loop_t *l)
+{
+    return l->fallback;
+}
+
+int tess_deploy_loop_ping(tess_deploy_loop_t *l, tess_store_cb cb, void *arg)
+{
+    if (l->store == NULL) {
+        cb(arg, 0, NULL);
+        return 0;
+    }
+    return tess_store_ping(l->store, cb, arg);
+}
+
+int tess_deploy_loop_prune(tess_deploy_loop_t *l, int64_t now_ms, int batch, tess_store_cb cb, void *arg)
+{
+    if (l->store == NULL) {
+        cb(arg, 0, NULL);
+        return 0;
+    }
+    return tess_store_prune(l->store, now_ms, batch, cb, arg);
+}
+
+static void ignore_reply(void *arg, int rc, redisReply *r)
+{
+    (void)arg;
+    (void)rc;
+    (void)r;
+}
+
+void tess_deploy_loop_publish(tess_deploy_loop_t *l, tess_str_t name)
+{
+    char key[TESS_KEY_MAX + 1];
+    size_t n;
+    if (l->redis == NULL || name.len == 0 || name.len > 64 ||
+        tess__redis_key(tess_str(l->d->tessera_prefix), TESS_KEY_APP, name, key, sizeof(key), &n) != 0)
+        return;
+    /* Every instance hears of it through client tracking (the INCR always changes the key). */
+    const char *argv[] = {"INCR", key};
+    size_t lens[] = {4, n};
+    tess__rconn_command(l->redis, ignore_reply, NULL, 2, argv, lens);
+}
+
+/* ---- counters ------------------------------------------------------------------------------------------- */
+
+void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&d->lock);
+    for (tess_deploy_loop_t *l = d->loops; l != NULL; l = l->next) {
+        tess_auth_stats_t as;
+        tess_auth_get_stats(l->auth, &as);
+        out->auth.checks += as.checks;
+        out->auth.rejected_early += as.rejected_early;
+        out->auth.store_lookups += as.store_lookups;
+        out->auth.touches += as.touches;
+        out->auth.fallback_checks += as.fallback_checks;
+        out->auth.copied_forward += as.copied_forward;
+        if (l->store != NULL) {
+            tess_store_stats_t ss;
+            tess_store_get_stats(l->store, &ss);
+            out->store.gets += ss.gets;
+            out->store.writes += ss.writes;
+            out->store.errors += ss.errors;
+        }
+        if (l->store != NULL && d->w->l2 && has_redis(d)) {
+            tess_l2_stats_t l2;
+            tess_cachedstore_stats(l->store, &l2);
+            out->has_l2 = 1;
+            out->l2.hits += l2.hits;
+            out->l2.misses += l2.misses;
+            out->l2.errors += l2.errors;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (d->cache != NULL) {
+        out->has_cache = 1;
+        tess_cache_get_stats(d->cache, &out->cache);
+        out->flight_followers = tess_cache_flight_followers(d->cache);
+    }
+    if (d->rcache != NULL) {
+        out->has_revocation = 1;
+        tess_cache_get_stats(d->rcache, &out->revocation);
+    }
+    out->coherence = d->inval == NULL ? -1 : tess_inval_up(d->inval);
+}
