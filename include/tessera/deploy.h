@@ -79,6 +79,8 @@ TESS_API int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap);
  * returned). Until it reports "up", nothing is cached. Returns 0, or a TESS_E* with a reason in `err`.
  */
 TESS_API int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap);
+/* Stops the coherence listener (before its loop goes away); tess_deploy_free() does it too. */
+TESS_API void tess_deploy_unlisten(tess_deploy_t *d);
 /* 1 when the deployment keeps caches coherent through Redis (a listener is or will be running). */
 TESS_API int tess_deploy_coherent(const tess_deploy_t *d);
 

@@ -90,10 +90,7 @@ struct appdb {
  */
 struct sqlite3;
 int appdb_sqlite_open(appdb_t **out, struct sqlite3 *db, char *errbuf, size_t errcap);
-/*
- * Opens (creating) a SQLite database file for tessera: WAL, synchronous=NORMAL (a committed transaction
- * survives kill -9 of the process), busy timeout, foreign keys. Returns 0 or TESS_EIO (errbuf filled).
- */
+/* Opens (creating) a SQLite database file as tessera uses it: tess_sqlite_connect() (tessera/store.h). */
 int appdb_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, size_t errcap);
 /* Synchronous, for the command line: adds a user. Returns 0, TESS_EEXISTS, TESS_EIO. */
 int appdb_sqlite_user_add(struct sqlite3 *db, const char *name, const char *role, const char *pwhash, int64_t now_ms,

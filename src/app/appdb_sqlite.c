@@ -9,6 +9,7 @@
 
 #include "app/appdb.h"
 #include "tessera/error.h"
+#include "tessera/store.h"
 
 #define SCHEMA_VERSION 1
 
@@ -489,33 +490,7 @@ out:
 
 int appdb_sqlite_connect(sqlite3 **out, const char *path, char *errbuf, size_t errcap)
 {
-    sqlite3 *db = NULL;
-    char *msg = NULL;
-    int rc = 0;
-
-    *out = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        snprintf(errbuf, errcap, "cannot open database %s: %s", path,
-                 db != NULL ? sqlite3_errmsg(db) : "out of memory");
-        rc = TESS_EIO;
-        goto out;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_exec(db,
-                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                     " PRAGMA temp_store = MEMORY",
-                     NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(errbuf, errcap, "cannot set up database %s: %s", path, msg != NULL ? msg : sqlite3_errmsg(db));
-        rc = TESS_EIO;
-        goto out;
-    }
-    *out = db;
-    db = NULL;
-out:
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    return rc;
+    return tess_sqlite_connect(out, path, errbuf, errcap);
 }
 
 int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const char *pwhash, int64_t now_ms,

@@ -4,7 +4,8 @@
  *   - every stored session of the user goes (SQLite or PostgreSQL session table);
  *   - with Redis: every Redis-held session and cache copy of the user is tombstoned (tracking then evicts
  *     every running instance's near-cache), and a per-user cut-off rejects the user's JWTs issued so far.
- * The stores are driven on a small poll loop; nothing here blocks on the network except start-up.
+ * It opens the `cached` deployment (the database store, with Redis its L2 copies over the same keys the
+ * redis strategy uses, and the revoker) on a small poll loop and calls tess_auth_logout_everywhere().
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -13,13 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tessera/pollloop.h"
 #include "app/appdb.h"
 #include "app/config.h"
+#include "tessera/deploy.h"
 #include "tessera/error.h"
-#include "tessera/postgres.h"
-#include "tessera/redis.h"
-#include "tessera/revoke.h"
+#include "tessera/pollloop.h"
 
 #define WAIT_MS 10000
 
@@ -42,17 +41,11 @@ static void on_user(void *arg, const appdb_result_t *res)
     st->done = 1;
 }
 
-static void on_store(void *arg, int rc, const tess_session_t *s)
+static void on_revoked(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
 {
     step_t *st = arg;
     (void)s;
-    st->rc = rc;
-    st->done = 1;
-}
-
-static void on_revoker(void *arg, int rc)
-{
-    step_t *st = arg;
+    (void)cookie;
     st->rc = rc;
     st->done = 1;
 }
@@ -81,8 +74,9 @@ int tess_cli_session_revoke(int argc, char **argv)
     tess_poll_loop_t *loop = NULL;
     sqlite3 *db = NULL;
     appdb_t *appdb = NULL;
-    tess_store_t *store = NULL;
-    tess_revoker_t *revoker = NULL;
+    tess_secrets_t *secrets = NULL;
+    tess_deploy_t *deploy = NULL;
+    tess_deploy_loop_t *sessions = NULL;
     step_t st;
     int opt, code = 1, rc;
     int64_t deadline;
@@ -122,8 +116,8 @@ int tess_cli_session_revoke(int argc, char **argv)
         fprintf(stderr, "tessera session revoke: %s\n", err);
         return 2;
     }
-    if (prefix == NULL || *prefix == '\0')
-        prefix = "session:";
+    if (prefix != NULL && *prefix == '\0')
+        prefix = NULL; /* the default */
     if ((loop = tess_poll_loop_new()) == NULL) {
         fprintf(stderr, "tessera session revoke: out of memory\n");
         return 1;
@@ -132,19 +126,12 @@ int tess_cli_session_revoke(int argc, char **argv)
     /* The user's id, from the application database. */
     if (cfg.postgres) {
         if (appdb_pg_migrate(cfg.database_url, err, sizeof(err)) != 0 ||
-            appdb_pg_open(&appdb, tess_poll_loop_base(loop), cfg.database_url, 2000, err, sizeof(err)) != 0 ||
-            tess_pgstore_migrate(cfg.database_url, err, sizeof(err)) != 0) {
-            fprintf(stderr, "tessera session revoke: %s\n", err);
-            goto out;
-        }
-        tess_pg_opts_t po = {cfg.database_url, 2000};
-        if (tess_pgstore_open(&store, tess_poll_loop_base(loop), &po, err, sizeof(err)) != 0) {
+            appdb_pg_open(&appdb, tess_poll_loop_base(loop), cfg.database_url, 2000, err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera session revoke: %s\n", err);
             goto out;
         }
     } else if (appdb_sqlite_connect(&db, cfg.sqlite_path, err, sizeof(err)) != 0 ||
-               appdb_sqlite_open(&appdb, db, err, sizeof(err)) != 0 ||
-               tess_sqlitestore_open(&store, db, err, sizeof(err)) != 0) {
+               appdb_sqlite_open(&appdb, db, err, sizeof(err)) != 0) {
         fprintf(stderr, "tessera session revoke: %s\n", err);
         goto out;
     }
@@ -167,14 +154,34 @@ int tess_cli_session_revoke(int argc, char **argv)
     }
     snprintf(uid, sizeof(uid), "%" PRId64, st.uid);
 
-    /* With Redis, the store becomes the cache-aside composite: tombstones first, then the table. */
-    if (redis != NULL && *redis != '\0') {
-        tess_l2_opts_t lo = {.url = redis, .prefix = prefix, .ttl_ms = 300000, .timeout_ms = 2000};
-        tess_revoker_opts_t ro = {.url = redis, .prefix = "tessera:", .timeout_ms = 2000};
-        tess_store_t *inner = store;
-        store = NULL;
-        if (tess_cachedstore_open(&store, inner, tess_poll_loop_base(loop), &lo, err, sizeof(err)) != 0 ||
-            tess_revoker_open(&revoker, tess_poll_loop_base(loop), &ro, err, sizeof(err)) != 0) {
+    {
+        /* Tokens live at most SESSION_TTL (default 30 days): the cut-off is kept that long, and a minute. */
+        int64_t ttl_s = 30LL * 86400;
+        const char *env = getenv("SESSION_TTL");
+        char sqlite_url[sizeof(cfg.sqlite_path) + 8];
+        tess_deploy_opts_t o = {
+            .strategy = TESS_STRATEGY_CACHED,
+            .database_url = cfg.database_url,
+            .redis_url = redis,
+            .keys = {.session = prefix},
+            .timeout_ms = 2000,
+        };
+        if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
+            ttl_s = 30LL * 86400;
+        tess_session_policy_default(&o.policy);
+        o.policy.ttl_s = ttl_s;
+        if (!cfg.postgres) {
+            snprintf(sqlite_url, sizeof(sqlite_url), "sqlite:%s", cfg.sqlite_path);
+            o.database_url = sqlite_url;
+        }
+        /* Nothing is signed here; the strategy only needs a secret list to exist. */
+        if (tess_secrets_parse(&secrets, TESS_STR_LIT("revoke-signs-nothing")) != 0) {
+            fprintf(stderr, "tessera session revoke: out of memory\n");
+            goto out;
+        }
+        o.secrets = secrets;
+        if (tess_deploy_new(&deploy, &o, err, sizeof(err)) != 0 || tess_deploy_migrate(deploy, err, sizeof(err)) != 0 ||
+            tess_deploy_loop_open(&sessions, deploy, tess_poll_loop_base(loop), err, sizeof(err)) != 0) {
             fprintf(stderr, "tessera session revoke: %s\n", err);
             goto out;
         }
@@ -183,33 +190,21 @@ int tess_cli_session_revoke(int argc, char **argv)
     deadline = tess_mono_ms() + WAIT_MS;
     do {
         memset(&st, 0, sizeof(st));
-        if ((rc = tess_store_destroy_user(store, tess_str(uid), on_store, &st)) == 0)
-            rc = await(loop, &st);
+        tess_auth_logout_everywhere(tess_deploy_loop_auth(sessions), tess_str(uid), tess_now_ms(), on_revoked, &st);
+        rc = await(loop, &st);
         if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)
             tess_poll_loop_run_until(loop, NULL, NULL, 50);
     } while (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline);
     if (rc != 0 && rc != TESS_ENOTFOUND) {
-        fprintf(stderr, "tessera session revoke: removing sessions: %s\n", tess_strerror(rc));
+        fprintf(stderr, "tessera session revoke: revoking: %s\n", tess_strerror(rc));
         goto out;
-    }
-    if (revoker != NULL) {
-        memset(&st, 0, sizeof(st));
-        /* Tokens live at most SESSION_TTL (default 30 days): keep the cut-off that long, and a minute. */
-        int64_t ttl_s = 30LL * 86400;
-        const char *env = getenv("SESSION_TTL");
-        if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
-            ttl_s = 30LL * 86400;
-        tess_revoker_cut(revoker, tess_str(uid), tess_now_ms(), ttl_s * 1000 + 60000, on_revoker, &st);
-        if ((rc = await(loop, &st)) != 0) {
-            fprintf(stderr, "tessera session revoke: revoking tokens in Redis: %s\n", tess_strerror(rc));
-            goto out;
-        }
     }
     printf("revoked every session of %s\n", user);
     code = 0;
 out:
-    tess_revoker_free(revoker);
-    tess_store_close(store);
+    tess_deploy_loop_close(sessions);
+    tess_deploy_free(deploy);
+    tess_secrets_free(secrets);
     if (appdb != NULL)
         appdb->ops->close(appdb);
     sqlite3_close(db);

@@ -1,7 +1,11 @@
 /*
- * tessera serve: one h2o event loop per thread, each with its own listener (SO_REUSEPORT), its own
- * database connection, store handle and JWT verifier. Only the near-cache and the password-hash worker
- * pool are shared between threads.
+ * tessera serve: one h2o event loop per thread, each with its own listener (SO_REUSEPORT), database
+ * connection and per-loop part of the session deployment (tessera/deploy.h). Shared between threads: the
+ * deployment's process-wide part (near-cache, revocation cache, coherence listener), the meta cache and the
+ * password workers — each thread-safe by itself.
+ *
+ * Ownership of the counters below: a loop writes its own; /metrics (any loop) reads all of them, so every
+ * counter read across threads is a C11 atomic, written and read relaxed.
  */
 #ifndef TESSERA_SERVER_SERVER_H
 #define TESSERA_SERVER_SERVER_H
@@ -9,76 +13,67 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include <cjson/cJSON.h>
 #include <h2o.h>
 
 #include "app/appdb.h"
 #include "app/config.h"
 #include "app/passwords.h"
 #include "server/loop_h2o.h"
-#include "server/metacache.h"
-#include "redis/rconn.h"
-#include "tessera/coherence.h"
-#include "tessera/revoke.h"
-#include "tessera/auth.h"
+#include "tessera/deploy.h"
 
 struct sqlite3;
 typedef struct server server_t;
 typedef struct server_thread server_thread_t;
+typedef struct meta_cache meta_cache_t;
 
 struct server_thread {
-    server_t *srv;                      /* the process-wide server */
-    int index;                          /* 0..threads-1 */
-    pthread_t tid;                      /* its thread */
-    h2o_evloop_t *loop;                 /* its event loop */
-    tess_h2o_loop_t tloop;              /* the same loop, for the networked stores */
-    h2o_context_t ctx;                  /* h2o context on that loop */
-    h2o_accept_ctx_t accept_ctx;        /* accept context */
-    h2o_socket_t *listener;             /* listening socket (SO_REUSEPORT) */
-    struct sqlite3 *sqlite;             /* this thread's connection (SQLite databases) */
-    appdb_t *appdb;                     /* users, pre-chats, messages */
-    tess_store_t *store;                /* session store (db, cached) */
-    tess_jwt_t *jwt;                    /* JWT verifier (jwt) */
-    tess_auth_t *auth;                  /* strategy */
-    tess_auth_t *fallback_auth;         /* migration: the strategy being moved away from */
-    tess_store_t *fallback_store;       /* its store */
-    tess_revoker_t *revoker;            /* token revocation (with Redis) */
-    tess__rconn_t *aux;                 /* this loop's Redis connection (with Redis), shared */
-    h2o_timeout_t maint_timeout;        /* periodic maintenance (pruning), thread 0 only */
-    h2o_timeout_entry_t maint_entry;    /* its entry */
-    atomic_uint_fast64_t requests;      /* requests handled */
-    int inflight;                       /* asynchronous steps under way (tickets) */
-    int conns;                          /* open client connections */
-    int max_conns;                      /* this loop's share of TESSERA_MAX_CONNECTIONS */
-    int accepting;                      /* the listener is being read */
-    h2o_timeout_t retry_timeout;        /* accept retry after EMFILE/ENFILE */
-    h2o_timeout_entry_t retry_entry;    /* its entry */
+    server_t *srv;                   /* the process-wide server */
+    int index;                       /* 0..threads-1 */
+    pthread_t tid;                   /* its thread */
+    h2o_evloop_t *loop;              /* its event loop */
+    tess_h2o_loop_t tloop;           /* the same loop, for the library's networked backends */
+    h2o_context_t ctx;               /* h2o context on that loop */
+    h2o_accept_ctx_t accept_ctx;     /* accept context */
+    h2o_socket_t *listener;          /* listening socket (SO_REUSEPORT) */
+    struct sqlite3 *sqlite;          /* this thread's connection (SQLite databases) */
+    appdb_t *appdb;                  /* users, pre-chats, messages */
+    tess_deploy_loop_t *sessions;    /* this loop's strategy, stores and Redis connection */
+    h2o_timeout_t maint_timeout;     /* periodic maintenance (pruning), thread 0 only */
+    h2o_timeout_entry_t maint_entry; /* its entry */
+    atomic_uint_fast64_t requests;   /* requests handled (this loop writes, /metrics reads) */
+    atomic_int conns;                /* open client connections (this loop writes, /metrics reads) */
+    int inflight;                    /* asynchronous steps under way (tickets); this loop only */
+    int max_conns;                   /* this loop's share of TESSERA_MAX_CONNECTIONS */
+    int accepting;                   /* the listener is being read */
+    h2o_timeout_t retry_timeout;     /* accept retry after EMFILE/ENFILE */
+    h2o_timeout_entry_t retry_entry; /* its entry */
 };
 
 struct server {
     tess_config_t cfg;        /* configuration */
     h2o_globalconf_t h2o;     /* h2o global configuration */
     tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
-    tess_cache_t *cache;      /* near-cache (cached strategy), shared */
+    tess_deploy_t *sessions;  /* the session deployment's process-wide part */
     app_pwpool_t *pw;         /* password-hash workers, shared */
-    tess_cache_t *rcache;     /* revocation answers (with Redis), shared */
-    metacache_t *meta;        /* pre-chat meta rows (with Redis), shared */
-    tess_inval_t *inval;      /* invalidation listener (with Redis), on thread 0 */
+    meta_cache_t *meta;       /* rendered pre-chat meta (poll.c), shared; NULL when not cached */
     server_thread_t *threads; /* cfg.threads of them */
     atomic_int stopping;      /* set by SIGTERM/SIGINT */
 };
 
-
-/* The request handler (routing); registered on "/". */
-int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req);
-
 /* The thread serving the current request. */
 server_thread_t *tess_thread_of(h2o_req_t *req);
 
-/* After a pre-chat write: evicts its meta row here and tells every instance (queue: all waiting rows moved). */
-void tess_meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved);
+/* One line on stderr, with a timestamp. Never give it a secret or a URL that may hold a password. */
+void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prometheus text of the process's counters into a pool buffer. */
-h2o_iovec_t tess_metrics_text(server_t *srv, h2o_mem_pool_t *pool);
+/* loops.c: threads, listeners and the connection bound. Each returns 0 or -1 with a reason in `err`. */
+int loops_open(server_t *srv, char *err, size_t errcap);         /* per-thread backends, all threads */
+void loops_wait_ready(server_t *srv);                            /* bounded wait for networked backends */
+int loops_start(server_t *srv, int *started, char *err, size_t errcap); /* listeners + threads */
+void loops_join(server_t *srv, int started);                     /* after `stopping` is set */
+void loops_close(server_t *srv);                                 /* frees what loops_open made */
+
+/* metrics.c: the Prometheus text of the process's counters, in the request pool. */
+h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool);
 
 #endif

@@ -279,6 +279,12 @@ int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t er
     return tess_inval_open(&d->inval, loop, &io, err, errcap);
 }
 
+void tess_deploy_unlisten(tess_deploy_t *d)
+{
+    tess_inval_free(d->inval);
+    d->inval = NULL;
+}
+
 int tess_deploy_coherent(const tess_deploy_t *d)
 {
     return has_redis(d);

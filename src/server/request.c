@@ -1,52 +1,39 @@
 /*
- * Routing, the request context and the response helpers.
+ * The request context, its tickets, the responses and the parsers the handlers share (request.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "server/request.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 
 #define COOKIE_HEADER_MAX 16384 /* all Cookie headers of a request together */
-#define QUERY_MAX 2048          /* query string */
 
 struct ticket {
     tess_req_t *r;       /* NULL once the request is gone */
     server_thread_t *th; /* for the in-flight count */
 };
 
-enum { AUTH_NONE = 0, AUTH_REQUIRED = 1 };
-
-typedef struct route {
-    const char *method;  /* "GET" or "POST" */
-    const char *prefix;  /* fixed part of the path */
-    const char *suffix;  /* after {id} ("" for none; NULL: no {id}) */
-    int auth;            /* AUTH_REQUIRED: runs after the session check */
-    int body;            /* takes a JSON object body */
-    tess_req_handler fn; /* handler */
-} route_t;
-
-static const route_t routes[] = {
-    {"GET", "/healthz", NULL, AUTH_NONE, 0, h_healthz},
-    {"GET", "/readyz", NULL, AUTH_NONE, 0, h_readyz},
-    {"GET", "/metrics", NULL, AUTH_NONE, 0, h_metrics},
-    {"GET", "/auth", NULL, AUTH_REQUIRED, 0, h_auth},
-    {"POST", "/api/auth/login", NULL, AUTH_NONE, 1, h_login},
-    {"POST", "/api/auth/logout", NULL, AUTH_NONE, 0, h_logout},
-    {"GET", "/api/auth/session", NULL, AUTH_REQUIRED, 0, h_session},
-    {"POST", "/api/prechats", NULL, AUTH_REQUIRED, 1, h_prechat_create},
-    {"GET", "/api/prechats", NULL, AUTH_REQUIRED, 0, h_prechat_list},
-    {"GET", "/api/prechats/", "/meta", AUTH_REQUIRED, 0, h_prechat_meta},
-    {"GET", "/api/prechats/", "/messages", AUTH_REQUIRED, 0, h_message_list},
-    {"POST", "/api/prechats/", "/messages", AUTH_REQUIRED, 1, h_message_add},
-    {"POST", "/api/prechats/", "/join", AUTH_REQUIRED, 0, h_prechat_join},
-    {"POST", "/api/prechats/", "/close", AUTH_REQUIRED, 0, h_prechat_close},
-    {"GET", "/api/prechats/", "", AUTH_REQUIRED, 0, h_prechat_get},
-};
-
 /* ---- tickets ------------------------------------------------------------------------------------------- */
+
+static void req_dispose(void *p)
+{
+    tess_req_t *r = p;
+    if (r->pending != NULL)
+        r->pending->r = NULL;
+    cJSON_Delete(r->body);
+}
+
+tess_req_t *req_new(h2o_req_t *req, server_thread_t *th)
+{
+    tess_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), req_dispose);
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->th = th;
+    return r;
+}
 
 ticket_t *req_suspend(tess_req_t *r)
 {
@@ -71,13 +58,23 @@ tess_req_t *req_resume(void *arg)
     return r;
 }
 
-static void req_dispose(void *p)
+int req_started(tess_req_t *r, ticket_t *t, int rc)
 {
-    tess_req_t *r = p;
-    if (r->pending != NULL)
-        r->pending->r = NULL;
-    cJSON_Delete(r->body);
+    if (rc != 0) {
+        req_resume(t);
+        send_backend_error(r, rc);
+    }
+    return rc;
 }
+
+void *req_state(tess_req_t *r, size_t size)
+{
+    void *p = h2o_mem_alloc_pool(&r->req->pool, size);
+    memset(p, 0, size);
+    r->state = p;
+    return p;
+}
+
 
 /* ---- responses ----------------------------------------------------------------------------------------- */
 
@@ -88,7 +85,7 @@ void add_header(tess_req_t *r, const char *name, const char *value, size_t len)
     h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, name, strlen(name), 1, NULL, v.base, v.len);
 }
 
-static const char *reason_of(int status)
+const char *reason_of(int status)
 {
     switch (status) {
     case 200:
@@ -230,8 +227,7 @@ int parse_json_body(tess_req_t *r)
     return 0;
 }
 
-/* 1 when `p` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
-static int utf8_valid(const unsigned char *p, size_t n)
+int utf8_valid(const unsigned char *p, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -293,14 +289,18 @@ int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
 int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
 {
     h2o_req_t *req = r->req;
-    size_t namelen = strlen(name);
-    const char *p, *end;
-
     if (req->query_at == SIZE_MAX)
         return 0;
-    p = req->path.base + req->query_at + 1;
-    end = req->path.base + req->path.len;
-    if ((size_t)(end - p) > QUERY_MAX)
+    return query_find(tess_strn(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1), name, buf,
+                      cap);
+}
+
+int query_find(tess_str_t query, const char *name, char *buf, size_t cap)
+{
+    size_t namelen = strlen(name);
+    const char *p = query.ptr, *end = query.ptr + query.len;
+
+    if (query.len > QUERY_MAX)
         return -1;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
@@ -318,78 +318,8 @@ int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
     return 0;
 }
 
-/* ---- routing ------------------------------------------------------------------------------------------- */
+/* ---- cookies ---------------------------------------------------------------------------------------- */
 
-/* Parses a positive decimal id of at most 18 digits. */
-static int parse_id(const char *p, size_t n, int64_t *out)
-{
-    int64_t v = 0;
-    if (n == 0 || n > 18 || p[0] == '0')
-        return -1;
-    for (size_t i = 0; i < n; ++i) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/*
- * Matches `path` against a route's shape. Returns 1 on a match (id filled), 0 otherwise, -1 when the shape
- * matches but the id is malformed.
- */
-static int route_match(const route_t *rt, h2o_iovec_t path, int64_t *id)
-{
-    size_t plen = strlen(rt->prefix), slen;
-    const char *idp;
-    size_t idn;
-
-    if (rt->suffix == NULL)
-        return path.len == plen && memcmp(path.base, rt->prefix, plen) == 0;
-    slen = strlen(rt->suffix);
-    if (path.len <= plen + slen || memcmp(path.base, rt->prefix, plen) != 0 ||
-        memcmp(path.base + path.len - slen, rt->suffix, slen) != 0)
-        return 0;
-    idp = path.base + plen;
-    idn = path.len - plen - slen;
-    if (memchr(idp, '/', idn) != NULL)
-        return 0;
-    return parse_id(idp, idn, id) == 0 ? 1 : -1;
-}
-
-static void set_session(tess_req_t *r, const tess_session_t *s)
-{
-    int64_t uid = 0;
-    r->authed = 1;
-    snprintf(r->sid, sizeof(r->sid), "%s", s->id);
-    snprintf(r->user_id, sizeof(r->user_id), "%s", s->user_id);
-    snprintf(r->role, sizeof(r->role), "%s", s->role);
-    r->expires_ms = s->expires_ms;
-    r->uid = tess_parse_int(s->user_id, 1, INT64_MAX, &uid) == 0 ? uid : 0;
-}
-
-static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
-{
-    tess_req_t *r = req_resume(arg);
-    (void)cookie;
-    if (r == NULL)
-        return;
-    if (rc == 0 && s != NULL) {
-        set_session(r, s);
-        r->next(r);
-    } else if (rc == TESS_EDENIED || rc == TESS_ENOTFOUND || rc == TESS_EEXPIRED || rc == TESS_EBADSIG ||
-               rc == TESS_EBADFMT || rc == TESS_ETOOBIG || rc == TESS_EREVOKED) {
-        send_error(r, 401, "unauthorized", "no valid session");
-    } else {
-        send_backend_error(r, rc);
-    }
-}
-
-/*
- * Joins every Cookie header (HTTP/2 splits them) into one "a=1; b=2" string. Returns 0, or -1 when they
- * exceed COOKIE_HEADER_MAX (431 sent).
- */
 int cookie_header(tess_req_t *r, tess_str_t *out)
 {
     h2o_req_t *req = r->req;
@@ -426,66 +356,3 @@ int cookie_header(tess_req_t *r, tess_str_t *out)
     return 0;
 }
 
-static int method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
-int tess_http_on_req(h2o_handler_t *self, h2o_req_t *req)
-{
-    server_thread_t *th = tess_thread_of(req);
-    const route_t *hit = NULL;
-    int shape_found = 0, bad_id = 0;
-    int64_t id = 0;
-    char allow[64] = "";
-    tess_req_t *r;
-    tess_str_t cookies;
-    (void)self;
-
-    atomic_fetch_add_explicit(&th->requests, 1, memory_order_relaxed);
-    r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), req_dispose);
-    memset(r, 0, sizeof(*r));
-    r->req = req;
-    r->th = th;
-
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
-        int m = route_match(&routes[i], req->path_normalized, &id);
-        if (m == 0)
-            continue;
-        if (m < 0) {
-            bad_id = 1;
-            continue;
-        }
-        shape_found = 1;
-        if (method_is(req, routes[i].method) || (method_is(req, "HEAD") && strcmp(routes[i].method, "GET") == 0)) {
-            hit = &routes[i];
-            r->prechat_id = id;
-            break;
-        }
-        if (strstr(allow, routes[i].method) == NULL)
-            snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", allow[0] ? ", " : "",
-                     routes[i].method);
-    }
-    if (hit == NULL) {
-        if (shape_found) {
-            add_header(r, "allow", allow, strlen(allow));
-            send_error(r, 405, "method_not_allowed", "method not allowed on this path");
-        } else if (bad_id) {
-            send_error(r, 404, "not_found", "no such pre-chat");
-        } else {
-            send_error(r, 404, "not_found", "no such path");
-        }
-        return 0;
-    }
-    if (hit->body && parse_json_body(r) != 0)
-        return 0;
-    if (hit->auth == AUTH_NONE) {
-        hit->fn(r);
-        return 0;
-    }
-    if (cookie_header(r, &cookies) != 0)
-        return 0;
-    r->next = hit->fn;
-    tess_auth_check(th->auth, cookies, tess_now_ms(), on_auth, req_suspend(r));
-    return 0;
-}

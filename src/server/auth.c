@@ -1,0 +1,222 @@
+/*
+ * Sessions over HTTP: POST /api/auth/login, POST /api/auth/logout[?everywhere=1], GET /api/auth/session, and
+ * GET /auth for nginx's auth_request.
+ *
+ * Login: user by name (appdb) -> password check on a worker (app/passwords.h; unknown users against a
+ * dummy hash, so both take the same time) -> tess_auth_login -> Set-Cookie.
+ * Logout: tess_auth_check (which session?) -> tess_auth_logout_session / _everywhere -> cookie cleared.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server/router.h"
+#include "tessera/cookie.h"
+#include "tessera/error.h"
+
+#define PASSWORD_MAX 1024 /* bytes in a password */
+
+/* What a login carries from the user lookup to the password check. */
+typedef struct login_state {
+    int64_t uid;                   /* the user found (0: none) */
+    char role[TESS_ROLE_MAX + 1];  /* that user's role */
+    char pwhash[256];              /* the stored hash */
+} login_state_t;
+
+static void add_iso(cJSON *o, const char *name, int64_t ms)
+{
+    char buf[32];
+    tess_iso_date(ms, buf, sizeof(buf));
+    cJSON_AddStringToObject(o, name, buf);
+}
+
+static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, int64_t max_age_s)
+{
+    server_t *srv = r->th->srv;
+    tess_set_cookie_t c = {
+        .name = name,
+        .value = value,
+        .max_age_s = max_age_s,
+        .now_ms = tess_now_ms(),
+        .secure = srv->cfg.production,
+        .http_only = 1,
+        .same_site = "Lax",
+        .path = "/",
+    };
+    char buf[TESS_TOKEN_MAX + 512];
+    size_t n;
+    if (tess_set_cookie_format(&c, buf, sizeof(buf), &n) == 0) {
+        /* h2o keeps the pointer, not the bytes: the value must live in the request pool. */
+        h2o_iovec_t v = h2o_strdup(&r->req->pool, buf, n);
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
+    }
+}
+
+static tess_auth_t *auth_of(tess_req_t *r)
+{
+    return tess_deploy_loop_auth(r->th->sessions);
+}
+
+static void send_session(tess_req_t *r, const char *user_id, const char *role, int64_t expires_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "userId", user_id);
+    cJSON_AddStringToObject(o, "role", role);
+    add_iso(o, "expiresAt", expires_ms);
+    send_json(r, 200, o);
+}
+
+/* ---- GET /api/auth/session, GET /auth ------------------------------------------------------------------- */
+
+void h_session(tess_req_t *r)
+{
+    send_session(r, r->user_id, r->role, r->expires_ms);
+}
+
+void h_auth(tess_req_t *r)
+{
+    add_header(r, "x-session-user", r->user_id, strlen(r->user_id));
+    add_header(r, "x-session-role", r->role, strlen(r->role));
+    send_empty(r, 204);
+}
+
+/* ---- POST /api/auth/login ------------------------------------------------------------------------------- */
+
+static void login_done(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    tess_req_t *r = req_resume(arg);
+    if (r == NULL)
+        return;
+    if (rc != 0 || s == NULL) {
+        send_backend_error(r, rc != 0 ? rc : TESS_EIO);
+        return;
+    }
+    set_named_cookie(r, tess_auth_cookie_name(auth_of(r)), cookie, r->th->srv->cfg.policy.ttl_s);
+    send_session(r, s->user_id, s->role, s->expires_ms);
+}
+
+static void login_password_checked(void *arg, int ok)
+{
+    tess_req_t *r = req_resume(arg);
+    login_state_t *st;
+    char uid[24];
+    if (r == NULL)
+        return;
+    st = r->state;
+    if (!ok || st->uid == 0) {
+        send_error(r, 401, "invalid_credentials", "unknown user or wrong password");
+        return;
+    }
+    snprintf(uid, sizeof(uid), "%" PRId64, st->uid);
+    tess_auth_login(auth_of(r), tess_str(uid), tess_str(st->role), tess_now_ms(), login_done, req_suspend(r));
+}
+
+static void login_user_found(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r = req_resume(arg);
+    login_state_t *st;
+    tess_str_t password;
+    ticket_t *t;
+    if (r == NULL)
+        return;
+    st = r->state;
+    if (res->rc != 0 && res->rc != TESS_ENOTFOUND) {
+        send_backend_error(r, res->rc);
+        return;
+    }
+    if (res->user != NULL) {
+        st->uid = res->user->id;
+        snprintf(st->role, sizeof(st->role), "%s", res->user->role);
+        snprintf(st->pwhash, sizeof(st->pwhash), "%s", res->user->pwhash);
+    }
+    body_string(r, "password", PASSWORD_MAX, &password); /* checked in h_login */
+    /* Unknown users are verified against a dummy hash: the reply takes the same time either way. */
+    t = req_suspend(r);
+    if (app_pw_verify(r->th->srv->pw, &r->th->tloop.super, st->uid != 0 ? st->pwhash : NULL, password,
+                      login_password_checked, t) != 0) {
+        req_resume(t);
+        send_error(r, 503, "busy", "too many logins in progress; retry shortly");
+    }
+}
+
+void h_login(tess_req_t *r)
+{
+    appdb_t *db = r->th->appdb;
+    tess_str_t name, password;
+    ticket_t *t;
+    if (body_string(r, "username", APP_NAME_MAX, &name) != 0 || body_string(r, "password", PASSWORD_MAX, &password) != 0)
+        return;
+    req_state(r, sizeof(login_state_t));
+    t = req_suspend(r);
+    req_started(r, t, db->ops->user_by_name(db, name, login_user_found, t));
+}
+
+/* ---- POST /api/auth/logout ------------------------------------------------------------------------------ */
+
+static void logout_done(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    tess_req_t *r = req_resume(arg);
+    tess_auth_t *fallback;
+    (void)s;
+    (void)cookie;
+    if (r == NULL)
+        return;
+    if (rc != 0 && rc != TESS_ENOTFOUND) {
+        send_backend_error(r, rc);
+        return;
+    }
+    set_named_cookie(r, tess_auth_cookie_name(auth_of(r)), TESS_STR_LIT(""), 0);
+    fallback = tess_deploy_loop_fallback(r->th->sessions);
+    if (fallback != NULL && !tess_str_eq(tess_auth_cookie_name(fallback), tess_auth_cookie_name(auth_of(r))))
+        set_named_cookie(r, tess_auth_cookie_name(fallback), TESS_STR_LIT(""), 0); /* migration */
+    send_empty(r, 204);
+}
+
+/* ?everywhere=1|0: 1, 0, or -1 (400 sent). */
+static int everywhere_param(tess_req_t *r)
+{
+    char v[8];
+    int q = query_param(r, "everywhere", v, sizeof(v));
+    if (q < 0 || (q > 0 && strcmp(v, "1") != 0 && strcmp(v, "0") != 0)) {
+        send_error(r, 400, "bad_request", "everywhere must be 1 or 0");
+        return -1;
+    }
+    return q > 0 && strcmp(v, "1") == 0;
+}
+
+static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    tess_req_t *r = req_resume(arg);
+    int everywhere;
+    (void)cookie;
+    if (r == NULL)
+        return;
+    if (rc == TESS_EUNAVAIL || rc == TESS_ETIMEOUT) {
+        send_backend_error(r, rc);
+        return;
+    }
+    if (rc != 0 || s == NULL) {
+        /* No valid session: logging out is already done; clear the cookie anyway. */
+        logout_done(req_suspend(r), 0, NULL, TESS_STR_LIT(""));
+        return;
+    }
+    if ((everywhere = everywhere_param(r)) < 0)
+        return;
+    if (everywhere && !tess_auth_can_revoke_everywhere(auth_of(r))) {
+        send_error(r, 409, "revocation_unavailable",
+                   "tokens cannot be revoked without REDIS_URL: they stay valid until they expire");
+        return;
+    }
+    if (everywhere)
+        tess_auth_logout_everywhere(auth_of(r), tess_str(s->user_id), tess_now_ms(), logout_done, req_suspend(r));
+    else
+        tess_auth_logout_session(auth_of(r), s, logout_done, req_suspend(r));
+}
+
+void h_logout(tess_req_t *r)
+{
+    tess_str_t cookies;
+    if (cookie_header(r, &cookies) != 0)
+        return;
+    tess_auth_check(auth_of(r), cookies, tess_now_ms(), logout_checked, req_suspend(r));
+}

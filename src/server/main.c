@@ -1,0 +1,195 @@
+/*
+ * tessera serve: start-up, signals, shutdown.
+ *
+ * Order: configuration -> secrets -> the session deployment (tessera/deploy.h) -> password workers -> h2o
+ * -> schema migrations -> per-thread backends -> a bounded wait for networked backends -> listeners and
+ * threads -> sigwait -> stop: threads joined, workers stopped, listener, loops, deployment freed.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include "server/poll.h"
+#include "server/router.h"
+#include "server/serve.h"
+#include "tessera/error.h"
+
+static server_t server;
+
+void server_log(const char *fmt, ...)
+{
+    va_list ap;
+    char ts[32];
+    tess_iso_date(tess_now_ms(), ts, sizeof(ts));
+    fprintf(stderr, "%s tessera: ", ts);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* Connections are descriptors: take the hard limit (accept also pauses on EMFILE rather than spin). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* The deployment the configuration asks for; 0, or a TESS_E* with a reason in `err`. */
+static int open_sessions(server_t *srv, char *err, size_t errcap)
+{
+    const tess_config_t *c = &srv->cfg;
+    tess_deploy_opts_t o = {
+        .strategy = c->strategy,
+        .has_fallback = c->has_fallback,
+        .fallback = c->fallback,
+        .database_url = c->postgres ? c->database_url : NULL,
+        .redis_url = c->redis_url,
+        .keys = {.session = c->session_prefix},
+        .secrets = srv->secrets,
+        .policy = c->policy,
+        .cookie_name = c->cookie_name,
+        .cache = c->cache,
+        .l2_ttl_ms = c->l2_ttl_ms,
+        .timeout_ms = c->backend_timeout_ms,
+        .jwt_leeway_s = c->jwt_leeway_s,
+        .on_app_key = meta_on_app_key,
+        .on_coherence = meta_on_coherence,
+        .app_arg = srv,
+    };
+    char sqlite_url[sizeof(c->sqlite_path) + 8];
+    if (!c->postgres) {
+        snprintf(sqlite_url, sizeof(sqlite_url), "sqlite:%s", c->sqlite_path);
+        o.database_url = sqlite_url;
+    }
+    return tess_deploy_new(&srv->sessions, &o, err, errcap);
+}
+
+static void register_handler(server_t *srv)
+{
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    h2o_handler_t *handler;
+
+    h2o_config_init(&srv->h2o);
+    /* h2o answers bodies over its own bound with a plain 413; ours (max_body) gets a JSON one first. */
+    srv->h2o.max_request_entity_size = srv->cfg.max_body * 2 + 4096;
+    host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = router_on_req;
+}
+
+int tess_serve_main(int argc, char **argv)
+{
+    server_t *srv = &server;
+    char err[512] = "";
+    sigset_t sigs;
+    int rc, exit_code = 1, sig = 0, started = 0;
+
+    /*
+     * Signals go to the main thread only, through sigwait: block them first, before any thread exists and
+     * before the (slow) start-up, so that a SIGTERM during start-up is a clean stop once started.
+     */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    rc = tess_config_load(&srv->cfg, argc, argv, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        return 2;
+    }
+    if (tess_config_ensure_secret(&srv->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        exit_code = 2;
+        goto out;
+    }
+    if (tess_secrets_parse(&srv->secrets, tess_str(srv->cfg.secrets)) != 0) {
+        fprintf(stderr, "tessera serve: bad SESSION_SECRET: a comma-separated list of non-empty secrets (at most "
+                        "16, each at most 512 bytes)\n");
+        exit_code = 2;
+        goto out;
+    }
+    if (srv->cfg.secret_generated == 1)
+        server_log("no SESSION_SECRET: generated a development secret in %s.secret", srv->cfg.sqlite_path);
+    else if (srv->cfg.secret_generated == 2)
+        server_log("no SESSION_SECRET: using the development secret in %s.secret", srv->cfg.sqlite_path);
+    if (open_sessions(srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        exit_code = 2;
+        goto out;
+    }
+    if (meta_cache_new(srv) != 0) {
+        fprintf(stderr, "tessera serve: cannot create the meta cache\n");
+        goto out;
+    }
+    if ((rc = app_pwpool_new(&srv->pw, 2, 256)) != 0) {
+        fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
+        goto out;
+    }
+    register_handler(srv);
+    if ((srv->cfg.postgres && appdb_pg_migrate(srv->cfg.database_url, err, sizeof(err)) != 0) ||
+        tess_deploy_migrate(srv->sessions, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        goto out;
+    }
+    if (loops_open(srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        goto out;
+    }
+    loops_wait_ready(srv);
+    if (loops_start(srv, &started, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        goto stop;
+    }
+    /* URLs may carry passwords: only the database kind and the SQLite path are logged. */
+    server_log("listening on %s:%u, strategy %s, database %s%s, %d threads%s", srv->cfg.listen_host,
+               srv->cfg.listen_port, tess_strategy_name(srv->cfg.strategy), srv->cfg.postgres ? "postgres" : "sqlite:",
+               srv->cfg.sqlite_path, srv->cfg.threads, srv->cfg.production ? ", production" : "");
+    do {
+        if (sigwait(&sigs, &sig) != 0)
+            break;
+    } while (sig != SIGTERM && sig != SIGINT);
+    server_log("stopping (signal %d)", sig);
+    exit_code = 0;
+stop:
+    atomic_store(&srv->stopping, 1);
+    loops_join(srv, started);
+    /* Workers stop before the loops go away; a result still queued is dropped with its job. */
+    app_pwpool_free(srv->pw);
+    srv->pw = NULL;
+out:
+    if (srv->sessions != NULL)
+        tess_deploy_unlisten(srv->sessions); /* it runs on loop 0 */
+    loops_close(srv);
+    app_pwpool_free(srv->pw);
+    meta_cache_free(srv);
+    tess_deploy_free(srv->sessions);
+    tess_secrets_free(srv->secrets);
+    tess_config_free(&srv->cfg);
+    return exit_code;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+/*
+ * LeakSanitizer: h2o keeps socket buffers in per-thread recycle lists (h2o_mem_alloc_recycle) that are never
+ * handed back when a loop thread ends, and keep-alive connections still open at shutdown hold theirs. Both
+ * are h2o's own caches, not ours; everything tessera allocates is still checked.
+ */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:h2o_mem_alloc_recycle\n";
+}
+#endif

@@ -1,0 +1,74 @@
+/*
+ * /metrics: the process's counters in the Prometheus text format. Per-loop counters are C11 atomics summed
+ * on read (relaxed: a value may lag one update behind); the library's are summed by tess_deploy_stats().
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "server/poll.h"
+#include "server/server.h"
+
+typedef struct out {
+    char *buf;  /* pool buffer */
+    size_t cap; /* its size */
+    size_t n;   /* bytes written */
+} out_t;
+
+static void metric(out_t *o, const char *name, const char *type, uint64_t value)
+{
+    if (o->n < o->cap)
+        o->n += (size_t)snprintf(o->buf + o->n, o->cap - o->n, "# TYPE tessera_%s %s\ntessera_%s %" PRIu64 "\n", name,
+                                 type, name, value);
+}
+
+h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
+{
+    out_t o = {h2o_mem_alloc_pool(pool, 8192), 8192, 0};
+    uint64_t requests = 0, conns = 0, mh, mm;
+    tess_deploy_stats_t ds;
+    size_t me;
+
+    for (int i = 0; i < srv->cfg.threads; ++i) {
+        requests += atomic_load_explicit(&srv->threads[i].requests, memory_order_relaxed);
+        conns += (uint64_t)atomic_load_explicit(&srv->threads[i].conns, memory_order_relaxed);
+    }
+    tess_deploy_stats(srv->sessions, &ds);
+    metric(&o, "requests_total", "counter", requests);
+    metric(&o, "connections", "gauge", conns);
+    metric(&o, "auth_checks_total", "counter", ds.auth.checks);
+    metric(&o, "auth_rejected_early_total", "counter", ds.auth.rejected_early);
+    metric(&o, "auth_store_lookups_total", "counter", ds.auth.store_lookups);
+    metric(&o, "auth_touches_total", "counter", ds.auth.touches);
+    metric(&o, "auth_fallback_checks_total", "counter", ds.auth.fallback_checks);
+    metric(&o, "auth_copied_forward_total", "counter", ds.auth.copied_forward);
+    metric(&o, "store_gets_total", "counter", ds.store.gets);
+    metric(&o, "store_writes_total", "counter", ds.store.writes);
+    metric(&o, "store_errors_total", "counter", ds.store.errors);
+    if (ds.has_cache) {
+        metric(&o, "cache_hits_total", "counter", ds.cache.hits);
+        metric(&o, "cache_negative_hits_total", "counter", ds.cache.negative_hits);
+        metric(&o, "cache_misses_total", "counter", ds.cache.misses);
+        metric(&o, "cache_evictions_total", "counter", ds.cache.evictions);
+        metric(&o, "cache_invalidations_total", "counter", ds.cache.invalidations);
+        metric(&o, "cache_entries", "gauge", ds.cache.entries);
+        metric(&o, "cache_bytes", "gauge", ds.cache.bytes);
+        metric(&o, "cache_flight_followers_total", "counter", ds.flight_followers);
+    }
+    if (ds.has_revocation) {
+        metric(&o, "revocation_cache_hits_total", "counter", ds.revocation.hits + ds.revocation.negative_hits);
+        metric(&o, "revocation_cache_misses_total", "counter", ds.revocation.misses);
+    }
+    if (meta_cache_stats(srv, &mh, &mm, &me)) {
+        metric(&o, "meta_cache_hits_total", "counter", mh);
+        metric(&o, "meta_cache_misses_total", "counter", mm);
+        metric(&o, "meta_cache_entries", "gauge", me);
+    }
+    if (ds.coherence >= 0)
+        metric(&o, "coherence_up", "gauge", (uint64_t)ds.coherence);
+    if (ds.has_l2) {
+        metric(&o, "l2_hits_total", "counter", ds.l2.hits);
+        metric(&o, "l2_misses_total", "counter", ds.l2.misses);
+        metric(&o, "l2_errors_total", "counter", ds.l2.errors);
+    }
+    return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);
+}

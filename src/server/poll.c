@@ -1,0 +1,288 @@
+/*
+ * The polled path, top to bottom: GET /api/prechats/{id}/meta.
+ *
+ *   router.c     the session is checked (tess_auth_check: signed cookie -> near-cache -> store, or the JWT)
+ *                and {id} parsed; then h_prechat_meta runs.
+ *   1. lookup    the meta cache holds, per pre-chat, the rendered body and its ETag with the fields access
+ *                needs. A hit answers from those bytes: no database, no JSON printing.
+ *   2. miss      the cache generation is read, the row comes from the database (appdb prechat_get), the
+ *                body and ETag are rendered once, and put back unless a write moved the generation
+ *                meanwhile (the row may be older than that write).
+ *   3. answer    access is checked (not yours = 404, as not found); ETag and Cache-Control are set; a
+ *                matching If-None-Match is a 304 without a body, anything else a 200 with the body.
+ *   Out:         every write that changes a meta (message, join, close; prechats.c) calls meta_changed():
+ *                evict here, and publish "meta:<id>" (tess_deploy_loop_publish) so that every instance
+ *                hears of it; a change of the waiting queue publishes "meta:queue" and flushes.
+ *   In:          the coherence listener reports those keys (meta_on_app_key: evict or flush), and its own
+ *                state (meta_on_coherence: the cache is off and flushed while it is down).
+ */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/poll.h"
+#include "server/router.h"
+#include "tessera/cache.h"
+#include "tessera/encoding.h"
+#include "tessera/error.h"
+
+#define META_BODY_MAX 256 /* bytes in a rendered meta body (its fields are bounded: ~150 at most) */
+#define META_ETAG_LEN 18  /* "\"" 16 hex digits "\"" */
+
+/* A rendered meta: what a poll answers, and what access needs. Cached as bytes up to body[body_len]. */
+typedef struct meta_view {
+    int64_t visitor_id;            /* access: its visitor */
+    int64_t agent_id;              /* access: its agent (0 while waiting) */
+    uint8_t waiting;               /* access: agents may read it while it waits */
+    uint16_t body_len;             /* bytes in body */
+    char etag[META_ETAG_LEN + 1];  /* strong tag, with its quotes */
+    char body[META_BODY_MAX];      /* the JSON */
+} meta_view_t;
+
+struct meta_cache {
+    tess_cache_t *c; /* values keyed by the decimal id */
+};
+
+/* What a poll carries across the database lookup. */
+typedef struct meta_state {
+    uint64_t gen; /* cache generation read before the lookup */
+} meta_state_t;
+
+/* ---- the cache ------------------------------------------------------------------------------------------- */
+
+int meta_cache_new(server_t *srv)
+{
+    tess_cache_opts_t o;
+    meta_cache_t *m;
+
+    srv->meta = NULL;
+    if (!tess_deploy_coherent(srv->sessions))
+        return 0; /* without Redis the meta is read on every poll */
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        return TESS_ENOMEM;
+    tess_cache_opts_default(&o);
+    o.max_entries = srv->cfg.cache.max_entries;
+    o.ttl_ms = srv->cfg.meta_ttl_ms;
+    o.negative_ttl_ms = 0;
+    if (tess_cache_new(&m->c, &o) != 0) {
+        free(m);
+        return TESS_ENOMEM;
+    }
+    tess_cache_set_enabled(m->c, 0); /* nothing is cached until the coherence channel is up */
+    srv->meta = m;
+    return 0;
+}
+
+void meta_cache_free(server_t *srv)
+{
+    if (srv->meta == NULL)
+        return;
+    tess_cache_free(srv->meta->c);
+    free(srv->meta);
+    srv->meta = NULL;
+}
+
+int meta_cache_stats(server_t *srv, uint64_t *hits, uint64_t *misses, size_t *entries)
+{
+    tess_cache_stats_t cs;
+    if (srv->meta == NULL)
+        return 0;
+    tess_cache_get_stats(srv->meta->c, &cs);
+    *hits = cs.hits;
+    *misses = cs.misses;
+    *entries = cs.entries;
+    return 1;
+}
+
+static tess_str_t meta_key(int64_t id, char *buf, size_t cap)
+{
+    return tess_strn(buf, (size_t)snprintf(buf, cap, "%" PRId64, id));
+}
+
+static void copy_view(void *arg, const void *bytes, size_t len)
+{
+    memcpy(arg, bytes, len <= sizeof(meta_view_t) ? len : sizeof(meta_view_t));
+}
+
+/* ---- render and answer ----------------------------------------------------------------------------------- */
+
+static void append_id_or_null(char *buf, size_t cap, size_t *n, const char *name, int64_t v)
+{
+    if (v > 0)
+        *n += (size_t)snprintf(buf + *n, cap - *n, ",\"%s\":%" PRId64, name, v);
+    else
+        *n += (size_t)snprintf(buf + *n, cap - *n, ",\"%s\":null", name);
+}
+
+/* Renders the meta of `p` (the fields are numbers, a fixed status word and a date: nothing to escape). */
+static void render(const appdb_prechat_t *p, meta_view_t *v)
+{
+    char date[32];
+    size_t n;
+
+    memset(v, 0, offsetof(meta_view_t, body));
+    v->visitor_id = p->visitor_id;
+    v->agent_id = p->agent_id;
+    v->waiting = strcmp(p->status, "waiting") == 0;
+    tess_iso_date(p->updated_ms, date, sizeof(date));
+    n = (size_t)snprintf(v->body, sizeof(v->body), "{\"id\":%" PRId64 ",\"status\":\"%s\"", p->id, p->status);
+    append_id_or_null(v->body, sizeof(v->body), &n, "queuePosition", p->queue_position);
+    n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"messageCount\":%" PRId64, p->message_count);
+    append_id_or_null(v->body, sizeof(v->body), &n, "lastMessageId", p->last_message_id);
+    n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"updatedAt\":\"%s\"}", date);
+    v->body_len = (uint16_t)(n < sizeof(v->body) ? n : sizeof(v->body) - 1);
+    snprintf(v->etag, sizeof(v->etag), "\"%016" PRIx64 "\"", tess_fnv1a64(TESS_FNV1A64_BASIS, v->body, v->body_len));
+}
+
+int etag_matches(const h2o_headers_t *headers, tess_str_t etag)
+{
+    ssize_t i = -1;
+    while ((i = h2o_find_header(headers, H2O_TOKEN_IF_NONE_MATCH, i)) != -1) {
+        const char *p = headers->entries[i].value.base, *end = p + headers->entries[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                ++p;
+            if (p < end && *p == '*')
+                return 1;
+            if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+                p += 2;
+            const char *start = p;
+            if (p < end && *p == '"') {
+                const char *close = memchr(p + 1, '"', (size_t)(end - p - 1));
+                if (close == NULL)
+                    break;
+                p = close + 1;
+                if ((size_t)(p - start) == etag.len && memcmp(start, etag.ptr, etag.len) == 0)
+                    return 1;
+            } else {
+                while (p < end && *p != ',')
+                    ++p;
+            }
+        }
+    }
+    return 0;
+}
+
+static void answer(tess_req_t *r, const meta_view_t *v)
+{
+    h2o_req_t *req = r->req;
+    h2o_iovec_t etag;
+
+    if (!prechat_may_read(r, v->visitor_id, v->agent_id, v->waiting)) {
+        send_error(r, 404, "not_found", "no such pre-chat");
+        return;
+    }
+    etag = h2o_strdup(&req->pool, v->etag, META_ETAG_LEN); /* h2o keeps the pointer */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag.base, etag.len);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("private, no-cache"));
+    if (etag_matches(&req->headers, tess_strn(v->etag, META_ETAG_LEN))) {
+        req->res.status = 304;
+        req->res.reason = "Not Modified";
+        send_headers_only(req);
+        return;
+    }
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    req->res.content_length = v->body_len;
+    h2o_send_inline(req, v->body, v->body_len);
+}
+
+/* ---- the request ----------------------------------------------------------------------------------------- */
+
+static void on_meta_loaded(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r = req_resume(arg);
+    meta_cache_t *m;
+    meta_view_t v;
+    char key[24];
+    if (r == NULL)
+        return;
+    if (res->rc != 0 && res->rc != TESS_ENOTFOUND) {
+        send_backend_error(r, res->rc);
+        return;
+    }
+    if (res->n_prechats != 1) {
+        send_error(r, 404, "not_found", "no such pre-chat");
+        return;
+    }
+    render(&res->prechats[0], &v);
+    if ((m = r->th->srv->meta) != NULL)
+        tess_cache_put_value(m->c, meta_key(r->prechat_id, key, sizeof(key)), &v,
+                             offsetof(meta_view_t, body) + v.body_len, tess_now_ms(),
+                             ((meta_state_t *)r->state)->gen);
+    answer(r, &v);
+}
+
+void h_prechat_meta(tess_req_t *r)
+{
+    meta_cache_t *m = r->th->srv->meta;
+    appdb_t *db = r->th->appdb;
+    meta_state_t *st;
+    meta_view_t v;
+    char key[24];
+    ticket_t *t;
+
+    if (m != NULL) {
+        tess_str_t k = meta_key(r->prechat_id, key, sizeof(key));
+        if (tess_cache_read_value(m->c, k, tess_now_ms(), copy_view, &v) == TESS_CACHE_HIT) {
+            answer(r, &v);
+            return;
+        }
+    }
+    st = req_state(r, sizeof(*st));
+    /* Read the generation first: a write (here or on another instance) meanwhile drops our put. */
+    if (m != NULL)
+        st->gen = tess_cache_gen(m->c, meta_key(r->prechat_id, key, sizeof(key)));
+    t = req_suspend(r);
+    req_started(r, t, db->ops->prechat_get(db, r->prechat_id, on_meta_loaded, t));
+}
+
+/* ---- invalidations, out and in ----------------------------------------------------------------------------- */
+
+void meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
+{
+    meta_cache_t *m = th->srv->meta;
+    char key[24], name[32];
+
+    if (m == NULL)
+        return;
+    tess_cache_evict(m->c, meta_key(prechat_id, key, sizeof(key)));
+    if (queue_moved)
+        tess_cache_flush(m->c);
+    tess_deploy_loop_publish(th->sessions, tess_strn(name, (size_t)snprintf(name, sizeof(name), "meta:%s", key)));
+    if (queue_moved)
+        tess_deploy_loop_publish(th->sessions, TESS_STR_LIT("meta:queue"));
+}
+
+void meta_on_app_key(void *arg, tess_str_t name)
+{
+    server_t *srv = arg;
+    int64_t id;
+    char num[24];
+
+    if (srv->meta == NULL)
+        return;
+    if (name.len > 5 && memcmp(name.ptr, "meta:", 5) == 0 && name.len - 5 < sizeof(num)) {
+        memcpy(num, name.ptr + 5, name.len - 5);
+        num[name.len - 5] = '\0';
+        if (tess_parse_int(num, 1, INT64_MAX, &id) == 0) {
+            tess_cache_evict(srv->meta->c, tess_strn(num, name.len - 5));
+            return;
+        }
+    }
+    tess_cache_flush(srv->meta->c); /* "meta:queue", "everything", and anything unexpected */
+}
+
+void meta_on_coherence(void *arg, int up)
+{
+    server_t *srv = arg;
+    server_log("cache coherence channel %s: near-caches %s", up ? "up" : "down", up ? "on" : "off and flushed");
+    if (srv->meta == NULL)
+        return;
+    if (up)
+        tess_cache_flush(srv->meta->c);
+    tess_cache_set_enabled(srv->meta->c, up);
+}
