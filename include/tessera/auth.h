@@ -11,6 +11,7 @@
  * session policy); a backend outage fails closed (TESS_EUNAVAIL, never a session).
  *
  * A tess_auth_t belongs to one thread (event loop): it holds that thread's store handle and JWT verifier.
+ * Every call below is made on that thread, except tess_auth_get_stats(), the one call safe from any thread.
  */
 #ifndef TESSERA_AUTH_H
 #define TESSERA_AUTH_H
@@ -34,7 +35,10 @@ typedef enum tess_strategy {
     TESS_STRATEGY_CACHED,
 } tess_strategy_t;
 
-/* "db", "redis", "jwt", "cached" -> strategy. Returns 0 or TESS_EINVAL. */
+/*
+ * "db", "redis", "jwt", "cached" -> strategy. Returns 0 or TESS_EINVAL. tess_strategy_name() returns the
+ * name, or "unknown" for a value that names no strategy. Both read a constant table: safe from any thread.
+ */
 int tess_strategy_parse(tess_str_t name, tess_strategy_t *out);
 const char *tess_strategy_name(tess_strategy_t s);
 
@@ -53,6 +57,7 @@ typedef struct tess_auth_config {
 
 typedef struct tess_auth tess_auth_t;
 
+/* A snapshot of a tess_auth_t's counters (see tess_auth_get_stats()). */
 typedef struct tess_auth_stats {
     uint64_t checks;          /* tess_auth_check() calls */
     uint64_t rejected_early;  /* refused before any cache or store: no cookie, bad format, bad signature */
@@ -71,7 +76,30 @@ int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg);
  */
 void tess_auth_free(tess_auth_t *auth);
 const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth);
+/*
+ * Copies the counters into `*out`. The one call safe from any thread (a /metrics handler reads every loop's
+ * tess_auth_t while those loops count): each counter is read atomically, on its own, so a snapshot taken
+ * during a check may show `checks` already counted and `store_lookups` not yet. `auth` must not be freed
+ * meanwhile.
+ */
 void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);
+
+/*
+ * 1 when `auth` keeps its sessions in a store (db, redis, cached): a session is a record apart from its
+ * cookie, looked up by id, destroyed by logout, copied into during a migration. 0 when the cookie is the
+ * session (jwt: nothing is stored, logout needs a revoker). Fixed at tess_auth_new(); owning thread, like
+ * the rest.
+ */
+int tess_auth_keeps_sessions(const tess_auth_t *auth);
+
+/*
+ * 1 when tess_auth_logout_everywhere() really ends every session and every token of the user: a strategy
+ * that keeps sessions always can (store destroy_user); a token strategy only with a revoker (the per-user
+ * cut-off). With a fallback (migration), 1 only when the fallback can too, since its sessions are ended by
+ * the same call. 0: some of the user's tokens stay valid until they expire (answer "cannot", e.g. 409,
+ * rather than pretend). Fixed at tess_auth_new(); owning thread, like the rest.
+ */
+int tess_auth_can_revoke_everywhere(const tess_auth_t *auth);
 
 /*
  * Completion of check/login/logout. rc: 0; TESS_EDENIED (no cookie, bad signature, unknown, expired or

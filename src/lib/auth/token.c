@@ -1,0 +1,127 @@
+/*
+ * HS256 token in the cookie, nothing stored: the jwt strategy. The session is the token (its id is the jti);
+ * a check costs a signature verification and, with a revoker, one deny-list / cut-off lookup. Logging out
+ * puts the jti on the revoker's deny list; logging a user out everywhere is the revoker's per-user cut-off.
+ * Without a revoker neither is possible: a token stays valid until it expires, only the browser forgets it.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "auth/strategy.h"
+#include "tessera/error.h"
+
+#define COOKIE_NAME "session-token"
+
+static int token_validate(const tess_auth_config_t *cfg)
+{
+    return cfg->jwt != NULL ? 0 : TESS_EINVAL;
+}
+
+/* ---- check -------------------------------------------------------------------------------------------- */
+
+static void on_revocation(void *arg, int rc)
+{
+    tess__op_t *op = arg;
+    if (rc == 0)
+        tess__op_done(op, 0, &op->sess, tess__no_cookie);
+    else
+        tess__op_done(op, rc == TESS_EREVOKED ? TESS_EDENIED : rc, NULL, tess__no_cookie);
+}
+
+static void token_check(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tess_auth_cb cb, void *arg)
+{
+    tess_jwt_claims_t claims;
+    tess_session_t s;
+    tess__op_t *op;
+    int rc = tess_jwt_verify(auth->cfg.jwt, token, now_ms / 1000, &claims);
+
+    if (rc != 0) {
+        if (rc != TESS_EEXPIRED)
+            tess__count(&auth->stats.rejected_early);
+        cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
+        return;
+    }
+    memset(&s, 0, sizeof(s));
+    /* The session is the token: its id is the jti (both bounded well under TESS_SID_MAX). */
+    memcpy(s.id, claims.jti, strlen(claims.jti) + 1);
+    memcpy(s.user_id, claims.user_id, strlen(claims.user_id) + 1);
+    memcpy(s.role, claims.role, strlen(claims.role) + 1);
+    s.created_ms = claims.iat * 1000;
+    s.absolute_expires_ms = s.expires_ms = claims.exp * 1000;
+    if (auth->cfg.revoker == NULL) {
+        cb(arg, 0, &s, tess__no_cookie);
+        return;
+    }
+    /* Signed and unexpired; now: logged out (deny list) or cut off (log out everywhere)? */
+    if ((op = tess__op_new(auth, 0, cb, arg, now_ms)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, tess__no_cookie);
+        return;
+    }
+    op->sess = s;
+    tess_revoker_check(auth->cfg.revoker, tess_str(op->sess.id), tess_str(op->sess.user_id), claims.iat, now_ms,
+                       on_revocation, op);
+}
+
+/* ---- login -------------------------------------------------------------------------------------------- */
+
+static void token_login(tess__op_t *op)
+{
+    tess_session_t *s = &op->sess;
+    tess_jwt_claims_t claims;
+    char token[TESS_TOKEN_MAX + 1];
+    size_t len = 0;
+    int rc;
+
+    memset(&claims, 0, sizeof(claims));
+    memcpy(claims.user_id, s->user_id, strlen(s->user_id) + 1);
+    memcpy(claims.role, s->role, strlen(s->role) + 1);
+    memcpy(claims.jti, s->id, strlen(s->id) + 1); /* the fresh session id doubles as the jti */
+    claims.iat = s->created_ms / 1000;
+    claims.exp = claims.iat + op->auth->cfg.policy.ttl_s;
+    if ((rc = tess_jwt_sign(op->auth->cfg.jwt, &claims, token, sizeof(token), &len)) != 0) {
+        tess__op_done(op, rc, NULL, tess__no_cookie);
+        return;
+    }
+    /* A token cannot slide: its whole life is the absolute lifetime. */
+    s->created_ms = claims.iat * 1000;
+    s->absolute_expires_ms = s->expires_ms = claims.exp * 1000;
+    tess__op_done(op, 0, s, tess_strn(token, len));
+}
+
+/* ---- logout ------------------------------------------------------------------------------------------- */
+
+/* With the session and a revoker: the jti on the deny list until the token's expiry. Otherwise nothing. */
+static void token_logout(tess_auth_t *auth, tess_str_t sid, const tess_session_t *s, tess_auth_cb cb, void *arg)
+{
+    tess__op_t *op;
+
+    (void)sid;
+    if (s == NULL || auth->cfg.revoker == NULL) {
+        cb(arg, 0, NULL, tess__no_cookie); /* nothing stored, nothing to revoke with: the browser drops the cookie */
+        return;
+    }
+    if ((op = tess__op_new(auth, 0, cb, arg, 0)) == NULL) {
+        cb(arg, TESS_ENOMEM, NULL, tess__no_cookie);
+        return;
+    }
+    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms, tess__op_done_rc, op);
+}
+
+/* Nothing stored to destroy: the cut-off alone (with a revoker). */
+static void token_everywhere(tess__op_t *op)
+{
+    tess__op_cut_off(op);
+}
+
+const tess__strategy_t tess__strategy_jwt = {
+    .name = "jwt",
+    .id = TESS_STRATEGY_JWT,
+    .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1},
+    .keeps_sessions = 0,
+    .uses_cache = 0,
+    .validate = token_validate,
+    .check = token_check,
+    .login = token_login,
+    .logout = token_logout,
+    .everywhere = token_everywhere,
+};
