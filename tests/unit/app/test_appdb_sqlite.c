@@ -18,6 +18,7 @@
 #include "tessera/error.h"
 
 #include "appdb_result.h"
+#include "strfill.h"
 #include "tmpdir.h"
 
 #define T0 INT64_C(1700000000000)
@@ -178,8 +179,7 @@ static void test_users(void **state)
     assert_int_equal(user_by_name(f, "vic"), 0);
     assert_string_equal(f->r.user.role, "visitor"); /* the first one stays */
 
-    memset(name, 'n', APP_NAME_MAX);
-    name[APP_NAME_MAX] = '\0';
+    strfill(name, 'n', APP_NAME_MAX);
     assert_int_equal(appdb_sqlite_user_add(f->sq, name, "visitor", PWHASH, T0, err, sizeof(err)), 0);
     assert_int_equal(user_by_name(f, name), 0);
     assert_string_equal(f->r.user.name, name);
@@ -429,15 +429,13 @@ static void test_bounds(void **state)
     char role[TESS_ROLE_MAX + 2];
     int64_t pc;
 
-    memset(topic, 't', APP_TOPIC_MAX);
-    topic[APP_TOPIC_MAX] = '\0';
+    strfill(topic, 't', APP_TOPIC_MAX);
     pc = create_ok(f, topic, T0);
     assert_int_equal(get(f, pc), 0);
     assert_int_equal(strlen(f->r.pc[0].topic), APP_TOPIC_MAX);
     assert_string_equal(f->r.pc[0].topic, topic);
 
-    memset(body, 'b', APP_BODY_MAX + 1);
-    body[APP_BODY_MAX + 1] = '\0';
+    strfill(body, 'b', APP_BODY_MAX + 1);
     assert_int_equal(msg_add(f, pc, f->visitor, "visitor", tess_strn(body, APP_BODY_MAX), T0 + 1), 0);
     assert_int_equal(strlen(f->r.msg[0].body), APP_BODY_MAX);
     assert_int_equal(msg_list(f, pc, 0, 1), 0);
@@ -449,8 +447,7 @@ static void test_bounds(void **state)
     assert_int_equal(f->db->ops->message_add(f->db, pc, f->visitor, tess_str("visitor"), tess_str(body), T0 + 2,
                                              appdb_rec_cb, &f->r),
                      TESS_ETOOBIG);
-    memset(role, 'r', sizeof(role) - 1);
-    role[sizeof(role) - 1] = '\0';
+    strfill(role, 'r', TESS_ROLE_MAX + 1);
     assert_int_equal(
         f->db->ops->message_add(f->db, pc, f->visitor, tess_str(role), tess_str("x"), T0 + 2, appdb_rec_cb, &f->r),
         TESS_ETOOBIG);

@@ -19,6 +19,7 @@
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 
+#include "strfill.h"
 #include "tmpdir.h"
 
 #define ARGC(argv) ((int)(sizeof(argv) / sizeof((argv)[0])))
@@ -117,6 +118,14 @@ static void env_bad(const char *name, const char *value)
     set_env(name, value);
     load_bad(ARGC(argv), argv, name);
     assert_int_equal(unsetenv(name), 0);
+}
+
+/* `value` must be refused both after `flag` and in the variable `var`, each reason naming its source. */
+static void both_bad(const char *flag, const char *var, const char *value)
+{
+    char *argv[] = {"serve", (char *)flag, (char *)value};
+    load_bad(ARGC(argv), argv, flag);
+    env_bad(var, value);
 }
 
 static void test_defaults(void **state)
@@ -265,11 +274,8 @@ static void test_listen_bad(void **state)
                                       ":8080", "[]:80",      "host:80x",    "[::1]"};
     (void)state;
 
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        char *argv[] = {"serve", "--listen", (char *)bad[i]};
-        load_bad(ARGC(argv), argv, "--listen");
-        env_bad("TESSERA_LISTEN", bad[i]);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)
+        both_bad("--listen", "TESSERA_LISTEN", bad[i]);
 }
 
 static void test_database(void **state)
@@ -330,17 +336,13 @@ static void test_database_url_bad(void **state)
 
     memset(&cfg, 0, sizeof(cfg));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        char *argv[] = {"serve", "--database", (char *)bad[i]};
         err[0] = '\0';
         assert_int_equal(tess_config_set_database(&cfg, bad[i], err, sizeof(err)), TESS_ECONFIG);
         assert_true(err[0] != '\0');
         assert_null(strstr(err, "Hidden-Pw")); /* a URL may carry a password: never echoed */
-        load_bad(ARGC(argv), argv, "--database");
-        env_bad("DATABASE_URL", bad[i]);
+        both_bad("--database", "DATABASE_URL", bad[i]);
     }
-    memset(longurl, 'a', sizeof(longurl) - 1);
-    memcpy(longurl, "sqlite:", 7);
-    longurl[sizeof(longurl) - 1] = '\0';
+    memcpy(strfill(longurl, 'a', sizeof(longurl) - 1), "sqlite:", 7);
     assert_int_equal(tess_config_set_database(&cfg, longurl, err, sizeof(err)), TESS_ECONFIG);
     assert_non_null(strstr(err, "too long"));
     load_bad(ARGC(empty_flag), empty_flag, "--database");
@@ -367,18 +369,15 @@ static void test_strategy(void **state)
 
 static void test_strategy_bad(void **state)
 {
-    char *flag[] = {"serve", "--strategy", "memcached"};
     (void)state;
-
-    load_bad(ARGC(flag), flag, "--strategy");
-    env_bad("SESSION_STRATEGY", "memcached");
+    both_bad("--strategy", "SESSION_STRATEGY", "memcached");
+    both_bad("--strategy", "SESSION_STRATEGY", "DB"); /* names are lower case */
 }
 
 static void test_redis(void **state)
 {
     char *flag[] = {"serve", "--redis", "redis://10.0.0.2:6380/1", "--strategy", "redis"};
     char *none[] = {"serve", "--strategy", "redis"};
-    char *long_redis[] = {"serve", "--redis", NULL};
     char longurl[1100];
     loaded_t l;
     (void)state;
@@ -405,11 +404,8 @@ static void test_redis(void **state)
     tess_config_free(&l.cfg);
     assert_int_equal(unsetenv("REDIS_URL"), 0);
 
-    memset(longurl, 'a', sizeof(longurl) - 1);
-    memcpy(longurl, "redis://", 8);
-    longurl[sizeof(longurl) - 1] = '\0';
-    long_redis[2] = longurl;
-    load_bad(ARGC(long_redis), long_redis, "--redis");
+    memcpy(strfill(longurl, 'a', sizeof(longurl) - 1), "redis://", 8);
+    both_bad("--redis", "REDIS_URL", longurl);
 }
 
 static void test_fallback(void **state)
@@ -454,11 +450,8 @@ static void test_threads(void **state)
     assert_int_equal(unsetenv("TESSERA_THREADS"), 0);
 
     static const char *const bad[] = {"0", "257", "many", "-1", "2x"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        char *argv[] = {"serve", "--threads", (char *)bad[i]};
-        load_bad(ARGC(argv), argv, "--threads");
-        env_bad("TESSERA_THREADS", bad[i]);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)
+        both_bad("--threads", "TESSERA_THREADS", bad[i]);
 }
 
 static void test_command_line_refusals(void **state)
@@ -585,14 +578,10 @@ static void test_prefix_and_cookie(void **state)
     loaded_t l;
     (void)state;
 
-    memset(name63, 'c', sizeof(name63) - 1);
-    name63[sizeof(name63) - 1] = '\0';
-    memset(name64, 'c', sizeof(name64) - 1);
-    name64[sizeof(name64) - 1] = '\0';
-    memset(prefix64, 'p', sizeof(prefix64) - 1);
-    prefix64[sizeof(prefix64) - 1] = '\0';
-    memset(prefix65, 'p', sizeof(prefix65) - 1);
-    prefix65[sizeof(prefix65) - 1] = '\0';
+    strfill(name63, 'c', 63);
+    strfill(name64, 'c', 64);
+    strfill(prefix64, 'p', 64);
+    strfill(prefix65, 'p', 65);
 
     set_env("SESSION_PREFIX", prefix64);
     set_env("SESSION_COOKIE", name63);

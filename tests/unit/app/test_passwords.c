@@ -28,6 +28,8 @@
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 
+#include "strfill.h"
+
 #define WAIT_MS 20000 /* argon2 at interactive cost is ~50 ms; far more under sanitizers */
 
 /* ---- a loop with a thread-safe post --------------------------------------------------------------------- */
@@ -229,7 +231,7 @@ static void test_verify(void **state)
     pipe_loop_t l;
     (void)state;
 
-    memset(longest, 'p', sizeof(longest) - 1);
+    strfill(longest, 'p', sizeof(longest) - 1);
     assert_int_equal(app_pw_hash("correct horse", hash, sizeof(hash)), 0);
     pl_init(&l);
     assert_int_equal(app_pwpool_new(&pool, 2, 8), 0);
@@ -292,9 +294,8 @@ static void test_refusals(void **state)
     pipe_loop_t l;
     (void)state;
 
-    memset(oversized, 'p', sizeof(oversized) - 1);
-    memset(long_hash, 'h', sizeof(long_hash) - 1);
-    long_hash[sizeof(long_hash) - 1] = '\0';
+    strfill(oversized, 'p', sizeof(oversized) - 1);
+    strfill(long_hash, 'h', sizeof(long_hash) - 1);
     pl_init(&l);
     assert_non_null(poll_loop);
     assert_int_equal(app_pwpool_new(&pool, 1, 4), 0);
