@@ -512,7 +512,8 @@ int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const
     sqlite3_bind_int64(st, 4, now_ms);
     src = sqlite3_step(st);
     if (src != SQLITE_DONE) {
-        rc = (src & 0xff) == SQLITE_CONSTRAINT ? TESS_EEXISTS : TESS_EIO;
+        /* Only the name's UNIQUE is "exists"; the role's CHECK is EIO, as on PostgreSQL. */
+        rc = sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_UNIQUE ? TESS_EEXISTS : TESS_EIO;
         snprintf(errbuf, errcap, "%s", rc == TESS_EEXISTS ? "a user with that name exists" : sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -62,7 +63,8 @@ int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     char *end;
     long long v;
 
-    if (s == NULL || *s == '\0')
+    /* strtoll would also skip leading blanks (" 5"), and it refuses trailing ones: refuse both. */
+    if (s == NULL || !(isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+'))
         return TESS_EINVAL;
     errno = 0;
     v = strtoll(s, &end, 10);
@@ -72,7 +74,8 @@ int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
-static int parse_listen(tess_config_t *cfg, const char *s, char *err, size_t errcap)
+/* `from` names where `s` came from (the flag or the variable), for the reason. */
+static int parse_listen(tess_config_t *cfg, const char *s, const char *from, char *err, size_t errcap)
 {
     const char *colon = strrchr(s, ':');
     const char *host = s;
@@ -80,7 +83,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, char *err, size_t err
     int64_t port;
 
     if (colon == NULL || tess_parse_int(colon + 1, 1, 65535, &port) != 0) {
-        snprintf(err, errcap, "bad listen address '%s': expected HOST:PORT", s);
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, s);
         return TESS_ECONFIG;
     }
     hostlen = (size_t)(colon - s);
@@ -89,7 +92,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, char *err, size_t err
         hostlen -= 2;
     }
     if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host)) {
-        snprintf(err, errcap, "bad listen address '%s': expected HOST:PORT", s);
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, s);
         return TESS_ECONFIG;
     }
     memcpy(cfg->listen_host, host, hostlen);
@@ -114,6 +117,7 @@ int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_
             return TESS_ECONFIG;
         }
         snprintf(cfg->sqlite_path, sizeof(cfg->sqlite_path), "%s", path);
+        cfg->postgres = 0;
         return 0;
     }
     if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0 || strchr(s, '=') != NULL) {
@@ -124,6 +128,14 @@ int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_
     /* Never echo the URL: it may carry a password. */
     snprintf(err, errcap, "unsupported database URL: expected sqlite:PATH, postgres://... or key=value");
     return TESS_ECONFIG;
+}
+
+/* Prefixes the reason in `err` with where the bad value came from: "--redis: bad Redis URL: ...". */
+static void blame(const char *from, char *err, size_t errcap)
+{
+    char reason[512];
+    snprintf(reason, sizeof(reason), "%s", err);
+    snprintf(err, errcap, "%s: %s", from, reason);
 }
 
 static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, char *err, size_t errcap)
@@ -153,6 +165,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
     const char *secret, *env, *cookie, *redis = getenv("REDIS_URL"), *prefix = getenv("SESSION_PREFIX");
+    /* Where each value came from, to name it in a refusal. */
+    const char *listen_from = "TESSERA_LISTEN", *database_from = "DATABASE_URL", *strategy_from = "SESSION_STRATEGY";
+    const char *threads_from = "TESSERA_THREADS", *redis_from = "REDIS_URL";
     int64_t v;
     int opt;
 
@@ -164,12 +179,13 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (int)ncpu : 1;
 
-    optind = 1;
+    optind = 0; /* glibc: a full reset; 1 would resume a cluster ("-hx") a previous call stopped inside */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l':
             listen = optarg;
+            listen_from = "--listen";
             break;
         case 'd':
             if (*optarg == '\0') {
@@ -177,15 +193,19 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
                 return TESS_ECONFIG;
             }
             database = optarg;
+            database_from = "--database";
             break;
         case 's':
             strategy = optarg;
+            strategy_from = "--strategy";
             break;
         case 't':
             threads = optarg;
+            threads_from = "--threads";
             break;
         case 'r':
             redis = optarg;
+            redis_from = "--redis";
             break;
         case 'h':
             tess_config_usage(stdout);
@@ -194,7 +214,11 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             snprintf(err, errcap, "option %s needs a value", argv[optind - 1]);
             return TESS_ECONFIG;
         default:
-            snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", argv[optind - 1]);
+            /* A short option inside a cluster ("-zq") leaves optind on its element: name the letter. */
+            if (optopt != 0)
+                snprintf(err, errcap, "unknown option '-%c' (see tessera serve --help)", optopt);
+            else
+                snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", argv[optind - 1]);
             return TESS_ECONFIG;
         }
     }
@@ -202,18 +226,22 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", argv[optind]);
         return TESS_ECONFIG;
     }
-    if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", err, errcap) != 0 ||
-        tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=
-            0)
+    if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", listen_from, err, errcap) != 0)
         return TESS_ECONFIG;
+    if (tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=
+        0) {
+        blame(database_from, err, errcap);
+        return TESS_ECONFIG;
+    }
     if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
-        snprintf(err, errcap, "unknown strategy '%s': expected db, redis, jwt or cached", strategy);
+        snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from, strategy);
         return TESS_ECONFIG;
     }
     if (redis != NULL && *redis != '\0') {
         if (strlen(redis) >= sizeof(cfg->redis_url) || tess_redis_url_check(redis, err, errcap) != 0) {
             if (strlen(redis) >= sizeof(cfg->redis_url))
                 snprintf(err, errcap, "Redis URL too long");
+            blame(redis_from, err, errcap);
             return TESS_ECONFIG;
         }
         snprintf(cfg->redis_url, sizeof(cfg->redis_url), "%s", redis);
@@ -256,7 +284,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     cfg->meta_ttl_ms = v * 1000;
     if (threads != NULL && *threads != '\0') {
         if (tess_parse_int(threads, 1, 256, &v) != 0) {
-            snprintf(err, errcap, "bad thread count '%s': expected 1..256", threads);
+            snprintf(err, errcap, "bad %s '%s': expected 1..256", threads_from, threads);
             return TESS_ECONFIG;
         }
         cfg->threads = (int)v;
