@@ -39,8 +39,8 @@ typedef enum tess_strategy {
  * "db", "redis", "jwt", "cached" -> strategy. Returns 0 or TESS_EINVAL. tess_strategy_name() returns the
  * name, or "unknown" for a value that names no strategy. Both read a constant table: safe from any thread.
  */
-int tess_strategy_parse(tess_str_t name, tess_strategy_t *out);
-const char *tess_strategy_name(tess_strategy_t s);
+TESS_API int tess_strategy_parse(tess_str_t name, tess_strategy_t *out);
+TESS_API const char *tess_strategy_name(tess_strategy_t s);
 
 typedef struct tess_auth_config {
     tess_strategy_t strategy;      /* which strategy */
@@ -68,21 +68,21 @@ typedef struct tess_auth_stats {
 } tess_auth_stats_t;
 
 /* Returns 0, TESS_EINVAL (a component the strategy needs is missing), TESS_ENOMEM. */
-int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg);
+TESS_API int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg);
 /*
  * Releases `auth` (NULL is fine). Safe with operations still in flight: their callbacks still run once (for
  * example with TESS_EUNAVAIL when the store is closed afterwards) and the memory goes with the last one. The
  * store and the cache are borrowed: the cache must outlive the store's pending callbacks.
  */
-void tess_auth_free(tess_auth_t *auth);
-const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth);
+TESS_API void tess_auth_free(tess_auth_t *auth);
+TESS_API const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth);
 /*
  * Copies the counters into `*out`. The one call safe from any thread (a /metrics handler reads every loop's
  * tess_auth_t while those loops count): each counter is read atomically, on its own, so a snapshot taken
  * during a check may show `checks` already counted and `store_lookups` not yet. `auth` must not be freed
  * meanwhile.
  */
-void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);
+TESS_API void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);
 
 /*
  * 1 when `auth` keeps its sessions in a store (db, redis, cached): a session is a record apart from its
@@ -90,7 +90,7 @@ void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out);
  * session (jwt: nothing is stored, logout needs a revoker). Fixed at tess_auth_new(); owning thread, like
  * the rest.
  */
-int tess_auth_keeps_sessions(const tess_auth_t *auth);
+TESS_API int tess_auth_keeps_sessions(const tess_auth_t *auth);
 
 /*
  * 1 when tess_auth_logout_everywhere() really ends every session and every token of the user: a strategy
@@ -99,7 +99,7 @@ int tess_auth_keeps_sessions(const tess_auth_t *auth);
  * the same call. 0: some of the user's tokens stay valid until they expire (answer "cannot", e.g. 409,
  * rather than pretend). Fixed at tess_auth_new(); owning thread, like the rest.
  */
-int tess_auth_can_revoke_everywhere(const tess_auth_t *auth);
+TESS_API int tess_auth_can_revoke_everywhere(const tess_auth_t *auth);
 
 /*
  * Completion of check/login/logout. rc: 0; TESS_EDENIED (no cookie, bad signature, unknown, expired or
@@ -118,30 +118,30 @@ typedef void (*tess_auth_cb)(void *arg, int rc, const tess_session_t *sess, tess
  * found there is copied forward into this strategy's store when both keep sessions in stores (same id, same
  * cookie: the next request is answered here).
  */
-void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg);
+TESS_API void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64_t now_ms, tess_auth_cb cb, void *arg);
 
 /* Creates a session (a fresh 256-bit id; for jwt a signed token with a fresh jti). Calls `cb` once. */
-void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int64_t now_ms, tess_auth_cb cb,
+TESS_API void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int64_t now_ms, tess_auth_cb cb,
                      void *arg);
 
 /* Ends session `sid` (store destroy + cache eviction; for jwt nothing is stored). Calls `cb` once. */
-void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg);
+TESS_API void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg);
 
 /*
  * Ends session `s` as tess_auth_check() returned it: like tess_auth_logout(), and for jwt, when a revoker is
  * configured, puts the token's jti on the deny list until its expiry (without a revoker nothing is stored:
  * the token stays valid until it expires, only the browser forgets it). Calls `cb` once.
  */
-void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg);
+TESS_API void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *s, tess_auth_cb cb, void *arg);
 
 /*
  * Logs user `user_id` out everywhere: every stored session of the user (store destroy_user, near-cache
  * eviction) and, with a revoker, every token issued up to now (per-user cut-off). Calls `cb` once.
  */
-void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg);
+TESS_API void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg);
 
 /* The cookie name in use. */
-tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);
+TESS_API tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);
 
 #ifdef __cplusplus
 }

@@ -45,23 +45,23 @@ typedef struct tess_cache_stats {
 enum { TESS_CACHE_MISS = 0, TESS_CACHE_HIT = 1, TESS_CACHE_NEGATIVE = 2 };
 
 /* Fills the defaults above. */
-void tess_cache_opts_default(tess_cache_opts_t *o);
+TESS_API void tess_cache_opts_default(tess_cache_opts_t *o);
 /* `opts` may be NULL for defaults. Returns 0, TESS_EINVAL, TESS_ENOMEM. Free with tess_cache_free(). */
-int tess_cache_new(tess_cache_t **out, const tess_cache_opts_t *opts);
-void tess_cache_free(tess_cache_t *c);
+TESS_API int tess_cache_new(tess_cache_t **out, const tess_cache_opts_t *opts);
+TESS_API void tess_cache_free(tess_cache_t *c);
 
 /*
  * Looks `key` up at `now_ms`. Returns TESS_CACHE_HIT with a deep copy in `*out` (clear it with
  * tess_session_clear()), TESS_CACHE_NEGATIVE, or TESS_CACHE_MISS. Always MISS while disabled.
  */
-int tess_cache_get(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_session_t *out);
+TESS_API int tess_cache_get(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_session_t *out);
 /* The shard generation of `key`, to pass to tess_cache_put(). */
-uint64_t tess_cache_gen(tess_cache_t *c, tess_str_t key);
+TESS_API uint64_t tess_cache_gen(tess_cache_t *c, tess_str_t key);
 /*
  * Inserts or replaces `key` (a copy of `s`; NULL inserts a negative entry) unless the shard generation moved
  * since `gen` or the cache is disabled. Returns 0 (stored or deliberately dropped) or TESS_ENOMEM.
  */
-int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int64_t now_ms, uint64_t gen);
+TESS_API int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int64_t now_ms, uint64_t gen);
 /*
  * Opaque values: the application's own entries (e.g. a rendered response) under the same bounds, TTL
  * (opts.ttl_ms), generations and enabled flag as sessions. A cache may hold both kinds; a session lookup of a
@@ -78,14 +78,14 @@ TESS_API int tess_cache_put_value(tess_cache_t *c, tess_str_t key, const void *v
 TESS_API int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_cache_read_cb read,
                                    void *arg);
 /* Removes `key` (positive or negative) and bumps its shard generation. */
-void tess_cache_evict(tess_cache_t *c, tess_str_t key);
+TESS_API void tess_cache_evict(tess_cache_t *c, tess_str_t key);
 /* Removes every entry of user `user_id` (a scan; for "log out everywhere"). */
-void tess_cache_evict_user(tess_cache_t *c, tess_str_t user_id);
+TESS_API void tess_cache_evict_user(tess_cache_t *c, tess_str_t user_id);
 /* Removes everything and bumps every generation. */
-void tess_cache_flush(tess_cache_t *c);
+TESS_API void tess_cache_flush(tess_cache_t *c);
 /* Turns lookups and inserts off (0) or on (1); turning off also flushes. */
-void tess_cache_set_enabled(tess_cache_t *c, int enabled);
-void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out);
+TESS_API void tess_cache_set_enabled(tess_cache_t *c, int enabled);
+TESS_API void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out);
 
 /*
  * Single-flight: N concurrent misses for one key (on any threads) cause one backend lookup.
@@ -98,10 +98,10 @@ void tess_cache_get_stats(tess_cache_t *c, tess_cache_stats_t *out);
 typedef void (*tess_flight_cb)(void *arg, int rc, const tess_session_t *s);
 enum { TESS_FLIGHT_FOLLOW = 0, TESS_FLIGHT_LEAD = 1, TESS_FLIGHT_ALONE = 2 };
 /* TESS_FLIGHT_ALONE (out of memory): look the key up without a flight and do not call flight_done. */
-int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliver, void *arg);
-void tess_cache_flight_done(tess_cache_t *c, tess_str_t key, int rc, const tess_session_t *s);
+TESS_API int tess_cache_flight_join(tess_cache_t *c, tess_str_t key, tess_flight_cb deliver, void *arg);
+TESS_API void tess_cache_flight_done(tess_cache_t *c, tess_str_t key, int rc, const tess_session_t *s);
 /* Lookups saved by single-flight (followers served by a leader's lookup). */
-uint64_t tess_cache_flight_followers(tess_cache_t *c);
+TESS_API uint64_t tess_cache_flight_followers(tess_cache_t *c);
 
 #ifdef __cplusplus
 }

@@ -55,9 +55,9 @@ static inline int tess_str_eq(tess_str_t a, tess_str_t b)
 #define TESS_SESSION_JSON_MAX 65536 /* a stored session document */
 
 /* Milliseconds since the Unix epoch, wall clock (CLOCK_REALTIME). */
-int64_t tess_now_ms(void);
+TESS_API int64_t tess_now_ms(void);
 /* Milliseconds from a monotonic clock (CLOCK_MONOTONIC); for timeouts and intervals only. */
-int64_t tess_mono_ms(void);
+TESS_API int64_t tess_mono_ms(void);
 
 #ifdef __cplusplus
 }

@@ -21,11 +21,11 @@ typedef struct tess_secrets tess_secrets_t;
  * Returns 0 and a list to free with tess_secrets_free(); TESS_EINVAL for an empty list or an empty entry;
  * TESS_ETOOBIG for more than TESS_SECRETS_MAX entries or an entry over TESS_SECRET_MAX bytes; TESS_ENOMEM.
  */
-int tess_secrets_parse(tess_secrets_t **out, tess_str_t list);
-void tess_secrets_free(tess_secrets_t *secrets);
-size_t tess_secrets_count(const tess_secrets_t *secrets);
+TESS_API int tess_secrets_parse(tess_secrets_t **out, tess_str_t list);
+TESS_API void tess_secrets_free(tess_secrets_t *secrets);
+TESS_API size_t tess_secrets_count(const tess_secrets_t *secrets);
 /* The i-th secret (0 signs). Borrowed from the list. */
-tess_str_t tess_secrets_get(const tess_secrets_t *secrets, size_t i);
+TESS_API tess_str_t tess_secrets_get(const tess_secrets_t *secrets, size_t i);
 
 /* Longest encoded cookie value tess_cookie_sign() can produce for a TESS_SID_MAX id. */
 #define TESS_SIGNED_COOKIE_MAX (3 * (2 + TESS_SID_MAX + 1 + 43) + 1)
@@ -35,7 +35,7 @@ tess_str_t tess_secrets_get(const tess_secrets_t *secrets, size_t i);
  * Writes a NUL-terminated value to `out`. Returns 0, TESS_EINVAL (sid empty or over TESS_SID_MAX),
  * TESS_ENOSPACE.
  */
-int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, size_t cap, size_t *outlen);
+TESS_API int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, size_t cap, size_t *outlen);
 
 /*
  * Verifies a cookie value as sent by the browser (URL-encoded or not). Checks the "s:" prefix and the
@@ -49,14 +49,14 @@ int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, s
  * that express-session accepts but that is not base64url (it needed URL encoding) is TESS_EBADFMT.
  * Also TESS_EINVAL (NULL secrets or sid_out), TESS_ENOSPACE (cap too small for the id).
  */
-int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *sid_out, size_t cap, size_t *sid_len);
+TESS_API int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *sid_out, size_t cap, size_t *sid_len);
 
 /*
  * Finds cookie `name` in a Cookie request header ("a=1; b=2"). The first match wins; surrounding blanks
  * and a pair of double quotes around the value are removed. Returns 0 with `*value` borrowed from
  * `header`, or TESS_ENOTFOUND.
  */
-int tess_cookie_find(tess_str_t header, tess_str_t name, tess_str_t *value);
+TESS_API int tess_cookie_find(tess_str_t header, tess_str_t name, tess_str_t *value);
 
 /* Attributes of a Set-Cookie header. */
 typedef struct tess_set_cookie {
@@ -76,24 +76,24 @@ typedef struct tess_set_cookie {
  * TESS_ENOSPACE, or TESS_EINVAL (empty name, '=' in the name, a control byte or ';' in name, value, path or
  * same_site, or an expiry past year 9999). `out` NUL-terminated ("" on error).
  */
-int tess_set_cookie_format(const tess_set_cookie_t *c, char *out, size_t cap, size_t *outlen);
+TESS_API int tess_set_cookie_format(const tess_set_cookie_t *c, char *out, size_t cap, size_t *outlen);
 
 /*
  * Formats an HTTP / ISO-8601 date of `ms`: "Wed, 21 Oct 2015 07:28:00 GMT" (cap >= 30). Returns the length
  * (29), or 0 when cap is short or `ms` is outside years 1970..9999.
  */
-size_t tess_http_date(int64_t ms, char *out, size_t cap);
+TESS_API size_t tess_http_date(int64_t ms, char *out, size_t cap);
 /*
  * "2015-10-21T07:28:00.000Z" (cap >= 25), as JavaScript's Date.prototype.toISOString, including its
  * expanded years outside 0..9999 ("+275760-09-13T00:00:00.000Z", cap >= 28). Returns the length, or 0
  * when cap is short or |ms| > 8.64e15 (where toISOString throws).
  */
-size_t tess_iso_date(int64_t ms, char *out, size_t cap);
+TESS_API size_t tess_iso_date(int64_t ms, char *out, size_t cap);
 /*
  * Parses the ISO-8601 UTC form above (four-digit years; fraction optional, 1..9 digits, the first three
  * are the milliseconds; 'Z' required). Returns 0 or TESS_EBADFMT.
  */
-int tess_iso_date_parse(tess_str_t s, int64_t *ms);
+TESS_API int tess_iso_date_parse(tess_str_t s, int64_t *ms);
 
 #ifdef __cplusplus
 }

@@ -39,45 +39,45 @@ static inline uint64_t tess_fnv1a64(uint64_t basis, const void *p, size_t n)
  * Unpadded base64url (RFC 4648 §5) of `in`; writes TESS_BASE64_LEN(n) chars and a NUL to `out`,
  * which must hold TESS_BASE64_LEN(n) + 1 bytes. Returns the length written (without NUL).
  */
-size_t tess_base64url_encode(const uint8_t *in, size_t n, char *out);
+TESS_API size_t tess_base64url_encode(const uint8_t *in, size_t n, char *out);
 /* Same with the standard alphabet (+ and /), still unpadded (as cookie-signature emits it). */
-size_t tess_base64_encode_nopad(const uint8_t *in, size_t n, char *out);
+TESS_API size_t tess_base64_encode_nopad(const uint8_t *in, size_t n, char *out);
 /*
  * Decodes unpadded base64url (padding '=' is rejected; so is any byte outside the alphabet and
  * non-zero trailing bits). Returns 0 with *outlen set, TESS_EBADFMT, or TESS_ENOSPACE when `cap` is short.
  */
-int tess_base64url_decode(tess_str_t in, uint8_t *out, size_t cap, size_t *outlen);
+TESS_API int tess_base64url_decode(tess_str_t in, uint8_t *out, size_t cap, size_t *outlen);
 
 /*
  * Percent-decodes `in` (as decodeURIComponent; '+' is kept as '+'). Returns 0, TESS_EBADFMT on a
  * malformed escape, TESS_ENOSPACE when `cap` is short. `out` is NUL-terminated on success.
  */
-int tess_url_decode(tess_str_t in, char *out, size_t cap, size_t *outlen);
+TESS_API int tess_url_decode(tess_str_t in, char *out, size_t cap, size_t *outlen);
 /*
  * Percent-encodes as encodeURIComponent (unreserved: A-Z a-z 0-9 - _ . ! ~ * ' ( )).
  * Returns 0 or TESS_ENOSPACE. `out` is NUL-terminated on success.
  */
-int tess_url_encode(tess_str_t in, char *out, size_t cap, size_t *outlen);
+TESS_API int tess_url_encode(tess_str_t in, char *out, size_t cap, size_t *outlen);
 
 /* Lower-case hex of `in` into `out` (2n chars + NUL). Returns 2n. */
-size_t tess_hex_encode(const uint8_t *in, size_t n, char *out);
+TESS_API size_t tess_hex_encode(const uint8_t *in, size_t n, char *out);
 
 /*
  * A new session id: TESS_ID_BYTES from the OS CSPRNG (OpenSSL RAND_bytes), base64url.
  * `out` holds TESS_ID_LEN + 1 bytes. Returns 0 or TESS_EIO when the CSPRNG fails (fail closed).
  */
-int tess_id_new(char out[TESS_ID_LEN + 1]);
+TESS_API int tess_id_new(char out[TESS_ID_LEN + 1]);
 /* Fills `out` with `n` CSPRNG bytes. Returns 0 or TESS_EIO. */
-int tess_random_bytes(uint8_t *out, size_t n);
+TESS_API int tess_random_bytes(uint8_t *out, size_t n);
 
 /*
  * 1 when `id` is a syntactically acceptable session id: 1..TESS_SID_MAX bytes from the base64url
  * alphabet (ours are 43; express-session's uid-safe ids are 32). 0 otherwise.
  */
-int tess_id_valid(tess_str_t id);
+TESS_API int tess_id_valid(tess_str_t id);
 
 /* Constant-time equality of two equal-length byte strings (CRYPTO_memcmp); 1 when equal. */
-int tess_ct_eq(const void *a, const void *b, size_t n);
+TESS_API int tess_ct_eq(const void *a, const void *b, size_t n);
 
 #ifdef __cplusplus
 }

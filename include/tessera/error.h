@@ -8,6 +8,8 @@
 #ifndef TESSERA_ERROR_H
 #define TESSERA_ERROR_H
 
+#include "tessera/common.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,9 +40,9 @@ enum {
 };
 
 /* Human message for a code ("unknown error" for codes outside the table). Never NULL. */
-const char *tess_strerror(int err);
+TESS_API const char *tess_strerror(int err);
 /* Symbolic name of a code without the prefix, e.g. "NOTFOUND"; "OK" for 0; "UNKNOWN" otherwise. Never NULL. */
-const char *tess_err_name(int err);
+TESS_API const char *tess_err_name(int err);
 
 #ifdef __cplusplus
 }

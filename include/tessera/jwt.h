@@ -39,8 +39,8 @@ typedef struct tess_jwt_claims {
  * A verifier/signer over a secret list (the first signs, all verify). The list is borrowed and must
  * outlive the tess_jwt_t. `opts` may be NULL. Returns 0, TESS_EINVAL, TESS_ENOMEM.
  */
-int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts);
-void tess_jwt_free(tess_jwt_t *jwt);
+TESS_API int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts);
+TESS_API void tess_jwt_free(tess_jwt_t *jwt);
 
 /*
  * Signs `claims` (exp and user_id required; iat as given; jti and role emitted when non-empty; nbf when
@@ -48,7 +48,7 @@ void tess_jwt_free(tess_jwt_t *jwt);
  * Claims are written {userId, role, iat, nbf, exp, jti}, as jsonwebtoken orders them; userId is always
  * a JSON string. TESS_EINVAL also for a field without NUL, invalid UTF-8, or times outside 0..2^53-1.
  */
-int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen);
+TESS_API int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen);
 
 /*
  * Verifies `token` at wall-clock `now_s`: size bound, three base64url parts, header with alg exactly
@@ -64,7 +64,7 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
  * TESS_ETOOBIG. A header other than jsonwebtoken's exact one is decoded and may carry more members
  * (kid...) but no "crit". `*claims` is zeroed on every error.
  */
-int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims);
+TESS_API int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tessera/common.h"
 #include "tessera/loop.h"
 
 typedef struct tess_pgconn tess_pgconn_t;
@@ -88,31 +89,31 @@ typedef struct tess_pgconn_opts {
  * Makes a connection handle on `loop` (borrowed) and starts connecting. Returns 0, TESS_EINVAL (conninfo
  * does not parse; reason in err), TESS_ENOMEM. The handle is usable at once.
  */
-int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err, size_t errcap);
+TESS_API int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err, size_t errcap);
 
 /*
  * Queues statement `stmt` with `nparams` parameters. Returns 0 (the callback runs exactly once, possibly
  * before this returns: TESS_EUNAVAIL when not connected) or TESS_EINVAL (bad statement index or parameter
  * count; no callback).
  */
-int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg);
+TESS_API int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg);
 
 /* 1 when connected (pipeline mode entered, statements sent). */
-int tess_pgconn_connected(const tess_pgconn_t *c);
+TESS_API int tess_pgconn_connected(const tess_pgconn_t *c);
 
 /* Queries sent and not yet completed. */
-size_t tess_pgconn_pending(const tess_pgconn_t *c);
+TESS_API size_t tess_pgconn_pending(const tess_pgconn_t *c);
 
 /* The last connection-level error ("connecting: ...", "query: timed out"); "" after a good connect. */
-const char *tess_pgconn_last_error(const tess_pgconn_t *c);
+TESS_API const char *tess_pgconn_last_error(const tess_pgconn_t *c);
 
 /* Completes pending queries with TESS_EUNAVAIL, disconnects and frees. Safe from a callback. NULL is a no-op. */
-void tess_pgconn_close(tess_pgconn_t *c);
+TESS_API void tess_pgconn_close(tess_pgconn_t *c);
 
 /*
  * Maps an error result (or NULL: connection-level failure) to a TESS_E* as described for tess_pgconn_cb.
  */
-int tess_pgconn_map_error(const PGresult *res);
+TESS_API int tess_pgconn_map_error(const PGresult *res);
 
 /*
  * Synchronous helpers for start-up and the command line only (they block: never call them on a loop).
@@ -121,6 +122,6 @@ int tess_pgconn_map_error(const PGresult *res);
  * mapped TESS_E* with the server's message in err.
  */
 PGconn *tess_pgconn_connect_sync(const char *conninfo, char *err, size_t errcap);
-int tess_pgconn_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap);
+TESS_API int tess_pgconn_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap);
 
 #endif

@@ -14,20 +14,22 @@
 
 #include <stdint.h>
 
+#include "tessera/common.h"
+
 #include "tessera/loop.h"
 
 typedef struct tess_poll_loop tess_poll_loop_t;
 
-tess_poll_loop_t *tess_poll_loop_new(void); /* NULL when out of memory */
-tess_loop_t *tess_poll_loop_base(tess_poll_loop_t *l);
-void tess_poll_loop_free(tess_poll_loop_t *l);
+TESS_API tess_poll_loop_t *tess_poll_loop_new(void); /* NULL when out of memory */
+TESS_API tess_loop_t *tess_poll_loop_base(tess_poll_loop_t *l);
+TESS_API void tess_poll_loop_free(tess_poll_loop_t *l);
 
 /* One iteration: waits up to max_wait_ms (0: none) for I/O or the next timer, runs callbacks. */
-void tess_poll_loop_run_once(tess_poll_loop_t *l, int max_wait_ms);
+TESS_API void tess_poll_loop_run_once(tess_poll_loop_t *l, int max_wait_ms);
 /* Iterates until pred(arg) is non-zero (returns 1) or timeout_ms pass (returns 0). pred NULL: runs out the time. */
-int tess_poll_loop_run_until(tess_poll_loop_t *l, int (*pred)(void *arg), void *arg, int64_t timeout_ms);
+TESS_API int tess_poll_loop_run_until(tess_poll_loop_t *l, int (*pred)(void *arg), void *arg, int64_t timeout_ms);
 /* Live watchers and armed timers (to check that a closed client left nothing behind). */
-int tess_poll_loop_live_ios(const tess_poll_loop_t *l);
-int tess_poll_loop_armed_timers(const tess_poll_loop_t *l);
+TESS_API int tess_poll_loop_live_ios(const tess_poll_loop_t *l);
+TESS_API int tess_poll_loop_armed_timers(const tess_poll_loop_t *l);
 
 #endif

@@ -29,17 +29,17 @@ typedef struct tess_pg_opts {
  * Creates the session table and indexes when absent (synchronously, for start-up only). Returns 0 or
  * TESS_EUNAVAIL / TESS_EIO with a reason in `err`.
  */
-int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap);
+TESS_API int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap);
 
 /*
  * Opens a store handle on `loop` (borrowed; the handle belongs to that loop's thread). Connects
  * asynchronously: the handle is usable at once (operations fail with TESS_EUNAVAIL until connected).
  * Returns 0, TESS_EINVAL (bad conninfo, reason in `err`), TESS_ENOMEM.
  */
-int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap);
+TESS_API int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap);
 
 /* 1 when the handle's connection is up (for /readyz and tests). */
-int tess_pgstore_connected(tess_store_t *store);
+TESS_API int tess_pgstore_connected(tess_store_t *store);
 
 
 #ifdef __cplusplus

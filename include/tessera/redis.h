@@ -28,10 +28,10 @@ extern "C" {
  * (their callbacks still run); the users never touch it afterwards. Not thread-safe: one per loop.
  */
 typedef struct tess_redis tess_redis_t;
-int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *url, int64_t timeout_ms, char *err,
+TESS_API int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *url, int64_t timeout_ms, char *err,
                     size_t errcap);
-void tess_redis_close(tess_redis_t *conn);
-int tess_redis_connected(const tess_redis_t *conn);
+TESS_API void tess_redis_close(tess_redis_t *conn);
+TESS_API int tess_redis_connected(const tess_redis_t *conn);
 
 typedef struct tess_redis_opts {
     const char *url;    /* redis://[user:password@]host:port[/db] or unix:///path[?db=N]; borrowed */
@@ -41,17 +41,17 @@ typedef struct tess_redis_opts {
 } tess_redis_opts_t;
 
 /* Checks a Redis URL. Returns 0 or TESS_EINVAL with a reason (never the password) in `err`. */
-int tess_redis_url_check(const char *url, char *err, size_t errcap);
+TESS_API int tess_redis_url_check(const char *url, char *err, size_t errcap);
 
 /*
  * Opens a store handle on `loop` (borrowed; the handle belongs to that loop's thread), connecting
  * asynchronously. Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM.
  */
-int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis_opts_t *opts, char *err,
+TESS_API int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis_opts_t *opts, char *err,
                          size_t errcap);
 
 /* 1 when the handle's connection is up. */
-int tess_redisstore_connected(tess_store_t *store);
+TESS_API int tess_redisstore_connected(tess_store_t *store);
 
 /*
  * A store that puts a Redis cache-aside (L2) in front of `inner` (the source of truth, e.g. the SQLite or
@@ -84,7 +84,7 @@ typedef struct tess_l2_opts {
  * Opens the composite store on `loop`. Takes ownership of `inner` (closed with the composite, also on
  * failure). Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM.
  */
-int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop, const tess_l2_opts_t *opts,
+TESS_API int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop, const tess_l2_opts_t *opts,
                           char *err, size_t errcap);
 /* Counters of the L2 layer (tests and /metrics); safe from any thread while the store is open. */
 typedef struct tess_l2_stats {
@@ -92,7 +92,7 @@ typedef struct tess_l2_stats {
     uint64_t misses; /* went to the inner store */
     uint64_t errors; /* Redis calls that failed (outage, timeout) */
 } tess_l2_stats_t;
-void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out);
+TESS_API void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out);
 
 #ifdef __cplusplus
 }

@@ -39,29 +39,29 @@ typedef struct tess_session_policy {
 } tess_session_policy_t;
 
 /* Fills the defaults above. */
-void tess_session_policy_default(tess_session_policy_t *p);
+TESS_API void tess_session_policy_default(tess_session_policy_t *p);
 
 /*
  * Initializes `s` for a new session of `user_id`/`role` at `now_ms`, with a fresh CSPRNG id.
  * Returns 0, TESS_EINVAL (empty/oversized user id or role, a NUL byte in either, p->ttl_s <= 0),
  * TESS_EIO (CSPRNG failure). idle_s <= 0 means "as long as ttl_s".
  */
-int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
+TESS_API int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
                       int64_t now_ms);
 /* Frees what `s` owns (extra_json) and zeroes it. The struct itself is the caller's. */
-void tess_session_clear(tess_session_t *s);
+TESS_API void tess_session_clear(tess_session_t *s);
 /* Deep copy; returns 0 or TESS_ENOMEM. `dst` must be cleared afterwards. */
-int tess_session_copy(tess_session_t *dst, const tess_session_t *src);
+TESS_API int tess_session_copy(tess_session_t *dst, const tess_session_t *src);
 
 /* 1 when the session has expired at `now_ms` (idle or absolute). */
-int tess_session_expired(const tess_session_t *s, int64_t now_ms);
+TESS_API int tess_session_expired(const tess_session_t *s, int64_t now_ms);
 /*
  * 1 when a touch is due: the last touch (expires - window, or creation) is at least touch_interval ago and the
  * expiry can still move (absolute expiry not reached). The window is the session's max_age_ms when set (a
  * document's own originalMaxAge), else the policy's idle lifetime; new expiry = min(now + window, absolute).
  * Writes the new expiry to `*new_expires_ms`.
  */
-int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
+TESS_API int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
                              int64_t *new_expires_ms);
 
 /*
@@ -71,7 +71,7 @@ int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_
  * document's own cookie attributes, written back with "expires" replaced) and a numeric "userId" (written
  * back as a number while it still matches user_id): from_json keeps them so express documents round-trip.
  */
-int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
+TESS_API int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
 /*
  * Parses a stored document for session `sid`. Accepts documents written by express-session apps: userId
  * as string or integer, role optional, createdAt optional (absent: cookie.expires - originalMaxAge),
@@ -83,7 +83,7 @@ int tess_session_to_json(const tess_session_t *s, char **out, size_t *outlen);
  * TESS_EBADFMT also for a document without a userId (an anonymous session) or without any expiry (no
  * cookie.expires and no hint). On failure `s` is left zeroed (nothing to clear).
  */
-int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
+TESS_API int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
 
 #ifdef __cplusplus
 }

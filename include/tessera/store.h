@@ -167,10 +167,10 @@ TESS_API int tess_store_open_url(tess_store_t **out, const tess_store_params_t *
  * removed lazily on access and by tess_memstore_table_prune(). Mainly for tests and single-process use.
  */
 typedef struct tess_memstore_table tess_memstore_table_t;
-int tess_memstore_table_new(tess_memstore_table_t **out);
-void tess_memstore_table_free(tess_memstore_table_t *t); /* after every handle is closed */
-size_t tess_memstore_table_prune(tess_memstore_table_t *t, int64_t now_ms);
-int tess_memstore_open(tess_store_t **out, tess_memstore_table_t *t);
+TESS_API int tess_memstore_table_new(tess_memstore_table_t **out);
+TESS_API void tess_memstore_table_free(tess_memstore_table_t *t); /* after every handle is closed */
+TESS_API size_t tess_memstore_table_prune(tess_memstore_table_t *t, int64_t now_ms);
+TESS_API int tess_memstore_open(tess_store_t **out, tess_memstore_table_t *t);
 
 /*
  * SQLite store on an open database handle (`sqlite3 *`, borrowed; one handle per thread, WAL mode).
@@ -179,13 +179,13 @@ int tess_memstore_open(tess_store_t **out, tess_memstore_table_t *t);
  * Returns 0, TESS_EIO (with `errbuf` filled when non-NULL), TESS_ENOMEM.
  */
 struct sqlite3;
-int tess_sqlitestore_open(tess_store_t **out, struct sqlite3 *db, char *errbuf, size_t errcap);
+TESS_API int tess_sqlitestore_open(tess_store_t **out, struct sqlite3 *db, char *errbuf, size_t errcap);
 /*
  * Opens (creating) a SQLite database file as tessera uses it: WAL, synchronous=NORMAL (a committed
  * transaction survives kill -9 of the process), a 5 s busy timeout, foreign keys. One handle per thread.
  * Returns 0 or TESS_EIO (errbuf filled). Close with sqlite3_close().
  */
-int tess_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, size_t errcap);
+TESS_API int tess_sqlite_connect(struct sqlite3 **out, const char *path, char *errbuf, size_t errcap);
 
 #ifdef __cplusplus
 }
