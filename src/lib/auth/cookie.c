@@ -275,41 +275,14 @@ static void cookie_everywhere(tess__op_t *op)
 
 /* ---- the rows ------------------------------------------------------------------------------------------ */
 
-const tess__strategy_t tess__strategy_db = {
-    .name = "db",
-    .id = TESS_STRATEGY_DB,
-    .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1},
-    .keeps_sessions = 1,
-    .uses_cache = 0,
-    .validate = NULL,
-    .check = cookie_check,
-    .login = cookie_login,
-    .logout = cookie_logout,
-    .everywhere = cookie_everywhere,
-};
+/* The three rows share every function: they differ in their name and in whether the near-cache is used. */
+#define COOKIE_ROW(row_name, row_id, with_cache)                                                                       \
+    {                                                                                                                  \
+        .name = row_name, .id = row_id, .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1}, .keeps_sessions = 1,    \
+        .uses_cache = with_cache, .validate = NULL, .check = cookie_check, .login = cookie_login,                      \
+        .logout = cookie_logout, .everywhere = cookie_everywhere,                                                      \
+    }
 
-const tess__strategy_t tess__strategy_redis = {
-    .name = "redis",
-    .id = TESS_STRATEGY_REDIS,
-    .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1},
-    .keeps_sessions = 1,
-    .uses_cache = 0,
-    .validate = NULL,
-    .check = cookie_check,
-    .login = cookie_login,
-    .logout = cookie_logout,
-    .everywhere = cookie_everywhere,
-};
-
-const tess__strategy_t tess__strategy_cached = {
-    .name = "cached",
-    .id = TESS_STRATEGY_CACHED,
-    .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1},
-    .keeps_sessions = 1,
-    .uses_cache = 1,
-    .validate = NULL,
-    .check = cookie_check,
-    .login = cookie_login,
-    .logout = cookie_logout,
-    .everywhere = cookie_everywhere,
-};
+const tess__strategy_t tess__strategy_db = COOKIE_ROW("db", TESS_STRATEGY_DB, 0);
+const tess__strategy_t tess__strategy_redis = COOKIE_ROW("redis", TESS_STRATEGY_REDIS, 0);
+const tess__strategy_t tess__strategy_cached = COOKIE_ROW("cached", TESS_STRATEGY_CACHED, 1);

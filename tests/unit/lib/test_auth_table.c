@@ -160,46 +160,32 @@ static void test_keeps_sessions_and_can_revoke(void **state)
 /* A migration logs out in both strategies: both must be able to, for the answer to be 1. */
 static void test_can_revoke_with_fallback(void **state)
 {
+    static const struct {
+        tess_strategy_t primary, fallback; /* the strategy moved to, the one moved away from */
+        int revoker;                       /* both have a revoker */
+        int can;                           /* expected */
+    } cases[] = {
+        {TESS_STRATEGY_DB, TESS_STRATEGY_JWT, 0, 0}, /* tokens nobody can revoke outlive a logout everywhere */
+        {TESS_STRATEGY_DB, TESS_STRATEGY_JWT, 1, 1},
+        {TESS_STRATEGY_JWT, TESS_STRATEGY_DB, 0, 0}, /* the new tokens decide */
+        {TESS_STRATEGY_JWT, TESS_STRATEGY_DB, 1, 1},
+        {TESS_STRATEGY_CACHED, TESS_STRATEGY_REDIS, 0, 1}, /* stores always can */
+    };
     fixture_t *f = fixture_new();
-    tess_auth_config_t cfg;
-    tess_auth_t *db, *jwt, *jwt_revoking, *a;
     (void)state;
 
-    cfg = config(f, TESS_STRATEGY_DB, 0);
-    assert_int_equal(tess_auth_new(&db, &cfg), 0);
-    cfg = config(f, TESS_STRATEGY_JWT, 0);
-    assert_int_equal(tess_auth_new(&jwt, &cfg), 0);
-    cfg = config(f, TESS_STRATEGY_JWT, 1);
-    assert_int_equal(tess_auth_new(&jwt_revoking, &cfg), 0);
-
-    /* db moving away from tokens nobody can revoke: those tokens outlive a logout everywhere */
-    cfg = config(f, TESS_STRATEGY_DB, 0);
-    cfg.fallback = jwt;
-    assert_int_equal(tess_auth_new(&a, &cfg), 0);
-    assert_int_equal(tess_auth_keeps_sessions(a), 1);
-    assert_int_equal(tess_auth_can_revoke_everywhere(a), 0);
-    tess_auth_free(a);
-    cfg.fallback = jwt_revoking;
-    assert_int_equal(tess_auth_new(&a, &cfg), 0);
-    assert_int_equal(tess_auth_can_revoke_everywhere(a), 1);
-    tess_auth_free(a);
-
-    /* tokens moving away from db: the tokens decide */
-    cfg = config(f, TESS_STRATEGY_JWT, 0);
-    cfg.fallback = db;
-    assert_int_equal(tess_auth_new(&a, &cfg), 0);
-    assert_int_equal(tess_auth_keeps_sessions(a), 0);
-    assert_int_equal(tess_auth_can_revoke_everywhere(a), 0);
-    tess_auth_free(a);
-    cfg = config(f, TESS_STRATEGY_JWT, 1);
-    cfg.fallback = db;
-    assert_int_equal(tess_auth_new(&a, &cfg), 0);
-    assert_int_equal(tess_auth_can_revoke_everywhere(a), 1);
-    tess_auth_free(a);
-
-    tess_auth_free(db);
-    tess_auth_free(jwt);
-    tess_auth_free(jwt_revoking);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tess_auth_config_t cfg = config(f, cases[i].fallback, cases[i].revoker);
+        tess_auth_t *fb, *a;
+        assert_int_equal(tess_auth_new(&fb, &cfg), 0);
+        cfg = config(f, cases[i].primary, cases[i].revoker);
+        cfg.fallback = fb;
+        assert_int_equal(tess_auth_new(&a, &cfg), 0);
+        assert_int_equal(tess_auth_keeps_sessions(a), cases[i].primary != TESS_STRATEGY_JWT);
+        assert_int_equal(tess_auth_can_revoke_everywhere(a), cases[i].can);
+        tess_auth_free(a);
+        tess_auth_free(fb);
+    }
     fixture_free(f);
 }
 
