@@ -9,6 +9,10 @@
  *   rs_pause(&rs); rs_resume(&rs); // SIGSTOP / SIGCONT: the server keeps its connections and answers nothing
  *   rs_cleanup(&rs);           // kills it and removes the directory
  *
+ * The shared fixture: RS and L (one server, one poll loop per binary) made by rs_group_setup/rs_group_teardown;
+ * rs_fresh(&RS) in a test's set-up (running, empty), rs_loop_clean() in its teardown, rs_run_until() to wait.
+ * With store_result.h included first, store_*_rc() run one store operation on L and return its rc.
+ *
  * The tests reach the server with rs.url ("unix://<dir>/redis.sock"). The server dies with the test process
  * (PR_SET_PDEATHSIG), so a crashed test leaves no redis-server behind. Every wait here has a deadline.
  * The functions are `static inline` only so that a test using some of them compiles without unused warnings.
@@ -33,9 +37,11 @@
 
 #include "tessera/common.h"
 #include "tessera/pollloop.h"
+#include "tessera/store.h"
 
 #define RS_START_MS 5000 /* longest wait for a starting server to answer PING */
 #define RS_RAW_MS 2000   /* timeout of the raw client's commands (a paused server fails them, never hangs them) */
+#define RS_WAIT_MS 5000  /* deadline of the tests' waits for anything that should happen */
 
 typedef struct redis_server {
     char dir[64];    /* temporary directory (removed by rs_cleanup) */
@@ -273,6 +279,35 @@ static inline long long rs_calls(redis_server_t *rs, const char *cmd)
     return n;
 }
 
+/* ---- the shared fixture: one server and one poll loop per test binary -------------------------------------- */
+
+static redis_server_t RS;   /* the server */
+static tess_poll_loop_t *L; /* the loop the code under test runs on */
+
+static inline int rs_group_setup(void **state)
+{
+    (void)state;
+    rs_start(&RS);
+    assert_non_null(L = tess_poll_loop_new());
+    return 0;
+}
+
+static inline int rs_group_teardown(void **state)
+{
+    (void)state;
+    tess_poll_loop_free(L);
+    L = NULL;
+    rs_cleanup(&RS);
+    return 0;
+}
+
+/* For a test's teardown, once it closed what it opened: nothing it made is left on the loop. */
+static inline void rs_loop_clean(void)
+{
+    assert_int_equal(tess_poll_loop_live_ios(L), 0);
+    assert_int_equal(tess_poll_loop_armed_timers(L), 0);
+}
+
 /* ---- driving the code under test --------------------------------------------------------------------------- */
 
 /* Runs `l` until `pred(arg)` holds; fails the test (naming `what`) when `ms` pass first. */
@@ -281,5 +316,75 @@ static inline void rs_run_until(tess_poll_loop_t *l, int (*pred)(void *), void *
     if (!tess_poll_loop_run_until(l, pred, arg, ms))
         fail_msg("not within %lld ms: %s", (long long)ms, what);
 }
+
+/*
+ * Store operations on L, each waited for (RS_WAIT_MS) and answering its callback's rc, for the store tests:
+ * only when store_result.h (result_t, on_result) was included before this header.
+ */
+#ifdef TESS_TEST_STORE_RESULT_H
+static inline int store_done(void *arg)
+{
+    return ((result_t *)arg)->calls > 0;
+}
+
+static inline int store_wait(result_t *r)
+{
+    rs_run_until(L, store_done, r, RS_WAIT_MS, "store callback");
+    assert_int_equal(r->calls, 1);
+    return r->rc;
+}
+
+/* `r` gets the session (cleared first). */
+static inline int store_get_rc(tess_store_t *st, const char *sid, result_t *r)
+{
+    tess_session_clear(&r->sess);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(tess_store_get(st, tess_str(sid), on_result, r), 0);
+    return store_wait(r);
+}
+
+static inline int store_set_rc(tess_store_t *st, const tess_session_t *s)
+{
+    result_t r = {0};
+    assert_int_equal(tess_store_set(st, s, on_result, &r), 0);
+    return store_wait(&r);
+}
+
+static inline int store_touch_rc(tess_store_t *st, const char *sid, int64_t exp)
+{
+    result_t r = {0};
+    assert_int_equal(tess_store_touch(st, tess_str(sid), exp, on_result, &r), 0);
+    return store_wait(&r);
+}
+
+static inline int store_destroy_rc(tess_store_t *st, const char *sid)
+{
+    result_t r = {0};
+    assert_int_equal(tess_store_destroy(st, tess_str(sid), on_result, &r), 0);
+    return store_wait(&r);
+}
+
+static inline int store_destroy_user_rc(tess_store_t *st, const char *uid)
+{
+    result_t r = {0};
+    assert_int_equal(tess_store_destroy_user(st, tess_str(uid), on_result, &r), 0);
+    return store_wait(&r);
+}
+
+static inline int store_ping_rc(tess_store_t *st)
+{
+    result_t r = {0};
+    assert_int_equal(tess_store_ping(st, on_result, &r), 0);
+    return store_wait(&r);
+}
+
+/* A new session of `user` (default policy) at `now`. */
+static inline void make_session(tess_session_t *s, const char *user, int64_t now)
+{
+    tess_session_policy_t p;
+    tess_session_policy_default(&p);
+    assert_int_equal(tess_session_init(s, &p, tess_str(user), TESS_STR_LIT("visitor"), now), 0);
+}
+#endif
 
 #endif

@@ -13,8 +13,8 @@
 #include <cmocka.h>
 
 #include "redis/rconn.h"
-#include "redis_server.h"
 #include "store_result.h"
+#include "redis_server.h" /* after store_result.h: its store helpers */
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 #include "tessera/redis.h"
@@ -22,7 +22,6 @@
 
 #define HOUR INT64_C(3600000)
 #define TIMEOUT_MS 300 /* per-command timeout of the L2 connection in these tests */
-#define WAIT_MS 5000   /* deadline for anything that should happen */
 #define COPY_TTL_MS 300000
 
 /*
@@ -110,8 +109,6 @@ static void late_close(tess_store_t *st)
 static const tess_store_ops_t late_ops = {"late",       late_get,          late_set,  late_touch,
                                           late_destroy, late_destroy_user, late_ping, late_close};
 
-static redis_server_t RS;
-static tess_poll_loop_t *L;
 static tess_memstore_table_t *T; /* the source of truth */
 static tess_store_t *D;          /* a direct handle on T (bypasses the cache) */
 static late_store_t *I;          /* the composite's inner store (owned by S) */
@@ -129,40 +126,6 @@ static late_store_t *late_new(void)
 
 /* ---- helpers ------------------------------------------------------------------------------------------- */
 
-static int is_done(void *arg)
-{
-    return ((result_t *)arg)->calls > 0;
-}
-
-static int wait_rc(result_t *r)
-{
-    rs_run_until(L, is_done, r, WAIT_MS, "store callback");
-    assert_int_equal(r->calls, 1);
-    return r->rc;
-}
-
-static int get_rc(const char *sid, result_t *r)
-{
-    tess_session_clear(&r->sess);
-    memset(r, 0, sizeof(*r));
-    assert_int_equal(tess_store_get(S, tess_str(sid), on_result, r), 0);
-    return wait_rc(r);
-}
-
-static int set_rc(tess_store_t *st, const tess_session_t *s)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_set(st, s, on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static int destroy_rc(const char *sid)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_destroy(S, tess_str(sid), on_result, &r), 0);
-    return wait_rc(&r);
-}
-
 static int direct_get_rc(const char *sid)
 {
     result_t r = {0};
@@ -170,13 +133,6 @@ static int direct_get_rc(const char *sid)
     assert_int_equal(r.calls, 1); /* memory store: at once */
     tess_session_clear(&r.sess);
     return r.rc;
-}
-
-static void make_session(tess_session_t *s, const char *user, int64_t now)
-{
-    tess_session_policy_t p;
-    tess_session_policy_default(&p);
-    assert_int_equal(tess_session_init(s, &p, tess_str(user), TESS_STR_LIT("visitor"), now), 0);
 }
 
 static tess_l2_stats_t l2(void)
@@ -213,42 +169,41 @@ static int rc_idle(void *arg)
 static void wait_copy_at(const char *prefix, const char *sid, const char *stamp)
 {
     copy_wait_t w = {prefix, sid, stamp};
-    rs_run_until(L, copy_is, &w, WAIT_MS, "the expected copy in Redis");
+    rs_run_until(L, copy_is, &w, RS_WAIT_MS, "the expected copy in Redis");
 }
 
 /* Waits for the copy, and for the write-back's own reply (so that a later outage cannot fail it). */
 static void wait_copy(const char *sid, const char *stamp)
 {
     wait_copy_at("session:", sid, stamp);
-    rs_run_until(L, rc_idle, RC, WAIT_MS, "every L2 reply read");
+    rs_run_until(L, rc_idle, RC, RS_WAIT_MS, "every L2 reply read");
+}
+
+static void assert_tombstone(const char *sid)
+{
+    char raw[64];
+    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", sid), 1);
+    assert_string_equal(raw, "!");
 }
 
 /* get through the composite, then wait for the write-back of the copy. */
 static void get_and_populate(const char *sid, const char *stamp)
 {
     result_t r = {0};
-    assert_int_equal(get_rc(sid, &r), 0);
+    assert_int_equal(store_get_rc(S, sid, &r), 0);
     tess_session_clear(&r.sess);
     wait_copy(sid, stamp);
 }
 
+/* A new session of `user`, stored through the composite, read once and copied to Redis (epoch 0). */
+static void stored_and_copied(tess_session_t *s, const char *user)
+{
+    make_session(s, user, tess_now_ms());
+    assert_int_equal(store_set_rc(S, s), 0);
+    get_and_populate(s->id, "0:");
+}
+
 /* ---- fixture ------------------------------------------------------------------------------------------- */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    rs_start(&RS);
-    assert_non_null(L = tess_poll_loop_new());
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    tess_poll_loop_free(L);
-    rs_cleanup(&RS);
-    return 0;
-}
 
 static int setup(void **state)
 {
@@ -258,7 +213,7 @@ static int setup(void **state)
     assert_int_equal(tess_memstore_table_new(&T), 0);
     assert_int_equal(tess_memstore_open(&D, T), 0);
     assert_int_equal(tess_redis_open(&RC, tess_poll_loop_base(L), RS.url, TIMEOUT_MS, err, sizeof(err)), 0);
-    rs_run_until(L, redis_up, RC, WAIT_MS, "L2 connection up");
+    rs_run_until(L, redis_up, RC, RS_WAIT_MS, "L2 connection up");
     I = late_new();
     tess_l2_opts_t o = {.conn = RC};
     assert_int_equal(tess_cachedstore_open(&S, &I->base, tess_poll_loop_base(L), &o, err, sizeof(err)), 0);
@@ -275,8 +230,7 @@ static int teardown(void **state)
     RC = NULL;
     tess_store_close(D);
     tess_memstore_table_free(T);
-    assert_int_equal(tess_poll_loop_live_ios(L), 0);
-    assert_int_equal(tess_poll_loop_armed_timers(L), 0);
+    rs_loop_clean();
     return 0;
 }
 
@@ -292,11 +246,11 @@ static void test_miss_then_hit(void **state)
 
     make_session(&s, "alice", now);
     s.extra_json = strdup("{\"theme\":\"dark\"}");
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     assert_int_equal(I->base.stats.writes, 1);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:%s", s.id), 0); /* set goes to the inner store only */
 
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.user_id, "alice");
     assert_int_equal(l2().misses, 1);
     assert_int_equal(l2().hits, 0);
@@ -311,7 +265,7 @@ static void test_miss_then_hit(void **state)
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:alice %s", s.id), 1);
 
     /* the second get is an L2 hit: the inner store is not asked */
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.id, s.id);
     assert_string_equal(r.sess.user_id, "alice");
     assert_string_equal(r.sess.role, "visitor");
@@ -324,7 +278,7 @@ static void test_miss_then_hit(void **state)
     assert_int_equal(I->base.stats.gets, 1);
 
     /* unknown ids are not cached (nothing to write back) */
-    assert_int_equal(get_rc("unknown-id", &r), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, "unknown-id", &r), TESS_ENOTFOUND);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:unknown-id"), 0);
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
@@ -332,7 +286,7 @@ static void test_miss_then_hit(void **state)
 
 /* The write-back is SET ... NX: a tombstone written meanwhile wins. */
 typedef struct racing {
-    result_t r;      /* first member (is_done) */
+    result_t r;      /* first member (store_done) */
     const char *sid; /* whose tombstone to write from inside the callback */
 } racing_t;
 
@@ -348,19 +302,17 @@ static void test_writeback_is_nx(void **state)
 {
     tess_session_t s;
     result_t r = {0};
-    char raw[64];
     (void)state;
 
     make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     racing_t x = {{0}, s.id};
     assert_int_equal(tess_store_get(S, tess_str(s.id), on_get_then_tombstone, &x), 0);
-    assert_int_equal(wait_rc(&x.r), 0);
+    assert_int_equal(store_wait(&x.r), 0);
     tess_session_clear(&x.r.sess);
     /* this get's commands follow the write-back on the connection */
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND);
-    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", s.id), 1);
-    assert_string_equal(raw, "!");
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND);
+    assert_tombstone(s.id);
     assert_int_equal(l2().errors, 0);
     tess_session_clear(&s);
 }
@@ -369,27 +321,23 @@ static void test_destroy_tombstone(void **state)
 {
     tess_session_t s;
     result_t r = {0};
-    char raw[64];
     (void)state;
 
-    make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
-    get_and_populate(s.id, "0:");
+    stored_and_copied(&s, "alice");
     assert_int_equal(I->base.stats.gets, 1);
 
-    assert_int_equal(destroy_rc(s.id), 0);
-    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", s.id), 1);
-    assert_string_equal(raw, "!");
+    assert_int_equal(store_destroy_rc(S, s.id), 0);
+    assert_tombstone(s.id);
     long long pttl = rs_cmd_int(&RS, "PTTL session:%s", s.id);
     assert_true(pttl > 0 && pttl <= COPY_TTL_MS);
     assert_int_equal(direct_get_rc(s.id), TESS_ENOTFOUND); /* the inner store forgot it too */
 
     /* the tombstone answers: NOTFOUND, counted as a hit, the inner store not asked */
     uint64_t hits = l2().hits;
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND);
     assert_int_equal(l2().hits, hits + 1);
     assert_int_equal(I->base.stats.gets, 1);
-    assert_int_equal(destroy_rc("never-existed"), 0); /* absent: 0 */
+    assert_int_equal(store_destroy_rc(S, "never-existed"), 0); /* absent: 0 */
     assert_int_equal(l2().errors, 0);
     tess_session_clear(&s);
 }
@@ -408,17 +356,16 @@ static void slow_reader_after_logout(int touch_between)
 {
     tess_session_t s;
     result_t r = {0}, slow = {0};
-    char raw[64];
 
     make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     I->hold = 1;
     assert_int_equal(tess_store_get(S, tess_str(s.id), on_result, &slow), 0);
-    rs_run_until(L, late_held, I, WAIT_MS, "the slow reader's inner lookup");
-    assert_int_equal(destroy_rc(s.id), 0);
+    rs_run_until(L, late_held, I, RS_WAIT_MS, "the slow reader's inner lookup");
+    assert_int_equal(store_destroy_rc(S, s.id), 0);
     if (touch_between) {
         assert_int_equal(tess_store_touch(S, tess_str(s.id), tess_now_ms() + HOUR, on_result, &r), 0);
-        assert_int_equal(wait_rc(&r), TESS_ENOTFOUND); /* never resurrected in the inner store */
+        assert_int_equal(store_wait(&r), TESS_ENOTFOUND); /* never resurrected in the inner store */
     }
     late_release(I);
     assert_int_equal(slow.calls, 1);
@@ -426,9 +373,8 @@ static void slow_reader_after_logout(int touch_between)
     tess_session_clear(&slow.sess);
 
     /* its write-back (queued before this get's commands) found the tombstone */
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND);
-    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", s.id), 1);
-    assert_string_equal(raw, "!");
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND);
+    assert_tombstone(s.id);
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
 }
@@ -457,19 +403,17 @@ static void test_touch_drops_copy(void **state)
     int64_t later = tess_now_ms() + 2 * HOUR;
     (void)state;
 
-    make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
-    get_and_populate(s.id, "0:");
+    stored_and_copied(&s, "alice");
     assert_int_equal(tess_store_touch(S, tess_str(s.id), later, on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0);
-    rs_run_until(L, copy_gone, s.id, WAIT_MS, "the copy with the old expiry dropped");
-    assert_int_equal(get_rc(s.id, &r), 0); /* a miss: the inner store has the new expiry */
+    assert_int_equal(store_wait(&r), 0);
+    rs_run_until(L, copy_gone, s.id, RS_WAIT_MS, "the copy with the old expiry dropped");
+    assert_int_equal(store_get_rc(S, s.id, &r), 0); /* a miss: the inner store has the new expiry */
     assert_int_equal(r.sess.expires_ms, later);
     assert_int_equal(l2().misses, 2);
     assert_int_equal(I->base.stats.gets, 2);
     tess_session_clear(&r.sess);
     wait_copy(s.id, "0:");
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_int_equal(r.sess.expires_ms, later);
     assert_int_equal(l2().hits, 1);
     tess_session_clear(&r.sess);
@@ -480,32 +424,26 @@ static void test_destroy_user(void **state)
 {
     tess_session_t a[2], b;
     result_t r = {0};
-    char raw[64];
     (void)state;
 
     for (int i = 0; i < 2; i++) {
-        make_session(&a[i], "alice", tess_now_ms());
-        assert_int_equal(set_rc(S, &a[i]), 0);
-        get_and_populate(a[i].id, "0:");
+        stored_and_copied(&a[i], "alice");
     }
-    make_session(&b, "bob", tess_now_ms());
-    assert_int_equal(set_rc(S, &b), 0);
-    get_and_populate(b.id, "0:");
+    stored_and_copied(&b, "bob");
     assert_int_equal(rs_cmd_int(&RS, "SCARD session:user:alice"), 2);
 
     assert_int_equal(tess_store_destroy_user(S, TESS_STR_LIT("alice"), on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0);
+    assert_int_equal(store_wait(&r), 0);
     uint64_t gets = I->base.stats.gets;
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", a[i].id), 1);
-        assert_string_equal(raw, "!");
+        assert_tombstone(a[i].id);
         assert_int_equal(direct_get_rc(a[i].id), TESS_ENOTFOUND);
-        assert_int_equal(get_rc(a[i].id, &r), TESS_ENOTFOUND);
+        assert_int_equal(store_get_rc(S, a[i].id, &r), TESS_ENOTFOUND);
     }
     assert_int_equal(I->base.stats.gets, gets); /* the tombstones answered */
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:user:alice"), 0);
     /* bob keeps his session and his copy */
-    assert_int_equal(get_rc(b.id, &r), 0);
+    assert_int_equal(store_get_rc(S, b.id, &r), 0);
     assert_string_equal(r.sess.user_id, "bob");
     assert_int_equal(I->base.stats.gets, gets);
     tess_session_clear(&r.sess);
@@ -520,27 +458,25 @@ static void test_epoch_bump(void **state)
     result_t r = {0};
     (void)state;
 
-    make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
-    get_and_populate(s.id, "0:");
+    stored_and_copied(&s, "alice");
     assert_int_equal(rs_cmd_int(&RS, "INCR tessera:epoch"), 1); /* what a (re)connecting listener does */
 
     /* the copy stamped 0 is a miss now, and is replaced by one stamped 1 */
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.id, s.id);
     tess_session_clear(&r.sess);
     assert_int_equal(l2().hits, 0);
     assert_int_equal(l2().misses, 2);
     assert_int_equal(I->base.stats.gets, 2);
     wait_copy(s.id, "1:{");
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_int_equal(l2().hits, 1);
     assert_int_equal(I->base.stats.gets, 2);
     tess_session_clear(&r.sess);
 
     /* an unreadable copy is a miss too, and replaced */
     rs_cmd(&RS, "SET session:%s %s", s.id, "1:{broken");
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_int_equal(I->base.stats.gets, 3);
     tess_session_clear(&r.sess);
     wait_copy(s.id, "1:{\"");
@@ -558,35 +494,35 @@ static void test_redis_down(void **state)
 
     make_session(&s, "alice", tess_now_ms());
     make_session(&s2, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     get_and_populate(s.id, "0:");
     rs_kill(&RS);
 
     t0 = tess_mono_ms();
-    assert_int_equal(get_rc(s.id, &r), 0); /* from the inner store, not 503 */
+    assert_int_equal(store_get_rc(S, s.id, &r), 0); /* from the inner store, not 503 */
     assert_string_equal(r.sess.id, s.id);
     assert_int_equal(l2().errors, 1);
     assert_int_equal(l2().misses, 2);
     assert_int_equal(I->base.stats.gets, 2);
-    assert_int_equal(set_rc(S, &s2), 0);
-    assert_int_equal(get_rc(s2.id, &r), 0);
+    assert_int_equal(store_set_rc(S, &s2), 0);
+    assert_int_equal(store_get_rc(S, s2.id, &r), 0);
     assert_int_equal(l2().errors, 2);
-    assert_int_equal(destroy_rc(s.id), 0); /* the tombstone fails; the inner store forgets it */
+    assert_int_equal(store_destroy_rc(S, s.id), 0); /* the tombstone fails; the inner store forgets it */
     assert_int_equal(l2().errors, 3);
     assert_int_equal(direct_get_rc(s.id), TESS_ENOTFOUND);
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND);
     assert_int_equal(l2().errors, 4);
     memset(&r, 0, sizeof(r));
     assert_int_equal(tess_store_ping(S, on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0); /* readiness is the source of truth's */
+    assert_int_equal(store_wait(&r), 0); /* readiness is the source of truth's */
     assert_true(tess_mono_ms() - t0 < TIMEOUT_MS);
     assert_int_equal(l2().hits, 0);
 
     /* back: an empty Redis, filled again by the next miss */
     rs_start(&RS);
-    rs_run_until(L, redis_up, RC, WAIT_MS, "L2 connection back");
+    rs_run_until(L, redis_up, RC, RS_WAIT_MS, "L2 connection back");
     get_and_populate(s2.id, "0:");
-    assert_int_equal(get_rc(s2.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s2.id, &r), 0);
     assert_int_equal(l2().hits, 1);
     assert_int_equal(l2().errors, 4);
     tess_session_clear(&r.sess);
@@ -602,19 +538,17 @@ static void test_redis_paused(void **state)
     int64_t t0, took;
     (void)state;
 
-    make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
-    get_and_populate(s.id, "0:");
+    stored_and_copied(&s, "alice");
     rs_pause(&RS);
     t0 = tess_mono_ms();
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     took = tess_mono_ms() - t0;
     assert_true(took >= TIMEOUT_MS - 10 && took < TIMEOUT_MS + 500);
     assert_int_equal(l2().errors, 1);
     assert_int_equal(I->base.stats.gets, 2);
     rs_resume(&RS);
-    rs_run_until(L, redis_up, RC, WAIT_MS, "L2 connection back");
-    assert_int_equal(get_rc(s.id, &r), 0);
+    rs_run_until(L, redis_up, RC, RS_WAIT_MS, "L2 connection back");
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_int_equal(l2().hits, 1); /* the copy survived the pause */
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
@@ -635,16 +569,16 @@ static void test_open_by_url_owns_inner(void **state)
     assert_string_equal(st->ops->name, "cached");
     make_session(&s, "dave", tess_now_ms());
     assert_int_equal(tess_store_set(st, &s, on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0);
+    assert_int_equal(store_wait(&r), 0);
     memset(&r, 0, sizeof(r));
     assert_int_equal(tess_store_get(st, tess_str(s.id), on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0);
+    assert_int_equal(store_wait(&r), 0);
     tess_session_clear(&r.sess);
     /* the copy lands under the configured prefix, stamped from the configured epoch key, with its ttl */
     rs_cmd(&RS, "SET l2:epoch 7");
     memset(&r, 0, sizeof(r));
     assert_int_equal(tess_store_get(st, tess_str(s.id), on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), 0);
+    assert_int_equal(store_wait(&r), 0);
     tess_session_clear(&r.sess);
     wait_copy_at("l2:", s.id, "7:{");
     long long pttl = rs_cmd_int(&RS, "PTTL l2:%s", s.id);
@@ -678,5 +612,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_by_url_owns_inner, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, rs_group_setup, rs_group_teardown);
 }

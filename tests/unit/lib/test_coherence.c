@@ -17,12 +17,9 @@
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 
-#define WAIT_MS 5000   /* deadline for anything that should happen */
 #define DOWN_MS 1500   /* a lost or paused server is reported within this (heartbeat 200 ms + liveness 500 ms) */
 #define MAX_EVENTS 256 /* recorded callbacks */
 
-static redis_server_t RS;
-static tess_poll_loop_t *L;
 static tess_inval_t *INV;
 
 /* What the callbacks saw, in order. */
@@ -88,7 +85,7 @@ static int key_reported(void *arg)
 static void wait_key_n(const char *key, int n)
 {
     key_wait_t w = {key, n};
-    rs_run_until(L, key_reported, &w, WAIT_MS, key);
+    rs_run_until(L, key_reported, &w, RS_WAIT_MS, key);
 }
 
 static void wait_key(const char *key)
@@ -113,22 +110,6 @@ static long long epoch(void)
 
 static const char *const PREFIXES[] = {"session:", "tessera:"};
 
-static int group_setup(void **state)
-{
-    (void)state;
-    rs_start(&RS);
-    assert_non_null(L = tess_poll_loop_new());
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    tess_poll_loop_free(L);
-    rs_cleanup(&RS);
-    return 0;
-}
-
 static int setup(void **state)
 {
     char err[256] = "";
@@ -144,7 +125,7 @@ static int setup(void **state)
                            .arg = &SEEN};
     assert_int_equal(tess_inval_open(&INV, tess_poll_loop_base(L), &o, err, sizeof(err)), 0);
     assert_int_equal(tess_inval_up(INV), 0); /* asynchronous: not before the loop ran */
-    rs_run_until(L, is_up, NULL, WAIT_MS, "listener up");
+    rs_run_until(L, is_up, NULL, RS_WAIT_MS, "listener up");
     return 0;
 }
 
@@ -158,8 +139,7 @@ static int teardown(void **state)
     n = SEEN.nstates + SEEN.nkeys;
     tess_poll_loop_run_once(L, 0);
     assert_int_equal(SEEN.nstates + SEEN.nkeys, n);
-    assert_int_equal(tess_poll_loop_live_ios(L), 0);
-    assert_int_equal(tess_poll_loop_armed_timers(L), 0);
+    rs_loop_clean();
     return 0;
 }
 
@@ -205,7 +185,7 @@ static void test_key_invalidation(void **state)
     wait_key_n("session:abc", 2);
     rs_cmd(&RS, "SET session:short 1 PX 30");
     wait_key("session:short");
-    rs_run_until(L, expired, "session:short", WAIT_MS, "session:short expired");
+    rs_run_until(L, expired, "session:short", RS_WAIT_MS, "session:short expired");
     wait_key_n("session:short", 2);
     assert_int_equal(key_count(""), 0); /* nothing was "everything" */
     assert_int_equal(tess_inval_up(INV), 1);
@@ -221,7 +201,7 @@ static void test_flushdb(void **state)
 {
     (void)state;
     rs_cmd(&RS, "FLUSHDB");
-    rs_run_until(L, everything_seen, NULL, WAIT_MS, "FLUSHDB reported as everything");
+    rs_run_until(L, everything_seen, NULL, RS_WAIT_MS, "FLUSHDB reported as everything");
     assert_int_equal(key_count(""), 1);
     assert_int_equal(key_count("") + key_count("tessera:epoch"), SEEN.nkeys); /* nothing else */
     assert_int_equal(tess_inval_up(INV), 1);
@@ -239,7 +219,7 @@ static void test_killed_server(void **state)
     assert_int_equal(tess_inval_up(INV), 0);
 
     rs_start(&RS); /* an empty server on the same socket */
-    rs_run_until(L, is_up, NULL, WAIT_MS, "up after the restart");
+    rs_run_until(L, is_up, NULL, RS_WAIT_MS, "up after the restart");
     const int want[] = {1, 0, 1};
     assert_states(want, 3);
     assert_int_equal(epoch(), 1); /* absent on the new server: only the listener's INCR made it 1 */
@@ -262,7 +242,7 @@ static void test_paused_server(void **state)
     assert_int_equal(tess_inval_up(INV), 0);
 
     rs_resume(&RS);
-    rs_run_until(L, is_up, NULL, WAIT_MS, "up after SIGCONT");
+    rs_run_until(L, is_up, NULL, RS_WAIT_MS, "up after SIGCONT");
     const int want[] = {1, 0, 1};
     assert_states(want, 3);
     assert_true(epoch() > e); /* copies from before the pause are stale */
@@ -307,5 +287,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paused_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, rs_group_setup, rs_group_teardown);
 }

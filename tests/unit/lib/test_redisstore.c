@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "redis_server.h"
 #include "store_result.h"
+#include "redis_server.h" /* after store_result.h: its store helpers */
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 #include "tessera/redis.h"
@@ -22,75 +22,10 @@
 
 #define HOUR INT64_C(3600000)
 #define TIMEOUT_MS 300 /* the store's per-command timeout in these tests */
-#define WAIT_MS 5000   /* deadline for anything that should happen */
 
-static redis_server_t RS;
-static tess_poll_loop_t *L;
 static tess_store_t *S;
 
 /* ---- helpers ------------------------------------------------------------------------------------------- */
-
-static int is_done(void *arg)
-{
-    return ((result_t *)arg)->calls > 0;
-}
-
-static int wait_rc(result_t *r)
-{
-    rs_run_until(L, is_done, r, WAIT_MS, "store callback");
-    assert_int_equal(r->calls, 1);
-    return r->rc;
-}
-
-static int get_rc(const char *sid, result_t *r)
-{
-    tess_session_clear(&r->sess);
-    memset(r, 0, sizeof(*r));
-    assert_int_equal(tess_store_get(S, tess_str(sid), on_result, r), 0);
-    return wait_rc(r);
-}
-
-static int set_rc(tess_store_t *st, const tess_session_t *s)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_set(st, s, on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static int touch_rc(const char *sid, int64_t exp)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_touch(S, tess_str(sid), exp, on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static int destroy_rc(const char *sid)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_destroy(S, tess_str(sid), on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static int destroy_user_rc(const char *uid)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_destroy_user(S, tess_str(uid), on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static int ping_rc(tess_store_t *st)
-{
-    result_t r = {0};
-    assert_int_equal(tess_store_ping(st, on_result, &r), 0);
-    return wait_rc(&r);
-}
-
-static void make_session(tess_session_t *s, const char *user, int64_t now)
-{
-    tess_session_policy_t p;
-    tess_session_policy_default(&p);
-    assert_int_equal(tess_session_init(s, &p, tess_str(user), TESS_STR_LIT("visitor"), now), 0);
-}
 
 static int store_connected(void *arg)
 {
@@ -101,7 +36,7 @@ static void open_store(tess_store_t **out, const tess_redis_opts_t *o)
 {
     char err[256] = "";
     assert_int_equal(tess_redisstore_open(out, tess_poll_loop_base(L), o, err, sizeof(err)), 0);
-    rs_run_until(L, store_connected, *out, WAIT_MS, "store connected");
+    rs_run_until(L, store_connected, *out, RS_WAIT_MS, "store connected");
 }
 
 static void assert_near(int64_t got, int64_t want, int64_t slack)
@@ -111,22 +46,6 @@ static void assert_near(int64_t got, int64_t want, int64_t slack)
 }
 
 /* ---- fixture ------------------------------------------------------------------------------------------- */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    rs_start(&RS);
-    assert_non_null(L = tess_poll_loop_new());
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    tess_poll_loop_free(L);
-    rs_cleanup(&RS);
-    return 0;
-}
 
 static int setup(void **state)
 {
@@ -143,8 +62,7 @@ static int teardown(void **state)
     tess_store_close(S);
     S = NULL;
     /* A closed store leaves nothing on the loop. */
-    assert_int_equal(tess_poll_loop_live_ios(L), 0);
-    assert_int_equal(tess_poll_loop_armed_timers(L), 0);
+    rs_loop_clean();
     return 0;
 }
 
@@ -161,9 +79,9 @@ static void test_set_get(void **state)
     make_session(&s, "alice", now);
     s.extra_json = strdup("{\"theme\":\"dark\",\"n\":7}");
     assert_string_equal(S->ops->name, "redis");
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
 
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.id, s.id);
     assert_string_equal(r.sess.user_id, "alice");
     assert_string_equal(r.sess.role, "visitor");
@@ -184,7 +102,7 @@ static void test_set_get(void **state)
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:alice %s", s.id), 1);
     assert_near(rs_cmd_int(&RS, "PTTL session:user:alice"), s.absolute_expires_ms - now, 1000);
 
-    assert_int_equal(get_rc("no-such-session", &r), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, "no-such-session", &r), TESS_ENOTFOUND);
     assert_int_equal(S->stats.gets, 2);
     assert_int_equal(S->stats.writes, 1);
     assert_int_equal(S->stats.errors, 0); /* NOTFOUND is no error */
@@ -211,12 +129,12 @@ static void test_ttl_expires_key(void **state)
 
     make_session(&s, "alice", now);
     s.expires_ms = now + 400;
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     long long pttl = rs_cmd_int(&RS, "PTTL session:%s", s.id);
     assert_true(pttl > 0 && pttl <= 400);
     /* Redis removes it at its expiry: the store then says NOTFOUND */
-    deadline = tess_mono_ms() + WAIT_MS;
-    while (get_rc(s.id, &r) == 0) {
+    deadline = tess_mono_ms() + RS_WAIT_MS;
+    while (store_get_rc(S, s.id, &r) == 0) {
         assert_true(tess_mono_ms() < deadline);
         tess_session_clear(&r.sess);
         tess_poll_loop_run_once(L, 20);
@@ -235,19 +153,19 @@ static void test_touch_no_resurrection(void **state)
     (void)state;
 
     make_session(&s, "alice", now);
-    assert_int_equal(set_rc(S, &s), 0);
-    assert_int_equal(touch_rc(s.id, now + 2 * HOUR), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
+    assert_int_equal(store_touch_rc(S, s.id, now + 2 * HOUR), 0);
     assert_near(rs_cmd_int(&RS, "PTTL session:%s", s.id), 2 * HOUR, 1000);
-    assert_int_equal(get_rc(s.id, &r), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_near(r.sess.expires_ms, now + 2 * HOUR, 1000);
     tess_session_clear(&r.sess);
 
     /* destroyed: a late touch must not bring it back */
-    assert_int_equal(destroy_rc(s.id), 0);
-    assert_int_equal(touch_rc(s.id, now + 3 * HOUR), TESS_ENOTFOUND);
+    assert_int_equal(store_destroy_rc(S, s.id), 0);
+    assert_int_equal(store_touch_rc(S, s.id, now + 3 * HOUR), TESS_ENOTFOUND);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:%s", s.id), 0);
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND);
-    assert_int_equal(touch_rc("never-existed", now + HOUR), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND);
+    assert_int_equal(store_touch_rc(S, "never-existed", now + HOUR), TESS_ENOTFOUND);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:never-existed"), 0);
     assert_int_equal(S->stats.errors, 0);
     tess_session_clear(&s);
@@ -262,17 +180,17 @@ static void test_destroy(void **state)
 
     make_session(&a, "alice", now);
     make_session(&b, "alice", now);
-    assert_int_equal(set_rc(S, &a), 0);
-    assert_int_equal(set_rc(S, &b), 0);
+    assert_int_equal(store_set_rc(S, &a), 0);
+    assert_int_equal(store_set_rc(S, &b), 0);
     assert_int_equal(rs_cmd_int(&RS, "SCARD session:user:alice"), 2);
 
-    assert_int_equal(destroy_rc(a.id), 0);
-    assert_int_equal(get_rc(a.id, &r), TESS_ENOTFOUND);
+    assert_int_equal(store_destroy_rc(S, a.id), 0);
+    assert_int_equal(store_get_rc(S, a.id, &r), TESS_ENOTFOUND);
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:alice %s", a.id), 0); /* out of the index */
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:alice %s", b.id), 1);
-    assert_int_equal(get_rc(b.id, &r), 0); /* the other one stays */
+    assert_int_equal(store_get_rc(S, b.id, &r), 0); /* the other one stays */
     tess_session_clear(&r.sess);
-    assert_int_equal(destroy_rc(a.id), 0); /* absent: still 0 */
+    assert_int_equal(store_destroy_rc(S, a.id), 0); /* absent: still 0 */
     assert_int_equal(S->stats.errors, 0);
     tess_session_clear(&a);
     tess_session_clear(&b);
@@ -287,25 +205,25 @@ static void test_destroy_user(void **state)
 
     for (int i = 0; i < 3; i++) {
         make_session(&a[i], "alice", now);
-        assert_int_equal(set_rc(S, &a[i]), 0);
+        assert_int_equal(store_set_rc(S, &a[i]), 0);
     }
     for (int i = 0; i < 2; i++) {
         make_session(&b[i], "bob", now);
-        assert_int_equal(set_rc(S, &b[i]), 0);
+        assert_int_equal(store_set_rc(S, &b[i]), 0);
     }
-    assert_int_equal(destroy_user_rc("alice"), 0);
+    assert_int_equal(store_destroy_user_rc(S, "alice"), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(get_rc(a[i].id, &r), TESS_ENOTFOUND);
+        assert_int_equal(store_get_rc(S, a[i].id, &r), TESS_ENOTFOUND);
         assert_int_equal(rs_cmd_int(&RS, "EXISTS session:%s", a[i].id), 0);
     }
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:user:alice"), 0);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(get_rc(b[i].id, &r), 0);
+        assert_int_equal(store_get_rc(S, b[i].id, &r), 0);
         assert_string_equal(r.sess.user_id, "bob");
         tess_session_clear(&r.sess);
     }
     assert_int_equal(rs_cmd_int(&RS, "SCARD session:user:bob"), 2);
-    assert_int_equal(destroy_user_rc("nobody"), 0); /* unknown user: fine */
+    assert_int_equal(store_destroy_user_rc(S, "nobody"), 0); /* unknown user: fine */
     for (int i = 0; i < 3; i++)
         tess_session_clear(&a[i]);
     for (int i = 0; i < 2; i++)
@@ -316,7 +234,7 @@ static void test_ping(void **state)
 {
     (void)state;
     long long before = rs_cmd_int(&RS, "DBSIZE");
-    assert_int_equal(ping_rc(S), 0);
+    assert_int_equal(store_ping_rc(S), 0);
     assert_int_equal(rs_cmd_int(&RS, "DBSIZE"), before);
     assert_int_equal(S->stats.errors, 0);
 }
@@ -344,7 +262,7 @@ static void test_connect_redis_documents(void **state)
              iso);
     rs_cmd(&RS, "SET session:express-1 %s EX 1800", doc);
     rs_cmd(&RS, "SADD session:user:42 express-1");
-    assert_int_equal(get_rc("express-1", &r), 0);
+    assert_int_equal(store_get_rc(S, "express-1", &r), 0);
     assert_string_equal(r.sess.id, "express-1");
     assert_string_equal(r.sess.user_id, "42");
     assert_int_equal(r.sess.max_age_ms, HOUR);
@@ -355,17 +273,17 @@ static void test_connect_redis_documents(void **state)
 
     /* without a TTL the document's cookie.expires governs */
     rs_cmd(&RS, "SET session:express-2 %s", doc);
-    assert_int_equal(get_rc("express-2", &r), 0);
+    assert_int_equal(store_get_rc(S, "express-2", &r), 0);
     assert_near(r.sess.expires_ms, now + HOUR, 1000);
     tess_session_clear(&r.sess);
 
     /* an unreadable document is no session, and no backend error */
     rs_cmd(&RS, "SET session:express-3 %s", "{\"cookie\":");
-    assert_int_equal(get_rc("express-3", &r), TESS_ENOTFOUND);
+    assert_int_equal(store_get_rc(S, "express-3", &r), TESS_ENOTFOUND);
     assert_int_equal(S->stats.errors, 0);
 
     /* destroy finds the numeric userId's index */
-    assert_int_equal(destroy_rc("express-1"), 0);
+    assert_int_equal(store_destroy_rc(S, "express-1"), 0);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS session:express-1"), 0);
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:42 express-1"), 0);
 }
@@ -385,16 +303,16 @@ static void test_shared_connection(void **state)
     open_store(&a, &oa);
     open_store(&b, &ob);
     make_session(&s, "carol", tess_now_ms());
-    assert_int_equal(set_rc(a, &s), 0);
+    assert_int_equal(store_set_rc(a, &s), 0);
     assert_int_equal(rs_cmd_int(&RS, "EXISTS a:%s", s.id), 1);
     assert_int_equal(rs_cmd_int(&RS, "SISMEMBER a:user:carol %s", s.id), 1);
     memset(&r, 0, sizeof(r));
     assert_int_equal(tess_store_get(b, tess_str(s.id), on_result, &r), 0);
-    assert_int_equal(wait_rc(&r), TESS_ENOTFOUND); /* another prefix, another namespace */
+    assert_int_equal(store_wait(&r), TESS_ENOTFOUND); /* another prefix, another namespace */
 
     tess_store_close(a);
     assert_int_equal(tess_redis_connected(conn), 1);
-    assert_int_equal(ping_rc(b), 0);
+    assert_int_equal(store_ping_rc(b), 0);
     tess_store_close(b);
     assert_int_equal(tess_redis_connected(conn), 1);
     tess_redis_close(conn);
@@ -445,26 +363,26 @@ static void test_killed_server(void **state)
     (void)state;
 
     make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     rs_kill(&RS);
 
     t0 = tess_mono_ms();
-    assert_int_equal(get_rc(s.id, &r), TESS_EUNAVAIL);
-    assert_int_equal(set_rc(S, &s), TESS_EUNAVAIL);
-    assert_int_equal(touch_rc(s.id, tess_now_ms() + HOUR), TESS_EUNAVAIL);
-    assert_int_equal(destroy_rc(s.id), TESS_EUNAVAIL);
-    assert_int_equal(destroy_user_rc("alice"), TESS_EUNAVAIL);
-    assert_int_equal(ping_rc(S), TESS_EUNAVAIL);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_EUNAVAIL);
+    assert_int_equal(store_set_rc(S, &s), TESS_EUNAVAIL);
+    assert_int_equal(store_touch_rc(S, s.id, tess_now_ms() + HOUR), TESS_EUNAVAIL);
+    assert_int_equal(store_destroy_rc(S, s.id), TESS_EUNAVAIL);
+    assert_int_equal(store_destroy_user_rc(S, "alice"), TESS_EUNAVAIL);
+    assert_int_equal(store_ping_rc(S), TESS_EUNAVAIL);
     assert_true(tess_mono_ms() - t0 < TIMEOUT_MS); /* all six: none waited for a timeout */
     assert_int_equal(S->stats.errors, 6);
     assert_int_equal(tess_redisstore_connected(S), 0);
 
     rs_start(&RS); /* same socket, an empty server */
-    rs_run_until(L, store_connected, S, WAIT_MS, "store reconnected");
-    assert_int_equal(ping_rc(S), 0);
-    assert_int_equal(get_rc(s.id, &r), TESS_ENOTFOUND); /* nothing persisted */
-    assert_int_equal(set_rc(S, &s), 0);
-    assert_int_equal(get_rc(s.id, &r), 0);
+    rs_run_until(L, store_connected, S, RS_WAIT_MS, "store reconnected");
+    assert_int_equal(store_ping_rc(S), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ENOTFOUND); /* nothing persisted */
+    assert_int_equal(store_set_rc(S, &s), 0);
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.id, s.id);
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
@@ -479,10 +397,10 @@ static void test_paused_server(void **state)
     (void)state;
 
     make_session(&s, "alice", tess_now_ms());
-    assert_int_equal(set_rc(S, &s), 0);
+    assert_int_equal(store_set_rc(S, &s), 0);
     rs_pause(&RS);
     t0 = tess_mono_ms();
-    assert_int_equal(get_rc(s.id, &r), TESS_ETIMEOUT);
+    assert_int_equal(store_get_rc(S, s.id, &r), TESS_ETIMEOUT);
     took = tess_mono_ms() - t0;
     assert_true(took >= TIMEOUT_MS - 10);
     assert_true(took < TIMEOUT_MS + 500);
@@ -490,8 +408,8 @@ static void test_paused_server(void **state)
 
     rs_resume(&RS);
     /* back within the reconnect backoff (capped at 500 ms); the session was kept */
-    rs_run_until(L, store_connected, S, WAIT_MS, "store reconnected");
-    assert_int_equal(get_rc(s.id, &r), 0);
+    rs_run_until(L, store_connected, S, RS_WAIT_MS, "store reconnected");
+    assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.user_id, "alice");
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
@@ -513,5 +431,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_server, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, rs_group_setup, rs_group_teardown);
 }

@@ -18,11 +18,8 @@
 #include "tessera/revoke.h"
 
 #define TIMEOUT_MS 300 /* per-command timeout in these tests */
-#define WAIT_MS 5000   /* deadline for anything that should happen */
 #define MINUTE INT64_C(60000)
 
-static redis_server_t RS;
-static tess_poll_loop_t *L;
 static tess_cache_t *C;      /* the answers cache (NULL in the tests of the bare lists) */
 static tess_revoker_t *R;    /* with the cache */
 static tess_revoker_t *BARE; /* without a cache: every check asks Redis */
@@ -46,7 +43,7 @@ static int answered(void *arg)
 
 static int wait_answer(answer_t *a)
 {
-    rs_run_until(L, answered, a, WAIT_MS, "revoker callback");
+    rs_run_until(L, answered, a, RS_WAIT_MS, "revoker callback");
     assert_int_equal(a->calls, 1);
     return a->rc;
 }
@@ -79,22 +76,6 @@ static void evict(const char *key)
 
 /* ---- fixture ------------------------------------------------------------------------------------------- */
 
-static int group_setup(void **state)
-{
-    (void)state;
-    rs_start(&RS);
-    assert_non_null(L = tess_poll_loop_new());
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    tess_poll_loop_free(L);
-    rs_cleanup(&RS);
-    return 0;
-}
-
 static int setup(void **state)
 {
     char err[256] = "";
@@ -117,8 +98,7 @@ static int teardown(void **state)
     R = BARE = NULL;
     tess_cache_free(C);
     C = NULL;
-    assert_int_equal(tess_poll_loop_live_ios(L), 0);
-    assert_int_equal(tess_poll_loop_armed_timers(L), 0);
+    rs_loop_clean();
     return 0;
 }
 
@@ -250,7 +230,7 @@ static void test_fail_closed(void **state)
     assert_int_equal(st.entries, 0); /* no answer remembered from an outage */
 
     rs_start(&RS); /* empty again: the deny entry is gone with the old server */
-    int64_t deadline = tess_mono_ms() + WAIT_MS;
+    int64_t deadline = tess_mono_ms() + RS_WAIT_MS;
     while (check_rc(R, "j-new", "alice", t) != 0) {
         assert_true(tess_mono_ms() < deadline);
         tess_poll_loop_run_once(L, 20); /* the reconnect timer */
@@ -271,7 +251,7 @@ static void test_paused(void **state)
     took = tess_mono_ms() - t0;
     assert_true(took >= TIMEOUT_MS - 10 && took < TIMEOUT_MS + 500);
     rs_resume(&RS);
-    int64_t deadline = tess_mono_ms() + WAIT_MS;
+    int64_t deadline = tess_mono_ms() + RS_WAIT_MS;
     int rc;
     while ((rc = check_rc(BARE, "j-denied", "alice", t)) != TESS_EREVOKED) {
         assert_true(rc == TESS_EUNAVAIL || rc == TESS_ETIMEOUT); /* never "not revoked" */
@@ -316,5 +296,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, rs_group_setup, rs_group_teardown);
 }
