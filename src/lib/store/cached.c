@@ -31,6 +31,10 @@ static const char tombstone_user_script[] = "local ids = redis.call('SMEMBERS', 
                                             "redis.call('DEL', KEYS[1])\n"
                                             "return #ids";
 
+/* Drop a copy whose expiry is stale, but keep a tombstone (a touch racing a logout must not undo it). */
+static const char drop_copy_script[] = "if redis.call('GET', KEYS[1]) ~= '!' then redis.call('DEL', KEYS[1]) end\n"
+                                       "return 1";
+
 typedef struct cached_store {
     tess_store_t super;             /* base; first member */
     tess_store_t *inner;            /* source of truth (owned) */
@@ -256,9 +260,9 @@ static void on_inner_touch(void *arg, int rc, const tess_session_t *sess)
     char key[KEY_MAX + 1];
     size_t keylen = make_key(op->s, "", tess_strn(op->sid, op->sid_len), key);
     /* The copy's expiry is now stale: drop it (and let every near-cache hear of it). */
-    const char *argv[] = {"DEL", key};
-    size_t lens[] = {3, keylen};
-    tess__rconn_command(op->s->conn, ignore_reply, op->s, 2, argv, lens);
+    const char *argv[] = {"EVAL", drop_copy_script, "1", key};
+    size_t lens[] = {4, sizeof(drop_copy_script) - 1, 1, keylen};
+    tess__rconn_command(op->s->conn, ignore_reply, op->s, 4, argv, lens);
     op->cb(op->arg, rc, sess);
     cop_free(op);
 }

@@ -218,6 +218,7 @@ typedef struct worker {
     tess_memstore_table_t *t; /* shared table */
     int n;                    /* worker index */
     int failures;             /* unexpected results */
+    int rounds;               /* iterations completed (a worker that did nothing must not pass) */
 } worker_t;
 
 static void *work(void *arg)
@@ -231,12 +232,15 @@ static void *work(void *arg)
 
     tess_session_policy_default(&p);
     snprintf(user, sizeof(user), "w%d", w->n);
-    if (tess_memstore_open(&st, w->t) != 0)
+    if (tess_memstore_open(&st, w->t) != 0) {
+        w->failures++; /* a worker that cannot start is a failure, not a pass */
         return NULL;
+    }
     for (int i = 0; i < 2000; i++) {
         if (tess_session_init(&s, &p, tess_str(user), TESS_STR_LIT("visitor"), tess_now_ms()) != 0)
             w->failures++;
-        tess_store_set(st, &s, on_result, &r);
+        if (tess_store_set(st, &s, on_result, &r) != 0 || r.rc != 0)
+            w->failures++;
         tess_store_get(st, tess_str(s.id), on_result, &r);
         if (r.rc != 0 || strcmp(r.sess.id, s.id) != 0)
             w->failures++;
@@ -248,6 +252,7 @@ static void *work(void *arg)
         if (i % 500 == 499)
             tess_store_destroy_user(st, tess_str(user), on_result, &r);
         tess_session_clear(&s);
+        w->rounds++;
     }
     tess_session_clear(&r.sess);
     tess_store_close(st);
@@ -261,12 +266,13 @@ static void test_threads(void **state)
     worker_t w[4];
 
     for (int i = 0; i < 4; i++) {
-        w[i] = (worker_t){f->t, i, 0};
+        w[i] = (worker_t){f->t, i, 0, 0};
         assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
     }
     for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
+        assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(w[i].failures, 0);
+        assert_int_equal(w[i].rounds, 2000);
     }
 }
 
