@@ -61,7 +61,7 @@ TESS_API int tess_redisstore_connected(tess_store_t *store);
  *            the answer; otherwise `inner` answers and a hit there is written back with SET ... PX <ttl> NX
  *            (never over a newer copy or a tombstone) and added to <prefix>user:<uid>
  *   set      `inner` only (a new id has no copy)
- *   touch    `inner`, then DEL of the copy (its expiry is stale)
+ *   touch    `inner`, then the copy is dropped (its expiry is stale) unless it is a tombstone
  *   destroy  a tombstone "!" replaces the copy (PX <ttl>: a racing reader cannot put the session back),
  *            then `inner`
  *   destroy_user  tombstones for every id in the user's set, then `inner`
