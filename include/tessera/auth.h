@@ -122,7 +122,7 @@ TESS_API void tess_auth_check(tess_auth_t *auth, tess_str_t cookie_header, int64
 
 /* Creates a session (a fresh 256-bit id; for jwt a signed token with a fresh jti). Calls `cb` once. */
 TESS_API void tess_auth_login(tess_auth_t *auth, tess_str_t user_id, tess_str_t role, int64_t now_ms, tess_auth_cb cb,
-                     void *arg);
+                              void *arg);
 
 /* Ends session `sid` (store destroy + cache eviction; for jwt nothing is stored). Calls `cb` once. */
 TESS_API void tess_auth_logout(tess_auth_t *auth, tess_str_t sid, tess_auth_cb cb, void *arg);
@@ -138,7 +138,8 @@ TESS_API void tess_auth_logout_session(tess_auth_t *auth, const tess_session_t *
  * Logs user `user_id` out everywhere: every stored session of the user (store destroy_user, near-cache
  * eviction) and, with a revoker, every token issued up to now (per-user cut-off). Calls `cb` once.
  */
-TESS_API void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb, void *arg);
+TESS_API void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id, int64_t now_ms, tess_auth_cb cb,
+                                          void *arg);
 
 /* The cookie name in use. */
 TESS_API tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);

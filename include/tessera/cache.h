@@ -75,8 +75,7 @@ TESS_API int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_
 typedef void (*tess_cache_read_cb)(void *arg, const void *value, size_t len);
 TESS_API int tess_cache_put_value(tess_cache_t *c, tess_str_t key, const void *value, size_t len, int64_t now_ms,
                                   uint64_t gen);
-TESS_API int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_cache_read_cb read,
-                                   void *arg);
+TESS_API int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_cache_read_cb read, void *arg);
 /* Removes `key` (positive or negative) and bumps its shard generation. */
 TESS_API void tess_cache_evict(tess_cache_t *c, tess_str_t key);
 /* Removes every entry of user `user_id` (a scan; for "log out everywhere"). */

@@ -39,7 +39,8 @@ typedef struct tess_inval_opts {
 } tess_inval_opts_t;
 
 /* Starts listening (asynchronously). Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM. */
-TESS_API int tess_inval_open(tess_inval_t **out, tess_loop_t *loop, const tess_inval_opts_t *opts, char *err, size_t errcap);
+TESS_API int tess_inval_open(tess_inval_t **out, tess_loop_t *loop, const tess_inval_opts_t *opts, char *err,
+                             size_t errcap);
 /* Stops; no callback runs afterwards. */
 TESS_API void tess_inval_free(tess_inval_t *inv);
 /* 1 when invalidations are being delivered. */

@@ -49,7 +49,8 @@ TESS_API int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, cha
  * that express-session accepts but that is not base64url (it needed URL encoding) is TESS_EBADFMT.
  * Also TESS_EINVAL (NULL secrets or sid_out), TESS_ENOSPACE (cap too small for the id).
  */
-TESS_API int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *sid_out, size_t cap, size_t *sid_len);
+TESS_API int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *sid_out, size_t cap,
+                                size_t *sid_len);
 
 /*
  * Finds cookie `name` in a Cookie request header ("a=1; b=2"). The first match wins; surrounding blanks

@@ -118,16 +118,16 @@ TESS_API int tess_deploy_loop_prune(tess_deploy_loop_t *l, int64_t now_ms, int b
 TESS_API void tess_deploy_loop_publish(tess_deploy_loop_t *l, tess_str_t name);
 
 typedef struct tess_deploy_stats {
-    tess_auth_stats_t auth;          /* every loop's strategy, summed */
-    tess_store_stats_t store;        /* every loop's session store, summed */
-    int has_cache;                   /* a near-cache exists (cached) */
-    tess_cache_stats_t cache;        /* its counters */
-    uint64_t flight_followers;       /* its single-flight savings */
-    int has_revocation;              /* a revocation cache exists (Redis) */
-    tess_cache_stats_t revocation;   /* its counters */
-    int has_l2;                      /* L2 copies exist (cached with Redis) */
-    tess_l2_stats_t l2;              /* every loop's L2 counters, summed */
-    int coherence;                   /* -1 no listener, 0 down, 1 up */
+    tess_auth_stats_t auth;        /* every loop's strategy, summed */
+    tess_store_stats_t store;      /* every loop's session store, summed */
+    int has_cache;                 /* a near-cache exists (cached) */
+    tess_cache_stats_t cache;      /* its counters */
+    uint64_t flight_followers;     /* its single-flight savings */
+    int has_revocation;            /* a revocation cache exists (Redis) */
+    tess_cache_stats_t revocation; /* its counters */
+    int has_l2;                    /* L2 copies exist (cached with Redis) */
+    tess_l2_stats_t l2;            /* every loop's L2 counters, summed */
+    int coherence;                 /* -1 no listener, 0 down, 1 up */
 } tess_deploy_stats_t;
 
 /* Sums the counters of every open loop part. Safe from any thread. */

@@ -19,12 +19,12 @@
 extern "C" {
 #endif
 
-#define TESS_KEY_PREFIX_MAX 64                                 /* bytes in one prefix */
+#define TESS_KEY_PREFIX_MAX 64                                /* bytes in one prefix */
 #define TESS_KEY_MAX (TESS_KEY_PREFIX_MAX + 8 + TESS_SID_MAX) /* bytes in any key tessera builds */
 
 #define TESS_KEYSPACE_SESSION_DEFAULT "session:"
 #define TESS_KEYSPACE_TESSERA_DEFAULT "tessera:"
-#define TESS_KEY_USER "user:" /* after <session> */
+#define TESS_KEY_USER "user:"  /* after <session> */
 #define TESS_KEY_EPOCH "epoch" /* after <tessera> */
 #define TESS_KEY_DENY "deny:"  /* after <tessera> */
 #define TESS_KEY_CUTOFF "nbf:" /* after <tessera> */

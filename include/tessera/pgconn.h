@@ -78,25 +78,27 @@ static inline void tess_pgconn_param_i64(tess_pgconn_param_t *p, int64_t v)
 typedef void (*tess_pgconn_cb)(void *arg, int rc, const PGresult *res);
 
 typedef struct tess_pgconn_opts {
-    const char *conninfo;         /* libpq URI or key=value string; copied */
-    int64_t timeout_ms;           /* per-query deadline; also bounds a connection attempt (at least 1 s) */
+    const char *conninfo;            /* libpq URI or key=value string; copied */
+    int64_t timeout_ms;              /* per-query deadline; also bounds a connection attempt (at least 1 s) */
     const tess_pgconn_stmt_t *stmts; /* statements to prepare on every connection (borrowed, static) */
-    int n_stmts;                  /* entries in stmts */
-    const char *name;             /* for log lines ("pgstore", "appdb"); borrowed, static */
+    int n_stmts;                     /* entries in stmts */
+    const char *name;                /* for log lines ("pgstore", "appdb"); borrowed, static */
 } tess_pgconn_opts_t;
 
 /*
  * Makes a connection handle on `loop` (borrowed) and starts connecting. Returns 0, TESS_EINVAL (conninfo
  * does not parse; reason in err), TESS_ENOMEM. The handle is usable at once.
  */
-TESS_API int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err, size_t errcap);
+TESS_API int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_opts_t *opts, char *err,
+                              size_t errcap);
 
 /*
  * Queues statement `stmt` with `nparams` parameters. Returns 0 (the callback runs exactly once, possibly
  * before this returns: TESS_EUNAVAIL when not connected) or TESS_EINVAL (bad statement index or parameter
  * count; no callback).
  */
-TESS_API int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg);
+TESS_API int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams,
+                               tess_pgconn_cb cb, void *arg);
 
 /* 1 when connected (pipeline mode entered, statements sent). */
 TESS_API int tess_pgconn_connected(const tess_pgconn_t *c);

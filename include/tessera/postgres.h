@@ -36,11 +36,11 @@ TESS_API int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap
  * asynchronously: the handle is usable at once (operations fail with TESS_EUNAVAIL until connected).
  * Returns 0, TESS_EINVAL (bad conninfo, reason in `err`), TESS_ENOMEM.
  */
-TESS_API int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap);
+TESS_API int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err,
+                               size_t errcap);
 
 /* 1 when the handle's connection is up (for /readyz and tests). */
 TESS_API int tess_pgstore_connected(tess_store_t *store);
-
 
 #ifdef __cplusplus
 }

@@ -29,7 +29,7 @@ extern "C" {
  */
 typedef struct tess_redis tess_redis_t;
 TESS_API int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *url, int64_t timeout_ms, char *err,
-                    size_t errcap);
+                             size_t errcap);
 TESS_API void tess_redis_close(tess_redis_t *conn);
 TESS_API int tess_redis_connected(const tess_redis_t *conn);
 
@@ -48,7 +48,7 @@ TESS_API int tess_redis_url_check(const char *url, char *err, size_t errcap);
  * asynchronously. Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM.
  */
 TESS_API int tess_redisstore_open(tess_store_t **out, tess_loop_t *loop, const tess_redis_opts_t *opts, char *err,
-                         size_t errcap);
+                                  size_t errcap);
 
 /* 1 when the handle's connection is up. */
 TESS_API int tess_redisstore_connected(tess_store_t *store);
@@ -84,8 +84,8 @@ typedef struct tess_l2_opts {
  * Opens the composite store on `loop`. Takes ownership of `inner` (closed with the composite, also on
  * failure). Returns 0, TESS_EINVAL (reason in `err`), TESS_ENOMEM.
  */
-TESS_API int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop, const tess_l2_opts_t *opts,
-                          char *err, size_t errcap);
+TESS_API int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *loop,
+                                   const tess_l2_opts_t *opts, char *err, size_t errcap);
 /* Counters of the L2 layer (tests and /metrics); safe from any thread while the store is open. */
 typedef struct tess_l2_stats {
     uint64_t hits;   /* answered from Redis */

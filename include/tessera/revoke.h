@@ -34,17 +34,17 @@ typedef struct tess_revoker_opts {
 typedef void (*tess_revoker_cb)(void *arg, int rc);
 
 TESS_API int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoker_opts_t *opts, char *err,
-                      size_t errcap);
+                               size_t errcap);
 TESS_API void tess_revoker_free(tess_revoker_t *r);
 
 /* Is the token (jti, user, issued at iat_s) revoked? Calls `cb` exactly once, possibly before returning. */
 TESS_API void tess_revoker_check(tess_revoker_t *r, tess_str_t jti, tess_str_t uid, int64_t iat_s, int64_t now_ms,
-                        tess_revoker_cb cb, void *arg);
+                                 tess_revoker_cb cb, void *arg);
 /* Revokes one token until `exp_ms`. Calls `cb` exactly once. */
 TESS_API void tess_revoker_deny(tess_revoker_t *r, tess_str_t jti, int64_t exp_ms, tess_revoker_cb cb, void *arg);
 /* Revokes every token of `uid` issued in or before the second of `cut_ms`, remembered for `keep_ms`. */
 TESS_API void tess_revoker_cut(tess_revoker_t *r, tess_str_t uid, int64_t cut_ms, int64_t keep_ms, tess_revoker_cb cb,
-                      void *arg);
+                               void *arg);
 
 /* Cache keys the listener evicts, for a Redis key under the prefix: "d:<jti>" / "n:<uid>". */
 #define TESS_REVOKE_DENY_TAG "d:"

@@ -47,7 +47,7 @@ TESS_API void tess_session_policy_default(tess_session_policy_t *p);
  * TESS_EIO (CSPRNG failure). idle_s <= 0 means "as long as ttl_s".
  */
 TESS_API int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
-                      int64_t now_ms);
+                               int64_t now_ms);
 /* Frees what `s` owns (extra_json) and zeroes it. The struct itself is the caller's. */
 TESS_API void tess_session_clear(tess_session_t *s);
 /* Deep copy; returns 0 or TESS_ENOMEM. `dst` must be cleared afterwards. */
@@ -62,7 +62,7 @@ TESS_API int tess_session_expired(const tess_session_t *s, int64_t now_ms);
  * Writes the new expiry to `*new_expires_ms`.
  */
 TESS_API int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_t *p, int64_t now_ms,
-                             int64_t *new_expires_ms);
+                                      int64_t *new_expires_ms);
 
 /*
  * Serializes to the stored JSON form (see above). Returns a malloc'd NUL-terminated string (free()) in

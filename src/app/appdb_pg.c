@@ -1,6 +1,6 @@
 /*
  * appdb on PostgreSQL: the same schema, results and rules as appdb_sqlite.c, on one pipelined libpq
- * connection per loop (pg/pgconn.h). Every operation is ONE statement, so it is atomic on its own and
+ * connection per loop (tessera/pgconn.h). Every operation is ONE statement, so it is atomic on its own and
  * needs no transaction spanning round trips:
  *   - create/get compute queue_position in the same statement (one snapshot);
  *   - join/close are conditional UPDATEs that also report, in the same statement, whether the row exists
@@ -110,7 +110,7 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
 };
 
 typedef struct appdb_pg {
-    appdb_t super;    /* base; first member */
+    appdb_t super;       /* base; first member */
     tess_pgconn_t *conn; /* the loop's connection */
 } appdb_pg_t;
 
@@ -373,7 +373,7 @@ static int migrate(PGconn *pg, char *errbuf, size_t errcap)
         (rc = tess_pgconn_exec_sync(pg, MIGRATE_LOCK, errbuf, errcap)) != 0 ||
         (rc = tess_pgconn_exec_sync(pg, "SET LOCAL client_min_messages = warning", errbuf, errcap)) != 0 ||
         (rc = tess_pgconn_exec_sync(pg, "CREATE TABLE IF NOT EXISTS tessera_schema (version int NOT NULL)", errbuf,
-                                 errcap)) != 0)
+                                    errcap)) != 0)
         goto out;
     res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM tessera_schema");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {

@@ -13,14 +13,14 @@
 #define PW_MAX 1024
 
 typedef struct pwjob {
-    struct pwjob *next;                   /* queue link */
-    tess_loop_t *home;                    /* where to deliver */
-    app_pw_cb cb;                         /* completion, on the home loop */
-    void *arg;                            /* its argument */
-    char hash[crypto_pwhash_STRBYTES];    /* stored hash, or "" for the dummy */
-    char password[PW_MAX + 1];            /* candidate, wiped after use */
-    size_t password_len;                  /* its length */
-    int ok;                               /* result */
+    struct pwjob *next;                /* queue link */
+    tess_loop_t *home;                 /* where to deliver */
+    app_pw_cb cb;                      /* completion, on the home loop */
+    void *arg;                         /* its argument */
+    char hash[crypto_pwhash_STRBYTES]; /* stored hash, or "" for the dummy */
+    char password[PW_MAX + 1];         /* candidate, wiped after use */
+    size_t password_len;               /* its length */
+    int ok;                            /* result */
 } pwjob_t;
 
 struct app_pwpool {
@@ -80,8 +80,7 @@ static void *worker(void *p)
     }
 }
 
-int app_pw_verify(app_pwpool_t *pool, tess_loop_t *home, const char *hash, tess_str_t password, app_pw_cb cb,
-                  void *arg)
+int app_pw_verify(app_pwpool_t *pool, tess_loop_t *home, const char *hash, tess_str_t password, app_pw_cb cb, void *arg)
 {
     pwjob_t *job;
 

@@ -18,9 +18,9 @@
 
 /* What a login carries from the user lookup to the password check. */
 typedef struct login_state {
-    int64_t uid;                   /* the user found (0: none) */
-    char role[TESS_ROLE_MAX + 1];  /* that user's role */
-    char pwhash[256];              /* the stored hash */
+    int64_t uid;                  /* the user found (0: none) */
+    char role[TESS_ROLE_MAX + 1]; /* that user's role */
+    char pwhash[256];             /* the stored hash */
 } login_state_t;
 
 static void add_iso(cJSON *o, const char *name, int64_t ms)
@@ -144,7 +144,8 @@ void h_login(tess_req_t *r)
     appdb_t *db = r->th->appdb;
     tess_str_t name, password;
     ticket_t *t;
-    if (body_string(r, "username", APP_NAME_MAX, &name) != 0 || body_string(r, "password", PASSWORD_MAX, &password) != 0)
+    if (body_string(r, "username", APP_NAME_MAX, &name) != 0 ||
+        body_string(r, "password", PASSWORD_MAX, &password) != 0)
         return;
     req_state(r, sizeof(login_state_t));
     t = req_suspend(r);

@@ -155,8 +155,9 @@ int tess_serve_main(int argc, char **argv)
     }
     /* URLs may carry passwords: only the database kind and the SQLite path are logged. */
     server_log("listening on %s:%u, strategy %s, database %s%s, %d threads%s", srv->cfg.listen_host,
-               srv->cfg.listen_port, tess_strategy_name(srv->cfg.strategy), srv->cfg.postgres ? "postgres" : "sqlite:",
-               srv->cfg.sqlite_path, srv->cfg.threads, srv->cfg.production ? ", production" : "");
+               srv->cfg.listen_port, tess_strategy_name(srv->cfg.strategy),
+               srv->cfg.postgres ? "postgres" : "sqlite:", srv->cfg.sqlite_path, srv->cfg.threads,
+               srv->cfg.production ? ", production" : "");
     do {
         if (sigwait(&sigs, &sig) != 0)
             break;

@@ -33,12 +33,12 @@
 
 /* A rendered meta: what a poll answers, and what access needs. Cached as bytes up to body[body_len]. */
 typedef struct meta_view {
-    int64_t visitor_id;            /* access: its visitor */
-    int64_t agent_id;              /* access: its agent (0 while waiting) */
-    uint8_t waiting;               /* access: agents may read it while it waits */
-    uint16_t body_len;             /* bytes in body */
-    char etag[META_ETAG_LEN + 1];  /* strong tag, with its quotes */
-    char body[META_BODY_MAX];      /* the JSON */
+    int64_t visitor_id;           /* access: its visitor */
+    int64_t agent_id;             /* access: its agent (0 while waiting) */
+    uint8_t waiting;              /* access: agents may read it while it waits */
+    uint16_t body_len;            /* bytes in body */
+    char etag[META_ETAG_LEN + 1]; /* strong tag, with its quotes */
+    char body[META_BODY_MAX];     /* the JSON */
 } meta_view_t;
 
 struct meta_cache {
@@ -211,8 +211,7 @@ static void on_meta_loaded(void *arg, const appdb_result_t *res)
     render(&res->prechats[0], &v);
     if ((m = r->th->srv->meta) != NULL)
         tess_cache_put_value(m->c, meta_key(r->prechat_id, key, sizeof(key)), &v,
-                             offsetof(meta_view_t, body) + v.body_len, tess_now_ms(),
-                             ((meta_state_t *)r->state)->gen);
+                             offsetof(meta_view_t, body) + v.body_len, tess_now_ms(), ((meta_state_t *)r->state)->gen);
     answer(r, &v);
 }
 

@@ -132,8 +132,9 @@ static void prechat_loaded(void *arg, const appdb_result_t *res)
         return;
     }
     p = res->n_prechats == 1 ? &res->prechats[0] : NULL;
-    if (p == NULL || !(st->write ? may_write(r, p)
-                                 : prechat_may_read(r, p->visitor_id, p->agent_id, strcmp(p->status, "waiting") == 0))) {
+    if (p == NULL ||
+        !(st->write ? may_write(r, p)
+                    : prechat_may_read(r, p->visitor_id, p->agent_id, strcmp(p->status, "waiting") == 0))) {
         send_error(r, 404, "not_found", "no such pre-chat");
         return;
     }

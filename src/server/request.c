@@ -75,7 +75,6 @@ void *req_state(tess_req_t *r, size_t size)
     return p;
 }
 
-
 /* ---- responses ----------------------------------------------------------------------------------------- */
 
 void add_header(tess_req_t *r, const char *name, const char *value, size_t len)
@@ -291,8 +290,7 @@ int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
     h2o_req_t *req = r->req;
     if (req->query_at == SIZE_MAX)
         return 0;
-    return query_find(tess_strn(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1), name, buf,
-                      cap);
+    return query_find(tess_strn(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1), name, buf, cap);
 }
 
 int query_find(tess_str_t query, const char *name, char *buf, size_t cap)
@@ -355,4 +353,3 @@ int cookie_header(tess_req_t *r, tess_str_t *out)
     *out = tess_strn(buf, (size_t)(p - buf));
     return 0;
 }
-

@@ -67,11 +67,11 @@ server_thread_t *tess_thread_of(h2o_req_t *req);
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* loops.c: threads, listeners and the connection bound. Each returns 0 or -1 with a reason in `err`. */
-int loops_open(server_t *srv, char *err, size_t errcap);         /* per-thread backends, all threads */
-void loops_wait_ready(server_t *srv);                            /* bounded wait for networked backends */
+int loops_open(server_t *srv, char *err, size_t errcap);                /* per-thread backends, all threads */
+void loops_wait_ready(server_t *srv);                                   /* bounded wait for networked backends */
 int loops_start(server_t *srv, int *started, char *err, size_t errcap); /* listeners + threads */
-void loops_join(server_t *srv, int started);                     /* after `stopping` is set */
-void loops_close(server_t *srv);                                 /* frees what loops_open made */
+void loops_join(server_t *srv, int started);                            /* after `stopping` is set */
+void loops_close(server_t *srv);                                        /* frees what loops_open made */
 
 /* metrics.c: the Prometheus text of the process's counters, in the request pool. */
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool);

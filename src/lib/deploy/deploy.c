@@ -14,14 +14,13 @@
 #include "tessera/jwt.h"
 #include "tessera/revoke.h"
 
-
 /* What a strategy needs wired in. A new strategy adds a row (and its own row in the auth table). */
 typedef struct wiring {
-    tess_strategy_t strategy;      /* the strategy */
+    tess_strategy_t strategy;                               /* the strategy */
     enum { STORE_NONE, STORE_DATABASE, STORE_REDIS } store; /* where its sessions live */
-    int near_cache;                /* fronted by the process-wide near-cache */
-    int l2;                        /* with Redis: an L2 copy in front of the store */
-    tess_strategy_t as_fallback;   /* the strategy that reads its sessions during a migration (no caches) */
+    int near_cache;                                         /* fronted by the process-wide near-cache */
+    int l2;                                                 /* with Redis: an L2 copy in front of the store */
+    tess_strategy_t as_fallback; /* the strategy that reads its sessions during a migration (no caches) */
 } wiring_t;
 
 static const wiring_t wirings[] = {
@@ -296,10 +295,8 @@ int tess_deploy_coherent(const tess_deploy_t *d)
 static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_store_t **out, char *err, size_t errcap)
 {
     tess_deploy_t *d = l->d;
-    tess_store_params_t p = {.loop = l->loop,
-                             .redis = l->redis,
-                             .prefix = d->session_prefix,
-                             .timeout_ms = d->o.timeout_ms};
+    tess_store_params_t p = {
+        .loop = l->loop, .redis = l->redis, .prefix = d->session_prefix, .timeout_ms = d->o.timeout_ms};
     int rc;
 
     *out = NULL;

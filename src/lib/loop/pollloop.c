@@ -9,18 +9,18 @@
 #include "tessera/common.h"
 
 struct tess_io {
-    struct tess_io *next; /* list link */
-    tess_poll_loop_t *loop;    /* owner */
-    int fd;               /* watched fd (not owned) */
-    int events;           /* TESS_IO_* enabled */
-    int dead;             /* freed, awaiting sweep */
-    tess_io_cb cb;        /* readiness callback */
-    void *arg;            /* its argument */
+    struct tess_io *next;   /* list link */
+    tess_poll_loop_t *loop; /* owner */
+    int fd;                 /* watched fd (not owned) */
+    int events;             /* TESS_IO_* enabled */
+    int dead;               /* freed, awaiting sweep */
+    tess_io_cb cb;          /* readiness callback */
+    void *arg;              /* its argument */
 };
 
 struct tess_timer {
     struct tess_timer *next; /* list link */
-    tess_poll_loop_t *loop;       /* owner */
+    tess_poll_loop_t *loop;  /* owner */
     int armed;               /* running */
     int dead;                /* freed, awaiting sweep */
     uint64_t seq;            /* bumped on each start (a restart inside a callback is a new shot) */

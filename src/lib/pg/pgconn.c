@@ -32,41 +32,41 @@ enum { ST_IDLE, ST_CONNECTING, ST_CONNECTED };
 
 typedef struct pg_query pg_query_t;
 struct pg_query {
-    pg_query_t *next; /* FIFO link */
-    tess_pgconn_cb cb;   /* user callback; NULL for an internal PREPARE */
-    void *arg;        /* its argument */
-    int64_t deadline; /* tess_mono_ms() after which it has timed out */
-    PGresult *res;    /* result kept until the Sync arrives */
-    int stmt;         /* statement index (for error text of a failed PREPARE) */
+    pg_query_t *next;  /* FIFO link */
+    tess_pgconn_cb cb; /* user callback; NULL for an internal PREPARE */
+    void *arg;         /* its argument */
+    int64_t deadline;  /* tess_mono_ms() after which it has timed out */
+    PGresult *res;     /* result kept until the Sync arrives */
+    int stmt;          /* statement index (for error text of a failed PREPARE) */
 };
 
 struct tess_pgconn {
-    tess_loop_t *loop;            /* borrowed */
-    char *conninfo;               /* owned copy */
-    int64_t timeout_ms;           /* per-query deadline */
+    tess_loop_t *loop;               /* borrowed */
+    char *conninfo;                  /* owned copy */
+    int64_t timeout_ms;              /* per-query deadline */
     const tess_pgconn_stmt_t *stmts; /* prepared on every connection */
-    int n_stmts;                  /* entries in stmts */
-    char (*names)[12];            /* "t<index>" per statement */
-    PGconn *pg;                   /* NULL while ST_IDLE */
-    int state;                    /* ST_* */
-    tess_io_t *io;                /* watcher on io_fd, NULL when none */
-    int io_fd;                    /* fd io watches */
-    ino_t io_ino;                 /* its socket's inode: libpq may close it and get the same number back */
-    int io_events;                /* events enabled on io */
-    int want_write;               /* libpq holds unsent output */
-    tess_timer_t *timer;          /* connect deadline / oldest query's deadline */
-    int timer_armed;              /* timer is running */
-    int64_t connect_deadline;     /* mono ms, while ST_CONNECTING */
-    tess_timer_t *retry;          /* reconnect after backoff */
-    int64_t backoff_ms;           /* next reconnect delay */
-    pg_query_t *head, *tail;      /* pending queries, oldest first */
-    size_t n_pending;             /* entries in the FIFO */
-    pg_query_t *free_list;        /* cached records */
-    size_t n_free;                /* entries in free_list */
-    unsigned gen;                 /* bumped on every teardown */
-    int depth;                    /* nesting of entry points */
-    int closed;                   /* tess_pgconn_close was called */
-    char last_error[256];         /* last connection-level error, for diagnostics */
+    int n_stmts;                     /* entries in stmts */
+    char (*names)[12];               /* "t<index>" per statement */
+    PGconn *pg;                      /* NULL while ST_IDLE */
+    int state;                       /* ST_* */
+    tess_io_t *io;                   /* watcher on io_fd, NULL when none */
+    int io_fd;                       /* fd io watches */
+    ino_t io_ino;                    /* its socket's inode: libpq may close it and get the same number back */
+    int io_events;                   /* events enabled on io */
+    int want_write;                  /* libpq holds unsent output */
+    tess_timer_t *timer;             /* connect deadline / oldest query's deadline */
+    int timer_armed;                 /* timer is running */
+    int64_t connect_deadline;        /* mono ms, while ST_CONNECTING */
+    tess_timer_t *retry;             /* reconnect after backoff */
+    int64_t backoff_ms;              /* next reconnect delay */
+    pg_query_t *head, *tail;         /* pending queries, oldest first */
+    size_t n_pending;                /* entries in the FIFO */
+    pg_query_t *free_list;           /* cached records */
+    size_t n_free;                   /* entries in free_list */
+    unsigned gen;                    /* bumped on every teardown */
+    int depth;                       /* nesting of entry points */
+    int closed;                      /* tess_pgconn_close was called */
+    char last_error[256];            /* last connection-level error, for diagnostics */
 };
 
 static void start_connect(tess_pgconn_t *c);
@@ -579,7 +579,8 @@ out:
     return rc;
 }
 
-int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb, void *arg)
+int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *params, int nparams, tess_pgconn_cb cb,
+                      void *arg)
 {
     pg_query_t *q;
 

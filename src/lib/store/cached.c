@@ -292,7 +292,8 @@ static void on_tombstone(void *arg, int rc, redisReply *r)
     cop_t *op = arg;
     int irc;
     if (rc != 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
-        atomic_fetch_add_explicit(&op->s->l2.errors, 1, memory_order_relaxed); /* best effort: see the header on outages */
+        atomic_fetch_add_explicit(&op->s->l2.errors, 1,
+                                  memory_order_relaxed); /* best effort: see the header on outages */
     if (op->whole_user)
         irc = tess_store_destroy_user(op->s->inner, tess_strn(op->sid, op->sid_len), on_inner_destroy, op);
     else

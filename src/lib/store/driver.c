@@ -10,8 +10,7 @@ extern const tess_store_driver_t tess__sqlite_driver;
 extern const tess_store_driver_t tess__postgres_driver;
 extern const tess_store_driver_t tess__redis_driver;
 
-static const tess_store_driver_t *const drivers[] = {&tess__sqlite_driver, &tess__postgres_driver,
-                                                     &tess__redis_driver};
+static const tess_store_driver_t *const drivers[] = {&tess__sqlite_driver, &tess__postgres_driver, &tess__redis_driver};
 
 const tess_store_driver_t *tess_store_driver_for_url(const char *url)
 {

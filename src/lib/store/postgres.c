@@ -50,8 +50,8 @@ static const char schema_sql[] =
     "COMMIT";
 
 typedef struct pgstore {
-    tess_store_t base; /* must be first */
-    tess_pgconn_t *conn;  /* the loop's connection */
+    tess_store_t base;   /* must be first */
+    tess_pgconn_t *conn; /* the loop's connection */
 } pgstore_t;
 
 /* One operation in flight. */
@@ -112,8 +112,8 @@ static void on_done(void *arg, int rc, const PGresult *res)
 }
 
 /* Starts one statement for the caller. */
-static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int nparams, tess_str_t sid, tess_store_cb cb,
-                 void *arg)
+static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int nparams, tess_str_t sid,
+                 tess_store_cb cb, void *arg)
 {
     pg_op_t *op;
     int rc;

@@ -478,7 +478,8 @@ static void test_unavailable(void **state)
 
     if (!IS_PG(state))
         skip();
-    assert_int_equal(appdb_pg_open(&db, tess_poll_loop_base(L), "postgres://127.0.0.1:1/none", 200, err, sizeof(err)), 0);
+    assert_int_equal(appdb_pg_open(&db, tess_poll_loop_base(L), "postgres://127.0.0.1:1/none", 200, err, sizeof(err)),
+                     0);
     assert_int_equal(db->ops->ping(db, on_res, &r), 0);
     assert_int_equal(r.done, 1); /* at once */
     assert_int_equal(r.rc, TESS_EUNAVAIL);

@@ -779,9 +779,9 @@ static void test_close_with_pending(void **state)
         assert_int_equal(r[i].done, 1);
 
     /* bad conninfo is refused at open, with a reason */
-    assert_int_equal(
-        tess_pgstore_open(&st, tess_poll_loop_base(L), &(tess_pg_opts_t){.conninfo = "host=x bogus=1"}, err, sizeof(err)),
-        TESS_EINVAL);
+    assert_int_equal(tess_pgstore_open(&st, tess_poll_loop_base(L), &(tess_pg_opts_t){.conninfo = "host=x bogus=1"},
+                                       err, sizeof(err)),
+                     TESS_EINVAL);
     assert_null(st);
     assert_true(strlen(err) > 0);
     /* an unreachable server: the handle works, every call fails closed at once */
