@@ -11,6 +11,7 @@
 #include "app/config.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
+#include "tessera/keyspace.h"
 #include "tessera/redis.h"
 
 void tess_config_usage(FILE *out)
@@ -45,7 +46,9 @@ void tess_config_usage(FILE *out)
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
           "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
-          "  SESSION_PREFIX         Redis key prefix (default session:)\n"
+          "  SESSION_PREFIX         Redis key prefix of sessions (default session:)\n"
+          "  TESSERA_KEY_PREFIX     Redis key prefix of tessera's own keys: epoch, revocation, change marks\n"
+          "                         (default tessera:)\n"
           "  SESSION_FALLBACK       migration: another strategy whose sessions keep working until they\n"
           "                         expire (copied forward when both keep sessions in stores)\n"
           "  BACKEND_TIMEOUT_MS     timeout of each Redis / PostgreSQL call, ms (default 1000)\n"
@@ -148,6 +151,20 @@ static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, cha
                  (long long)max);
         return TESS_ECONFIG;
     }
+    return 0;
+}
+
+/* A Redis key prefix from `value` (NULL or "": `def`): 1..64 bytes, no blanks. 0, or -1 with a reason. */
+static int key_prefix(char *out, size_t cap, const char *name, const char *value, const char *def, char *err,
+                      size_t errcap)
+{
+    if (value == NULL || *value == '\0')
+        value = def;
+    if (strlen(value) >= cap || strcspn(value, " \t\r\n") != strlen(value)) {
+        snprintf(err, errcap, "bad %s: at most 64 bytes, no blanks", name);
+        return -1;
+    }
+    snprintf(out, cap, "%s", value);
     return 0;
 }
 
@@ -261,13 +278,17 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         snprintf(err, errcap, "strategy 'redis' needs REDIS_URL (or --redis)");
         return TESS_ECONFIG;
     }
-    snprintf(cfg->session_prefix, sizeof(cfg->session_prefix), "%s", "session:");
-    if (prefix != NULL && *prefix != '\0') {
-        if (strlen(prefix) >= sizeof(cfg->session_prefix) || strcspn(prefix, " \t\r\n") != strlen(prefix)) {
-            snprintf(err, errcap, "bad SESSION_PREFIX: at most 64 bytes, no blanks");
+    if (key_prefix(cfg->session_prefix, sizeof(cfg->session_prefix), "SESSION_PREFIX", prefix,
+                   TESS_KEYSPACE_SESSION_DEFAULT, err, errcap) != 0 ||
+        key_prefix(cfg->tessera_prefix, sizeof(cfg->tessera_prefix), "TESSERA_KEY_PREFIX", getenv("TESSERA_KEY_PREFIX"),
+                   TESS_KEYSPACE_TESSERA_DEFAULT, err, errcap) != 0)
+        return TESS_ECONFIG;
+    {
+        tess_keyspace_t ks = {cfg->session_prefix, cfg->tessera_prefix};
+        if (tess_keyspace_check(&ks) != 0) {
+            snprintf(err, errcap, "SESSION_PREFIX and TESSERA_KEY_PREFIX must differ, neither a prefix of the other");
             return TESS_ECONFIG;
         }
-        snprintf(cfg->session_prefix, sizeof(cfg->session_prefix), "%s", prefix);
     }
     cfg->backend_timeout_ms = 1000;
     v = cfg->backend_timeout_ms;

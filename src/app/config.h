@@ -18,7 +18,8 @@ typedef struct tess_config {
     char sqlite_path[1024];       /* PATH of a sqlite: URL ("" for PostgreSQL) */
     int postgres;                 /* database_url is a PostgreSQL URI or conninfo */
     char redis_url[1024];         /* REDIS_URL / --redis ("" for none); may hold a password: never logged */
-    char session_prefix[65];      /* Redis key prefix (default "session:") */
+    char session_prefix[65];      /* Redis key prefix of sessions (default "session:") */
+    char tessera_prefix[65];      /* Redis key prefix of tessera's own keys (default "tessera:") */
     int64_t backend_timeout_ms;   /* per Redis / PostgreSQL call (default 1000) */
     tess_strategy_t strategy;     /* session strategy */
     int has_fallback;             /* SESSION_FALLBACK is set */

@@ -68,7 +68,7 @@ int tess_cli_session_revoke(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *user = NULL, *database = getenv("DATABASE_URL"), *redis = getenv("REDIS_URL");
-    const char *prefix = getenv("SESSION_PREFIX");
+    const char *prefix = getenv("SESSION_PREFIX"), *tess_prefix = getenv("TESSERA_KEY_PREFIX");
     char err[512] = "", uid[24];
     tess_config_t cfg;
     tess_poll_loop_t *loop = NULL;
@@ -118,6 +118,8 @@ int tess_cli_session_revoke(int argc, char **argv)
     }
     if (prefix != NULL && *prefix == '\0')
         prefix = NULL; /* the default */
+    if (tess_prefix != NULL && *tess_prefix == '\0')
+        tess_prefix = NULL;
     if ((loop = tess_poll_loop_new()) == NULL) {
         fprintf(stderr, "tessera session revoke: out of memory\n");
         return 1;
@@ -163,7 +165,7 @@ int tess_cli_session_revoke(int argc, char **argv)
             .strategy = TESS_STRATEGY_CACHED,
             .database_url = cfg.database_url,
             .redis_url = redis,
-            .keys = {.session = prefix},
+            .keys = {.session = prefix, .tessera = tess_prefix},
             .timeout_ms = 2000,
         };
         if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)

@@ -50,7 +50,7 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
         .fallback = c->fallback,
         .database_url = c->postgres ? c->database_url : NULL,
         .redis_url = c->redis_url,
-        .keys = {.session = c->session_prefix},
+        .keys = {.session = c->session_prefix, .tessera = c->tessera_prefix},
         .secrets = srv->secrets,
         .policy = c->policy,
         .cookie_name = c->cookie_name,
