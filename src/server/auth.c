@@ -23,13 +23,6 @@ typedef struct login_state {
     char pwhash[256];             /* the stored hash */
 } login_state_t;
 
-static void add_iso(cJSON *o, const char *name, int64_t ms)
-{
-    char buf[32];
-    tess_iso_date(ms, buf, sizeof(buf));
-    cJSON_AddStringToObject(o, name, buf);
-}
-
 static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, int64_t max_age_s)
 {
     server_t *srv = r->th->srv;
@@ -62,7 +55,7 @@ static void send_session(tess_req_t *r, const char *user_id, const char *role, i
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "userId", user_id);
     cJSON_AddStringToObject(o, "role", role);
-    add_iso(o, "expiresAt", expires_ms);
+    json_add_iso(o, "expiresAt", expires_ms);
     send_json(r, 200, o);
 }
 

@@ -45,13 +45,6 @@ static int may_write(const tess_req_t *r, const appdb_prechat_t *p)
 
 /* ---- views ---------------------------------------------------------------------------------------------- */
 
-static void add_iso(cJSON *o, const char *name, int64_t ms)
-{
-    char buf[32];
-    tess_iso_date(ms, buf, sizeof(buf));
-    cJSON_AddStringToObject(o, name, buf);
-}
-
 static void add_id_or_null(cJSON *o, const char *name, int64_t v)
 {
     if (v > 0)
@@ -71,8 +64,8 @@ static cJSON *prechat_json(const appdb_prechat_t *p)
     add_id_or_null(o, "queuePosition", p->queue_position);
     cJSON_AddNumberToObject(o, "messageCount", (double)p->message_count);
     add_id_or_null(o, "lastMessageId", p->last_message_id);
-    add_iso(o, "createdAt", p->created_ms);
-    add_iso(o, "updatedAt", p->updated_ms);
+    json_add_iso(o, "createdAt", p->created_ms);
+    json_add_iso(o, "updatedAt", p->updated_ms);
     return o;
 }
 
@@ -84,7 +77,7 @@ static cJSON *message_json(const appdb_message_t *m)
     cJSON_AddNumberToObject(o, "senderId", (double)m->sender_id);
     cJSON_AddStringToObject(o, "sender", m->sender_role);
     cJSON_AddStringToObject(o, "body", m->body);
-    add_iso(o, "createdAt", m->created_ms);
+    json_add_iso(o, "createdAt", m->created_ms);
     return o;
 }
 

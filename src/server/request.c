@@ -143,6 +143,13 @@ static void send_body(tess_req_t *r, int status, const char *type, const char *b
         h2o_send_inline(req, body, len);
 }
 
+void json_add_iso(cJSON *o, const char *name, int64_t ms)
+{
+    char buf[32];
+    tess_iso_date(ms, buf, sizeof(buf));
+    cJSON_AddStringToObject(o, name, buf);
+}
+
 void send_json(tess_req_t *r, int status, cJSON *obj)
 {
     char *text = obj != NULL ? cJSON_PrintUnformatted(obj) : NULL;

@@ -53,6 +53,8 @@ tess_req_t *req_resume(void *ticket);
 int req_started(tess_req_t *r, ticket_t *t, int rc);
 
 void send_json(tess_req_t *r, int status, cJSON *obj); /* takes ownership of obj */
+/* Adds `name`: the ISO 8601 UTC date of `ms` (as JavaScript's toISOString). */
+void json_add_iso(cJSON *o, const char *name, int64_t ms);
 void send_error(tess_req_t *r, int status, const char *code, const char *message);
 void send_empty(tess_req_t *r, int status);
 /* Sends the response headers set so far with no body (204, 304), in one write. */
