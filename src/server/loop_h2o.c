@@ -5,7 +5,10 @@
  * readiness and never reads from, writes to or closes the client library's own descriptor.
  * A timer is an h2o_timeout_t of its own (h2o 2.2 timeouts have one fixed duration each).
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "server/loop_h2o.h"
@@ -143,32 +146,69 @@ static void timer_free(tess_timer_t *t)
     free(t);
 }
 
-typedef struct post_msg {
-    h2o_multithread_message_t super; /* first member */
-    tess_timer_cb fn;                /* what to run */
-    void *arg;                       /* its argument */
-} post_msg_t;
+/*
+ * post(): a mutex-guarded FIFO and an eventfd. Not h2o_multithread: its queue reads the eventfd through an
+ * h2o socket buffer whose recycler is the thread-local one of the thread that created the queue (here the
+ * main thread, for every loop), so all loops would push and pop one unsynchronized free list (TSan: a read()
+ * on one loop into a chunk allocated by another). h2o only watches our eventfd; we read it ourselves.
+ */
+struct tess_h2o_post {
+    struct tess_h2o_post *next; /* FIFO link */
+    tess_timer_cb fn;           /* what to run */
+    void *arg;                  /* its argument */
+};
 
-static void on_posts(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+/* Takes every post (all of them, in order); runs them outside the lock, as a post may post again. */
+static void run_posts(tess_h2o_loop_t *l)
 {
-    (void)receiver;
-    while (!h2o_linklist_is_empty(messages)) {
-        post_msg_t *m = H2O_STRUCT_FROM_MEMBER(post_msg_t, super.link, messages->next);
-        h2o_linklist_unlink(&m->super.link);
+    struct tess_h2o_post *m;
+
+    pthread_mutex_lock(&l->posts_mu);
+    m = l->posts_head;
+    l->posts_head = l->posts_tail = NULL;
+    pthread_mutex_unlock(&l->posts_mu);
+    while (m != NULL) {
+        struct tess_h2o_post *next = m->next;
         m->fn(m->arg);
         free(m);
+        m = next;
     }
+}
+
+static void on_wake(h2o_socket_t *sock, const char *err)
+{
+    tess_h2o_loop_t *l = sock->data;
+    uint64_t n;
+    (void)err;
+    /* Drain first: a post that lands after the drain finds the list empty again and writes once more. */
+    while (read(l->wake_fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    run_posts(l);
 }
 
 static void post(tess_loop_t *loop, tess_timer_cb fn, void *arg)
 {
     tess_h2o_loop_t *l = (tess_h2o_loop_t *)loop;
-    post_msg_t *m = calloc(1, sizeof(*m));
+    struct tess_h2o_post *m = calloc(1, sizeof(*m));
+    uint64_t one = 1;
+    int was_empty;
+
     if (m == NULL)
         h2o_fatal("out of memory");
     m->fn = fn;
     m->arg = arg;
-    h2o_multithread_send_message(&l->receiver, &m->super);
+    pthread_mutex_lock(&l->posts_mu);
+    was_empty = l->posts_head == NULL;
+    if (l->posts_tail != NULL)
+        l->posts_tail->next = m;
+    else
+        l->posts_head = m;
+    l->posts_tail = m;
+    pthread_mutex_unlock(&l->posts_mu);
+    /* Only the post that made the list non-empty wakes the loop; the loop takes the whole list. */
+    if (was_empty)
+        while (write(l->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
 }
 
 static const tess_loop_ops_t h2o_loop_ops = {
@@ -184,17 +224,28 @@ static const tess_loop_ops_t h2o_loop_ops = {
 
 void tess_h2o_loop_init(tess_h2o_loop_t *l, h2o_evloop_t *loop)
 {
+    int dupfd;
+
     l->super.ops = &h2o_loop_ops;
     l->loop = loop;
-    l->queue = h2o_multithread_create_queue(loop);
-    h2o_multithread_register_receiver(l->queue, &l->receiver, on_posts);
+    l->posts_head = l->posts_tail = NULL;
+    pthread_mutex_init(&l->posts_mu, NULL);
+    if ((l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 || (dupfd = dup(l->wake_fd)) < 0)
+        h2o_fatal("eventfd/dup for posts failed"); /* as h2o_multithread_create_queue does (abort) */
+    l->wake = h2o_evloop_socket_create(loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
+    l->wake->data = l;
+    h2o_socket_read_start(l->wake, on_wake);
 }
 
 void tess_h2o_loop_dispose(tess_h2o_loop_t *l)
 {
-    if (l->queue == NULL)
+    if (l->wake == NULL)
         return;
-    h2o_multithread_unregister_receiver(l->queue, &l->receiver);
-    h2o_multithread_destroy_queue(l->queue);
-    l->queue = NULL;
+    run_posts(l);
+    h2o_socket_read_stop(l->wake);
+    h2o_socket_close(l->wake); /* closes the dup only */
+    l->wake = NULL;
+    close(l->wake_fd);
+    l->wake_fd = -1;
+    pthread_mutex_destroy(&l->posts_mu);
 }

@@ -437,8 +437,11 @@ class TesseraServer:
             self.proc.wait(timeout=STOP_TIMEOUT)
         return self.proc.returncode if self.proc else None
 
+    # ThreadSanitizer reports races, lock misuse and signal-unsafe calls as "WARNING: ThreadSanitizer: ..."
+    # (and dies with "FATAL: ThreadSanitizer: ..."): under TSan either fails the test, as an ASan error does.
     SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "SUMMARY: AddressSanitizer",
-                       "SUMMARY: UndefinedBehaviorSanitizer", "runtime error:")
+                       "SUMMARY: UndefinedBehaviorSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                       "FATAL: ThreadSanitizer")
 
     def sanitizer_report(self):
         """The first sanitizer report found in the server's logs (all runs), or ''."""

@@ -2,6 +2,7 @@
  * The invalidation listener (tessera/coherence.h): a subscriber connection and a tracking connection.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ struct tess_inval {
     long long sub_id;                            /* CLIENT ID of `sub` (0 unknown) */
     int subscribed;                              /* the subscription is confirmed */
     int tracking;                                /* CLIENT TRACKING answered OK for the current sub_id */
-    int up;                                      /* reported state */
+    atomic_int up;                               /* reported state; tess_inval_up reads it from any thread */
     size_t nprefixes;                            /* tracked prefixes */
     char prefixes[PREFIXES_MAX][PREFIX_LEN_MAX]; /* their text */
     char epoch_key[PREFIX_LEN_MAX];              /* INCR'ed on every (re)connection ("" none) */
@@ -36,9 +37,9 @@ struct tess_inval {
 static void report(tess_inval_t *inv)
 {
     int up = inv->subscribed && inv->tracking && tess__rconn_up(inv->sub) && tess__rconn_up(inv->trk);
-    if (up == inv->up)
+    if (up == atomic_load_explicit(&inv->up, memory_order_relaxed))
         return;
-    inv->up = up;
+    atomic_store_explicit(&inv->up, up, memory_order_relaxed);
     inv->opts.on_state(inv->opts.arg, up);
 }
 
@@ -237,7 +238,7 @@ static void on_pong(void *arg, int rc, redisReply *r)
 static void on_heartbeat(void *arg)
 {
     tess_inval_t *inv = arg;
-    if (inv->up && !inv->hb_outstanding) {
+    if (atomic_load_explicit(&inv->up, memory_order_relaxed) && !inv->hb_outstanding) {
         const char *argv[1] = {"PING"};
         inv->hb_outstanding = 1;
         tess__rconn_command(inv->trk, on_pong, inv, 1, argv, NULL);
@@ -315,7 +316,7 @@ void tess_inval_free(tess_inval_t *inv)
     ++inv->sub_epoch;
     ++inv->trk_epoch;
     /* Freeing runs pending callbacks (with errors); they must see a listener that reports nothing. */
-    inv->up = 0;
+    atomic_store_explicit(&inv->up, 0, memory_order_relaxed);
     if (inv->hb != NULL)
         inv->loop->ops->timer_free(inv->hb);
     tess__rconn_free(trk);
@@ -323,7 +324,8 @@ void tess_inval_free(tess_inval_t *inv)
     free(inv);
 }
 
+/* Any thread: the metrics read the loop's state as a gauge, so relaxed is enough (it publishes no data). */
 int tess_inval_up(const tess_inval_t *inv)
 {
-    return inv->up;
+    return atomic_load_explicit(&inv->up, memory_order_relaxed);
 }
