@@ -406,6 +406,7 @@ static void test_jwt_primary_db_fallback(void **state)
     char forged[TESS_TOKEN_MAX];
     size_t len = 0;
     (void)state;
+    memset(&o, 0, sizeof(o)); /* check_named clears the previous outcome's session */
 
     assert_true(tess_str_eq(tess_auth_cookie_name(f->auth), TESS_STR_LIT("session-token")));
     assert_true(tess_str_eq(tess_auth_cookie_name(f->fallback), TESS_STR_LIT("connect.sid")));
