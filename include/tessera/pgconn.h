@@ -83,6 +83,15 @@ typedef struct tess_pgconn_opts {
     const tess_pgconn_stmt_t *stmts; /* statements to prepare on every connection (borrowed, static) */
     int n_stmts;                     /* entries in stmts */
     const char *name;                /* for log lines ("pgstore", "appdb"); borrowed, static */
+    /*
+     * Optional. on_state(arg, 1) once a connection is usable (its statements queued: a LISTEN issued from
+     * here is in place before any notification of that connection), on_state(arg, 0) when it is lost (any
+     * LISTEN with it). on_notify(arg, channel, payload) for each NOTIFY received (borrowed strings).
+     * Both run on the loop; they may issue queries but must not close the connection.
+     */
+    void (*on_state)(void *arg, int up);
+    void (*on_notify)(void *arg, const char *channel, const char *payload);
+    void *event_arg; /* their argument */
 } tess_pgconn_opts_t;
 
 /*

@@ -41,32 +41,35 @@ struct pg_query {
 };
 
 struct tess_pgconn {
-    tess_loop_t *loop;               /* borrowed */
-    char *conninfo;                  /* owned copy */
-    int64_t timeout_ms;              /* per-query deadline */
-    const tess_pgconn_stmt_t *stmts; /* prepared on every connection */
-    int n_stmts;                     /* entries in stmts */
-    char (*names)[12];               /* "t<index>" per statement */
-    PGconn *pg;                      /* NULL while ST_IDLE */
-    int state;                       /* ST_* */
-    tess_io_t *io;                   /* watcher on io_fd, NULL when none */
-    int io_fd;                       /* fd io watches */
-    ino_t io_ino;                    /* its socket's inode: libpq may close it and get the same number back */
-    int io_events;                   /* events enabled on io */
-    int want_write;                  /* libpq holds unsent output */
-    tess_timer_t *timer;             /* connect deadline / oldest query's deadline */
-    int timer_armed;                 /* timer is running */
-    int64_t connect_deadline;        /* mono ms, while ST_CONNECTING */
-    tess_timer_t *retry;             /* reconnect after backoff */
-    int64_t backoff_ms;              /* next reconnect delay */
-    pg_query_t *head, *tail;         /* pending queries, oldest first */
-    size_t n_pending;                /* entries in the FIFO */
-    pg_query_t *free_list;           /* cached records */
-    size_t n_free;                   /* entries in free_list */
-    unsigned gen;                    /* bumped on every teardown */
-    int depth;                       /* nesting of entry points */
-    int closed;                      /* tess_pgconn_close was called */
-    char last_error[256];            /* last connection-level error, for diagnostics */
+    tess_loop_t *loop;                   /* borrowed */
+    char *conninfo;                      /* owned copy */
+    int64_t timeout_ms;                  /* per-query deadline */
+    const tess_pgconn_stmt_t *stmts;     /* prepared on every connection */
+    int n_stmts;                         /* entries in stmts */
+    char (*names)[12];                   /* "t<index>" per statement */
+    PGconn *pg;                          /* NULL while ST_IDLE */
+    int state;                           /* ST_* */
+    tess_io_t *io;                       /* watcher on io_fd, NULL when none */
+    int io_fd;                           /* fd io watches */
+    ino_t io_ino;                        /* its socket's inode: libpq may close it and get the same number back */
+    int io_events;                       /* events enabled on io */
+    int want_write;                      /* libpq holds unsent output */
+    tess_timer_t *timer;                 /* connect deadline / oldest query's deadline */
+    int timer_armed;                     /* timer is running */
+    int64_t connect_deadline;            /* mono ms, while ST_CONNECTING */
+    tess_timer_t *retry;                 /* reconnect after backoff */
+    int64_t backoff_ms;                  /* next reconnect delay */
+    pg_query_t *head, *tail;             /* pending queries, oldest first */
+    size_t n_pending;                    /* entries in the FIFO */
+    pg_query_t *free_list;               /* cached records */
+    size_t n_free;                       /* entries in free_list */
+    unsigned gen;                        /* bumped on every teardown */
+    int depth;                           /* nesting of entry points */
+    int closed;                          /* tess_pgconn_close was called */
+    char last_error[256];                /* last connection-level error, for diagnostics */
+    void (*on_state)(void *arg, int up); /* see tess_pgconn_opts_t */
+    void (*on_notify)(void *arg, const char *channel, const char *payload); /* idem */
+    void *event_arg;                                                        /* their argument */
 };
 
 static void start_connect(tess_pgconn_t *c);
@@ -253,6 +256,7 @@ static void schedule_reconnect(tess_pgconn_t *c)
 static void teardown(tess_pgconn_t *c, int rc)
 {
     pg_query_t *q = c->head;
+    int was_up = c->state == ST_CONNECTED;
 
     c->head = c->tail = NULL;
     c->n_pending = 0;
@@ -274,6 +278,8 @@ static void teardown(tess_pgconn_t *c, int rc)
         complete(c, q, rc, NULL);
         q = next;
     }
+    if (was_up && c->on_state != NULL && !c->closed)
+        c->on_state(c->event_arg, 0);
 }
 
 static void lost(tess_pgconn_t *c, const char *what)
@@ -355,6 +361,20 @@ static void connected(tess_pgconn_t *c)
     }
     if (flush(c) == 0)
         timer_arm(c);
+    if (c->state == ST_CONNECTED && c->on_state != NULL)
+        c->on_state(c->event_arg, 1);
+}
+
+/* Hands every NOTIFY libpq has read to on_notify. */
+static void deliver_notifies(tess_pgconn_t *c)
+{
+    PGnotify *n;
+    unsigned gen = c->gen;
+    while (c->gen == gen && !c->closed && c->pg != NULL && (n = PQnotifies(c->pg)) != NULL) {
+        if (c->on_notify != NULL)
+            c->on_notify(c->event_arg, n->relname, n->extra != NULL ? n->extra : "");
+        PQfreemem(n);
+    }
 }
 
 static void connect_poll(tess_pgconn_t *c)
@@ -479,6 +499,8 @@ static void on_io(void *arg, int events)
          * and that input would not show up as readability again. */
         if (c->gen == gen)
             process_results(c);
+        if (c->gen == gen)
+            deliver_notifies(c);
         if (c->gen == gen && !c->closed && c->want_write)
             (void)flush(c);
         if (c->gen == gen && !c->closed)
@@ -552,6 +574,9 @@ int tess_pgconn_open(tess_pgconn_t **out, tess_loop_t *loop, const tess_pgconn_o
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
     c->stmts = opts->stmts;
     c->n_stmts = opts->n_stmts;
+    c->on_state = opts->on_state;
+    c->on_notify = opts->on_notify;
+    c->event_arg = opts->event_arg;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->io_fd = -1;
     for (int i = 0; i < c->n_stmts; ++i)

@@ -140,7 +140,7 @@ static int inner_get(tess_store_t *inner, const char *sid, outcome_t *o)
 static void test_only_in_fallback_is_copied_forward(void **state)
 {
     fixture_t *f = fixture_new(TESS_STRATEGY_DB);
-    outcome_t old, o, seen;
+    outcome_t old, o = {0}, seen;
     tess_auth_stats_t st;
     (void)state;
 
