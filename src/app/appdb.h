@@ -19,6 +19,7 @@
 #define APP_TOPIC_MAX 200 /* pre-chat topic, bytes */
 #define APP_BODY_MAX 4096 /* message body, bytes */
 #define APP_LIST_MAX 200  /* rows a list may return */
+#define APP_EVENT_MAX 200 /* bytes in a change event's name */
 
 typedef struct appdb appdb_t;
 
@@ -78,6 +79,11 @@ typedef struct appdb_ops {
     int (*messages_list)(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg);
     int (*ping)(appdb_t *db, appdb_cb cb, void *arg);
     void (*close)(appdb_t *db);
+    /*
+     * Tells every instance's listener (appdb_*_listen) about change `name` (1..APP_EVENT_MAX bytes, e.g.
+     * "meta:12", "sid:<id>"): a NOTIFY on PostgreSQL, an event row on SQLite. The callback gets rc only.
+     */
+    int (*publish)(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg);
 } appdb_ops_t;
 
 struct appdb {
@@ -109,5 +115,36 @@ int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, i
 /* Synchronous, for the command line. Returns 0, TESS_EEXISTS, TESS_EUNAVAIL, TESS_EIO. */
 int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, const char *pwhash, int64_t now_ms,
                       char *errbuf, size_t errcap);
+
+/*
+ * Change events between instances that share a database without Redis. One listener per process, on one
+ * loop: on_event(arg, name) for every name published by any instance (this one's too); on_state(arg, 0)
+ * when events may have been missed (the LISTEN connection dropped: caches relying on it must stop and
+ * flush) and on_state(arg, 1) once they flow again. Both run on the listener's loop.
+ *
+ *   SQLite      an event table (app_event) in the same file, tailed when PRAGMA data_version moves (checked
+ *               every APP_TAIL_MS); rows older than a minute are pruned
+ *   PostgreSQL  LISTEN tessera_events on a connection of its own; publish is pg_notify
+ */
+#define APP_TAIL_MS 50
+typedef struct appdb_listener appdb_listener_t;
+struct appdb_listener {
+    void (*free)(appdb_listener_t *l); /* the backend's */
+};
+typedef struct appdb_listen_opts {
+    void (*on_event)(void *arg, tess_str_t name); /* a change */
+    void (*on_state)(void *arg, int up);          /* events flow (1) or may be missed (0) */
+    void *arg;                                    /* their argument */
+} appdb_listen_opts_t;
+int appdb_sqlite_listen(appdb_listener_t **out, struct tess_loop *loop, const char *path,
+                        const appdb_listen_opts_t *opts, char *errbuf, size_t errcap);
+int appdb_pg_listen(appdb_listener_t **out, struct tess_loop *loop, const char *conninfo, int64_t timeout_ms,
+                    const appdb_listen_opts_t *opts, char *errbuf, size_t errcap);
+/* Stops listening; no callback runs afterwards. NULL is a no-op. */
+static inline void appdb_listener_free(appdb_listener_t *l)
+{
+    if (l != NULL)
+        l->free(l);
+}
 
 #endif

@@ -19,6 +19,8 @@
 #include "app/appdb.h"
 #include "tessera/error.h"
 
+#define APP_PG_CHANNEL "tessera_events" /* LISTEN/NOTIFY channel of the change events */
+
 /* pg_advisory_xact_lock key of the app schema's migrations ('tess', 2). */
 #define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(1952805747, 2)"
 
@@ -67,6 +69,7 @@ enum {
     Q_MSG_ADD,
     Q_MSG_LIST,
     Q_PING,
+    Q_PUBLISH,
     Q__COUNT
 };
 
@@ -107,6 +110,7 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
                     " ORDER BY id LIMIT $3::bigint",
                     3},
     [Q_PING] = {"SELECT 1", 0},
+    [Q_PUBLISH] = {"SELECT pg_notify('" APP_PG_CHANNEL "', $1)", 1},
 };
 
 typedef struct appdb_pg {
@@ -342,6 +346,15 @@ static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
     return start(db, Q_PING, NULL, 0, cb, arg);
 }
 
+static int op_publish(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[1];
+    if (name.len == 0 || name.len > APP_EVENT_MAX)
+        return TESS_EINVAL;
+    tess_pgconn_param_str(&p[0], name.ptr, name.len);
+    return start(db, Q_PUBLISH, p, 1, cb, arg);
+}
+
 static void op_close(appdb_t *db)
 {
     appdb_pg_t *s = (appdb_pg_t *)db;
@@ -361,6 +374,7 @@ static const appdb_ops_t pg_ops = {
     .messages_list = op_messages_list,
     .ping = op_ping,
     .close = op_close,
+    .publish = op_publish,
 };
 
 /* Brings the schema to SCHEMA_VERSION in one transaction under the advisory lock. */
@@ -481,4 +495,75 @@ out:
     PQclear(res);
     PQfinish(pg);
     return rc;
+}
+
+/* ---- change events: the listener --------------------------------------------------------------------------- */
+
+typedef struct pg_listener {
+    appdb_listener_t super; /* first member */
+    tess_pgconn_t *conn;    /* a connection of its own */
+    appdb_listen_opts_t o;  /* callbacks */
+} pg_listener_t;
+
+static const tess_pgconn_stmt_t listen_stmts[] = {{"LISTEN " APP_PG_CHANNEL, 0}};
+
+static void on_listening(void *arg, int rc, const PGresult *res)
+{
+    pg_listener_t *l = arg;
+    (void)res;
+    /* Only now can no event be missed; a failed LISTEN is retried with the next connection. */
+    if (rc == 0 && l->o.on_state != NULL)
+        l->o.on_state(l->o.arg, 1);
+}
+
+static void on_listen_state(void *arg, int up)
+{
+    pg_listener_t *l = arg;
+    if (up)
+        tess_pgconn_query(l->conn, 0, NULL, 0, on_listening, l);
+    else if (l->o.on_state != NULL)
+        l->o.on_state(l->o.arg, 0);
+}
+
+static void on_listen_notify(void *arg, const char *channel, const char *payload)
+{
+    pg_listener_t *l = arg;
+    if (strcmp(channel, APP_PG_CHANNEL) == 0)
+        l->o.on_event(l->o.arg, tess_str(payload));
+}
+
+static void pg_listener_free(appdb_listener_t *base)
+{
+    pg_listener_t *l = (pg_listener_t *)base;
+    l->o.on_state = NULL; /* closing completes the LISTEN query, if pending: report nothing */
+    tess_pgconn_close(l->conn);
+    free(l);
+}
+
+int appdb_pg_listen(appdb_listener_t **out, struct tess_loop *loop, const char *conninfo, int64_t timeout_ms,
+                    const appdb_listen_opts_t *opts, char *errbuf, size_t errcap)
+{
+    tess_pgconn_opts_t po = {0};
+    pg_listener_t *l;
+    int rc;
+
+    *out = NULL;
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return TESS_ENOMEM;
+    l->super.free = pg_listener_free;
+    l->o = *opts;
+    po.conninfo = conninfo;
+    po.timeout_ms = timeout_ms;
+    po.stmts = listen_stmts;
+    po.n_stmts = 1;
+    po.name = "events";
+    po.on_state = on_listen_state;
+    po.on_notify = on_listen_notify;
+    po.event_arg = l;
+    if ((rc = tess_pgconn_open(&l->conn, loop, &po, errbuf, errcap)) != 0) {
+        free(l);
+        return rc;
+    }
+    *out = &l->super;
+    return 0;
 }

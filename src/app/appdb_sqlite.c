@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -39,6 +39,13 @@ static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " created_at INTEGER NOT NULL);"
                                 "CREATE INDEX IF NOT EXISTS message_prechat_id ON message(prechat_id, id);";
 
+/* v2: change events between processes sharing the file (appdb_sqlite_listen). */
+static const char schema_v2[] = "CREATE TABLE IF NOT EXISTS app_event ("
+                                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                " name TEXT NOT NULL,"
+                                " at INTEGER NOT NULL);"
+                                "CREATE INDEX IF NOT EXISTS app_event_at ON app_event(at);";
+
 enum {
     Q_USER_BY_NAME,
     Q_PRECHAT_INSERT,
@@ -54,6 +61,7 @@ enum {
     Q_COMMIT,
     Q_ROLLBACK,
     Q_PING,
+    Q_PUBLISH,
     Q__COUNT
 };
 
@@ -79,6 +87,7 @@ static const char *const queries[Q__COUNT] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_PING] = "SELECT 1",
+    [Q_PUBLISH] = "INSERT INTO app_event(name, at) VALUES (?1, ?2)",
 };
 
 typedef struct appdb_sqlite {
@@ -404,6 +413,20 @@ static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
     return 0;
 }
 
+static int op_publish(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    sqlite3_stmt *st = stmt(s, Q_PUBLISH);
+    appdb_result_t res = {0};
+    if (name.len == 0 || name.len > APP_EVENT_MAX)
+        return TESS_EINVAL;
+    sqlite3_bind_text(st, 1, name.ptr, (int)name.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, tess_now_ms());
+    res.rc = exec_stmt(st);
+    cb(arg, &res);
+    return 0;
+}
+
 static void op_close(appdb_t *db)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
@@ -424,6 +447,7 @@ static const appdb_ops_t sqlite_ops = {
     .messages_list = op_messages_list,
     .ping = op_ping,
     .close = op_close,
+    .publish = op_publish,
 };
 
 static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
@@ -443,10 +467,12 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
         snprintf(errbuf, errcap, "database schema version %d is newer than this tessera (%d)", version, SCHEMA_VERSION);
         goto out;
     }
-    if (version < 1) {
+    if (version < SCHEMA_VERSION) {
+        /* One transaction for every step still missing; IF NOT EXISTS makes a racing process harmless. */
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, schema_v1, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, "PRAGMA user_version = 1; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 1 && sqlite3_exec(db, schema_v1, NULL, NULL, &msg) != SQLITE_OK) ||
+            (version < 2 && sqlite3_exec(db, schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 2; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -519,3 +545,116 @@ int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const
     sqlite3_finalize(st);
     return rc;
 }
+
+/* ---- change events: the listener --------------------------------------------------------------------------- */
+
+#define EVENT_KEEP_MS 60000 /* event rows older than this are pruned */
+
+typedef struct sqlite_listener {
+    appdb_listener_t super;      /* first member */
+    tess_loop_t *loop;           /* its loop */
+    sqlite3 *db;                 /* a connection of its own */
+    sqlite3_stmt *version;       /* PRAGMA data_version */
+    sqlite3_stmt *tail;          /* events after a seq */
+    sqlite3_stmt *prune;         /* old events */
+    tess_timer_t *timer;         /* every APP_TAIL_MS */
+    int64_t data_version;        /* last seen */
+    int64_t seq;                 /* last event delivered */
+    int64_t next_prune_ms;       /* mono ms */
+    appdb_listen_opts_t o;       /* callbacks */
+} sqlite_listener_t;
+
+static void tail(sqlite_listener_t *l)
+{
+    int src;
+    sqlite3_reset(l->tail);
+    sqlite3_bind_int64(l->tail, 1, l->seq);
+    while ((src = sqlite3_step(l->tail)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(l->tail, 1);
+        l->seq = sqlite3_column_int64(l->tail, 0);
+        if (name != NULL)
+            l->o.on_event(l->o.arg, tess_strn(name, (size_t)sqlite3_column_bytes(l->tail, 1)));
+    }
+    sqlite3_reset(l->tail);
+}
+
+static void on_tail_timer(void *arg)
+{
+    sqlite_listener_t *l = arg;
+    int64_t v = l->data_version;
+
+    sqlite3_reset(l->version);
+    if (sqlite3_step(l->version) == SQLITE_ROW)
+        v = sqlite3_column_int64(l->version, 0);
+    sqlite3_reset(l->version);
+    if (v != l->data_version) { /* another connection committed: read what it published */
+        l->data_version = v;
+        tail(l);
+    }
+    if (tess_mono_ms() >= l->next_prune_ms) {
+        l->next_prune_ms = tess_mono_ms() + EVENT_KEEP_MS;
+        sqlite3_reset(l->prune);
+        sqlite3_bind_int64(l->prune, 1, tess_now_ms() - EVENT_KEEP_MS);
+        sqlite3_step(l->prune); /* best effort: busy means another process prunes */
+        sqlite3_reset(l->prune);
+    }
+    l->loop->ops->timer_start(l->timer, APP_TAIL_MS);
+}
+
+static void sqlite_listener_free(appdb_listener_t *base)
+{
+    sqlite_listener_t *l = (sqlite_listener_t *)base;
+    if (l->timer != NULL)
+        l->loop->ops->timer_free(l->timer);
+    sqlite3_finalize(l->version);
+    sqlite3_finalize(l->tail);
+    sqlite3_finalize(l->prune);
+    sqlite3_close(l->db);
+    free(l);
+}
+
+int appdb_sqlite_listen(appdb_listener_t **out, tess_loop_t *loop, const char *path, const appdb_listen_opts_t *opts,
+                        char *errbuf, size_t errcap)
+{
+    sqlite_listener_t *l;
+    sqlite3_stmt *st = NULL;
+    int rc = TESS_EIO;
+
+    *out = NULL;
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return TESS_ENOMEM;
+    l->super.free = sqlite_listener_free;
+    l->loop = loop;
+    l->o = *opts;
+    if ((rc = tess_sqlite_connect(&l->db, path, errbuf, errcap)) != 0 || (rc = migrate(l->db, errbuf, errcap)) != 0)
+        goto fail;
+    rc = TESS_EIO;
+    if (sqlite3_prepare_v2(l->db, "PRAGMA data_version", -1, &l->version, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(l->db, "SELECT seq, name FROM app_event WHERE seq > ?1 ORDER BY seq", -1, &l->tail, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(l->db, "DELETE FROM app_event WHERE at < ?1", -1, &l->prune, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(l->db, "SELECT coalesce(max(seq), 0) FROM app_event", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(errbuf, errcap, "event listener: %s", sqlite3_errmsg(l->db));
+        goto fail;
+    }
+    l->seq = sqlite3_column_int64(st, 0); /* only what is published from now on */
+    if (sqlite3_step(l->version) == SQLITE_ROW)
+        l->data_version = sqlite3_column_int64(l->version, 0);
+    sqlite3_reset(l->version);
+    if ((l->timer = loop->ops->timer_new(loop, on_tail_timer, l)) == NULL) {
+        rc = TESS_ENOMEM;
+        goto fail;
+    }
+    loop->ops->timer_start(l->timer, APP_TAIL_MS);
+    sqlite3_finalize(st);
+    if (l->o.on_state != NULL)
+        l->o.on_state(l->o.arg, 1); /* a local file: events always flow */
+    *out = &l->super;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    sqlite_listener_free(&l->super);
+    return rc;
+}
+
