@@ -5,6 +5,7 @@
  *   exactbuf_t b;
  *   tess_str_t s = exactbuf_set(&b, "GET", 3);   // malloc(3), no NUL
  *   ... parse(s) ...
+ *   char *out = exactbuf_alloc(&o, 8);           // an output block of 8 bytes, filled with 'x'
  *   exactbuf_free(&b);                           // also done by the next exactbuf_set
  *
  * Include cmocka.h first.
@@ -36,6 +37,17 @@ static inline tess_str_t exactbuf_set(exactbuf_t *b, const void *src, size_t n)
     if (n > 0)
         memcpy(b->p, src, n);
     return tess_strn(b->p, n);
+}
+
+/* A block of exactly `n` bytes (n > 0) filled with 'x', for an output buffer; returns it. */
+static inline char *exactbuf_alloc(exactbuf_t *b, size_t n)
+{
+    exactbuf_free(b);
+    assert_true(n > 0);
+    b->p = malloc(n);
+    assert_non_null(b->p);
+    memset(b->p, 'x', n);
+    return b->p;
 }
 
 /* The same for a C string (its bytes, not its NUL). */

@@ -29,8 +29,7 @@ static qres_t qfind_cap(const char *query, const char *name, size_t cap)
     exactbuf_t q = {0}, out = {0};
     qres_t r = {0};
     assert_true(cap <= sizeof(r.value));
-    exactbuf_set(&out, "", cap); /* the output too: a write past `cap` trips ASan */
-    memset(out.p, 'x', cap);
+    exactbuf_alloc(&out, cap); /* the output too: a write past `cap` trips ASan */
     r.rc = query_find(exactbuf_str(&q, query), name, out.p, cap);
     if (r.rc == 1) {
         assert_non_null(memchr(out.p, '\0', cap));
