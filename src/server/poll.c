@@ -260,14 +260,16 @@ void meta_on_app_key(void *arg, tess_str_t name)
 {
     server_t *srv = arg;
     int64_t id;
-    char num[24];
+    char num[24], key[24];
 
     if (srv->meta == NULL)
         return;
     if (name.len > 5 && memcmp(name.ptr, "meta:", 5) == 0 && name.len - 5 < sizeof(num)) {
         memcpy(num, name.ptr + 5, name.len - 5);
         num[name.len - 5] = '\0';
-        if (tess_parse_int(num, 1, INT64_MAX, &id) == 0) {
+        /* Only the canonical decimal (meta_key's) names an entry: "007", "+7", "7\0x" flush instead. */
+        if (tess_parse_int(num, 1, INT64_MAX, &id) == 0 &&
+            tess_str_eq(meta_key(id, key, sizeof(key)), tess_strn(num, name.len - 5))) {
             tess_cache_evict(srv->meta->c, tess_strn(num, name.len - 5));
             return;
         }

@@ -145,6 +145,7 @@ static void on_state(void *arg, int up)
 static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiring_t *fw, char *err, size_t errcap)
 {
     int redis = o->redis_url != NULL && o->redis_url[0] != '\0';
+    const tess_store_driver_t *db = tess_store_driver_for_url(o->database_url);
     tess_keyspace_t ks = o->keys;
 
     if (w == NULL || (o->has_fallback && fw == NULL)) {
@@ -159,8 +160,9 @@ static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiri
         snprintf(err, errcap, "strategy 'redis' needs a Redis URL");
         return TESS_EINVAL;
     }
+    /* The store drivers also take Redis URLs: a database is SQLite or PostgreSQL (Redis is strategy 'redis'). */
     if ((w->store == STORE_DATABASE || (fw != NULL && fw->store == STORE_DATABASE)) &&
-        tess_store_driver_for_url(o->database_url) == NULL) {
+        (db == NULL || strcmp(db->name, "redis") == 0)) {
         snprintf(err, errcap, "unsupported database URL: expected sqlite:PATH or postgres://...");
         return TESS_EINVAL;
     }
