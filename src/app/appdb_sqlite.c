@@ -551,17 +551,17 @@ int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const
 #define EVENT_KEEP_MS 60000 /* event rows older than this are pruned */
 
 typedef struct sqlite_listener {
-    appdb_listener_t super;      /* first member */
-    tess_loop_t *loop;           /* its loop */
-    sqlite3 *db;                 /* a connection of its own */
-    sqlite3_stmt *version;       /* PRAGMA data_version */
-    sqlite3_stmt *tail;          /* events after a seq */
-    sqlite3_stmt *prune;         /* old events */
-    tess_timer_t *timer;         /* every APP_TAIL_MS */
-    int64_t data_version;        /* last seen */
-    int64_t seq;                 /* last event delivered */
-    int64_t next_prune_ms;       /* mono ms */
-    appdb_listen_opts_t o;       /* callbacks */
+    appdb_listener_t super; /* first member */
+    tess_loop_t *loop;      /* its loop */
+    sqlite3 *db;            /* a connection of its own */
+    sqlite3_stmt *version;  /* PRAGMA data_version */
+    sqlite3_stmt *tail;     /* events after a seq */
+    sqlite3_stmt *prune;    /* old events */
+    tess_timer_t *timer;    /* every APP_TAIL_MS */
+    int64_t data_version;   /* last seen */
+    int64_t seq;            /* last event delivered */
+    int64_t next_prune_ms;  /* mono ms */
+    appdb_listen_opts_t o;  /* callbacks */
 } sqlite_listener_t;
 
 static void tail(sqlite_listener_t *l)
@@ -657,4 +657,3 @@ fail:
     sqlite_listener_free(&l->super);
     return rc;
 }
-

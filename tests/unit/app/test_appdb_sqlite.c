@@ -484,12 +484,21 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(appdb_sqlite_user_add(f->sq, "new", "visitor", PWHASH, T0, err, sizeof(err)), TESS_EIO);
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+
+    /* A version-1 database (before change events) is upgraded in place, its data kept. */
+    assert_int_equal(sqlite3_exec(f->sq, "DROP TABLE app_event; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    if (appdb_sqlite_open(&again, f->sq, err, sizeof(err)) != 0)
+        fail_msg("upgrade: %s", err);
+    again->ops->close(again);
+    assert_int_equal(sqlite3_exec(f->sq, "SELECT count(*) FROM app_event", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(get(f, pc), 0);
+    assert_string_equal(f->r.pc[0].topic, "kept");
 }
 
 static void test_connect_error(void **state)
