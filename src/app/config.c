@@ -40,6 +40,9 @@ void tess_config_usage(FILE *out)
           "  SESSION_COOKIE         cookie name (default connect.sid; session-token for jwt)\n"
           "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET\n"
           "  TESSERA_MAX_BODY       request body limit, bytes (default 65536)\n"
+          "  TESSERA_MAX_WAITERS_PER_SESSION  held long-polls and event streams of one session (default\n"
+          "                         20); past it, 429\n"
+          "  TESSERA_MAX_WAITERS_PER_USER     the same for all sessions of one user (default 40)\n"
           "  TESSERA_MAX_CONNECTIONS open client connections, all loops together (default 10000); past it,\n"
           "                         new connections wait in the kernel's backlog\n"
           "  CACHE_MAX_ENTRIES      near-cache entry bound (cached strategy; default 100000)\n"
@@ -328,6 +331,14 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("TESSERA_MAX_CONNECTIONS", 1, 1000000, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->max_connections = (int)v;
+    v = 20;
+    if (env_int("TESSERA_MAX_WAITERS_PER_SESSION", 1, 100000, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->max_waiters_session = (int)v;
+    v = 40;
+    if (env_int("TESSERA_MAX_WAITERS_PER_USER", 1, 100000, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->max_waiters_user = (int)v;
     v = (int64_t)cfg->max_body;
     if (env_int("TESSERA_MAX_BODY", 1024, 16 * 1024 * 1024, &v, err, errcap) != 0)
         return TESS_ECONFIG;

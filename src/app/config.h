@@ -32,6 +32,8 @@ typedef struct tess_config {
     int threads;                  /* event loops */
     size_t max_body;              /* request body bound, bytes */
     int max_connections;          /* open client connections, all loops together */
+    int max_waiters_session;      /* long-polls and streams held for one session */
+    int max_waiters_user;         /* the same for one user */
     tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */
     int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */

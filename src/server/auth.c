@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/bus.h"
 #include "server/router.h"
 #include "tessera/cookie.h"
 #include "tessera/error.h"
@@ -44,6 +45,11 @@ static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, i
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
     }
 }
+
+/* What a logout carries to its end: whose held requests must hear of it (bus.h). */
+typedef struct logout_state {
+    char event[TESS_SID_MAX + 8]; /* "sid:<id>" or "uid:<id>"; "" when no session was found */
+} logout_state_t;
 
 static tess_auth_t *auth_of(tess_req_t *r)
 {
@@ -159,6 +165,8 @@ static void logout_done(void *arg, int rc, const tess_session_t *s, tess_str_t c
         send_backend_error(r, rc);
         return;
     }
+    if (r->state != NULL && ((logout_state_t *)r->state)->event[0] != '\0')
+        bus_publish(r->th, tess_str(((logout_state_t *)r->state)->event)); /* held requests of it end */
     set_named_cookie(r, tess_auth_cookie_name(auth_of(r)), TESS_STR_LIT(""), 0);
     fallback = tess_deploy_loop_fallback(r->th->sessions);
     if (fallback != NULL && !tess_str_eq(tess_auth_cookie_name(fallback), tess_auth_cookie_name(auth_of(r))))
@@ -181,6 +189,7 @@ static int everywhere_param(tess_req_t *r)
 static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
 {
     tess_req_t *r = req_resume(arg);
+    logout_state_t *st;
     int everywhere;
     (void)cookie;
     if (r == NULL)
@@ -201,6 +210,8 @@ static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_
                    "tokens cannot be revoked without REDIS_URL: they stay valid until they expire");
         return;
     }
+    st = req_state(r, sizeof(*st));
+    snprintf(st->event, sizeof(st->event), "%s:%s", everywhere ? "uid" : "sid", everywhere ? s->user_id : s->id);
     if (everywhere)
         tess_auth_logout_everywhere(auth_of(r), tess_str(s->user_id), tess_now_ms(), logout_done, req_suspend(r));
     else

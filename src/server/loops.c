@@ -12,7 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/bus.h"
 #include "server/poll.h"
+#include "server/push.h"
 #include "server/router.h"
 #include "tessera/error.h"
 
@@ -151,11 +153,16 @@ static int thread_open(server_thread_t *th, char *err, size_t errcap)
                (rc = appdb_sqlite_open(&th->appdb, th->sqlite, err, errcap)) != 0) {
         return rc;
     }
+    if ((rc = push_loop_init(th)) != 0) {
+        snprintf(err, errcap, "out of memory");
+        return rc;
+    }
     return tess_deploy_loop_open(&th->sessions, srv->sessions, &th->tloop.super, err, errcap);
 }
 
 static void thread_close(server_thread_t *th)
 {
+    push_loop_free(th);
     tess_deploy_loop_close(th->sessions); /* its Redis connection first: see tess_deploy_loop_close */
     th->sessions = NULL;
     if (th->loop != NULL)
@@ -171,6 +178,7 @@ int loops_open(server_t *srv, char *err, size_t errcap)
         snprintf(err, errcap, "out of memory");
         return -1;
     }
+    bus_init(srv);
     for (int i = 0; i < srv->cfg.threads; ++i) {
         server_thread_t *th = &srv->threads[i];
         th->srv = srv;
@@ -187,8 +195,10 @@ void loops_close(server_t *srv)
         return;
     for (int i = 0; i < srv->cfg.threads; ++i)
         thread_close(&srv->threads[i]);
-    free(srv->threads);
-    srv->threads = NULL;
+    /*
+     * The threads' h2o contexts and evloops are not torn down: h2o 2.2 has no safe teardown while keep-alive
+     * connections are still open on them, and the process exits next. They stay reachable from here.
+     */
 }
 
 /* ---- start-up: the networked backends connect asynchronously; serve once they answer (bounded) ------------- */
@@ -266,8 +276,10 @@ static void *thread_main(void *arg)
         h2o_timeout_unlink(&th->retry_entry);
     h2o_socket_close(th->listener);
     th->listener = NULL;
+    /* Held long-polls answer now and streams end with a retry hint; then what is in flight gets a moment. */
+    push_shutdown(th);
     deadline = tess_mono_ms() + DRAIN_MS;
-    while (th->inflight > 0 && tess_mono_ms() < deadline)
+    while ((th->inflight > 0 || push_pending(th) > 0) && tess_mono_ms() < deadline)
         h2o_evloop_run(th->loop, 50);
     if (th->index == 0 && th->maint_entry.cb != NULL)
         h2o_timeout_unlink(&th->maint_entry);
@@ -292,7 +304,8 @@ int loops_start(server_t *srv, int *started, char *err, size_t errcap)
         h2o_timeout_init(th->loop, &th->retry_timeout, 100);
         th->retry_entry.cb = on_accept_retry;
         set_accepting(th, 1);
-        if (i == 0 && tess_deploy_listen(srv->sessions, &th->tloop.super, err, errcap) != 0)
+        if (i == 0 && (tess_deploy_listen(srv->sessions, &th->tloop.super, err, errcap) != 0 ||
+                       bus_listen(srv, err, errcap) != 0))
             return -1;
         if (i == 0) {
             h2o_timeout_init(th->loop, &th->maint_timeout, MAINT_INTERVAL_MS);

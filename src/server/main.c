@@ -2,8 +2,9 @@
  * tessera serve: start-up, signals, shutdown.
  *
  * Order: configuration -> secrets -> the session deployment (tessera/deploy.h) -> password workers -> h2o
- * -> schema migrations -> per-thread backends -> a bounded wait for networked backends -> listeners and
- * threads -> sigwait -> stop: threads joined, workers stopped, listener, loops, deployment freed.
+ * -> schema migrations -> per-thread backends -> a bounded wait for networked backends -> listeners, the
+ * change listeners and threads -> sigwait -> stop: held requests answered, threads joined, workers
+ * stopped, listeners, loops, deployment freed.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include "server/bus.h"
 #include "server/poll.h"
 #include "server/router.h"
 #include "server/serve.h"
@@ -58,8 +60,9 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
         .l2_ttl_ms = c->l2_ttl_ms,
         .timeout_ms = c->backend_timeout_ms,
         .jwt_leeway_s = c->jwt_leeway_s,
-        .on_app_key = meta_on_app_key,
-        .on_coherence = meta_on_coherence,
+        .on_app_key = bus_on_event,
+        .on_coherence = bus_on_state,
+        .on_session_key = bus_on_session_key,
         .app_arg = srv,
     };
     char sqlite_url[sizeof(c->sqlite_path) + 8];
@@ -173,6 +176,7 @@ stop:
 out:
     if (srv->sessions != NULL)
         tess_deploy_unlisten(srv->sessions); /* it runs on loop 0 */
+    bus_close(srv);
     loops_close(srv);
     app_pwpool_free(srv->pw);
     meta_cache_free(srv);

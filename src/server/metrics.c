@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "server/poll.h"
+#include "server/push.h"
 #include "server/server.h"
 
 typedef struct out {
@@ -24,17 +25,19 @@ static void metric(out_t *o, const char *name, const char *type, uint64_t value)
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
     out_t o = {h2o_mem_alloc_pool(pool, 8192), 8192, 0};
-    uint64_t requests = 0, conns = 0, mh, mm;
+    uint64_t requests = 0, conns = 0, waiters = 0, mh, mm;
     tess_deploy_stats_t ds;
     size_t me;
 
     for (int i = 0; i < srv->cfg.threads; ++i) {
         requests += atomic_load_explicit(&srv->threads[i].requests, memory_order_relaxed);
         conns += (uint64_t)atomic_load_explicit(&srv->threads[i].conns, memory_order_relaxed);
+        waiters += push_count(&srv->threads[i]);
     }
     tess_deploy_stats(srv->sessions, &ds);
     metric(&o, "requests_total", "counter", requests);
     metric(&o, "connections", "gauge", conns);
+    metric(&o, "waiters", "gauge", waiters);
     metric(&o, "auth_checks_total", "counter", ds.auth.checks);
     metric(&o, "auth_rejected_early_total", "counter", ds.auth.rejected_early);
     metric(&o, "auth_store_lookups_total", "counter", ds.auth.store_lookups);

@@ -10,11 +10,13 @@
  *                meanwhile (the row may be older than that write).
  *   3. answer    access is checked (not yours = 404, as not found); ETag and Cache-Control are set; a
  *                matching If-None-Match is a 304 without a body, anything else a 200 with the body.
- *   Out:         every write that changes a meta (message, join, close; prechats.c) calls meta_changed():
- *                evict here, and publish "meta:<id>" (tess_deploy_loop_publish) so that every instance
- *                hears of it; a change of the waiting queue publishes "meta:queue" and flushes.
- *   In:          the coherence listener reports those keys (meta_on_app_key: evict or flush), and its own
- *                state (meta_on_coherence: the cache is off and flushed while it is down).
+ *   Out:         every write that changes a meta (message, join, close; prechats.c) calls meta_changed(),
+ *                which publishes "meta:<id>" (and "meta:queue" when the waiting queue moved) on the change
+ *                bus (bus.c): here at once, and to every instance through Redis, PostgreSQL's NOTIFY or the
+ *                SQLite file's event table.
+ *   In:          every event, from here or elsewhere, reaches meta_on_app_key (evict "meta:<id>", flush on
+ *                anything else) and then the waiters (push.c); while events may be missed (a listener
+ *                down), meta_on_coherence keeps the cache off and empty.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -23,31 +25,29 @@
 #include <string.h>
 
 #include "server/poll.h"
+#include "server/bus.h"
+#include "server/push.h"
 #include "server/router.h"
 #include "tessera/cache.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 
-#define META_BODY_MAX 256 /* bytes in a rendered meta body (its fields are bounded: ~150 at most) */
-#define META_ETAG_LEN 18  /* "\"" 16 hex digits "\"" */
-
-/* A rendered meta: what a poll answers, and what access needs. Cached as bytes up to body[body_len]. */
-typedef struct meta_view {
-    int64_t visitor_id;           /* access: its visitor */
-    int64_t agent_id;             /* access: its agent (0 while waiting) */
-    uint8_t waiting;              /* access: agents may read it while it waits */
-    uint16_t body_len;            /* bytes in body */
-    char etag[META_ETAG_LEN + 1]; /* strong tag, with its quotes */
-    char body[META_BODY_MAX];     /* the JSON */
-} meta_view_t;
-
 struct meta_cache {
     tess_cache_t *c; /* values keyed by the decimal id */
 };
 
-/* What a poll carries across the database lookup. */
+/* A meta read from the database: what comes back to meta_get's caller. */
+typedef struct meta_load {
+    server_thread_t *th; /* its loop */
+    int64_t id;          /* the pre-chat */
+    uint64_t gen;        /* cache generation read before the lookup */
+    meta_cb cb;          /* the caller */
+    void *arg;           /* its argument */
+} meta_load_t;
+
+/* What a long-poll of the meta carries across meta_get. */
 typedef struct meta_state {
-    uint64_t gen; /* cache generation read before the lookup */
+    int64_t wait_s; /* ?wait=N (0: none) */
 } meta_state_t;
 
 /* ---- the cache ------------------------------------------------------------------------------------------- */
@@ -58,8 +58,6 @@ int meta_cache_new(server_t *srv)
     meta_cache_t *m;
 
     srv->meta = NULL;
-    if (!tess_deploy_coherent(srv->sessions))
-        return 0; /* without Redis the meta is read on every poll */
     if ((m = calloc(1, sizeof(*m))) == NULL)
         return TESS_ENOMEM;
     tess_cache_opts_default(&o);
@@ -70,7 +68,7 @@ int meta_cache_new(server_t *srv)
         free(m);
         return TESS_ENOMEM;
     }
-    tess_cache_set_enabled(m->c, 0); /* nothing is cached until the coherence channel is up */
+    tess_cache_set_enabled(m->c, 0); /* nothing is cached until the change events flow (bus.c) */
     srv->meta = m;
     return 0;
 }
@@ -125,7 +123,9 @@ static void render(const appdb_prechat_t *p, meta_view_t *v)
     memset(v, 0, offsetof(meta_view_t, body));
     v->visitor_id = p->visitor_id;
     v->agent_id = p->agent_id;
+    v->last_message_id = p->last_message_id;
     v->waiting = strcmp(p->status, "waiting") == 0;
+    v->closed = strcmp(p->status, "closed") == 0;
     tess_iso_date(p->updated_ms, date, sizeof(date));
     n = (size_t)snprintf(v->body, sizeof(v->body), "{\"id\":%" PRId64 ",\"status\":\"%s\"", p->id, p->status);
     append_id_or_null(v->body, sizeof(v->body), &n, "queuePosition", p->queue_position);
@@ -165,12 +165,17 @@ int etag_matches(const h2o_headers_t *headers, tess_str_t etag)
     return 0;
 }
 
-static void answer(tess_req_t *r, const meta_view_t *v)
+int meta_may_read(const tess_req_t *r, const meta_view_t *v)
+{
+    return prechat_may_read(r, v->visitor_id, v->agent_id, v->waiting);
+}
+
+void meta_answer(tess_req_t *r, const meta_view_t *v)
 {
     h2o_req_t *req = r->req;
     h2o_iovec_t etag;
 
-    if (!prechat_may_read(r, v->visitor_id, v->agent_id, v->waiting)) {
+    if (!meta_may_read(r, v)) {
         send_error(r, 404, "not_found", "no such pre-chat");
         return;
     }
@@ -190,70 +195,102 @@ static void answer(tess_req_t *r, const meta_view_t *v)
     h2o_send_inline(req, v->body, v->body_len);
 }
 
-/* ---- the request ----------------------------------------------------------------------------------------- */
+/* ---- lookup --------------------------------------------------------------------------------------------- */
 
 static void on_meta_loaded(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
-    meta_cache_t *m;
+    meta_load_t *op = arg;
+    meta_cache_t *m = op->th->srv->meta;
     meta_view_t v;
     char key[24];
+
+    if (res->rc != 0 && res->rc != TESS_ENOTFOUND) {
+        op->cb(op->arg, res->rc, NULL);
+    } else if (res->n_prechats != 1) {
+        op->cb(op->arg, TESS_ENOTFOUND, NULL);
+    } else {
+        render(&res->prechats[0], &v);
+        if (m != NULL)
+            tess_cache_put_value(m->c, meta_key(op->id, key, sizeof(key)), &v, offsetof(meta_view_t, body) + v.body_len,
+                                 tess_now_ms(), op->gen);
+        op->cb(op->arg, 0, &v);
+    }
+    free(op);
+}
+
+int meta_get(server_thread_t *th, int64_t id, meta_cb cb, void *arg)
+{
+    meta_cache_t *m = th->srv->meta;
+    appdb_t *db = th->appdb;
+    meta_load_t *op;
+    meta_view_t v;
+    char key[24];
+    int rc;
+
+    if (m != NULL) {
+        tess_str_t k = meta_key(id, key, sizeof(key));
+        if (tess_cache_read_value(m->c, k, tess_now_ms(), copy_view, &v) == TESS_CACHE_HIT) {
+            cb(arg, 0, &v);
+            return 0;
+        }
+    }
+    if ((op = malloc(sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->th = th;
+    op->id = id;
+    op->cb = cb;
+    op->arg = arg;
+    /* Read the generation first: a write (here or on another instance) meanwhile drops our put. */
+    op->gen = m != NULL ? tess_cache_gen(m->c, meta_key(id, key, sizeof(key))) : 0;
+    if ((rc = db->ops->prechat_get(db, id, on_meta_loaded, op)) != 0)
+        free(op);
+    return rc;
+}
+
+/* ---- the request ----------------------------------------------------------------------------------------- */
+
+static void on_meta(void *arg, int rc, const meta_view_t *v)
+{
+    tess_req_t *r = req_resume(arg);
+    meta_state_t *st;
     if (r == NULL)
         return;
-    if (res->rc != 0 && res->rc != TESS_ENOTFOUND) {
-        send_backend_error(r, res->rc);
-        return;
-    }
-    if (res->n_prechats != 1) {
+    st = r->state;
+    if (rc == TESS_ENOTFOUND || (rc == 0 && !meta_may_read(r, v))) {
         send_error(r, 404, "not_found", "no such pre-chat");
         return;
     }
-    render(&res->prechats[0], &v);
-    if ((m = r->th->srv->meta) != NULL)
-        tess_cache_put_value(m->c, meta_key(r->prechat_id, key, sizeof(key)), &v,
-                             offsetof(meta_view_t, body) + v.body_len, tess_now_ms(), ((meta_state_t *)r->state)->gen);
-    answer(r, &v);
+    if (rc != 0) {
+        send_backend_error(r, rc);
+        return;
+    }
+    /* A long-poll whose tag is current waits for the next change (push.c); anything else answers now. */
+    if (st->wait_s > 0 && etag_matches(&r->req->headers, tess_strn(v->etag, META_ETAG_LEN))) {
+        wait_meta(r, v, st->wait_s);
+        return;
+    }
+    meta_answer(r, v);
 }
 
 void h_prechat_meta(tess_req_t *r)
 {
-    meta_cache_t *m = r->th->srv->meta;
-    appdb_t *db = r->th->appdb;
-    meta_state_t *st;
-    meta_view_t v;
-    char key[24];
+    meta_state_t *st = req_state(r, sizeof(*st));
     ticket_t *t;
-
-    if (m != NULL) {
-        tess_str_t k = meta_key(r->prechat_id, key, sizeof(key));
-        if (tess_cache_read_value(m->c, k, tess_now_ms(), copy_view, &v) == TESS_CACHE_HIT) {
-            answer(r, &v);
-            return;
-        }
-    }
-    st = req_state(r, sizeof(*st));
-    /* Read the generation first: a write (here or on another instance) meanwhile drops our put. */
-    if (m != NULL)
-        st->gen = tess_cache_gen(m->c, meta_key(r->prechat_id, key, sizeof(key)));
+    if (wait_param(r, &st->wait_s) != 0)
+        return;
     t = req_suspend(r);
-    req_started(r, t, db->ops->prechat_get(db, r->prechat_id, on_meta_loaded, t));
+    req_started(r, t, meta_get(r->th, r->prechat_id, on_meta, t));
 }
 
 /* ---- invalidations, out and in ----------------------------------------------------------------------------- */
 
 void meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
 {
-    meta_cache_t *m = th->srv->meta;
-    char key[24], name[32];
-
-    if (m == NULL)
-        return;
-    tess_cache_evict(m->c, meta_key(prechat_id, key, sizeof(key)));
+    char name[32];
+    /* Here at once (the cache and this process's waiters), then every instance (bus.c). */
+    bus_publish(th, tess_strn(name, (size_t)snprintf(name, sizeof(name), "meta:%" PRId64, prechat_id)));
     if (queue_moved)
-        tess_cache_flush(m->c);
-    tess_deploy_loop_publish(th->sessions, tess_strn(name, (size_t)snprintf(name, sizeof(name), "meta:%s", key)));
-    if (queue_moved)
-        tess_deploy_loop_publish(th->sessions, TESS_STR_LIT("meta:queue"));
+        bus_publish(th, TESS_STR_LIT("meta:queue"));
 }
 
 void meta_on_app_key(void *arg, tess_str_t name)
@@ -280,7 +317,6 @@ void meta_on_app_key(void *arg, tess_str_t name)
 void meta_on_coherence(void *arg, int up)
 {
     server_t *srv = arg;
-    server_log("cache coherence channel %s: near-caches %s", up ? "up" : "down", up ? "on" : "off and flushed");
     if (srv->meta == NULL)
         return;
     if (up)

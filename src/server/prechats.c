@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "server/poll.h"
+#include "server/push.h"
 #include "server/router.h"
 #include "tessera/error.h"
 
@@ -22,6 +23,9 @@ typedef struct prechat_state {
     int write;         /* the step needs may_write rather than may_read */
     prechat_then then; /* what runs with the pre-chat once access is granted */
     int was_waiting;   /* join/close: the pre-chat was in the queue (its leaving moves the queue) */
+    int64_t after;     /* messages: ?after=K */
+    int64_t limit;     /* messages: ?limit=N */
+    int64_t wait_s;    /* messages: ?wait=N (0: answer at once) */
 } prechat_state_t;
 
 static int is_agent(const tess_req_t *r)
@@ -69,7 +73,7 @@ static cJSON *prechat_json(const appdb_prechat_t *p)
     return o;
 }
 
-static cJSON *message_json(const appdb_message_t *m)
+cJSON *message_json(const appdb_message_t *m)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)m->id);
@@ -134,10 +138,11 @@ static void prechat_loaded(void *arg, const appdb_result_t *res)
     st->then(r, p);
 }
 
-/* Loads {id}; `then` runs once the session may read it (write: may write to it), else 404. */
+/* Loads {id}; `then` runs once the session may read it (write: may write to it), else 404. The state is
+ * r->state when the handler made one already. */
 static void prechat_load(tess_req_t *r, int write, prechat_then then)
 {
-    prechat_state_t *st = req_state(r, sizeof(*st));
+    prechat_state_t *st = r->state != NULL ? r->state : req_state(r, sizeof(*st));
     ticket_t *t;
     st->write = write;
     st->then = then;
@@ -301,8 +306,14 @@ void h_message_add(tess_req_t *r)
 static void messages_listed(void *arg, const appdb_result_t *res)
 {
     tess_req_t *r = appdb_resume(arg, res, 0);
+    prechat_state_t *st;
     if (r == NULL)
         return;
+    st = r->state;
+    if (res->n_messages == 0 && st->wait_s > 0) {
+        wait_messages(r, st->after, st->limit, st->wait_s); /* nothing yet: held until one arrives (push.c) */
+        return;
+    }
     cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "messages");
     for (size_t i = 0; i < res->n_messages; ++i)
         cJSON_AddItemToArray(list, message_json(&res->messages[i]));
@@ -312,21 +323,28 @@ static void messages_listed(void *arg, const appdb_result_t *res)
 static void message_list_then(tess_req_t *r, const appdb_prechat_t *p)
 {
     appdb_t *db = r->th->appdb;
-    char buf[32];
-    int64_t after = 0, limit;
+    prechat_state_t *st = r->state;
     ticket_t *t;
-    int q = query_param(r, "after", buf, sizeof(buf));
-    if (q < 0 || (q > 0 && tess_parse_int(buf, 0, INT64_MAX / 2, &after) != 0)) {
-        send_error(r, 400, "bad_request", "after must be a non-negative integer");
-        return;
-    }
-    if (limit_param(r, &limit) != 0)
-        return;
     t = req_suspend(r);
-    req_started(r, t, db->ops->messages_list(db, p->id, after, (size_t)limit, messages_listed, t));
+    req_started(r, t, db->ops->messages_list(db, p->id, st->after, (size_t)st->limit, messages_listed, t));
 }
 
 void h_message_list(tess_req_t *r)
 {
+    char buf[32];
+    int64_t after = 0, limit, wait_s;
+    prechat_state_t *st;
+    int q = query_param(r, "after", buf, sizeof(buf));
+    /* Bad input is refused before any lookup. */
+    if (q < 0 || (q > 0 && tess_parse_int(buf, 0, INT64_MAX / 2, &after) != 0)) {
+        send_error(r, 400, "bad_request", "after must be a non-negative integer");
+        return;
+    }
+    if (limit_param(r, &limit) != 0 || wait_param(r, &wait_s) != 0)
+        return;
+    st = req_state(r, sizeof(*st));
+    st->after = after;
+    st->limit = limit;
+    st->wait_s = wait_s;
     prechat_load(r, 0, message_list_then);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/push.h"
 #include "server/router.h"
 #include "tessera/error.h"
 
@@ -18,6 +19,7 @@ static const route_t routes[] = {
     {"POST", "/api/prechats", NULL, 1, 1, h_prechat_create},
     {"GET", "/api/prechats", NULL, 1, 0, h_prechat_list},
     {"GET", "/api/prechats/", "/meta", 1, 0, h_prechat_meta},
+    {"GET", "/api/prechats/", "/events", 1, 0, h_prechat_events},
     {"GET", "/api/prechats/", "/messages", 1, 0, h_message_list},
     {"POST", "/api/prechats/", "/messages", 1, 1, h_message_add},
     {"POST", "/api/prechats/", "/join", 1, 0, h_prechat_join},

@@ -25,6 +25,15 @@ struct sqlite3;
 typedef struct server server_t;
 typedef struct server_thread server_thread_t;
 typedef struct meta_cache meta_cache_t;
+typedef struct push_loop push_loop_t;
+
+/* A loop's inbox of change events (bus.c): filled by any thread, drained on the loop. */
+typedef struct bus_inbox {
+    pthread_mutex_t lock;     /* guards the fields below */
+    struct bus_event *events; /* queued for the loop */
+    size_t n, cap;            /* count and capacity */
+    int posted;               /* a drain is posted to the loop */
+} bus_inbox_t;
 
 struct server_thread {
     server_t *srv;                   /* the process-wide server */
@@ -47,6 +56,8 @@ struct server_thread {
     int accepting;                   /* the listener is being read */
     h2o_timeout_t retry_timeout;     /* accept retry after EMFILE/ENFILE */
     h2o_timeout_entry_t retry_entry; /* its entry */
+    bus_inbox_t inbox;               /* change events for this loop (bus.c) */
+    push_loop_t *push;               /* this loop's waiters (push.c) */
 };
 
 struct server {

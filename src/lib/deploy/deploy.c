@@ -84,6 +84,12 @@ static void flush_caches(tess_deploy_t *d)
         tess_cache_flush(d->rcache);
 }
 
+static void session_key(tess_deploy_t *d, tess_key_kind_t kind, tess_str_t id)
+{
+    if (d->o.on_session_key != NULL && id.len > 0)
+        d->o.on_session_key(d->o.app_arg, kind, id);
+}
+
 /* An invalidation from Redis (listener thread): evict what the key stands for. */
 static void on_key(void *arg, tess_str_t key)
 {
@@ -106,6 +112,7 @@ static void on_key(void *arg, tess_str_t key)
         if (rest.len <= TESS_SID_MAX) {
             snprintf(tag, sizeof(tag), TESS_REVOKE_DENY_TAG "%.*s", (int)rest.len, rest.ptr);
             tess_cache_evict(d->rcache, tess_str(tag));
+            session_key(d, TESS_KEYKIND_DENY, rest);
         }
         break;
     case TESS_KEYKIND_CUTOFF:
@@ -114,11 +121,13 @@ static void on_key(void *arg, tess_str_t key)
             tess_cache_evict(d->rcache, tess_str(tag));
             if (d->cache != NULL)
                 tess_cache_evict_user(d->cache, rest);
+            session_key(d, TESS_KEYKIND_CUTOFF, rest);
         }
         break;
     case TESS_KEYKIND_SESSION:
         if (d->cache != NULL)
             tess_cache_evict(d->cache, rest);
+        session_key(d, TESS_KEYKIND_SESSION, rest);
         break;
     case TESS_KEYKIND_USER_SET:
     case TESS_KEYKIND_OTHER:
