@@ -25,14 +25,19 @@ int bus_init(server_t *srv)
     return 0;
 }
 
-void bus_close(server_t *srv)
+void bus_unlisten(void)
 {
     appdb_listener_free(listener);
     listener = NULL;
+}
+
+void bus_free(server_t *srv)
+{
     for (int i = 0; srv->threads != NULL && i < srv->cfg.threads; ++i) {
         bus_inbox_t *in = &srv->threads[i].inbox;
         free(in->events);
         in->events = NULL;
+        in->n = in->cap = 0;
         pthread_mutex_destroy(&in->lock);
     }
 }

@@ -19,8 +19,10 @@
 int bus_init(server_t *srv);
 /* Opens the listener for deployments without Redis, on loop 0. 0, or -1 with a reason in `err`. */
 int bus_listen(server_t *srv, char *err, size_t errcap);
-/* Stops the listener (before loop 0 goes away), frees the inboxes. */
-void bus_close(server_t *srv);
+/* Stops the listener (before loop 0 goes away). */
+void bus_unlisten(void);
+/* Frees the inboxes, once the loops are closed (closing a loop runs the drains still posted to it). */
+void bus_free(server_t *srv);
 
 /* Publishes `name` from loop `th`: handled in this process at once, sent to every other instance. */
 void bus_publish(server_thread_t *th, tess_str_t name);

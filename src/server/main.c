@@ -176,8 +176,9 @@ stop:
 out:
     if (srv->sessions != NULL)
         tess_deploy_unlisten(srv->sessions); /* it runs on loop 0 */
-    bus_close(srv);
+    bus_unlisten();
     loops_close(srv);
+    bus_free(srv);
     app_pwpool_free(srv->pw);
     meta_cache_free(srv);
     tess_deploy_free(srv->sessions);

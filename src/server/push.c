@@ -510,12 +510,12 @@ static void on_watch_meta(void *arg, int rc, const meta_view_t *v)
             meta_answer(w->r, v);
             continue;
         }
-        if (w->kind == W_EVENTS && strcmp(w->etag, v->etag) != 0) {
+        if (w->kind == W_EVENTS && strcmp(w->etag, v->etag) != 0)
             sse_meta(w, v);
-            sse_flush(w);
-        }
         if (w->kind != W_META && w->after < v->last_message_id && w->after < min_after)
             min_after = w->after;
+        else if (w->kind == W_EVENTS)
+            sse_flush(w); /* no message follows: out now (else the meta goes out with the messages) */
     }
     if (min_after != INT64_MAX && wt->head != NULL) {
         appdb_t *db = wt->pl->th->appdb;
