@@ -6,8 +6,9 @@
 #
 # One `tessera serve --threads 1` (embedded default: db strategy on SQLite) pinned to CPU 0, the load
 # generator (bench/push_load.c) pinned to CPU 1. Server CPU is utime+stime from /proc over the measured
-# window; RSS per waiter is (RSS with the waiters open - RSS before) / TABS. Knobs (environment): TABS
-# (10000), PRECHATS (100), RATE (1), SECONDS (20), TESSERA_BIN, PUSH_LOAD, KEEP_TMP=1.
+# window. Each run gets a fresh server (sessions persist in the database), so RSS is per mode: RSS per
+# waiter beyond its connection = (RSS with TABS waiters - RSS with TABS polling connections) / TABS.
+# Knobs (environment): TABS (10000), PRECHATS (100), RATE (1), DURATION (20), TESSERA_BIN, PUSH_LOAD, KEEP_TMP=1.
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,7 +16,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 TABS=${TABS:-10000}
 PRECHATS=${PRECHATS:-100}
 RATE=${RATE:-1}
-SECONDS_RUN=${SECONDS:-20}
+DURATION=${DURATION:-20}
 RAMP=5
 RESULTS=${RESULTS:-$HERE/results/$(date +%F)-push.md}
 die() { echo "push.sh: $*" >&2; exit 1; }
@@ -48,10 +49,18 @@ note "adding $PRECHATS visitors"
 for i in $(seq 1 "$PRECHATS"); do
     printf 'bench-pw\n' | "$TESSERA_BIN" user add "v$i" --role visitor --password-stdin --database "$DB" >/dev/null
 done
-taskset -c 0 "$TESSERA_BIN" serve --threads 1 --database "$DB" --listen "127.0.0.1:$PORT" >"$TMP/serve.log" 2>&1 &
-SRV=$!
-for _ in $(seq 1 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.05; done
-curl -sf "localhost:$PORT/healthz" >/dev/null || die "tessera did not start: $(tail -3 "$TMP/serve.log")"
+start_server() {
+    if [ -n "$SRV" ]; then
+        kill -TERM "$SRV" 2>/dev/null || true
+        wait "$SRV" 2>/dev/null || true
+        SRV=""
+    fi
+    taskset -c 0 "$TESSERA_BIN" serve --threads 1 --database "$DB" --listen "127.0.0.1:$PORT" >>"$TMP/serve.log" 2>&1 &
+    SRV=$!
+    for _ in $(seq 1 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.05; done
+    curl -sf "localhost:$PORT/healthz" >/dev/null || die "tessera did not start: $(tail -3 "$TMP/serve.log")"
+}
+start_server
 note "logging in and opening $PRECHATS pre-chats"
 : >"$TMP/cookies"
 for i in $(seq 1 "$PRECHATS"); do
@@ -69,17 +78,17 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SRV/status"; }
 # run MODE RATE -> fields of push_load plus cpu_s rss_kb
 run() {
     local mode=$1 rate=$2 out c0 c1 r0 r1
+    start_server
     r0=$(rss_kb)
-    taskset -c 1 "$PUSH_LOAD" "$mode" --port "$PORT" --cookies "$TMP/cookies" --tabs "$TABS" --seconds "$SECONDS_RUN" \
+    taskset -c 1 "$PUSH_LOAD" "$mode" --port "$PORT" --cookies "$TMP/cookies" --tabs "$TABS" --seconds "$DURATION" \
         --rate "$rate" --ramp "$RAMP" >"$TMP/load.out" 2>"$TMP/load.err" &
     local lp=$!
     sleep "$RAMP.5"
     c0=$(cpu); r1=$(rss_kb)
-    sleep "$SECONDS_RUN"
+    sleep "$DURATION"
     c1=$(cpu)
     wait "$lp" || die "push_load $mode failed: $(cat "$TMP/load.err")"
     out=$(cat "$TMP/load.out")
-    sleep 1 # the server closes the waiters of the finished run
     echo "$out cpu_s=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.3f", (b - a) / hz}') rss0_kb=$r0 rss_kb=$r1"
 }
 
@@ -88,7 +97,7 @@ field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 declare -A LINE
 for rate in "$RATE" 0; do
     for mode in poll longpoll sse; do
-        note "$mode, $rate message(s)/s per pre-chat, $TABS tabs, ${SECONDS_RUN}s"
+        note "$mode, $rate message(s)/s per pre-chat, $TABS tabs, ${DURATION}s"
         LINE[$mode-$rate]=$(run "$mode" "$rate")
         echo "  ${LINE[$mode-$rate]}" >&2
         [ "$(field "${LINE[$mode-$rate]}" errors)" = 0 ] || die "$mode: errors: ${LINE[$mode-$rate]}"
@@ -99,7 +108,7 @@ done
     echo "# Waiting tabs: polling vs long-poll vs event stream — $(date +%F)"
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) at the end."
-    echo "Command: \`TABS=$TABS PRECHATS=$PRECHATS RATE=$RATE SECONDS=$SECONDS_RUN bench/push.sh\`; tessera serve --threads 1 (db"
+    echo "Command: \`TABS=$TABS PRECHATS=$PRECHATS RATE=$RATE DURATION=$DURATION bench/push.sh\`; tessera serve --threads 1 (db"
     echo "strategy, SQLite) on CPU 0, push_load on CPU 1; $TABS tabs over $PRECHATS pre-chats (one session each)."
     echo
     echo "| load | mode | answers/s | events/s | wake p50 | wake p99 | server CPU per tab-minute | CPU per event | RSS per waiter |"
@@ -107,7 +116,8 @@ done
     for rate in "$RATE" 0; do
         for mode in poll longpoll sse; do
             l=${LINE[$mode-$rate]}
-            awk -v l="$l" -v mode="$mode" -v rate="$rate" -v tabs="$TABS" -v secs="$SECONDS_RUN" 'BEGIN {
+            awk -v l="$l" -v mode="$mode" -v rate="$rate" -v tabs="$TABS" -v secs="$DURATION" \
+                -v base="$(field "${LINE[poll-$rate]}" rss_kb)" 'BEGIN {
                 n = split(l, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
                 ev = mode == "sse" ? f["events"] : (mode == "longpoll" ? f["wakes"] : 0)
                 tabmin = f["cpu_s"] * 1e6 / (tabs * secs / 60)
@@ -116,7 +126,7 @@ done
                     (f["lat_n"] > 0 ? sprintf("%.2f ms", f["lat_p50_us"] / 1000) : "–"),
                     (f["lat_n"] > 0 ? sprintf("%.2f ms", f["lat_p99_us"] / 1000) : "–"), tabmin,
                     (ev > 0 ? sprintf("%.1f µs", f["cpu_s"] * 1e6 / ev) : "–"),
-                    (mode != "poll" ? sprintf("%.0f B", (f["rss_kb"] - f["rss0_kb"]) * 1024 / tabs) : "–")
+                    (mode != "poll" ? sprintf("%.0f B", (f["rss_kb"] - base) * 1024 / tabs) : "–")
             }'
         done
     done

@@ -7,9 +7,11 @@ tessera and guards /app/ with auth_request; large_client_header_buffers 4 16k le
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +52,13 @@ http {{
         }}
         location /api/ {{
             proxy_pass http://127.0.0.1:{upstream};
+        }}
+        # docs/push.md's block for the long-polls and the event stream, as documented
+        location /api/prechats {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_read_timeout 75s;
         }}
     }}
 }}
@@ -119,6 +128,38 @@ class NginxAuthRequest(ServerTestCase):
         self.assertStatus(b.get("/app/x", cookies=cookie), 200)
         self.assertStatus(b.post("/api/auth/logout", cookies=cookie), 204)
         self.assertStatus(b.get("/app/x", cookies=cookie), 401)
+
+
+    def test_event_stream_through_nginx_is_not_buffered(self):
+        """docs/push.md's location block: events pass nginx as they happen (X-Accel-Buffering: no)."""
+        b = Browser(self.port)
+        self.assertStatus(b.login("nina", "nina-pw"), 200)
+        pid = self.assertStatus(b.post("/api/prechats", {"topic": "through nginx"}), 201).json()["id"]
+        cookie = f"connect.sid={b.jar['connect.sid']}"
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        try:
+            sock.sendall(f"GET /api/prechats/{pid}/events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+            seen = b""
+
+            def read_until(marker, deadline):
+                nonlocal seen
+                while marker not in seen:
+                    if time.monotonic() > deadline:
+                        self.fail(f"{marker!r} not through nginx in time; got {seen[-300:]!r}")
+                    sock.settimeout(max(0.05, deadline - time.monotonic()))
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        self.fail(f"stream closed early: {seen[-300:]!r}")
+                    seen += chunk
+
+            read_until(b"event: meta", time.monotonic() + 5)
+            self.assertIn(b"text/event-stream", seen.split(b"\r\n\r\n")[0].lower())
+            posted = time.monotonic()
+            self.assertStatus(b.post(f"/api/prechats/{pid}/messages", {"body": "through nginx"}), 201)
+            read_until(b"event: message", posted + 1.0)  # buffered, it would wait for more bytes or the end
+            self.assertIn(b"through nginx", seen)
+        finally:
+            sock.close()
 
 
 if __name__ == "__main__":
