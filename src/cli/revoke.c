@@ -201,6 +201,14 @@ int tess_cli_session_revoke(int argc, char **argv)
         fprintf(stderr, "tessera session revoke: revoking: %s\n", tess_strerror(rc));
         goto out;
     }
+    {
+        /* Held long-polls and streams of the user end on every instance (they re-check their sessions). */
+        char event[TESS_USER_ID_MAX + 8];
+        memset(&st, 0, sizeof(st));
+        snprintf(event, sizeof(event), "uid:%s", uid);
+        if (appdb->ops->publish(appdb, tess_str(event), on_user, &st) == 0 && await(loop, &st) != 0)
+            fprintf(stderr, "tessera session revoke: telling running servers: %s\n", tess_strerror(st.rc));
+    }
     printf("revoked every session of %s\n", user);
     code = 0;
 out:
