@@ -8,7 +8,9 @@
 # generator (bench/push_load.c) pinned to CPU 1. Server CPU is utime+stime from /proc over the measured
 # window. Each run gets a fresh server (sessions persist in the database), so RSS is per mode: RSS per
 # waiter beyond its connection = (RSS with TABS waiters - RSS with TABS polling connections) / TABS.
-# Knobs (environment): TABS (10000), PRECHATS (100), RATE (1), DURATION (20), TESSERA_BIN, PUSH_LOAD, KEEP_TMP=1.
+# Knobs (environment): TABS (10000), PRECHATS (100), RATE (1), DURATION (20), TESSERA_BIN, PUSH_LOAD, KEEP_TMP=1,
+# MODES (a subset of "poll longpoll sse", for a look at one; the table then has holes), PERF=1 (perf record
+# of the server during each measured window, into the temp dir).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,7 +77,8 @@ done
 cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SRV/status"; }
 
-# run MODE RATE -> fields of push_load plus cpu_s rss_kb
+# run MODE RATE: RESULT = the fields of push_load plus cpu_s, rss0_kb, rss_kb (not in a subshell: the server
+# it restarts must stay this shell's)
 run() {
     local mode=$1 rate=$2 out c0 c1 r0 r1
     start_server
@@ -85,20 +88,25 @@ run() {
     local lp=$!
     sleep "$RAMP.5"
     c0=$(cpu); r1=$(rss_kb)
-    sleep "$DURATION"
+    if [ "${PERF:-0}" = 1 ]; then
+        perf record -g -o "$TMP/perf-$mode-$rate.data" -p "$SRV" -- sleep "$DURATION" >/dev/null 2>&1
+    else
+        sleep "$DURATION"
+    fi
     c1=$(cpu)
     wait "$lp" || die "push_load $mode failed: $(cat "$TMP/load.err")"
     out=$(cat "$TMP/load.out")
-    echo "$out cpu_s=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.3f", (b - a) / hz}') rss0_kb=$r0 rss_kb=$r1"
+    RESULT="$out cpu_s=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.3f", (b - a) / hz}') rss0_kb=$r0 rss_kb=$r1"
 }
 
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 declare -A LINE
 for rate in "$RATE" 0; do
-    for mode in poll longpoll sse; do
+    for mode in ${MODES:-poll longpoll sse}; do
         note "$mode, $rate message(s)/s per pre-chat, $TABS tabs, ${DURATION}s"
-        LINE[$mode-$rate]=$(run "$mode" "$rate")
+        run "$mode" "$rate"
+        LINE[$mode-$rate]=$RESULT
         echo "  ${LINE[$mode-$rate]}" >&2
         [ "$(field "${LINE[$mode-$rate]}" errors)" = 0 ] || die "$mode: errors: ${LINE[$mode-$rate]}"
     done
