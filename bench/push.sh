@@ -46,7 +46,7 @@ trap cleanup EXIT INT TERM
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export SESSION_SECRET=bench-push-secret-0123456789abcdef TESSERA_MAX_WAITERS_PER_SESSION=100000 \
        TESSERA_MAX_WAITERS_PER_USER=100000 TESSERA_MAX_CONNECTIONS=50000
-DB="sqlite:$TMP/bench.db"
+DB="sqlite:${DBDIR:-$TMP}/bench.db"
 note "adding $PRECHATS visitors"
 for i in $(seq 1 "$PRECHATS"); do
     printf 'bench-pw\n' | "$TESSERA_BIN" user add "v$i" --role visitor --password-stdin --database "$DB" >/dev/null

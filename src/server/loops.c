@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,11 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             return;
         }
         atomic_fetch_add_explicit(&th->conns, 1, memory_order_relaxed);
+        {
+            /* Streams and held answers are small writes that must leave at once, not wait for an ACK. */
+            int one = 1;
+            setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = th;
         h2o_accept(&th->accept_ctx, sock);

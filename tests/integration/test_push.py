@@ -47,7 +47,6 @@ import socket
 import sys
 import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,6 +93,8 @@ USERS = {
 
 HAVE_REDIS = bool(shutil.which("redis-server"))
 HAVE_PG = os.path.exists(os.path.join(PostgresServer.PG_BIN, "postgres"))
+NEED_REDIS = "redis-server is not installed (scripts/setup.sh installs it); this suite is never skipped"
+NEED_PG = "PostgreSQL 15 is not installed (scripts/setup.sh installs it); this suite is never skipped"
 
 TIMINGS = []  # (what, seconds), printed with TESS_PUSH_TIMINGS=1
 
@@ -200,7 +201,7 @@ class EventStream:
         self.ended = None
         self.t_end = None
         self._raw = b""
-        self._text = ""
+        self._pending = b""  # body bytes not yet split into blocks
         self._chunked = False
         self._length = None
         self._closed = False
@@ -245,7 +246,7 @@ class EventStream:
             if v:
                 return v
             now = time.monotonic()
-            if now >= deadline or self._closed:
+            if now >= deadline or self._closed or self.ended is not None:  # an ended response brings no more
                 raise AssertionError(f"{what}: not within {timeout}s on {self.path} (status {self.status}, ended "
                                      f"{self.ended}, blocks {self.describe()})")
             self.pump(min(0.05, deadline - now))
@@ -299,10 +300,11 @@ class EventStream:
         self.body += data
         if self.status != 200:
             return
-        self._text += data.decode("utf-8").replace("\r\n", "\n")
+        self._pending = (self._pending + data).replace(b"\r\n", b"\n")
         now = time.monotonic()
-        while "\n\n" in self._text:
-            raw, _, self._text = self._text.partition("\n\n")
+        while b"\n\n" in self._pending:
+            raw_b, _, self._pending = self._pending.partition(b"\n\n")
+            raw = raw_b.decode("utf-8")
             block = {"comments": [], "t": now}
             data_lines = []
             for line in raw.split("\n"):
@@ -439,7 +441,10 @@ class PushCase(ServerTestCase):
             r, doc = self.meta(server, cookie, pid)
             box["r"] = (r, doc)
             return pred(doc)
-        wait_until(ok, timeout, f"{what} on port {server.port} (last: {box.get('r', (None, None))[1]})")
+        try:
+            wait_until(ok, timeout, f"{what} on port {server.port}")
+        except HarnessError as exc:
+            self.fail(f"{exc}; the last meta: {box.get('r', (None, None))[1]}")
         return box["r"]
 
     def hold_meta(self, server, cookie, pid, etag, wait=30):
@@ -461,6 +466,25 @@ class PushCase(ServerTestCase):
     def assertHeld(self, held, what="request"):
         if held.answered(0):
             self.fail(f"{what} was answered instead of held: {held.response(1)!r}")
+
+    def assertTimeouts(self, held, what):
+        """Every one of `held` (long-polls with wait=1 that nothing wakes) is answered between TIMEOUT_LO and
+        TIMEOUT_HI seconds after it was sent."""
+        deadline = max(h.t_sent for h in held) + TIMEOUT_HI + 1.0
+        pending = list(held)
+        while pending and time.monotonic() < deadline:
+            pending = [h for h in pending if not h.answered(0)]
+            if pending:
+                pending[0].answered(min(0.02, max(0.0, deadline - time.monotonic())))
+        times = sorted(round(h.elapsed(), 3) for h in held if h.t_ready is not None)
+        if times:
+            note(f"{what}: {len(times)} timeouts answered after (min)", times[0])
+            note(f"{what}: {len(times)} timeouts answered after (max)", times[-1])
+        self.assertEqual(len(pending), 0, f"{what}: {len(pending)} of {len(held)} long-polls not answered "
+                                          f"{TIMEOUT_HI + 1.0:.1f}s after they were sent (the others after {times})")
+        for h in held:
+            self.assertGreaterEqual(h.elapsed(), TIMEOUT_LO, f"{what}: answered too early: {times}")
+            self.assertLessEqual(h.elapsed(), TIMEOUT_HI, f"{what}: answered too late: {times}")
 
     def assertUnauthorized(self, held, t_ack, what):
         r = held.response(WITHIN + 2)
@@ -520,16 +544,21 @@ class PushSingle(PushCase):
         except Exception:
             cls.srv.cleanup()
             raise
-        # an idle stream for test_99 (the keep-alive), opened first so that the class's other tests pass its time
+        # idle streams for test_99 (the keep-alive), opened first so that the class's other tests pass their time;
+        # 20 of them, so that their keep-alives fall at every phase of the server's 100 ms timer
         b = Browser(cls.srv.port)
         b.login("gina", USERS["gina"][1])
         cookie = f"connect.sid={b.jar['connect.sid']}"
         pid = b.post("/api/prechats", {"topic": "idle"}).json()["id"]
-        cls.probe = EventStream(cls.srv.port, f"/api/prechats/{pid}/events", cookie)
+        cls.probes = []
+        for _ in range(20):
+            cls.probes.append(EventStream(cls.srv.port, f"/api/prechats/{pid}/events", cookie))
+            time.sleep(0.005)  # spread over 100 ms on purpose (not a wait for a condition)
 
     @classmethod
     def tearDownClass(cls):
-        cls.probe.close()
+        for p in cls.probes:
+            p.close()
         cls.srv.finish()
 
     def setUp(self):
@@ -543,41 +572,50 @@ class PushSingle(PushCase):
         self.assertEqual(self.meta(self.srv, alice, pid)[1]["messageCount"], 3)
 
     def test_02_meta_longpoll_timeout_and_immediate_answers(self):
-        alice = self.login(self.srv, "alice")
-        pid = self.open_prechat(self.srv, alice)
-        r0, doc0 = self.meta(self.srv, alice, pid)
+        # bob, not alice: a server that strands timed-out waiters would count them against alice's bound (40)
+        bob = self.login(self.srv, "bob")
+        pid = self.open_prechat(self.srv, bob)
+        r0, doc0 = self.meta(self.srv, bob, pid)
         etag = r0.header("ETag")
-        # the tag is current: held for the whole wait, then 304 with the same ETag and no body
-        held = self.hold_meta(self.srv, alice, pid, etag, wait=1)
-        r = held.response(TIMEOUT_HI + 3)
-        note("meta wait=1 -> 304 after", held.elapsed())
-        self.assertStatus(r, 304, "long-poll timeout")
-        self.assertEqual(r.header("ETag"), etag, r)
-        self.assertEqual(r.body, b"", r)
-        self.assertGreaterEqual(held.elapsed(), TIMEOUT_LO, f"304 too early: {held.elapsed():.3f}s")
-        self.assertLessEqual(held.elapsed(), TIMEOUT_HI, f"304 too late: {held.elapsed():.3f}s")
         # without If-None-Match: at once
-        h = Held(self.srv.port, f"/api/prechats/{pid}/meta?wait=10", alice)
+        h = Held(self.srv.port, f"/api/prechats/{pid}/meta?wait=10", bob)
         r = h.response(ANSWER)
         self.assertStatus(r, 200, "wait without If-None-Match")
         self.assertLessEqual(h.elapsed(), AT_ONCE, "a wait without If-None-Match was held")
         self.assertEqual(r.header("ETag"), etag, r)
         self.assertEqual(r.json(), doc0)
         # an old tag: at once, 200 with the current body
-        self.post_message(self.srv, alice, pid, "one")
-        h = self.hold_meta(self.srv, alice, pid, etag, wait=10)
+        self.post_message(self.srv, bob, pid, "one")
+        h = self.hold_meta(self.srv, bob, pid, etag, wait=10)
         r = h.response(ANSWER)
         self.assertStatus(r, 200, "wait with an old tag")
         self.assertLessEqual(h.elapsed(), AT_ONCE, "a wait with an old tag was held")
         self.assertNotEqual(r.header("ETag"), etag, r)
         self.assertEqual(r.json()["messageCount"], 1, r)
-        # a list of tags with the current one among them is current: held (here until wait=1 ends)
+        # a list of tags with the current one among them is current: held until the next change
         cur = r.header("ETag")
-        h = self.hold_meta(self.srv, alice, pid, f'"0000000000000000", {cur}', wait=1)
-        r = h.response(TIMEOUT_HI + 3)
-        self.assertStatus(r, 304, "If-None-Match list with the current tag")
-        self.assertGreaterEqual(h.elapsed(), TIMEOUT_LO, f"304 too early: {h.elapsed():.3f}s")
-        self.assertEqual(r.header("ETag"), cur, r)
+        base = waiters(self.srv)
+        h = self.hold_meta(self.srv, bob, pid, f'"0000000000000000", {cur}', wait=30)
+        self.addCleanup(h.close)
+        wait_waiters(self.srv, base + 1)
+        self.assertHeld(h, "If-None-Match list with the current tag")
+        self.post_message(self.srv, bob, pid, "two")
+        r = self.assertStatus(h.response(ANSWER), 200)
+        self.assertNotEqual(r.header("ETag"), cur, r)
+        self.assertEqual(r.json()["messageCount"], 2, r)
+        # the tag is current (the last answer's): held for the whole wait, then 304 with the same ETag and no
+        # body. 16 at once: their deadlines (less the server's random jitter) fall at every phase of its 100 ms
+        # timer.
+        etag = r.header("ETag")
+        held = [self.hold_meta(self.srv, bob, pid, etag, wait=1) for _ in range(16)]
+        for h in held:
+            self.addCleanup(h.close)
+        self.assertTimeouts(held, "meta wait=1")
+        for h in held:
+            r = h.response(0)
+            self.assertStatus(r, 304, "long-poll timeout")
+            self.assertEqual(r.header("ETag"), etag, r)
+            self.assertEqual(r.body, b"", r)
 
     def test_03_messages_longpoll(self):
         alice = self.login(self.srv, "alice")
@@ -603,13 +641,6 @@ class PushSingle(PushCase):
         r = self.assertStatus(h.response(ANSWER), 200)
         self.assertLessEqual(h.elapsed(), AT_ONCE, "messages after=0 with history was held")
         self.assertEqual([m["id"] for m in r.json()["messages"]], [m1["id"], m2["id"]], r)
-        # nothing comes: an empty list at the timeout
-        h = self.hold_messages(self.srv, alice, pid, m2["id"], wait=1)
-        r = self.assertStatus(h.response(TIMEOUT_HI + 3), 200, "messages long-poll timeout")
-        note("messages wait=1 -> [] after", h.elapsed())
-        self.assertEqual(r.json(), {"messages": []}, r)
-        self.assertGreaterEqual(h.elapsed(), TIMEOUT_LO, f"empty list too early: {h.elapsed():.3f}s")
-        self.assertLessEqual(h.elapsed(), TIMEOUT_HI, f"empty list too late: {h.elapsed():.3f}s")
         # a waiting agent's messages long-poll is woken by the visitor's message too
         carol = self.login(self.srv, "carol")
         h = self.hold_messages(self.srv, carol, pid, m2["id"], wait=20)
@@ -618,6 +649,14 @@ class PushSingle(PushCase):
         m3 = self.post_message(self.srv, alice, pid, "third")
         r = self.assertStatus(h.response(ANSWER), 200)
         self.assertEqual([m["id"] for m in r.json()["messages"]], [m3["id"]], r)
+        # nothing comes: an empty list at the timeout (16 at once, as in test_02)
+        held = [self.hold_messages(self.srv, alice, pid, m3["id"], wait=1) for _ in range(16)]
+        for h in held:
+            self.addCleanup(h.close)
+        self.assertTimeouts(held, "messages wait=1")
+        for h in held:
+            r = self.assertStatus(h.response(0), 200, "messages long-poll timeout")
+            self.assertEqual(r.json(), {"messages": []}, r)
 
     def test_04_logout_answers_held_requests_and_ends_streams(self):
         s1, s2 = self.login(self.srv, "frank"), self.login(self.srv, "frank")
@@ -835,10 +874,15 @@ class PushSingle(PushCase):
             wait_waiters(self.srv, base)
             # the places are free again
             etag = self.meta(self.srv, e1, pid)[0].header("ETag")
-            again = self.hold_meta(self.srv, e1, pid, etag, wait=1)
-            self.addCleanup(again.close)
-            wait_waiters(self.srv, base + 1)
-            self.assertStatus(again.response(TIMEOUT_HI + 3), 304, "a long-poll after the others were answered")
+            again = [self.hold_meta(self.srv, e1, pid, etag, wait=30) for _ in range(20)]
+            held.extend(again)
+            wait_waiters(self.srv, base + 20)
+            for h in again:
+                self.assertHeld(h, "a long-poll after the others were answered")
+            self.post_message(self.srv, e1, pid, "release again")
+            for h in again:
+                self.assertStatus(h.response(ANSWER), 200, "released again")
+            wait_waiters(self.srv, base)
         finally:
             for h in held:
                 h.close()
@@ -858,7 +902,7 @@ class PushSingle(PushCase):
                 s.close()  # everything received was read: an orderly close (FIN), as a browser does
             t0 = time.monotonic()
             try:
-                wait_waiters(self.srv, base, timeout=limit)
+                wait_until(lambda: waiters(self.srv) <= base, limit, "tessera_waiters back")
             except HarnessError:
                 self.fail(f"20 closed streams still counted {limit}s after their clients closed them: "
                           f"tessera_waiters {waiters(self.srv)} (was {base} before)")
@@ -866,7 +910,9 @@ class PushSingle(PushCase):
             s = self.stream(self.srv, h1, pid, initial=False)
             s.wait(lambda x: x.status is not None, ANSWER, "status")
             self.assertEqual(s.status, 200, f"a new stream after 20 closed ones: {s.body[:200]!r}")
+            s.wait(lambda x: x.events("meta"), ANSWER, "its meta")
             s.close()
+            wait_until(lambda: waiters(self.srv) <= base, limit, "the new stream's place back after its close")
         with self.subTest("long-polls"):
             base = waiters(self.srv)
             polls = [self.hold_meta(self.srv, h2, pid, etag, wait=60) for _ in range(20)]
@@ -875,24 +921,32 @@ class PushSingle(PushCase):
                 p.close()
             t0 = time.monotonic()
             try:
-                wait_waiters(self.srv, base, timeout=limit)
+                wait_until(lambda: waiters(self.srv) <= base, limit, "tessera_waiters back")
             except HarnessError:
                 self.fail(f"20 closed long-polls (wait=60) still counted {limit}s after their clients closed "
                           f"them: tessera_waiters {waiters(self.srv)} (was {base} before)")
             note("closed long-polls -> waiters back", time.monotonic() - t0)
 
     def test_99_keepalive_on_idle_stream(self):
-        s = self.probe
-        s.pump(0)
-        self.assertEqual(s.status, 200, s.body[:200])
-        if time.monotonic() - s.t_open < 14.0:
-            self.assertEqual(s.keepalives(), [], "a keep-alive before 15 s")
-        k = s.wait(lambda x: x.keepalives(), max(0.0, s.t_open + 17.5 - time.monotonic()) + (3 if SLOW else 0),
-                   "a keep-alive comment on an idle stream")
-        note("idle stream -> first keep-alive (s after open, an upper bound)", k[0]["t"] - s.t_open)
-        self.assertGreaterEqual(k[0]["t"] - s.t_open, 14.0, "keep-alive too early")
-        self.assertEqual(len(s.events("message")), 0)
-        self.assertIsNone(s.ended)
+        probes = self.probes
+        for p in probes:
+            p.pump(0)
+            self.assertEqual(p.status, 200, p.body[:200])
+            if time.monotonic() - p.t_open < 14.0:
+                self.assertEqual(p.keepalives(), [], "a keep-alive before 15 s")
+        deadline = max(p.t_open for p in probes) + 17.0 + (3.0 if SLOW else 0.0)
+        pump_all(probes, lambda: all(p.keepalives() for p in probes) or time.monotonic() >= deadline,
+                 deadline - time.monotonic() + 1.0, "keep-alives")
+        missing = [round(time.monotonic() - p.t_open, 1) for p in probes if not p.keepalives()]
+        if missing:
+            self.fail(f"{len(missing)} of {len(probes)} idle streams had no keep-alive comment {min(missing)}-"
+                      f"{max(missing)} s after they opened (one is due every 15 s)")
+        first = [p.keepalives()[0]["t"] - p.t_open for p in probes]
+        note("idle streams -> first keep-alive (latest, s after open; an upper bound)", max(first))
+        for p, t in zip(probes, first):
+            self.assertGreaterEqual(t, 14.0, "keep-alive too early")
+            self.assertEqual(p.events("message"), [])
+            self.assertIsNone(p.ended)
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1018,6 +1072,8 @@ class RedisPair(PairTests, PushCase):
 
     @classmethod
     def setUpClass(cls):
+        if not HAVE_REDIS:
+            raise HarnessError(NEED_REDIS)
         cls.tmp = tempfile.mkdtemp(prefix="tessera-push-redis-")
         cls.redis = RedisServer().start()
         cls.database = f"sqlite:{os.path.join(cls.tmp, 'shared.db')}"
@@ -1065,7 +1121,7 @@ class PostgresPair(PairTests, PushCase):
     @classmethod
     def setUpClass(cls):
         if not HAVE_PG:
-            raise HarnessError("PostgreSQL 15 is not installed (scripts/setup.sh installs it)")
+            raise HarnessError(NEED_PG)
         pg = postgres()
         cls.dbname = f"tess_push_{os.getpid()}_{next(_pg_dbs)}"
         pg.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
@@ -1178,6 +1234,8 @@ class JwtRedisPush(PushCase):
 
     @classmethod
     def setUpClass(cls):
+        if not HAVE_REDIS:
+            raise HarnessError(NEED_REDIS)
         cls.tmp = tempfile.mkdtemp(prefix="tessera-push-jwt-")
         cls.redis = RedisServer().start()
         cls.database = f"sqlite:{os.path.join(cls.tmp, 'jwt.db')}"
