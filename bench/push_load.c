@@ -272,10 +272,12 @@ int main(int argc, char **argv)
         c->in = malloc(BUF);
         c->poster = i >= tabs;
         c->prechat = c->poster ? i - tabs : i % nprechats;
-        /* Spread the first requests (and the posters' rhythm) evenly over a second. */
-        c->next_ns = t0 + (int64_t)((double)i / nconns * 1e9);
+        /* Spread the tabs' first requests over a second, and the posters evenly over their period (one burst
+         * of all pre-chats' messages at once would measure the burst's drain time, not a wake). */
+        c->next_ns = t0 + (int64_t)((double)i / tabs * 1e9);
         if (c->poster)
-            c->next_ns += (int64_t)ramp * 1000000000LL;
+            c->next_ns = t0 + (int64_t)ramp * 1000000000LL +
+                         (rate > 0 ? (int64_t)((double)c->prechat / nprechats * 1e9 / rate) : 0);
         epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     }
     measure_from = t0 + (int64_t)ramp * 1000000000LL + 500000000LL;
