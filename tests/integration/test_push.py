@@ -17,9 +17,13 @@ wakes them, against real `tessera serve` processes.
 - RedisPair / PostgresPair / SqlitePair: two instances sharing Redis + one SQLite file, one PostgreSQL database
   without Redis (LISTEN/NOTIFY), and one SQLite file without Redis (the event table): long-polls and streams on
   one instance woken by writes on the other (100 ms; 300 ms for the SQLite event table), logout and logout
-  everywhere on one instance answer held requests 401 and end streams on the other within 1 s; RedisPair also
-  `tessera session revoke --user`; SqlitePair also the meta cache without Redis (a write on one instance seen by
-  a plain poll on the other within 1 s; ETags stable while nothing changes).
+  everywhere on one instance answer held requests 401 and end streams on the other within 1 s (and a new request
+  with the ended session is 401 there within the same 1 s); RedisPair also `tessera session revoke --user`;
+  SqlitePair also the meta cache without Redis (a write on one instance seen by a plain poll on the other within
+  1 s; ETags stable while nothing changes).
+- The same pair tests for the other session strategies: RedisPairRedisStrategy (strategy redis: the sessions in
+  Redis) and RedisPairCached (strategy cached: near-cache -> Redis -> the SQLite store), both with the revoke CLI
+  test as RedisPair; PostgresPairCached (strategy cached with Redis on PostgreSQL), with the revoke CLI too.
 - JwtRedisPush: the jwt strategy with Redis: logout (deny list) and `session revoke --user` (cut-off) end streams.
 - ManyStreams: 1,000 concurrent streams (50 sessions x 20): all get the meta, one message reaches all,
   tessera_waiters reaches 1000 and drops back to 0 once the clients close.
@@ -967,6 +971,8 @@ class PairTests:
         cls.b.start()
         for s in (cls.a, cls.b):
             wait_events_flowing(s)
+            if f"strategy {cls.strategy}," not in s.log_text(all_runs=False):  # the subclasses differ by this only
+                raise HarnessError(f"port {s.port} does not run the {cls.strategy} strategy: {s.log_text()[:600]}")
 
     def setUp(self):
         self.assertTrue(self.a.alive() and self.b.alive(), "a server died in an earlier test")
@@ -1042,6 +1048,14 @@ class PairTests:
         self.assertUnauthorized(hl_b, t_ack, "messages on B")
         self.assertUnauthorized(hm_a, t_ack, "meta on A")
         note(f"{self.label} logout on A -> stream end on B", self.assertStreamEnds(st_b, t_ack, "stream on B"))
+        # a new request with the ended session on B is refused too (no session store or near-cache there keeps it)
+        def refused():
+            return self.get(b, "/api/auth/session", s1).status == 401
+        try:
+            wait_until(refused, max(0.0, t_ack + WITHIN - time.monotonic()), "401 on B")
+        except HarnessError:
+            self.fail(f"GET /api/auth/session on B with the session logged out on A: "
+                      f"{self.get(b, '/api/auth/session', s1)!r} {WITHIN}s after the logout (expected 401)")
         self.assertHeld(other, "the user's other session on B")
         self.post_message(a, s2, pid, "release")
         self.assertStatus(other.response(ANSWER), 200, "the other session's long-poll")
@@ -1065,35 +1079,10 @@ class PairTests:
         self.assertUnauthorized(h_b, t_ack, "the other session's long-poll on B")
 
 
-class RedisPair(PairTests, PushCase):
-    """Two instances sharing Redis (REDIS_URL) and one SQLite file."""
-
-    strategy, label = "db", "redis+sqlite"
-
-    @classmethod
-    def setUpClass(cls):
-        if not HAVE_REDIS:
-            raise HarnessError(NEED_REDIS)
-        cls.tmp = tempfile.mkdtemp(prefix="tessera-push-redis-")
-        cls.redis = RedisServer().start()
-        cls.database = f"sqlite:{os.path.join(cls.tmp, 'shared.db')}"
-        try:
-            cls.start_pair(cls.database, {"REDIS_URL": cls.redis.url})
-            for s in (cls.a, cls.b):
-                wait_until(lambda s=s: s.metrics().get("tessera_coherence_up") == 1, START_EVENTS,
-                           f"coherence up on port {s.port}")
-        except Exception:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            for s in cls.__dict__.get("_class_servers", []):
-                s.finish()
-        finally:
-            cls.redis.cleanup()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+class RevokeCliTests:
+    """Mixed into a pair class that sets cls.database and cls.redis: `tessera session revoke --user` (run with
+    --database and --redis, as an operator would) ends the user's streams on both instances and answers the held
+    long-poll on B 401."""
 
     def test_6_session_revoke_cli_ends_streams_and_waits(self):
         a, b = self.a, self.b
@@ -1108,26 +1097,34 @@ class RedisPair(PairTests, PushCase):
         r = a.run_cli("session", "revoke", "--user", "bob", "--database", self.database, "--redis", self.redis.url)
         t_ack = time.monotonic()
         self.assertEqual(r.returncode, 0, f"session revoke: {r.stdout!r} {r.stderr!r}")
-        note("revoke CLI -> stream end on A (db)", self.assertStreamEnds(st_a, t_ack, "stream on A"))
-        note("revoke CLI -> stream end on B (db)", self.assertStreamEnds(st_b, t_ack, "stream on B"))
+        note(f"{self.label} revoke CLI -> stream end on A", self.assertStreamEnds(st_a, t_ack, "stream on A"))
+        note(f"{self.label} revoke CLI -> stream end on B", self.assertStreamEnds(st_b, t_ack, "stream on B"))
         self.assertUnauthorized(h, t_ack, "held meta on B")
 
 
-class PostgresPair(PairTests, PushCase):
-    """Two instances sharing one PostgreSQL database, no Redis: change events by LISTEN/NOTIFY."""
+def wait_coherence_up(servers):
+    for s in servers:
+        wait_until(lambda s=s: s.metrics().get("tessera_coherence_up") == 1, START_EVENTS,
+                   f"coherence up on port {s.port}")
 
-    strategy, label = "db", "postgres"
+
+class RedisPair(RevokeCliTests, PairTests, PushCase):
+    """Two instances sharing Redis (REDIS_URL) and one SQLite file; the db strategy (sessions in the SQLite
+    store). The subclasses run the same tests with the sessions in Redis (redis) and behind the near-cache and
+    Redis cache-aside (cached)."""
+
+    strategy, label = "db", "redis+sqlite"
 
     @classmethod
     def setUpClass(cls):
-        if not HAVE_PG:
-            raise HarnessError(NEED_PG)
-        pg = postgres()
-        cls.dbname = f"tess_push_{os.getpid()}_{next(_pg_dbs)}"
-        pg.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
-        pg.psql(f"CREATE DATABASE {cls.dbname}")
+        if not HAVE_REDIS:
+            raise HarnessError(NEED_REDIS)
+        cls.tmp = tempfile.mkdtemp(prefix=f"tessera-push-redis-{cls.strategy}-")
+        cls.redis = RedisServer().start()
+        cls.database = f"sqlite:{os.path.join(cls.tmp, 'shared.db')}"
         try:
-            cls.start_pair(f"postgres://{pg.db_user}@127.0.0.1:{pg.port}/{cls.dbname}", {})
+            cls.start_pair(cls.database, {"REDIS_URL": cls.redis.url})
+            wait_coherence_up((cls.a, cls.b))
         except Exception:
             cls.tearDownClass()
             raise
@@ -1138,11 +1135,72 @@ class PostgresPair(PairTests, PushCase):
             for s in cls.__dict__.get("_class_servers", []):
                 s.finish()
         finally:
+            cls.redis.cleanup()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class RedisPairRedisStrategy(RedisPair):
+    """RedisPair with the redis strategy: the sessions live in Redis, the pre-chats in the shared SQLite file."""
+
+    strategy, label = "redis", "redis strategy+sqlite"
+
+
+class RedisPairCached(RedisPair):
+    """RedisPair with the cached strategy: near-cache -> Redis cache-aside -> the SQLite store."""
+
+    strategy, label = "cached", "cached+redis+sqlite"
+
+
+class PostgresPair(PairTests, PushCase):
+    """Two instances sharing one PostgreSQL database, no Redis: change events by LISTEN/NOTIFY. A subclass with
+    with_redis adds a Redis server (REDIS_URL) shared by the two."""
+
+    strategy, label, with_redis = "db", "postgres", False
+
+    @classmethod
+    def setUpClass(cls):
+        if not HAVE_PG:
+            raise HarnessError(NEED_PG)
+        if cls.with_redis and not HAVE_REDIS:
+            raise HarnessError(NEED_REDIS)
+        pg = postgres()
+        cls.redis = None
+        cls.dbname = f"tess_push_{os.getpid()}_{next(_pg_dbs)}"
+        cls.database = f"postgres://{pg.db_user}@127.0.0.1:{pg.port}/{cls.dbname}"
+        pg.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
+        pg.psql(f"CREATE DATABASE {cls.dbname}")
+        try:
+            env = {}
+            if cls.with_redis:
+                cls.redis = RedisServer().start()
+                env["REDIS_URL"] = cls.redis.url
+            cls.start_pair(cls.database, env)
+            if cls.with_redis:
+                wait_coherence_up((cls.a, cls.b))
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in cls.__dict__.get("_class_servers", []):
+                s.finish()
+        finally:
+            if cls.__dict__.get("redis") is not None:
+                cls.redis.cleanup()
             if _PG is not None:
                 try:
                     _PG.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
                 except HarnessError:
                     pass
+
+
+class PostgresPairCached(RevokeCliTests, PostgresPair):
+    """PostgresPair with the cached strategy and Redis: near-cache -> Redis cache-aside -> the PostgreSQL store;
+    change events through Redis."""
+
+    strategy, label, with_redis = "cached", "cached+redis+postgres", True
 
 
 class SqlitePair(PairTests, PushCase):
