@@ -799,3 +799,27 @@ class PostgresServer(_Service):
 def main():
     """unittest.main with verbose output; the exit code is non-zero on any failure."""
     unittest.main(verbosity=2, buffer=False)
+
+
+# -------------------------------------------------------------------------------------------------------
+# One PostgreSQL cluster per test module, started on first use; stop it in the module's tearDownModule.
+
+_SHARED_PG = None
+
+
+def shared_postgres():
+    global _SHARED_PG
+    if _SHARED_PG is None:
+        _SHARED_PG = PostgresServer().start()
+    return _SHARED_PG
+
+
+def shared_postgres_if_started():
+    return _SHARED_PG
+
+
+def stop_shared_postgres():
+    global _SHARED_PG
+    if _SHARED_PG is not None:
+        _SHARED_PG.cleanup()
+        _SHARED_PG = None

@@ -50,7 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tessera_harness import (DEFAULT_SECRET, HTTP_TIMEOUT, Browser, HarnessError, PostgresServer,  # noqa: E402
                              RedisClient, RedisServer, ServerTestCase, TesseraServer, main,
-                             sign_express_cookie, wait_until)
+                             shared_postgres, shared_postgres_if_started, sign_express_cookie,
+                             stop_shared_postgres, wait_until)
 
 HAVE_REDIS = bool(shutil.which("redis-server"))
 HAVE_PG = os.path.exists(os.path.join(PostgresServer.PG_BIN, "postgres"))
@@ -74,22 +75,9 @@ USERS = {
 # PostgreSQL: one cluster per module, started on first use
 
 
-_PG = None
 _pg_dbs = itertools.count(1)
-
-
-def postgres():
-    global _PG
-    if _PG is None:
-        _PG = PostgresServer().start()
-    return _PG
-
-
-def stop_postgres():
-    global _PG
-    if _PG is not None:
-        _PG.cleanup()
-        _PG = None
+postgres = shared_postgres
+stop_postgres = stop_shared_postgres
 
 
 def tearDownModule():
@@ -182,9 +170,9 @@ class Cluster:
             if s.alive():
                 s.stop()
         self.redis.cleanup()
-        if self.pg_db is not None and _PG is not None:
+        if self.pg_db is not None and shared_postgres_if_started() is not None:
             try:
-                _PG.psql(f"DROP DATABASE IF EXISTS {self.pg_db}")
+                shared_postgres_if_started().psql(f"DROP DATABASE IF EXISTS {self.pg_db}")
             except HarnessError:
                 pass
         if not os.environ.get("TESS_KEEP_TMP"):

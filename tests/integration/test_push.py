@@ -55,7 +55,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tessera_harness import (DEFAULT_SECRET, Browser, HarnessError, PostgresServer, RedisServer,  # noqa: E402
-                             Response, ServerTestCase, TesseraServer, main, make_jwt, tessera_bin, wait_until)
+                             Response, ServerTestCase, TesseraServer, main, make_jwt, shared_postgres,
+                             shared_postgres_if_started, stop_shared_postgres, tessera_bin, wait_until)
 
 
 def _sanitized_build():
@@ -110,22 +111,12 @@ def note(what, seconds):
 # -------------------------------------------------------------------------------------------------------
 # PostgreSQL: one cluster for the module, started on first use
 
-_PG = None
 _pg_dbs = itertools.count(1)
-
-
-def postgres():
-    global _PG
-    if _PG is None:
-        _PG = PostgresServer().start()
-    return _PG
+postgres = shared_postgres
 
 
 def tearDownModule():
-    global _PG
-    if _PG is not None:
-        _PG.cleanup()
-        _PG = None
+    stop_shared_postgres()
     if os.environ.get("TESS_PUSH_TIMINGS"):
         sys.stderr.write("\n--- test_push timings (s) ---\n")
         for what, s in TIMINGS:
@@ -1189,9 +1180,9 @@ class PostgresPair(PairTests, PushCase):
         finally:
             if cls.__dict__.get("redis") is not None:
                 cls.redis.cleanup()
-            if _PG is not None:
+            if shared_postgres_if_started() is not None:
                 try:
-                    _PG.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
+                    shared_postgres_if_started().psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
                 except HarnessError:
                     pass
 
