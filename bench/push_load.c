@@ -36,12 +36,12 @@ enum { M_POLL, M_LONGPOLL, M_SSE };
 
 typedef struct conn {
     int fd;
-    int prechat;        /* index into prechats */
-    int poster;         /* 1: the poster's connection of this pre-chat */
-    int busy;           /* a request is out */
-    int64_t next_ns;    /* poll/poster: when to send the next request */
-    char etag[40];      /* the last ETag seen */
-    char *in;           /* received bytes not parsed yet */
+    int prechat;     /* index into prechats */
+    int poster;      /* 1: the poster's connection of this pre-chat */
+    int busy;        /* a request is out */
+    int64_t next_ns; /* poll/poster: when to send the next request */
+    char etag[40];   /* the last ETag seen */
+    char *in;        /* received bytes not parsed yet */
     size_t in_len;
 } conn_t;
 
@@ -163,7 +163,8 @@ static void on_input(conn_t *c, int64_t t)
             return;
         size_t head = (size_t)(end - c->in) + 4, body = 0;
         int status = atoi(c->in + 9);
-        if ((p = memmem(c->in, head, "Content-Length: ", 16)) != NULL || (p = memmem(c->in, head, "content-length: ", 16)) != NULL)
+        if ((p = memmem(c->in, head, "Content-Length: ", 16)) != NULL ||
+            (p = memmem(c->in, head, "content-length: ", 16)) != NULL)
             body = (size_t)strtoul(p + 16, NULL, 10);
         if (c->in_len < head + body)
             return;
@@ -214,9 +215,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: push_load poll|longpoll|sse --port P --cookies FILE --tabs N --seconds S [--rate R]\n");
         return 2;
     }
-    mode = strcmp(argv[1], "poll") == 0 ? M_POLL : strcmp(argv[1], "longpoll") == 0 ? M_LONGPOLL
-                                                  : strcmp(argv[1], "sse") == 0      ? M_SSE
-                                                                                      : -1;
+    mode = strcmp(argv[1], "poll") == 0       ? M_POLL
+           : strcmp(argv[1], "longpoll") == 0 ? M_LONGPOLL
+           : strcmp(argv[1], "sse") == 0      ? M_SSE
+                                              : -1;
     if (mode < 0) {
         fprintf(stderr, "push_load: unknown mode %s\n", argv[1]);
         return 2;
