@@ -38,7 +38,8 @@ void tess_config_usage(FILE *out)
           "  SESSION_IDLE_TTL       idle lifetime, seconds (default 604800 = 7 days)\n"
           "  SESSION_TOUCH_INTERVAL least seconds between two expiry updates of a session (default 3600)\n"
           "  SESSION_COOKIE         cookie name (default connect.sid; session-token for jwt)\n"
-          "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET\n"
+          "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET, and\n"
+          "                         with a secret under 32 bytes\n"
           "  TESSERA_MAX_BODY       request body limit, bytes (default 65536)\n"
           "  TESSERA_MAX_WAITERS_PER_SESSION  held long-polls and event streams of one session (default\n"
           "                         20); past it, 429\n"
@@ -63,6 +64,8 @@ void tess_config_usage(FILE *out)
           "  META_CACHE_TTL         meta cache row lifetime, seconds (default 60)\n",
           out);
 }
+
+#define PRODUCTION_SECRET_MIN 32 /* bytes in each production secret */
 
 int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
@@ -378,6 +381,21 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     } else if (cfg->production) {
         snprintf(err, errcap, "TESSERA_ENV=production needs SESSION_SECRET (comma-separated list)");
         return TESS_ECONFIG;
+    }
+    if (cfg->production) {
+        /* A guessable secret forges every session: production takes 256 bits or more per secret. */
+        int i = 1;
+        for (const char *p = cfg->secrets; *p != '\0'; ++i) {
+            size_t n = strcspn(p, ",");
+            if (n < PRODUCTION_SECRET_MIN) {
+                snprintf(err, errcap, "TESSERA_ENV=production needs secrets of at least %d bytes; secret %d has %zu",
+                         PRODUCTION_SECRET_MIN, i, n);
+                return TESS_ECONFIG;
+            }
+            p += n;
+            if (*p == ',')
+                ++p;
+        }
     }
     return 0;
 }

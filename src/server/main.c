@@ -80,6 +80,7 @@ static void register_handler(server_t *srv)
     h2o_handler_t *handler;
 
     h2o_config_init(&srv->h2o);
+    srv->h2o.server_name = h2o_iovec_init(H2O_STRLIT("tessera")); /* not the h2o version */
     /* h2o answers bodies over its own bound with a plain 413; ours (max_body) gets a JSON one first. */
     srv->h2o.max_request_entity_size = srv->cfg.max_body * 2 + 4096;
     host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);

@@ -203,6 +203,45 @@ void send_backend_error(tess_req_t *r, int rc)
 
 /* ---- parsing ------------------------------------------------------------------------------------------- */
 
+#define JSON_MEMBERS_MAX 64 /* members of one object in a request body (ours have three at most) */
+#define JSON_DEPTH_MAX 16   /* nesting of a request body */
+
+int json_has_nul_escape(tess_str_t text)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < text.len; ++i) {
+        char c = text.ptr[i];
+        if (!in_string) {
+            in_string = c == '"';
+        } else if (c == '"') {
+            in_string = 0;
+        } else if (c == '\\' && i + 1 < text.len) {
+            if (text.ptr[i + 1] == 'u' && i + 5 < text.len && memcmp(text.ptr + i + 2, "0000", 4) == 0)
+                return 1;
+            ++i; /* the escaped character, whatever it is */
+        }
+    }
+    return 0;
+}
+
+int json_members_unique(const cJSON *v, int depth)
+{
+    int n = 0;
+    if (depth > JSON_DEPTH_MAX)
+        return 0;
+    for (const cJSON *a = v != NULL ? v->child : NULL; a != NULL; a = a->next, ++n) {
+        if (n >= JSON_MEMBERS_MAX || !json_members_unique(a, depth + 1))
+            return 0;
+        if (!cJSON_IsObject(v))
+            continue;
+        for (const cJSON *b = a->next; b != NULL; b = b->next) {
+            if (a->string != NULL && b->string != NULL && strcmp(a->string, b->string) == 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 int parse_json_body(tess_req_t *r)
 {
     h2o_iovec_t e = r->req->entity;
@@ -228,6 +267,14 @@ int parse_json_body(tess_req_t *r)
     }
     if (r->body == NULL) {
         send_error(r, 400, "bad_json", "the body must be one JSON object");
+        return -1;
+    }
+    if (json_has_nul_escape(tess_strn(e.base, e.len)) || !json_members_unique(r->body, 0)) {
+        /* cJSON would cut "pw\u0000junk" at the NUL, and keep the first of two equal keys where JSON.parse
+         * keeps the last: two readers of one body must never see two different requests. */
+        cJSON_Delete(r->body);
+        r->body = NULL;
+        send_error(r, 400, "bad_json", "NUL characters and repeated member names are refused");
         return -1;
     }
     return 0;

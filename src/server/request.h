@@ -66,7 +66,10 @@ void add_header(tess_req_t *r, const char *name, const char *value, size_t len);
 /* The reason phrase of a status code. */
 const char *reason_of(int status);
 
-/* Parses the JSON body into r->body: must be an object; 400/413 sent on failure (returns -1). */
+/*
+ * Parses the JSON body into r->body: one object, no \u0000 escape, no repeated member name, at most 64
+ * members per object and 16 levels; 400/413 sent on failure (returns -1).
+ */
 int parse_json_body(tess_req_t *r);
 /*
  * A string member of r->body: 1..max bytes of valid UTF-8 without NUL bytes. Returns 0 with `*out`
@@ -80,6 +83,10 @@ int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out);
 int query_find(tess_str_t query, const char *name, char *buf, size_t cap);
 /* query_find on the request's query string. */
 int query_param(tess_req_t *r, const char *name, char *buf, size_t cap);
+/* 1 when a JSON text has a \u0000 escape inside a string (cJSON would cut the string there). */
+int json_has_nul_escape(tess_str_t text);
+/* 1 when no object in `v` repeats a member name, has over 64 members or nests over 16 levels. */
+int json_members_unique(const cJSON *v, int depth);
 /* 1 when `p` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 int utf8_valid(const unsigned char *p, size_t n);
 

@@ -79,6 +79,9 @@ class Cli(ServerTestCase):
             ("threads garbage", with_("--threads", "many"), {}),
             ("unknown flag", ok + ["--no-such-flag"], {}),
             ("production without secret", ok, {"TESSERA_ENV": "production"}),
+            ("production with a one-byte secret", ok, {"TESSERA_ENV": "production", "SESSION_SECRET": "x"}),
+            ("production with one short secret of two", ok,
+             {"TESSERA_ENV": "production", "SESSION_SECRET": "y" * 40 + "," + "z" * 31}),
             ("bad TTL", ok, {"SESSION_TTL": "soon", "SESSION_SECRET": "x" * 32}),
             ("bad strategy in env", [a for a in ok if a not in ("--strategy", "db")], {"SESSION_STRATEGY": "nope"}),
         ]
@@ -108,7 +111,7 @@ class ServeConfig(ServerTestCase):
         return srv
 
     def test_production_cookie_is_secure(self):
-        srv = self.server(strategy="db", env={"TESSERA_ENV": "production"})
+        srv = self.server(strategy="db", env={"TESSERA_ENV": "production"}, secret="p" * 32 + ",q" + "r" * 40)
         srv.add_user("ann", "visitor", "ann-pass")
         srv.start()
         b = srv.browser()

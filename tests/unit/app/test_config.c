@@ -627,10 +627,14 @@ static void test_secrets_and_production(void **state)
     load_bad(1, (char *[]){"serve"}, "SESSION_SECRET");
     set_env("SESSION_SECRET", "");
     load_bad(1, (char *[]){"serve"}, "SESSION_SECRET");
-    set_env("SESSION_SECRET", "s3");
+    set_env("SESSION_SECRET", "s3"); /* production refuses a short secret, naming which and how long */
+    load_bad(1, (char *[]){"serve"}, "secret 1 has 2");
+    set_env("SESSION_SECRET", "0123456789abcdef0123456789abcdef,short");
+    load_bad(1, (char *[]){"serve"}, "secret 2 has 5");
+    set_env("SESSION_SECRET", "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210");
     load_env_ok(&l);
     assert_int_equal(l.cfg.production, 1);
-    assert_string_equal(l.cfg.secrets, "s3");
+    assert_string_equal(l.cfg.secrets, "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210");
     tess_config_free(&l.cfg);
 }
 

@@ -373,6 +373,61 @@ static void test_utf8_matches_the_standard_table(void **state)
     free(b);
 }
 
+/* ---- JSON bodies: what cJSON and JSON.parse would read differently ---------------------------------------- */
+
+static int nul(const char *text)
+{
+    return json_has_nul_escape(tess_str(text));
+}
+
+static void test_json_nul_escape(void **state)
+{
+    (void)state;
+    assert_true(nul("{\"password\":\"pw\\u0000junk\"}"));
+    assert_true(nul("{\"a\\u0000b\":1}"));                   /* in a member name too */
+    assert_false(nul("{\"password\":\"pw\\\\u0000junk\"}")); /* an escaped backslash, then text */
+    assert_false(nul("{\"a\":\"\\u0001\"}"));
+    assert_false(nul("{\"a\":\"u0000\"}"));
+    assert_false(nul("{\"a\":1} \\u0000")); /* outside any string (and not JSON anyway) */
+    assert_false(nul("{\"a\":\"\\u000\"}"));
+    assert_false(nul("{\"a\":\"\\")); /* cut short */
+}
+
+static int unique(const char *text)
+{
+    cJSON *v = cJSON_Parse(text);
+    int u;
+    assert_non_null(v);
+    u = json_members_unique(v, 0);
+    cJSON_Delete(v);
+    return u;
+}
+
+static void test_json_members_unique(void **state)
+{
+    char big[1024];
+    size_t n = 0;
+    (void)state;
+    assert_true(unique("{\"username\":\"a\",\"password\":\"b\"}"));
+    assert_false(unique("{\"username\":\"a\",\"username\":\"b\"}"));
+    assert_false(unique("{\"x\":{\"k\":1,\"k\":2}}"));      /* nested */
+    assert_false(unique("{\"x\":[{\"k\":1,\"k\":2}]}"));    /* in an array */
+    assert_true(unique("{\"x\":[1,1,1],\"y\":{\"x\":1}}")); /* equal values and names in other objects */
+    /* 64 members pass, 65 do not */
+    for (int k = 0; k < 65; ++k)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"m%d\":1", k == 0 ? "{" : ",", k);
+    snprintf(big + n, sizeof(big) - n, "}");
+    assert_false(unique(big));
+    n = 0;
+    for (int k = 0; k < 64; ++k)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"m%d\":1", k == 0 ? "{" : ",", k);
+    snprintf(big + n, sizeof(big) - n, "}");
+    assert_true(unique(big));
+    /* 16 levels pass, 17 do not */
+    assert_true(unique("{\"a\":[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]}"));
+    assert_false(unique("{\"a\":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +445,8 @@ int main(void)
         cmocka_unit_test(test_utf8_surrogates_and_beyond),
         cmocka_unit_test(test_utf8_truncated_and_stray),
         cmocka_unit_test(test_utf8_matches_the_standard_table),
+        cmocka_unit_test(test_json_nul_escape),
+        cmocka_unit_test(test_json_members_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
