@@ -237,6 +237,25 @@ static void prechat_changed(void *arg, const appdb_result_t *res)
     send_json(r, 200, prechat_json(&res->prechats[0]));
 }
 
+/* The join found the pre-chat not waiting: 409 only to an agent who may see it; others learn nothing (404). */
+static void join_conflict_then(tess_req_t *r, const appdb_prechat_t *p)
+{
+    (void)p;
+    send_error(r, 409, "conflict", "the pre-chat is not waiting any more");
+}
+
+static void prechat_joined(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r;
+    if (res->rc == TESS_ECONFLICT && (r = req_resume(arg)) != NULL) {
+        prechat_load(r, 0, join_conflict_then);
+        return;
+    }
+    if (res->rc == TESS_ECONFLICT)
+        return; /* the request is gone */
+    prechat_changed(arg, res);
+}
+
 void h_prechat_join(tess_req_t *r)
 {
     appdb_t *db = r->th->appdb;
@@ -248,7 +267,7 @@ void h_prechat_join(tess_req_t *r)
         return;
     }
     t = req_suspend(r);
-    req_started(r, t, db->ops->prechat_join(db, r->prechat_id, r->uid, tess_now_ms(), prechat_changed, t));
+    req_started(r, t, db->ops->prechat_join(db, r->prechat_id, r->uid, tess_now_ms(), prechat_joined, t));
 }
 
 static void close_then(tess_req_t *r, const appdb_prechat_t *p)

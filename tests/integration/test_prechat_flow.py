@@ -201,7 +201,9 @@ class PrechatFlowTests:
         r = self.assertStatus(carol.post(f"/api/prechats/{pa}/join"), 200)
         self.assertEqual(r.json().get("status"), "active", r)
         self.assertEqual(r.json().get("id"), pa, r)
-        self.assertJsonError(dave.post(f"/api/prechats/{pa}/join"), 409)
+        # another agent may not see it any more: not found and not yours look the same
+        self.assertJsonError(dave.post(f"/api/prechats/{pa}/join"), 404, "another agent's pre-chat")
+        self.assertJsonError(carol.post(f"/api/prechats/{pa}/join"), 409, "her own: she may see it")
         self.assertJsonError(alice.post(f"/api/prechats/{pb}/join"), 403, "visitors do not join")
 
         r = self.assertStatus(self.meta(alice, pa), 200)
@@ -277,7 +279,8 @@ class PrechatFlowTests:
         r = self.assertStatus(self.meta(carol, pa), 200)
         self.assertEqual(r.json()["status"], "closed")
         self.assertNoPosition(r.json())
-        self.assertJsonError(dave.post(f"/api/prechats/{pa}/join"), 409, "join a closed pre-chat")
+        self.assertJsonError(dave.post(f"/api/prechats/{pa}/join"), 404, "join another agent's closed pre-chat")
+        self.assertJsonError(carol.post(f"/api/prechats/{pa}/join"), 409, "join her own closed pre-chat")
         # the history stays readable
         self.assertEqual(len(alice.get(f"/api/prechats/{pa}/messages").json()["messages"]), 4)
 
@@ -302,7 +305,7 @@ class PrechatFlowTests:
         self.assertEqual(pos, [pos[0], pos[0] + 1, pos[0] + 2])
         r = self.assertStatus(alice.post(f"/api/prechats/{pids[0]}/close"), 200)
         self.assertEqual(r.json()["status"], "closed")
-        self.assertJsonError(carol.post(f"/api/prechats/{pids[0]}/join"), 409)
+        self.assertJsonError(carol.post(f"/api/prechats/{pids[0]}/join"), 404, "closed before anyone joined")
         self.assertEqual(self.meta(alice, pids[1]).json()["queuePosition"], pos[0])
         self.assertEqual(self.meta(alice, pids[2]).json()["queuePosition"], pos[0] + 1)
         for p in pids[1:]:
