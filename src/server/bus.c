@@ -115,7 +115,6 @@ void bus_on_event(void *arg, tess_str_t name)
     server_t *srv = arg;
     bus_event_t ev;
     int64_t id;
-    char num[24];
 
     if (name.len > 4 && memcmp(name.ptr, "sid:", 4) == 0) {
         event_key(&ev, PUSH_SID, tess_strn(name.ptr + 4, name.len - 4));
@@ -125,16 +124,12 @@ void bus_on_event(void *arg, tess_str_t name)
         /* A meta change: the cache first, so that every woken waiter reads the new one. */
         meta_on_app_key(srv, name);
         memset(&ev, 0, sizeof(ev));
-        ev.kind = PUSH_ALL;
-        if (name.len > 5 && memcmp(name.ptr, "meta:", 5) == 0 && name.len - 5 < sizeof(num)) {
-            memcpy(num, name.ptr + 5, name.len - 5);
-            num[name.len - 5] = '\0';
-            if (strcmp(num, "queue") == 0)
-                ev.kind = PUSH_QUEUE;
-            else if (tess_parse_int(num, 1, INT64_MAX, &id) == 0) {
-                ev.kind = PUSH_PRECHAT;
-                ev.id = id;
-            }
+        if (meta_name_id(name, &id)) {
+            ev.kind = PUSH_PRECHAT;
+            ev.id = id;
+        } else {
+            /* "meta:queue" moved every waiting position; anything else: everyone looks again */
+            ev.kind = tess_str_eq(name, TESS_STR_LIT("meta:queue")) ? PUSH_QUEUE : PUSH_ALL;
         }
     }
     to_loops(srv, &ev);

@@ -293,25 +293,29 @@ void meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved)
         bus_publish(th, TESS_STR_LIT("meta:queue"));
 }
 
+int meta_name_id(tess_str_t name, int64_t *id)
+{
+    char num[24], key[24];
+    if (name.len <= 5 || memcmp(name.ptr, "meta:", 5) != 0 || name.len - 5 >= sizeof(num))
+        return 0;
+    memcpy(num, name.ptr + 5, name.len - 5);
+    num[name.len - 5] = '\0';
+    /* Only the canonical decimal (meta_key's) names an entry: "007", "+7", "7\0x" do not. */
+    return tess_parse_int(num, 1, INT64_MAX, id) == 0 &&
+           tess_str_eq(meta_key(*id, key, sizeof(key)), tess_strn(num, name.len - 5));
+}
+
 void meta_on_app_key(void *arg, tess_str_t name)
 {
     server_t *srv = arg;
     int64_t id;
-    char num[24], key[24];
 
     if (srv->meta == NULL)
         return;
-    if (name.len > 5 && memcmp(name.ptr, "meta:", 5) == 0 && name.len - 5 < sizeof(num)) {
-        memcpy(num, name.ptr + 5, name.len - 5);
-        num[name.len - 5] = '\0';
-        /* Only the canonical decimal (meta_key's) names an entry: "007", "+7", "7\0x" flush instead. */
-        if (tess_parse_int(num, 1, INT64_MAX, &id) == 0 &&
-            tess_str_eq(meta_key(id, key, sizeof(key)), tess_strn(num, name.len - 5))) {
-            tess_cache_evict(srv->meta->c, tess_strn(num, name.len - 5));
-            return;
-        }
-    }
-    tess_cache_flush(srv->meta->c); /* "meta:queue", "everything", and anything unexpected */
+    if (meta_name_id(name, &id))
+        tess_cache_evict(srv->meta->c, tess_strn(name.ptr + 5, name.len - 5));
+    else
+        tess_cache_flush(srv->meta->c); /* "meta:queue", "everything", and anything unexpected */
 }
 
 void meta_on_coherence(void *arg, int up)

@@ -48,6 +48,8 @@ int meta_cache_stats(server_t *srv, uint64_t *hits, uint64_t *misses, size_t *en
 
 /* The deployment's hooks (tessera/deploy.h): an application key changed somewhere; the listener changed. */
 void meta_on_app_key(void *arg, tess_str_t name);
+/* 1 with `*id` when `name` is "meta:<id>" with <id> in canonical decimal; 0 for anything else. */
+int meta_name_id(tess_str_t name, int64_t *id);
 void meta_on_coherence(void *arg, int up);
 
 /*
