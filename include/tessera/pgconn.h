@@ -127,6 +127,13 @@ TESS_API void tess_pgconn_close(tess_pgconn_t *c);
 TESS_API int tess_pgconn_map_error(const PGresult *res);
 
 /*
+ * Writes "<what>: <detail>" into dst (what or detail may be NULL) as one line: libpq's messages span lines
+ * ("...failed: Connection refused\n\tIs the server running...?\n"); each run of line breaks and tabs becomes
+ * one space and trailing white space goes. Always NUL-terminates when cap > 0.
+ */
+TESS_API void tess_pgconn_error_line(char *dst, size_t cap, const char *what, const char *detail);
+
+/*
  * Synchronous helpers for start-up and the command line only (they block: never call them on a loop).
  * tess_pgconn_connect_sync connects with a `connect_timeout` of a few seconds; returns NULL with a reason in
  * err. tess_pgconn_exec_sync runs `sql` (no parameters, may hold several statements) and returns 0 or the

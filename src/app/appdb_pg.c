@@ -391,7 +391,7 @@ static int migrate(PGconn *pg, char *errbuf, size_t errcap)
         goto out;
     res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM tessera_schema");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        snprintf(errbuf, errcap, "reading schema version: %s", PQerrorMessage(pg));
+        tess_pgconn_error_line(errbuf, errcap, "reading schema version", PQerrorMessage(pg));
         rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
         goto out;
     }
@@ -488,7 +488,7 @@ int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, 
             snprintf(errbuf, errcap, "a user with that name exists");
         } else {
             rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
-            snprintf(errbuf, errcap, "%s", PQerrorMessage(pg));
+            tess_pgconn_error_line(errbuf, errcap, NULL, PQerrorMessage(pg));
         }
     }
 out:

@@ -36,6 +36,10 @@ class HarnessError(Exception):
     pass
 
 
+class Fatal(HarnessError):
+    """Raised by a wait_until predicate when waiting longer cannot help (the process it waits on has exited)."""
+
+
 def wait_until(predicate, timeout, what, interval=0.02):
     """Polls predicate() until it returns a truthy value (returned) or timeout seconds pass (HarnessError)."""
     deadline = time.monotonic() + timeout
@@ -45,6 +49,8 @@ def wait_until(predicate, timeout, what, interval=0.02):
             value = predicate()
             if value:
                 return value
+        except Fatal:
+            raise
         except Exception as exc:  # the condition may raise while the service is still starting
             last_exc = exc
         if time.monotonic() >= deadline:
@@ -400,7 +406,7 @@ class TesseraServer:
 
         def healthy():
             if self.proc.poll() is not None:
-                raise HarnessError(f"tessera serve exited with {self.proc.returncode} while starting")
+                raise Fatal(f"tessera serve exited with {self.proc.returncode} while starting")
             try:
                 return Browser(self.port).get("/healthz", timeout=2).status == 200
             except (OSError, http.client.HTTPException):
@@ -776,7 +782,7 @@ class PostgresServer(_Service):
 
         def ready():
             if self.proc.poll() is not None:
-                raise HarnessError(f"postgres exited with {self.proc.returncode}:\n{self.log_text()}")
+                raise Fatal(f"postgres exited with {self.proc.returncode}:\n{self.log_text()}")
             r = subprocess.run([os.path.join(self.PG_BIN, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
                                 "-U", self.db_user, "-d", "postgres", "-t", "1"], capture_output=True, timeout=10)
             return r.returncode == 0

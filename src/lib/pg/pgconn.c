@@ -111,14 +111,31 @@ static int leave(tess_pgconn_t *c)
     return 0;
 }
 
+void tess_pgconn_error_line(char *dst, size_t cap, const char *what, const char *detail)
+{
+    size_t n = 0;
+    const char *parts[3] = {what, what != NULL && detail != NULL ? ": " : NULL, detail};
+
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; p != NULL && *p != '\0' && n + 1 < cap; p++) {
+            if (*p == '\n' || *p == '\r' || *p == '\t') {
+                if (n > 0 && dst[n - 1] != ' ')
+                    dst[n++] = ' ';
+            } else {
+                dst[n++] = *p;
+            }
+        }
+    }
+    while (n > 0 && dst[n - 1] == ' ')
+        n--;
+    dst[n] = '\0';
+}
+
 static void set_error(tess_pgconn_t *c, const char *what, const char *detail)
 {
-    size_t n;
-    snprintf(c->last_error, sizeof(c->last_error), "%s%s%s", what, detail != NULL ? ": " : "",
-             detail != NULL ? detail : "");
-    n = strlen(c->last_error);
-    while (n > 0 && (c->last_error[n - 1] == '\n' || c->last_error[n - 1] == ' '))
-        c->last_error[--n] = '\0';
+    tess_pgconn_error_line(c->last_error, sizeof(c->last_error), what, detail);
 }
 
 static pg_query_t *query_alloc(tess_pgconn_t *c)
@@ -677,7 +694,7 @@ PGconn *tess_pgconn_connect_sync(const char *conninfo, char *err, size_t errcap)
         return NULL;
     }
     if (PQstatus(pg) != CONNECTION_OK) {
-        snprintf(err, errcap, "connecting to PostgreSQL: %s", PQerrorMessage(pg));
+        tess_pgconn_error_line(err, errcap, "connecting to PostgreSQL", PQerrorMessage(pg));
         PQfinish(pg);
         return NULL;
     }
@@ -695,7 +712,7 @@ int tess_pgconn_exec_sync(PGconn *pg, const char *sql, char *err, size_t errcap)
         rc = res != NULL ? tess_pgconn_map_error(res) : TESS_ENOMEM;
         if (rc == TESS_EUNAVAIL && PQstatus(pg) == CONNECTION_OK && PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL)
             rc = TESS_EIO;
-        snprintf(err, errcap, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+        tess_pgconn_error_line(err, errcap, NULL, res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
     }
     PQclear(res);
     return rc;
