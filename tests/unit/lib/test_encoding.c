@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -227,6 +228,40 @@ static void test_id_new(void **state)
     assert_int_equal(tess_random_bytes(r1, 0), TESS_OK);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, TESS_ID_BYTES);
+}
+
+/*
+ * Session ids carry 256 random bits: each decodes to TESS_ID_BYTES bytes, 4,096 of them are all distinct, and
+ * every one of the 256 bit positions is set in 40-60 % of them (a counter, a time stamp or a short random part
+ * in any byte fails this: such a bit is constant, or its byte repeats).
+ */
+static void test_id_entropy(void **state)
+{
+    enum { N = 4096 };
+    static uint8_t raw[N][TESS_ID_BYTES];
+    unsigned ones[TESS_ID_BYTES * 8] = {0};
+    (void)state;
+
+    for (size_t i = 0; i < N; i++) {
+        char id[TESS_ID_LEN + 1];
+        size_t n = 0;
+        assert_int_equal(tess_id_new(id), TESS_OK);
+        assert_int_equal(tess_base64url_decode(tess_str(id), raw[i], sizeof(raw[i]), &n), TESS_OK);
+        assert_int_equal(n, TESS_ID_BYTES);
+        for (size_t bit = 0; bit < TESS_ID_BYTES * 8; bit++)
+            ones[bit] += (raw[i][bit / 8] >> (bit % 8)) & 1u;
+    }
+    for (size_t bit = 0; bit < TESS_ID_BYTES * 8; bit++) {
+        assert_in_range(ones[bit], N * 40 / 100, N * 60 / 100);
+    }
+    qsort(raw, N, sizeof(raw[0]), cmp_id);
+    for (size_t i = 1; i < N; i++)
+        assert_memory_not_equal(raw[i - 1], raw[i], TESS_ID_BYTES);
+}
+
 static void test_id_valid(void **state)
 {
     char max[TESS_SID_MAX + 2];
@@ -272,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_url_decode_bounds),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_id_new),
+        cmocka_unit_test(test_id_entropy),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_ct_eq),
     };
