@@ -31,6 +31,7 @@ static void fuzz_session(const char *in, size_t n)
     if (tess_session_from_json(&a, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), 0) != 0)
         return;
     check(strcmp(a.id, "fuzzsid") == 0);
+    check(tess_session_identity_valid(tess_str(a.user_id), tess_str(a.role))); /* never a header line break */
     if (tess_session_to_json(&a, &json, &len) == 0) {
         check(strlen(json) == len);
         check(tess_session_from_json(&b, TESS_STR_LIT("fuzzsid"), tess_strn(json, len), 0) == 0);

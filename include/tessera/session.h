@@ -42,9 +42,19 @@ typedef struct tess_session_policy {
 TESS_API void tess_session_policy_default(tess_session_policy_t *p);
 
 /*
+ * The identity rule, applied wherever a session's identity is made: a stored document (tess_session_from_json,
+ * every store), a token's claims (the jwt strategy's check), a login (tess_session_init). `user_id`: 1 to
+ * TESS_USER_ID_MAX bytes; `role`: 0 to TESS_ROLE_MAX bytes; both well-formed UTF-8 without control characters
+ * (U+0000-U+001F, U+007F-U+009F) and without spaces. These values reach HTTP headers (X-Session-User), JSON,
+ * Redis keys and logs: a CR or LF would split a header line, a blank would be trimmed into another name.
+ * Returns 1 when both fit the rule, else 0. Pure; safe from any thread.
+ */
+TESS_API int tess_session_identity_valid(tess_str_t user_id, tess_str_t role);
+
+/*
  * Initializes `s` for a new session of `user_id`/`role` at `now_ms`, with a fresh CSPRNG id.
- * Returns 0, TESS_EINVAL (empty/oversized user id or role, a NUL byte in either, p->ttl_s <= 0),
- * TESS_EIO (CSPRNG failure). idle_s <= 0 means "as long as ttl_s".
+ * Returns 0, TESS_EINVAL (an empty role, a user id or role outside tess_session_identity_valid(),
+ * p->ttl_s <= 0), TESS_EIO (CSPRNG failure). idle_s <= 0 means "as long as ttl_s".
  */
 TESS_API int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_str_t user_id, tess_str_t role,
                                int64_t now_ms);
@@ -80,8 +90,9 @@ TESS_API int tess_session_to_json(const tess_session_t *s, char **out, size_t *o
  * extra_json. `expire_ms_hint` (> 0) overrides cookie.expires
  * (the store's own expiry column/TTL is the truth). Rejects trailing garbage, nesting over 32 levels and
  * documents over TESS_SESSION_JSON_MAX. Returns 0, TESS_EBADFMT, TESS_ETOOBIG, TESS_ENOMEM.
- * TESS_EBADFMT also for a document without a userId (an anonymous session) or without any expiry (no
- * cookie.expires and no hint). On failure `s` is left zeroed (nothing to clear).
+ * TESS_EBADFMT also for a document without a userId (an anonymous session), without any expiry (no
+ * cookie.expires and no hint), or whose userId or role breaks tess_session_identity_valid() (reported on
+ * stderr in one line, without the values; see src/lib/identity.h). On failure `s` is left zeroed.
  */
 TESS_API int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
 

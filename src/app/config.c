@@ -28,6 +28,9 @@ void tess_config_usage(FILE *out)
           "  --redis URL            redis://[user:password@]host:port[/db] or unix:///path [REDIS_URL];\n"
           "                         needed by the redis strategy\n"
           "  --threads N            event loops [TESSERA_THREADS] (default: number of cores)\n"
+          "  --allowed-origins LIST comma-separated origins (https://app.example.com) whose pages may send\n"
+          "                         state-changing requests [TESSERA_ALLOWED_ORIGINS] (default: the request's\n"
+          "                         own host)\n"
           "  -h, --help             this text\n"
           "\n"
           "environment:\n"
@@ -182,6 +185,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"strategy", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 't'},
         {"redis", required_argument, NULL, 'r'},
+        {"allowed-origins", required_argument, NULL, 'o'}, /* TESSERA_ALLOWED_ORIGINS */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -191,6 +195,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     /* Where each value came from, to name it in a refusal. */
     const char *listen_from = "TESSERA_LISTEN", *database_from = "DATABASE_URL", *strategy_from = "SESSION_STRATEGY";
     const char *threads_from = "TESSERA_THREADS", *redis_from = "REDIS_URL";
+    const char *origins = getenv("TESSERA_ALLOWED_ORIGINS"), *origins_from = "TESSERA_ALLOWED_ORIGINS";
     int64_t v;
     int opt;
 
@@ -230,6 +235,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             redis = optarg;
             redis_from = "--redis";
             break;
+        case 'o':
+            origins = optarg;
+            origins_from = "--allowed-origins";
+            break;
         case 'h':
             tess_config_usage(stdout);
             return 1;
@@ -256,6 +265,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         blame(database_from, err, errcap);
         return TESS_ECONFIG;
     }
+    if (app_origins_parse(&cfg->origins, origins, origins_from, err, errcap) != 0)
+        return TESS_ECONFIG;
     if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
         snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from, strategy);
         return TESS_ECONFIG;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "app/origins.h"
 #include "tessera/auth.h"
 #include "tessera/cache.h"
 
@@ -38,6 +39,7 @@ typedef struct tess_config {
     int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
+    app_origins_t origins;        /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
 } tess_config_t;
 
 /*

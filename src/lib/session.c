@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "identity.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -55,7 +56,7 @@ int tess_session_init(tess_session_t *s, const tess_session_policy_t *p, tess_st
     int rc;
 
     memset(s, 0, sizeof(*s));
-    if (p == NULL || p->ttl_s <= 0 || !str_field_ok(user_id, TESS_USER_ID_MAX) || !str_field_ok(role, TESS_ROLE_MAX))
+    if (p == NULL || p->ttl_s <= 0 || role.len == 0 || !tess_session_identity_valid(user_id, role))
         return TESS_EINVAL;
     if ((rc = tess_id_new(s->id)) != 0)
         goto out;
@@ -349,6 +350,10 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
         if (!cJSON_IsString(item) || strlen(item->valuestring) > TESS_ROLE_MAX)
             goto out;
         strcpy(s->role, item->valuestring);
+    }
+    if (!tess_session_identity_valid(tess_str(s->user_id), tess_str(s->role))) {
+        tess__identity_refused("a stored session");
+        goto out;
     }
 
     cookie = cJSON_GetObjectItemCaseSensitive(root, "cookie");

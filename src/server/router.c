@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/csrf.h"
 #include "server/push.h"
 #include "server/router.h"
 #include "tessera/error.h"
@@ -149,7 +150,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
-    if (hit->body && parse_json_body(r) != 0)
+    if (csrf_check(r) != 0 || (hit->body && parse_json_body(r) != 0))
         return 0;
     if (!hit->auth) {
         hit->fn(r);

@@ -52,10 +52,12 @@ http {{
         }}
         location /api/ {{
             proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $http_host;
         }}
         # docs/push.md's block for the long-polls and the event stream, as documented
         location /api/prechats {{
             proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $http_host;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_read_timeout 75s;
@@ -129,6 +131,23 @@ class NginxAuthRequest(ServerTestCase):
         self.assertStatus(b.post("/api/auth/logout", cookies=cookie), 204)
         self.assertStatus(b.get("/app/x", cookies=cookie), 401)
 
+
+    def test_browser_posts_through_nginx_pass_the_origin_check(self):
+        """nginx forwards the browser's Host ($http_host, port included): a page of the site nginx serves may
+        post, another site's page may not."""
+        b = Browser(self.port)
+        own = {"Origin": f"http://127.0.0.1:{self.port}"}
+        self.assertStatus(b.request("POST", "/api/auth/login", body={"username": "nina", "password": "nina-pw"},
+                                    headers=own), 200)
+        pid = self.assertStatus(b.request("POST", "/api/prechats", body={"topic": "t"}, headers=own), 201).json()["id"]
+        for origin in (f"http://127.0.0.1:{self.srv.port}", "https://evil.example"):  # tessera's own port is not it
+            with self.subTest(origin):
+                self.assertJsonError(b.request("POST", f"/api/prechats/{pid}/messages", body={"body": "x"},
+                                               headers={"Origin": origin}), 403)
+                self.assertJsonError(b.request("POST", "/api/auth/logout", headers={"Origin": origin}), 403)
+        self.assertStatus(b.request("POST", f"/api/prechats/{pid}/messages", body={"body": "x"}, headers=own), 201)
+        self.assertStatus(b.request("POST", "/api/auth/logout", headers=own), 204)
+        self.assertStatus(b.get("/app/x"), 401)
 
     def test_event_stream_through_nginx_is_not_buffered(self):
         """docs/push.md's location block: events pass nginx as they happen (X-Accel-Buffering: no)."""

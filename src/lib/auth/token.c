@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auth/strategy.h"
+#include "identity.h"
 #include "tessera/error.h"
 
 #define COOKIE_NAME "session-token"
@@ -38,6 +39,13 @@ static void token_check(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tes
     if (rc != 0) {
         if (rc != TESS_EEXPIRED)
             tess__count(&auth->stats.rejected_early);
+        cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
+        return;
+    }
+    if (!tess_session_identity_valid(tess_str(claims.user_id), tess_str(claims.role))) {
+        /* Signed, but its identity could not be passed on safely (a header line break, a blank): refused. */
+        tess__identity_refused("a token");
+        tess__count(&auth->stats.rejected_early);
         cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
         return;
     }
