@@ -31,6 +31,14 @@ void tess_config_usage(FILE *out)
           "  --allowed-origins LIST comma-separated origins (https://app.example.com) whose pages may send\n"
           "                         state-changing requests [TESSERA_ALLOWED_ORIGINS] (default: the request's\n"
           "                         own host)\n"
+          "  --max-connections-per-address N  open connections from one client address (IPv6: one /64)\n"
+          "                         [TESSERA_MAX_CONNECTIONS_PER_ADDRESS] (default 256; 0: no bound); past it,\n"
+          "                         429. Behind a reverse proxy every connection comes from the proxy: see\n"
+          "                         docs/server.md\n"
+          "  --header-timeout MS    time a client has to send a request (head and body), and how long an idle\n"
+          "                         keep-alive connection is kept [TESSERA_HEADER_TIMEOUT_MS] (default 5000)\n"
+          "  --h2c                  accept cleartext HTTP/2 (h2c upgrade, prior knowledge) [TESSERA_H2C=1]\n"
+          "                         (default off)\n"
           "  -h, --help             this text\n"
           "\n"
           "environment:\n"
@@ -49,6 +57,9 @@ void tess_config_usage(FILE *out)
           "  TESSERA_MAX_WAITERS_PER_USER     the same for all sessions of one user (default 40)\n"
           "  TESSERA_MAX_CONNECTIONS open client connections, all loops together (default 10000); past it,\n"
           "                         new connections wait in the kernel's backlog\n"
+          "  TESSERA_MAX_HEADER_BYTES request line and header fields of one request, bytes (default 32768,\n"
+          "                         at most 417792); past it, 431\n"
+          "  TESSERA_MAX_HEADERS    header fields of one request (default 64, at most 100); past it, 431\n"
           "  CACHE_MAX_ENTRIES      near-cache entry bound (cached strategy; default 100000)\n"
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
@@ -177,6 +188,55 @@ static int key_prefix(char *out, size_t cap, const char *name, const char *value
     return 0;
 }
 
+/* An integer setting from a flag or variable `from` (NULL or "": keeps *out). 0, or -1 with a reason. */
+static int int_setting(const char *value, const char *from, int64_t min, int64_t max, int64_t *out, char *err,
+                       size_t errcap)
+{
+    if (value == NULL || *value == '\0')
+        return 0;
+    if (tess_parse_int(value, min, max, out) != 0) {
+        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", from, value, (long long)min,
+                 (long long)max);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The connection and request-head limits. 417792 and 100 are h2o 2.2's own bounds (H2O_MAX_REQLEN,
+ * H2O_MAX_HEADERS): past them h2o refuses the request itself, with a fixed text answer.
+ */
+static int connection_limits(tess_config_t *cfg, const char *per_addr, const char *per_addr_from,
+                             const char *header_timeout, const char *header_timeout_from, int h2c_flag, char *err,
+                             size_t errcap)
+{
+    const char *h2c = getenv("TESSERA_H2C");
+    int64_t v;
+
+    v = 256;
+    if (int_setting(per_addr, per_addr_from, 0, 1000000, &v, err, errcap) != 0)
+        return -1;
+    cfg->max_conns_per_addr = (int)v;
+    v = 5000;
+    if (int_setting(header_timeout, header_timeout_from, 100, 600000, &v, err, errcap) != 0)
+        return -1;
+    cfg->header_timeout_ms = v;
+    v = 32768;
+    if (int_setting(getenv("TESSERA_MAX_HEADER_BYTES"), "TESSERA_MAX_HEADER_BYTES", 1024, 417792, &v, err, errcap) != 0)
+        return -1;
+    cfg->max_header_bytes = (size_t)v;
+    v = 64;
+    if (int_setting(getenv("TESSERA_MAX_HEADERS"), "TESSERA_MAX_HEADERS", 1, 100, &v, err, errcap) != 0)
+        return -1;
+    cfg->max_headers = (int)v;
+    if (h2c != NULL && *h2c != '\0' && strcmp(h2c, "0") != 0 && strcmp(h2c, "1") != 0) {
+        snprintf(err, errcap, "bad TESSERA_H2C '%s': expected 0 or 1", h2c);
+        return -1;
+    }
+    cfg->h2c = h2c_flag || (h2c != NULL && strcmp(h2c, "1") == 0);
+    return 0;
+}
+
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
     static const struct option longopts[] = {
@@ -186,6 +246,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"threads", required_argument, NULL, 't'},
         {"redis", required_argument, NULL, 'r'},
         {"allowed-origins", required_argument, NULL, 'o'}, /* TESSERA_ALLOWED_ORIGINS */
+        {"max-connections-per-address", required_argument, NULL, 'A'},
+        {"header-timeout", required_argument, NULL, 'T'},
+        {"h2c", no_argument, NULL, '2'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -196,6 +259,11 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     const char *listen_from = "TESSERA_LISTEN", *database_from = "DATABASE_URL", *strategy_from = "SESSION_STRATEGY";
     const char *threads_from = "TESSERA_THREADS", *redis_from = "REDIS_URL";
     const char *origins = getenv("TESSERA_ALLOWED_ORIGINS"), *origins_from = "TESSERA_ALLOWED_ORIGINS";
+    const char *per_addr = getenv("TESSERA_MAX_CONNECTIONS_PER_ADDRESS"),
+               *header_timeout = getenv("TESSERA_HEADER_TIMEOUT_MS");
+    const char *per_addr_from = "TESSERA_MAX_CONNECTIONS_PER_ADDRESS",
+               *header_timeout_from = "TESSERA_HEADER_TIMEOUT_MS";
+    int h2c_flag = 0;
     int64_t v;
     int opt;
 
@@ -238,6 +306,17 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         case 'o':
             origins = optarg;
             origins_from = "--allowed-origins";
+            break;
+        case 'A':
+            per_addr = optarg;
+            per_addr_from = "--max-connections-per-address";
+            break;
+        case 'T':
+            header_timeout = optarg;
+            header_timeout_from = "--header-timeout";
+            break;
+        case '2':
+            h2c_flag = 1;
             break;
         case 'h':
             tess_config_usage(stdout);
@@ -345,6 +424,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("TESSERA_MAX_CONNECTIONS", 1, 1000000, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->max_connections = (int)v;
+    if (connection_limits(cfg, per_addr, per_addr_from, header_timeout, header_timeout_from, h2c_flag, err, errcap) !=
+        0)
+        return TESS_ECONFIG;
     v = 20;
     if (env_int("TESSERA_MAX_WAITERS_PER_SESSION", 1, 100000, &v, err, errcap) != 0)
         return TESS_ECONFIG;

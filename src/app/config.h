@@ -33,6 +33,11 @@ typedef struct tess_config {
     int threads;                  /* event loops */
     size_t max_body;              /* request body bound, bytes */
     int max_connections;          /* open client connections, all loops together */
+    int max_conns_per_addr;       /* open connections from one client address (0: no bound) */
+    int64_t header_timeout_ms;    /* a request's head and body must arrive within this (also idle keep-alive) */
+    int h2c;                      /* cleartext HTTP/2 (h2c upgrade and prior knowledge) accepted */
+    size_t max_header_bytes;      /* request line and header fields of one request, bytes */
+    int max_headers;              /* header fields of one request */
     int max_waiters_session;      /* long-polls and streams held for one session */
     int max_waiters_user;         /* the same for one user */
     tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */

@@ -1,6 +1,7 @@
 /*
  * The loops: per thread an h2o evloop with its own listener (SO_REUSEPORT), database connection and
- * per-loop part of the session deployment; accepting bounded by TESSERA_MAX_CONNECTIONS; periodic
+ * per-loop part of the session deployment; accepting bounded by TESSERA_MAX_CONNECTIONS (and per client
+ * address by TESSERA_MAX_CONNECTIONS_PER_ADDRESS, limits.h); periodic
  * maintenance on thread 0; a bounded drain of in-flight steps when stopping.
  */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "server/bus.h"
+#include "server/limits.h"
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/router.h"
@@ -51,9 +53,20 @@ static int conns_of(server_thread_t *th)
     return atomic_load_explicit(&th->conns, memory_order_relaxed);
 }
 
+/* What a connection's close has to give back: its loop's count, and its address's when it was counted. */
+typedef struct conn_ref {
+    server_thread_t *th; /* its loop */
+    int keyed;           /* `key` was counted by the per-address bound */
+    addr_key_t key;      /* its address */
+} conn_ref_t;
+
 static void on_conn_close(void *data)
 {
-    server_thread_t *th = data;
+    conn_ref_t *ref = data;
+    server_thread_t *th = ref->th;
+    if (ref->keyed)
+        addr_limit_release(th->srv->addr_conns, &ref->key);
+    free(ref);
     atomic_fetch_sub_explicit(&th->conns, 1, memory_order_relaxed);
     if (conns_of(th) < th->max_conns && !atomic_load(&th->srv->stopping) && !h2o_timeout_is_linked(&th->retry_entry))
         set_accepting(th, 1);
@@ -70,6 +83,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 {
     server_thread_t *th = listener->data;
     h2o_socket_t *sock;
+    conn_ref_t *ref;
 
     if (err != NULL)
         return;
@@ -83,6 +97,15 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             }
             return;
         }
+        if ((ref = malloc(sizeof(*ref))) == NULL) {
+            h2o_socket_close(sock);
+            continue;
+        }
+        ref->th = th;
+        if ((ref->keyed = addr_limit_admit(th->srv->addr_conns, sock, &ref->key)) < 0) {
+            free(ref); /* answered 429 and closed */
+            continue;
+        }
         atomic_fetch_add_explicit(&th->conns, 1, memory_order_relaxed);
         {
             /* Streams and held answers are small writes that must leave at once, not wait for an ACK. */
@@ -90,7 +113,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         sock->on_close.cb = on_conn_close;
-        sock->on_close.data = th;
+        sock->on_close.data = ref;
         h2o_accept(&th->accept_ctx, sock);
     }
     if (conns_of(th) >= th->max_conns)
@@ -186,6 +209,13 @@ int loops_open(server_t *srv, char *err, size_t errcap)
         return -1;
     }
     bus_init(srv);
+    if (srv->cfg.max_conns_per_addr > 0 &&
+        addr_limit_new(&srv->addr_conns, srv->cfg.max_conns_per_addr,
+                       srv->cfg.max_connections > srv->cfg.threads ? srv->cfg.max_connections : srv->cfg.threads) !=
+            0) {
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
     for (int i = 0; i < srv->cfg.threads; ++i) {
         server_thread_t *th = &srv->threads[i];
         th->srv = srv;
@@ -202,6 +232,8 @@ void loops_close(server_t *srv)
         return;
     for (int i = 0; i < srv->cfg.threads; ++i)
         thread_close(&srv->threads[i]);
+    addr_limit_free(srv->addr_conns); /* the loops have stopped: no close will release into it */
+    srv->addr_conns = NULL;
     /*
      * The threads' h2o contexts and evloops are not torn down: h2o 2.2 has no safe teardown while keep-alive
      * connections are still open on them, and the process exits next. They stay reachable from here.

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include "server/bus.h"
+#include "server/limits.h"
 #include "server/poll.h"
 #include "server/router.h"
 #include "server/serve.h"
@@ -87,6 +88,7 @@ static void register_handler(server_t *srv)
     path = h2o_config_register_path(host, "/", 0);
     handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = router_on_req;
+    limits_configure(srv, host); /* timeouts, h2c, JSON for h2o's own error answers */
 }
 
 int tess_serve_main(int argc, char **argv)

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "server/limits.h"
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/server.h"
@@ -37,6 +38,7 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     tess_deploy_stats(srv->sessions, &ds);
     metric(&o, "requests_total", "counter", requests);
     metric(&o, "connections", "gauge", conns);
+    metric(&o, "connections_refused_total", "counter", addr_limit_refused(srv->addr_conns));
     metric(&o, "waiters", "gauge", waiters);
     metric(&o, "auth_checks_total", "counter", ds.auth.checks);
     metric(&o, "auth_rejected_early_total", "counter", ds.auth.rejected_early);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/csrf.h"
+#include "server/limits.h"
 #include "server/push.h"
 #include "server/router.h"
 #include "tessera/error.h"
@@ -138,6 +139,8 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
 
     atomic_fetch_add_explicit(&th->requests, 1, memory_order_relaxed);
+    if (limits_check_head(r) != 0)
+        return 0;
     hit = route_find(tess_strn(req->method.base, req->method.len),
                      tess_strn(req->path_normalized.base, req->path_normalized.len), &r->prechat_id, &status, &why,
                      allow, sizeof(allow));

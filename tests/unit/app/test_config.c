@@ -41,6 +41,11 @@ static const char *const env_vars[] = {
     "SESSION_IDLE_TTL",
     "SESSION_TOUCH_INTERVAL",
     "TESSERA_MAX_CONNECTIONS",
+    "TESSERA_MAX_CONNECTIONS_PER_ADDRESS",
+    "TESSERA_HEADER_TIMEOUT_MS",
+    "TESSERA_H2C",
+    "TESSERA_MAX_HEADER_BYTES",
+    "TESSERA_MAX_HEADERS",
     "TESSERA_MAX_BODY",
     "CACHE_MAX_ENTRIES",
     "CACHE_MAX_BYTES",
@@ -159,6 +164,11 @@ static void test_defaults(void **state)
     assert_int_equal(l.cfg.threads, ncpu > 0 ? ncpu : 1);
     assert_int_equal(l.cfg.max_body, 65536);
     assert_int_equal(l.cfg.max_connections, 10000);
+    assert_int_equal(l.cfg.max_conns_per_addr, 256);
+    assert_int_equal(l.cfg.header_timeout_ms, 5000);
+    assert_int_equal(l.cfg.h2c, 0);
+    assert_int_equal(l.cfg.max_header_bytes, 32768);
+    assert_int_equal(l.cfg.max_headers, 64);
     assert_int_equal(l.cfg.cache.max_entries, cache.max_entries);
     assert_int_equal(l.cfg.cache.max_bytes, cache.max_bytes);
     assert_int_equal(l.cfg.cache.ttl_ms, cache.ttl_ms);
@@ -171,7 +181,9 @@ static void test_defaults(void **state)
 
 static void test_usage_documents_every_option(void **state)
 {
-    static const char *const flags[] = {"--listen", "--database", "--strategy", "--redis", "--threads", "--help"};
+    static const char *const flags[] = {"--listen", "--database",       "--strategy",
+                                        "--redis",  "--threads",        "--max-connections-per-address",
+                                        "--h2c",    "--header-timeout", "--help"};
     char text[8192];
     size_t n;
     FILE *f = tmpfile();
@@ -454,6 +466,41 @@ static void test_threads(void **state)
         both_bad("--threads", "TESSERA_THREADS", bad[i]);
 }
 
+/* The connection settings: each flag beats its variable; TESSERA_H2C takes 0 or 1. */
+static void test_connection_flags(void **state)
+{
+    char *flags[] = {"serve", "--max-connections-per-address", "7", "--header-timeout", "250", "--h2c"};
+    loaded_t l;
+    (void)state;
+
+    set_env("TESSERA_MAX_CONNECTIONS_PER_ADDRESS", "9");
+    set_env("TESSERA_HEADER_TIMEOUT_MS", "900");
+    set_env("TESSERA_H2C", "0");
+    load_env_ok(&l);
+    assert_int_equal(l.cfg.max_conns_per_addr, 9);
+    assert_int_equal(l.cfg.header_timeout_ms, 900);
+    assert_int_equal(l.cfg.h2c, 0);
+    tess_config_free(&l.cfg);
+    load_ok(&l, ARGC(flags), flags);
+    assert_int_equal(l.cfg.max_conns_per_addr, 7);
+    assert_int_equal(l.cfg.header_timeout_ms, 250);
+    assert_int_equal(l.cfg.h2c, 1);
+    tess_config_free(&l.cfg);
+    set_env("TESSERA_H2C", "1");
+    load_env_ok(&l);
+    assert_int_equal(l.cfg.h2c, 1);
+    tess_config_free(&l.cfg);
+    assert_int_equal(unsetenv("TESSERA_MAX_CONNECTIONS_PER_ADDRESS"), 0);
+    assert_int_equal(unsetenv("TESSERA_HEADER_TIMEOUT_MS"), 0);
+
+    env_bad("TESSERA_H2C", "yes");
+    env_bad("TESSERA_H2C", "2");
+    both_bad("--max-connections-per-address", "TESSERA_MAX_CONNECTIONS_PER_ADDRESS", "-1");
+    both_bad("--max-connections-per-address", "TESSERA_MAX_CONNECTIONS_PER_ADDRESS", "lots");
+    both_bad("--header-timeout", "TESSERA_HEADER_TIMEOUT_MS", "99");
+    both_bad("--header-timeout", "TESSERA_HEADER_TIMEOUT_MS", "5s");
+}
+
 static void test_command_line_refusals(void **state)
 {
     char *unknown[] = {"serve", "--no-such-flag"};
@@ -485,6 +532,10 @@ static const int_var_t int_vars[] = {
     {"SESSION_IDLE_TTL", 60, TEN_YEARS, 30 * 86400},
     {"SESSION_TOUCH_INTERVAL", 0, TEN_YEARS, TEN_YEARS},
     {"TESSERA_MAX_CONNECTIONS", 1, 1000000, 1000000},
+    {"TESSERA_MAX_CONNECTIONS_PER_ADDRESS", 0, 1000000, 1000000},
+    {"TESSERA_HEADER_TIMEOUT_MS", 100, 600000, 600000},
+    {"TESSERA_MAX_HEADER_BYTES", 1024, 417792, 417792},
+    {"TESSERA_MAX_HEADERS", 1, 100, 100},
     {"TESSERA_MAX_BODY", 1024, 16 * 1024 * 1024, 16 * 1024 * 1024},
     {"CACHE_MAX_ENTRIES", 16, 100000000, 100000000},
     {"CACHE_MAX_BYTES", 65536, 1LL << 40, 1LL << 40},
@@ -509,6 +560,14 @@ static int64_t int_field(const tess_config_t *c, const char *name)
         return c->policy.touch_interval_s;
     if (strcmp(name, "TESSERA_MAX_CONNECTIONS") == 0)
         return c->max_connections;
+    if (strcmp(name, "TESSERA_MAX_CONNECTIONS_PER_ADDRESS") == 0)
+        return c->max_conns_per_addr;
+    if (strcmp(name, "TESSERA_HEADER_TIMEOUT_MS") == 0)
+        return c->header_timeout_ms;
+    if (strcmp(name, "TESSERA_MAX_HEADER_BYTES") == 0)
+        return (int64_t)c->max_header_bytes;
+    if (strcmp(name, "TESSERA_MAX_HEADERS") == 0)
+        return c->max_headers;
     if (strcmp(name, "TESSERA_MAX_BODY") == 0)
         return (int64_t)c->max_body;
     if (strcmp(name, "CACHE_MAX_ENTRIES") == 0)
@@ -811,6 +870,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_fallback, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_threads, clear_env, clear_env),
+        cmocka_unit_test_setup_teardown(test_connection_flags, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_command_line_refusals, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_integer_variables, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_idle_ttl_capped_by_ttl, clear_env, clear_env),
