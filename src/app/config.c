@@ -63,6 +63,7 @@ void tess_config_usage(FILE *out)
           "  CACHE_L2_TTL           Redis cache-aside copy lifetime, seconds (default 300)\n"
           "  META_CACHE_TTL         meta cache row lifetime, seconds (default 60)\n",
           out);
+    tess_limits_usage(out);
 }
 
 #define PRODUCTION_SECRET_MIN 32 /* bytes in each production secret */
@@ -174,17 +175,17 @@ static int key_prefix(char *out, size_t cap, const char *name, const char *value
     return 0;
 }
 
+#define LIMIT_OPT 1000 /* getopt value of the first limit option (app/limits.h) */
+
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"database", required_argument, NULL, 'd'},
-        {"strategy", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 't'},
-        {"redis", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const struct option baseopts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"database", required_argument, NULL, 'd'},
+        {"strategy", required_argument, NULL, 's'}, {"threads", required_argument, NULL, 't'},
+        {"redis", required_argument, NULL, 'r'},    {"help", no_argument, NULL, 'h'},
     };
+    struct option longopts[sizeof(baseopts) / sizeof(baseopts[0]) + TESS_LIMITS_COUNT + 1];
+    const char *limit_flags[TESS_LIMITS_COUNT] = {NULL};
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
     const char *secret, *env, *cookie, *redis = getenv("REDIS_URL"), *prefix = getenv("SESSION_PREFIX");
@@ -202,9 +203,16 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (int)ncpu : 1;
 
+    memcpy(longopts, baseopts, sizeof(baseopts));
+    tess_limits_options(longopts + sizeof(baseopts) / sizeof(baseopts[0]), LIMIT_OPT);
+    memset(&longopts[sizeof(longopts) / sizeof(longopts[0]) - 1], 0, sizeof(longopts[0]));
     optind = 0; /* glibc: a full reset; 1 would resume a cluster ("-hx") a previous call stopped inside */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (opt >= LIMIT_OPT && opt < LIMIT_OPT + TESS_LIMITS_COUNT) {
+            limit_flags[opt - LIMIT_OPT] = optarg;
+            continue;
+        }
         switch (opt) {
         case 'l':
             listen = optarg;
@@ -249,6 +257,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", argv[optind]);
         return TESS_ECONFIG;
     }
+    if (tess_limits_load(&cfg->limits, limit_flags, err, errcap) != 0)
+        return TESS_ECONFIG;
     if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", listen_from, err, errcap) != 0)
         return TESS_ECONFIG;
     if (tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "app/limits.h"
 #include "tessera/auth.h"
 #include "tessera/cache.h"
 
@@ -38,6 +39,7 @@ typedef struct tess_config {
     int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
+    tess_limits_t limits;         /* login throttling, password workers, quotas (app/limits.h) */
 } tess_config_t;
 
 /*

@@ -26,6 +26,7 @@ typedef struct server server_t;
 typedef struct server_thread server_thread_t;
 typedef struct meta_cache meta_cache_t;
 typedef struct push_loop push_loop_t;
+typedef struct limits limits_t;
 
 /* A loop's inbox of change events (bus.c): filled by any thread, drained on the loop. */
 typedef struct bus_inbox {
@@ -66,6 +67,7 @@ struct server {
     tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
     tess_deploy_t *sessions;  /* the session deployment's process-wide part */
     app_pwpool_t *pw;         /* password-hash workers, shared */
+    limits_t *limits;         /* login throttling and quotas (limits.h), shared */
     meta_cache_t *meta;       /* rendered pre-chat meta (poll.c), shared; NULL when not cached */
     server_thread_t *threads; /* cfg.threads of them */
     atomic_int stopping;      /* set by SIGTERM/SIGINT */

@@ -101,7 +101,7 @@ static int user_by_name(appdb_t *db, const char *name, res_t *r)
 static int create(appdb_t *db, int64_t visitor, const char *topic, int64_t now, res_t *r)
 {
     res_clear(r);
-    return finish(db->ops->prechat_create(db, visitor, tess_str(topic), now, on_res, r), r);
+    return finish(db->ops->prechat_create(db, visitor, tess_str(topic), 1000, now, on_res, r), r);
 }
 
 static int get(appdb_t *db, int64_t id, res_t *r)
