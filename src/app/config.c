@@ -179,12 +179,18 @@ static int key_prefix(char *out, size_t cap, const char *name, const char *value
 
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
-    static const struct option baseopts[] = {
-        {"listen", required_argument, NULL, 'l'},   {"database", required_argument, NULL, 'd'},
-        {"strategy", required_argument, NULL, 's'}, {"threads", required_argument, NULL, 't'},
-        {"redis", required_argument, NULL, 'r'},    {"help", no_argument, NULL, 'h'},
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"database", required_argument, NULL, 'd'},
+        {"strategy", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"redis", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    struct option longopts[sizeof(baseopts) / sizeof(baseopts[0]) + TESS_LIMITS_COUNT + 1];
+    /* longopts, then the limits' options (app/limits.h), then longopts' terminator. */
+    enum { NBASE = sizeof(longopts) / sizeof(longopts[0]) - 1 };
+    struct option opts[NBASE + TESS_LIMITS_COUNT + 1];
     const char *limit_flags[TESS_LIMITS_COUNT] = {NULL};
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
@@ -203,12 +209,12 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (int)ncpu : 1;
 
-    memcpy(longopts, baseopts, sizeof(baseopts));
-    tess_limits_options(longopts + sizeof(baseopts) / sizeof(baseopts[0]), LIMIT_OPT);
-    memset(&longopts[sizeof(longopts) / sizeof(longopts[0]) - 1], 0, sizeof(longopts[0]));
+    memcpy(opts, longopts, NBASE * sizeof(longopts[0]));
+    tess_limits_options(opts + NBASE, LIMIT_OPT);
+    opts[NBASE + TESS_LIMITS_COUNT] = longopts[NBASE];
     optind = 0; /* glibc: a full reset; 1 would resume a cluster ("-hx") a previous call stopped inside */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (opt >= LIMIT_OPT && opt < LIMIT_OPT + TESS_LIMITS_COUNT) {
             limit_flags[opt - LIMIT_OPT] = optarg;
             continue;
