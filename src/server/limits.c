@@ -16,18 +16,18 @@
 #define PRECHAT_RETRY_MS 30000 /* Retry-After of a refused pre-chat: one must be closed first */
 
 struct limits {
-    rl_table_t *users;               /* failed logins per user name */
-    rl_table_t *addrs;               /* failed logins per client address */
-    rl_table_t *messages;            /* messages per user */
-    rl_fail_policy_t user_policy;    /* bounds of `users` */
-    rl_fail_policy_t addr_policy;    /* bounds of `addrs` */
-    int64_t message_interval_ms;     /* one message per this, sustained */
-    int64_t message_burst;           /* at once */
-    _Atomic uint64_t throttled_user; /* counters: limits_stats_t */
-    _Atomic uint64_t throttled_addr;
-    _Atomic uint64_t queue_addr;
-    _Atomic uint64_t messages_throttled;
-    _Atomic uint64_t prechats_refused;
+    rl_table_t *users;                   /* failed logins per user name */
+    rl_table_t *addrs;                   /* failed logins per client address */
+    rl_table_t *messages;                /* messages per user */
+    rl_fail_policy_t user_policy;        /* bounds of `users` */
+    rl_fail_policy_t addr_policy;        /* bounds of `addrs` */
+    int64_t message_interval_ms;         /* one message per this, sustained */
+    int64_t message_burst;               /* at once */
+    _Atomic uint64_t throttled_user;     /* logins refused: name locked out */
+    _Atomic uint64_t throttled_addr;     /* logins refused: address locked out */
+    _Atomic uint64_t queue_addr;         /* logins refused: address's password checks in flight */
+    _Atomic uint64_t messages_throttled; /* messages refused */
+    _Atomic uint64_t prechats_refused;   /* pre-chats refused */
 };
 
 static void count(_Atomic uint64_t *c)
