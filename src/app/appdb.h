@@ -66,7 +66,9 @@ typedef void (*appdb_cb)(void *arg, const appdb_result_t *res);
 typedef struct appdb_ops {
     const char *name;
     int (*user_by_name)(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg);
-    int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg);
+    /* A waiting pre-chat; TESS_EDENIED when the visitor has `max_open` open (not closed) already. */
+    int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
+                          appdb_cb cb, void *arg);
     int (*prechat_get)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
     int (*prechat_waiting)(appdb_t *db, size_t limit, appdb_cb cb, void *arg);
     /* waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more. */

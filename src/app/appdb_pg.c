@@ -52,6 +52,8 @@ static const char *const migrations[] = {
     " body text NOT NULL,"
     " created_at bigint NOT NULL);"
     "CREATE INDEX message_prechat_id ON message(prechat_id, id);",
+    /* 2: a visitor's open pre-chats are counted on each create (the open bound). */
+    "CREATE INDEX prechat_visitor_open ON prechat(visitor_id) WHERE status <> 'closed';",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -75,12 +77,18 @@ enum {
 
 static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_USER_BY_NAME] = {"SELECT id, name, role, password_hash FROM app_user WHERE name = $1", 1},
-    /* The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one. */
+    /*
+     * The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one.
+     * No row back: the visitor has $4 open already (EDENIED). Two creates of one visitor in flight at once
+     * see the same snapshot, so the bound holds per request, not across concurrent transactions.
+     */
     [Q_PRECHAT_CREATE] = {"WITH ins AS (INSERT INTO prechat (visitor_id, topic, status, created_at, updated_at)"
-                          " VALUES ($1::bigint, $2, 'waiting', $3::bigint, $3::bigint) RETURNING *)"
+                          " SELECT $1::bigint, $2, 'waiting', $3::bigint, $3::bigint WHERE (SELECT count(*)"
+                          " FROM prechat o WHERE o.visitor_id = $1::bigint AND o.status <> 'closed') < $4::bigint"
+                          " RETURNING *)"
                           " SELECT " PRECHAT_COLS ", (SELECT count(*) FROM prechat w"
                           " WHERE w.status = 'waiting' AND w.id < ins.id) + 1 FROM ins",
-                          3},
+                          4},
     [Q_PRECHAT_GET] =
         {"SELECT " PRECHAT_COLS ", CASE WHEN p.status = 'waiting' THEN (SELECT count(*) FROM prechat w"
          " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END FROM prechat p WHERE p.id = $1::bigint",
@@ -193,7 +201,7 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
     case Q_PRECHAT_CREATE:
     case Q_PRECHAT_GET:
         if (n == 0) {
-            res.rc = TESS_ENOTFOUND;
+            res.rc = op.kind == Q_PRECHAT_CREATE ? TESS_EDENIED : TESS_ENOTFOUND;
             break;
         }
         read_prechat(pgres, 0, 0, &one);
@@ -277,13 +285,15 @@ static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
     return start(db, Q_USER_BY_NAME, p, 1, cb, arg);
 }
 
-static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
+                             appdb_cb cb, void *arg)
 {
-    tess_pgconn_param_t p[3];
+    tess_pgconn_param_t p[4];
     tess_pgconn_param_i64(&p[0], visitor_id);
     tess_pgconn_param_str(&p[1], topic.ptr, topic.len);
     tess_pgconn_param_i64(&p[2], now_ms);
-    return start(db, Q_PRECHAT_CREATE, p, 3, cb, arg);
+    tess_pgconn_param_i64(&p[3], max_open);
+    return start(db, Q_PRECHAT_CREATE, p, 4, cb, arg);
 }
 
 static int op_prechat_get(appdb_t *db, int64_t id, appdb_cb cb, void *arg)

@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -46,6 +46,10 @@ static const char schema_v2[] = "CREATE TABLE IF NOT EXISTS app_event ("
                                 " at INTEGER NOT NULL);"
                                 "CREATE INDEX IF NOT EXISTS app_event_at ON app_event(at);";
 
+/* v3: a visitor's open pre-chats are counted on each create (the open bound). */
+static const char schema_v3[] = "CREATE INDEX IF NOT EXISTS prechat_visitor_open ON prechat(visitor_id)"
+                                " WHERE status <> 'closed';";
+
 enum {
     Q_USER_BY_NAME,
     Q_PRECHAT_INSERT,
@@ -67,8 +71,10 @@ enum {
 
 static const char *const queries[Q__COUNT] = {
     [Q_USER_BY_NAME] = "SELECT id, name, role, password_hash FROM app_user WHERE name = ?1",
+    /* One statement under SQLite's write lock: the count and the insert cannot interleave with another. */
     [Q_PRECHAT_INSERT] = "INSERT INTO prechat(visitor_id, topic, status, created_at, updated_at)"
-                         " VALUES (?1, ?2, 'waiting', ?3, ?3)",
+                         " SELECT ?1, ?2, 'waiting', ?3, ?3 WHERE (SELECT count(*) FROM prechat"
+                         " WHERE visitor_id = ?1 AND status <> 'closed') < ?4",
     [Q_PRECHAT_GET] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
                       " message_count, last_message_id FROM prechat WHERE id = ?1",
     [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
@@ -235,7 +241,8 @@ static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
     return 0;
 }
 
-static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
+                             appdb_cb cb, void *arg)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
     sqlite3_stmt *st = stmt(s, Q_PRECHAT_INSERT);
@@ -244,7 +251,9 @@ static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, 
     sqlite3_bind_int64(st, 1, visitor_id);
     sqlite3_bind_text(st, 2, topic.ptr, (int)topic.len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_ms);
-    rc = exec_stmt(st);
+    sqlite3_bind_int64(st, 4, max_open);
+    if ((rc = exec_stmt(st)) == 0 && sqlite3_changes(s->db) == 0)
+        rc = TESS_EDENIED;
     return complete_prechat(s, rc, rc == 0 ? sqlite3_last_insert_rowid(s->db) : 0, cb, arg);
 }
 
@@ -472,7 +481,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
             (version < 1 && sqlite3_exec(db, schema_v1, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 2 && sqlite3_exec(db, schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
-            sqlite3_exec(db, "PRAGMA user_version = 2; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 3 && sqlite3_exec(db, schema_v3, NULL, NULL, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 3; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -77,6 +77,7 @@ void tess_config_usage(FILE *out)
           "  CACHE_L2_TTL           Redis cache-aside copy lifetime, seconds (default 300)\n"
           "  META_CACHE_TTL         meta cache row lifetime, seconds (default 60)\n",
           out);
+    tess_limits_usage(out);
 }
 
 #define PRODUCTION_SECRET_MIN 32 /* bytes in each production secret */
@@ -236,6 +237,7 @@ static int connection_limits(tess_config_t *cfg, const char *per_addr, const cha
     cfg->h2c = h2c_flag || (h2c != NULL && strcmp(h2c, "1") == 0);
     return 0;
 }
+#define LIMIT_OPT 1000 /* getopt value of the first limit option (app/limits.h) */
 
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
@@ -252,6 +254,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* longopts, then the limits' options (app/limits.h), then longopts' terminator. */
+    enum { NBASE = sizeof(longopts) / sizeof(longopts[0]) - 1 };
+    struct option opts[NBASE + TESS_LIMITS_COUNT + 1];
+    const char *limit_flags[TESS_LIMITS_COUNT] = {NULL};
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
     const char *secret, *env, *cookie, *redis = getenv("REDIS_URL"), *prefix = getenv("SESSION_PREFIX");
@@ -275,9 +281,16 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (int)ncpu : 1;
 
+    memcpy(opts, longopts, NBASE * sizeof(longopts[0]));
+    tess_limits_options(opts + NBASE, LIMIT_OPT);
+    opts[NBASE + TESS_LIMITS_COUNT] = longopts[NBASE];
     optind = 0; /* glibc: a full reset; 1 would resume a cluster ("-hx") a previous call stopped inside */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (opt >= LIMIT_OPT && opt < LIMIT_OPT + TESS_LIMITS_COUNT) {
+            limit_flags[opt - LIMIT_OPT] = optarg;
+            continue;
+        }
         switch (opt) {
         case 'l':
             listen = optarg;
@@ -337,6 +350,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", argv[optind]);
         return TESS_ECONFIG;
     }
+    if (tess_limits_load(&cfg->limits, limit_flags, err, errcap) != 0)
+        return TESS_ECONFIG;
     if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", listen_from, err, errcap) != 0)
         return TESS_ECONFIG;
     if (tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=

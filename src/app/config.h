@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "app/origins.h"
+#include "app/limits.h"
 #include "tessera/auth.h"
 #include "tessera/cache.h"
 
@@ -45,6 +46,7 @@ typedef struct tess_config {
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
     app_origins_t origins;        /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
+    tess_limits_t limits;         /* login throttling, password workers, quotas (app/limits.h) */
 } tess_config_t;
 
 /*

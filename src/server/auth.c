@@ -2,26 +2,44 @@
  * Sessions over HTTP: POST /api/auth/login, POST /api/auth/logout[?everywhere=1], GET /api/auth/session, and
  * GET /auth for nginx's auth_request.
  *
- * Login: user by name (appdb) -> password check on a worker (app/passwords.h; unknown users against a
- * dummy hash, so both take the same time) -> tess_auth_login -> Set-Cookie.
+ * Login: throttle (abuse.h: a locked-out name or address is 429 before anything else) -> user by name
+ * (appdb) -> password check on a worker (app/passwords.h; unknown users against a dummy hash, so both take
+ * the same time; dropped from the queue if the client hangs up first) -> tess_auth_login -> Set-Cookie.
  * Logout: tess_auth_check (which session?) -> tess_auth_logout_session / _everywhere -> cookie cleared.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/bus.h"
+#include "server/hangup.h"
+#include "server/abuse.h"
 #include "server/router.h"
 #include "tessera/cookie.h"
 #include "tessera/error.h"
 
 #define PASSWORD_MAX 1024 /* bytes in a password */
 
-/* What a login carries from the user lookup to the password check. */
+/*
+ * One login attempt, from the throttle to the password's verdict: on the heap, as the argument of each
+ * asynchronous step (it outlives the request when the client goes away, to settle the throttle's count).
+ */
+typedef struct login_attempt {
+    ticket_t *ticket;  /* the step under way */
+    server_t *srv;     /* for the limits */
+    login_keys_t keys; /* the throttle's keys */
+} login_attempt_t;
+
+/* What a login keeps in its request (pool). */
 typedef struct login_state {
+    tess_req_t *r;                /* the request */
     int64_t uid;                  /* the user found (0: none) */
     char role[TESS_ROLE_MAX + 1]; /* that user's role */
     char pwhash[256];             /* the stored hash */
+    uint64_t job;                 /* the password job while it is queued */
+    login_attempt_t *attempt;     /* the attempt, while its job is queued */
+    hangup_t *hup;                /* watches the client meanwhile */
 } login_state_t;
 
 static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, int64_t max_age_s)
@@ -94,14 +112,30 @@ static void login_done(void *arg, int rc, const tess_session_t *s, tess_str_t co
     send_session(r, s->user_id, s->role, s->expires_ms);
 }
 
+static void login_attempt_end(login_attempt_t *a, int tried, int ok)
+{
+    if (!tried)
+        abuse_login_abandoned(a->srv, &a->keys);
+    else if (ok)
+        abuse_login_succeeded(a->srv, &a->keys);
+    /* A wrong password was counted when the attempt began. */
+    free(a);
+}
+
 static void login_password_checked(void *arg, int ok)
 {
-    tess_req_t *r = req_resume(arg);
+    login_attempt_t *a = arg;
+    tess_req_t *r = req_resume(a->ticket);
     login_state_t *st;
     char uid[24];
+
+    login_attempt_end(a, 1, ok);
     if (r == NULL)
         return;
     st = r->state;
+    st->attempt = NULL;
+    hangup_free(st->hup);
+    st->hup = NULL;
     if (!ok || st->uid == 0) {
         send_error(r, 401, "invalid_credentials", "unknown user or wrong password");
         return;
@@ -110,16 +144,43 @@ static void login_password_checked(void *arg, int ok)
     tess_auth_login(auth_of(r), tess_str(uid), tess_str(st->role), tess_now_ms(), login_done, req_suspend(r));
 }
 
+/* The client hung up while its password check waits: a job still queued is dropped, unrun. */
+static void login_hung_up(void *arg)
+{
+    login_state_t *st = arg;
+    tess_req_t *r;
+
+    hangup_free(st->hup);
+    st->hup = NULL;
+    if (st->attempt == NULL || !app_pw_cancel(st->r->th->srv->pw, st->job))
+        return; /* running already: its answer comes, and its write tells h2o the client is gone */
+    r = req_resume(st->attempt->ticket);
+    login_attempt_end(st->attempt, 0, 0);
+    st->attempt = NULL;
+    if (r != NULL)
+        send_error(r, 503, "client_gone", "the client closed the connection"); /* h2o then disposes of it */
+}
+
+static void login_state_dispose(void *p)
+{
+    login_state_t *st = p;
+    hangup_free(st->hup);
+}
+
 static void login_user_found(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = req_resume(arg);
+    login_attempt_t *a = arg;
+    tess_req_t *r = req_resume(a->ticket);
     login_state_t *st;
     tess_str_t password;
-    ticket_t *t;
-    if (r == NULL)
+    int rc;
+    if (r == NULL) {
+        login_attempt_end(a, 0, 0);
         return;
+    }
     st = r->state;
     if (res->rc != 0 && res->rc != TESS_ENOTFOUND) {
+        login_attempt_end(a, 0, 0);
         send_backend_error(r, res->rc);
         return;
     }
@@ -130,25 +191,56 @@ static void login_user_found(void *arg, const appdb_result_t *res)
     }
     body_string(r, "password", PASSWORD_MAX, &password); /* checked in h_login */
     /* Unknown users are verified against a dummy hash: the reply takes the same time either way. */
-    t = req_suspend(r);
-    if (app_pw_verify(r->th->srv->pw, &r->th->tloop.super, st->uid != 0 ? st->pwhash : NULL, password,
-                      login_password_checked, t) != 0) {
-        req_resume(t);
-        send_error(r, 503, "busy", "too many logins in progress; retry shortly");
+    a->ticket = req_suspend(r);
+    app_pw_job_opts_t job = {
+        .home = &r->th->tloop.super,
+        .hash = st->uid != 0 ? st->pwhash : NULL,
+        .password = password,
+        .owner = a->keys.addr,
+        .owner_max = (size_t)r->th->srv->cfg.limits.login_queue_per_addr,
+        .cb = login_password_checked,
+        .arg = a,
+    };
+    if ((rc = app_pw_submit(r->th->srv->pw, &job, &st->job)) != 0) {
+        req_resume(a->ticket);
+        login_attempt_end(a, 0, 0);
+        if (rc == TESS_EDENIED) {
+            abuse_count_queue_refusal(r->th->srv);
+            send_error_retry(r, 429, "too_many_logins", "too many logins in progress from this address", 1000);
+        } else {
+            send_error(r, 503, "busy", "too many logins in progress; retry shortly"); /* with Retry-After */
+        }
+        return;
     }
+    st->attempt = a;
+    st->hup = hangup_watch(r->th, r->req, login_hung_up, st);
 }
 
 void h_login(tess_req_t *r)
 {
     appdb_t *db = r->th->appdb;
     tess_str_t name, password;
-    ticket_t *t;
+    login_state_t *st;
+    login_attempt_t *a;
     if (body_string(r, "username", APP_NAME_MAX, &name) != 0 ||
         body_string(r, "password", PASSWORD_MAX, &password) != 0)
         return;
-    req_state(r, sizeof(login_state_t));
-    t = req_suspend(r);
-    req_started(r, t, db->ops->user_by_name(db, name, login_user_found, t));
+    st = h2o_mem_alloc_shared(&r->req->pool, sizeof(*st), login_state_dispose);
+    memset(st, 0, sizeof(*st));
+    st->r = r;
+    r->state = st;
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        send_error(r, 503, "busy", "out of memory; retry shortly");
+        return;
+    }
+    a->srv = r->th->srv;
+    if (abuse_login_begin(r, name, &a->keys) != 0) { /* 429 sent: no lookup, no argon2 */
+        free(a);
+        return;
+    }
+    a->ticket = req_suspend(r);
+    if (req_started(r, a->ticket, db->ops->user_by_name(db, name, login_user_found, a)) != 0)
+        login_attempt_end(a, 0, 0);
 }
 
 /* ---- POST /api/auth/logout ------------------------------------------------------------------------------ */

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include "server/bus.h"
+#include "server/abuse.h"
 #include "server/limits.h"
 #include "server/poll.h"
 #include "server/router.h"
@@ -140,7 +141,12 @@ int tess_serve_main(int argc, char **argv)
         fprintf(stderr, "tessera serve: cannot create the meta cache\n");
         goto out;
     }
-    if ((rc = app_pwpool_new(&srv->pw, 2, 256)) != 0) {
+    if ((rc = abuse_new(srv)) != 0) {
+        fprintf(stderr, "tessera serve: cannot make the abuse limits: %s\n", tess_strerror(rc));
+        goto out;
+    }
+    if ((rc = app_pwpool_new(&srv->pw, (int)srv->cfg.limits.password_workers,
+                             (size_t)srv->cfg.limits.password_queue)) != 0) {
         fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
         goto out;
     }
@@ -184,6 +190,7 @@ out:
     bus_free(srv);
     app_pwpool_free(srv->pw);
     meta_cache_free(srv);
+    abuse_free(srv);
     tess_deploy_free(srv->sessions);
     tess_secrets_free(srv->secrets);
     tess_config_free(&srv->cfg);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "server/abuse.h"
 #include "server/limits.h"
 #include "server/poll.h"
 #include "server/push.h"
@@ -25,9 +26,11 @@ static void metric(out_t *o, const char *name, const char *type, uint64_t value)
 
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
-    out_t o = {h2o_mem_alloc_pool(pool, 8192), 8192, 0};
+    out_t o = {h2o_mem_alloc_pool(pool, 16384), 16384, 0};
     uint64_t requests = 0, conns = 0, waiters = 0, mh, mm;
     tess_deploy_stats_t ds;
+    app_pw_stats_t pw;
+    abuse_stats_t ls;
     size_t me;
 
     for (int i = 0; i < srv->cfg.threads; ++i) {
@@ -70,6 +73,18 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     }
     if (ds.coherence >= 0)
         metric(&o, "coherence_up", "gauge", (uint64_t)ds.coherence);
+    app_pw_get_stats(srv->pw, &pw);
+    abuse_get_stats(srv, &ls);
+    metric(&o, "password_hashes_total", "counter", pw.hashes);
+    metric(&o, "password_queue_depth", "gauge", pw.queued);
+    metric(&o, "password_jobs_dropped_total", "counter", pw.dropped);
+    metric(&o, "password_queue_full_total", "counter", pw.queue_full);
+    metric(&o, "login_throttled_user_total", "counter", ls.login_throttled_user);
+    metric(&o, "login_throttled_address_total", "counter", ls.login_throttled_addr);
+    metric(&o, "login_queue_address_full_total", "counter", ls.login_queue_addr);
+    metric(&o, "messages_throttled_total", "counter", ls.messages_throttled);
+    metric(&o, "prechats_refused_total", "counter", ls.prechats_refused);
+    metric(&o, "limit_evictions_total", "counter", ls.evictions);
     if (ds.has_l2) {
         metric(&o, "l2_hits_total", "counter", ds.l2.hits);
         metric(&o, "l2_misses_total", "counter", ds.l2.misses);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/abuse.h"
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/router.h"
@@ -154,8 +155,13 @@ static void prechat_load(tess_req_t *r, int write, prechat_then then)
 
 static void prechat_created(void *arg, const appdb_result_t *res)
 {
-    tess_req_t *r = appdb_resume(arg, res, 1);
-    if (r == NULL)
+    tess_req_t *r;
+    if (res->rc == TESS_EDENIED) { /* the visitor has its bound of open pre-chats */
+        if ((r = req_resume(arg)) != NULL)
+            abuse_prechat_refused(r);
+        return;
+    }
+    if ((r = appdb_resume(arg, res, 1)) == NULL)
         return;
     send_json(r, 201, prechat_json(&res->prechats[0]));
 }
@@ -172,7 +178,9 @@ void h_prechat_create(tess_req_t *r)
     if (body_string(r, "topic", APP_TOPIC_MAX, &topic) != 0)
         return;
     t = req_suspend(r);
-    req_started(r, t, db->ops->prechat_create(db, r->uid, topic, tess_now_ms(), prechat_created, t));
+    req_started(r, t,
+                db->ops->prechat_create(db, r->uid, topic, r->th->srv->cfg.limits.max_open_prechats, tess_now_ms(),
+                                        prechat_created, t));
 }
 
 /* ---- GET /api/prechats?status=waiting ------------------------------------------------------------------ */
@@ -316,6 +324,8 @@ void h_message_add(tess_req_t *r)
 {
     tess_str_t body;
     if (body_string(r, "body", APP_BODY_MAX, &body) != 0) /* bad input is refused before any lookup */
+        return;
+    if (abuse_message_take(r) != 0) /* 429: this user's message rate */
         return;
     prechat_load(r, 1, message_add_then);
 }

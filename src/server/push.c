@@ -9,13 +9,12 @@
  *   - in a timing wheel of TICK_MS slots, for the long-poll deadline, the stream keep-alive and the
  *     session's expiry, whichever comes first.
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/hangup.h"
 #include "server/push.h"
 #include "server/router.h"
 #include "tessera/encoding.h"
@@ -53,7 +52,7 @@ struct waiter {
     int64_t limit;                /* messages long-poll: page size */
     char etag[META_ETAG_LEN + 1]; /* meta long-poll: the client's tag; stream: the last meta sent */
     tess_str_t cookies;           /* the Cookie headers, for re-validation (request pool) */
-    tess_io_t *hup;               /* watches the client socket for a hang-up (h2o does not, while held) */
+    hangup_t *hup;                /* watches the client socket for a hang-up (h2o does not, while held) */
     int checking;                 /* a re-validation is under way */
     int recheck;                  /* another session event came meanwhile */
     h2o_generator_t gen;          /* stream: the response generator */
@@ -230,11 +229,8 @@ static void unlink_waiter(waiter_t *w)
 {
     push_loop_t *pl = w->pl;
     wheel_remove(w);
-    if (w->hup != NULL) {
-        tess_loop_t *loop = &pl->th->tloop.super;
-        loop->ops->io_free(w->hup);
-        w->hup = NULL;
-    }
+    hangup_free(w->hup);
+    w->hup = NULL;
     if (w->linked) {
         if (w->wprev != NULL)
             w->wprev->wnext = w->wnext;
@@ -262,23 +258,11 @@ static void unlink_waiter(waiter_t *w)
 static void answer_timeout(waiter_t *w);
 static void sse_end(waiter_t *w);
 
-/*
- * The client's socket became readable while its request is held: a hang-up (the waiter goes now, so its
- * place in the bounds and the loop's lists is free at once) or bytes of a next request (nothing to do).
- */
-static void on_hangup(void *arg, int events)
+/* The client hung up while its request is held: the waiter goes now, so its place in the bounds and the
+ * loop's lists is free at once. */
+static void on_hangup(void *arg)
 {
     waiter_t *w = arg;
-    tess_loop_t *loop = &w->pl->th->tloop.super;
-    char c;
-    ssize_t n;
-    (void)events;
-    n = recv(h2o_socket_get_fd(w->r->req->conn->callbacks->get_socket(w->r->req->conn)), &c, 1,
-             MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
-        loop->ops->io_set(w->hup, 0); /* a pipelined request: h2o reads it after this answer */
-        return;
-    }
     if (w->kind == W_EVENTS)
         sse_end(w); /* the write fails and h2o disposes of the request */
     else
@@ -287,13 +271,8 @@ static void on_hangup(void *arg, int events)
 
 static void watch_hangup(waiter_t *w)
 {
-    tess_loop_t *loop = &w->pl->th->tloop.super;
-    h2o_socket_t *sock =
-        w->r->req->conn->callbacks->get_socket != NULL ? w->r->req->conn->callbacks->get_socket(w->r->req->conn) : NULL;
-    if (sock == NULL || w->hup != NULL)
-        return;
-    if ((w->hup = loop->ops->io_new(loop, h2o_socket_get_fd(sock), on_hangup, w)) != NULL)
-        loop->ops->io_set(w->hup, TESS_IO_READ);
+    if (w->hup == NULL)
+        w->hup = hangup_watch(w->pl->th, w->r->req, on_hangup, w);
 }
 
 static void link_waiter(waiter_t *w)

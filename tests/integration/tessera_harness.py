@@ -31,6 +31,18 @@ STOP_TIMEOUT = 10.0
 HTTP_TIMEOUT = float(os.environ.get("TESS_HTTP_TIMEOUT", "15"))  # a request taking longer is a hang
 DEFAULT_SECRET = "integration-secret-1,integration-secret-0"
 
+# The abuse limits (tessera serve --help, "abuse limits") are set far above what any test does from its one
+# address (127.0.0.1): tests log in often, some with wrong passwords on purpose, and open many pre-chats as one
+# visitor. A test of the limits themselves passes limits= (flags; None keeps the server's own default).
+RELAXED_LIMITS = {
+    "login-max-failures": 1000000,
+    "login-address-max-failures": 1000000,
+    "login-queue-per-address": 65536,
+    "max-open-prechats": 100000,
+    "message-rate": 6000000,
+    "message-burst": 100000,
+}
+
 
 class HarnessError(Exception):
     pass
@@ -337,7 +349,7 @@ class TesseraServer:
     """One `tessera serve` process with its own temp dir and SQLite database (unless database= is given)."""
 
     def __init__(self, strategy="db", secret=DEFAULT_SECRET, env=None, threads=2, database=None, tmpdir=None,
-                 extra_args=()):
+                 extra_args=(), limits=None):
         self.bin = tessera_bin()
         self._own_tmp = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix=f"tessera-{strategy}-")
@@ -345,6 +357,8 @@ class TesseraServer:
         self.strategy = strategy
         self.threads = threads
         self.extra_args = list(extra_args)
+        # limits: {flag name: value} over RELAXED_LIMITS; a value of None leaves that limit at its default.
+        self.limits = dict(RELAXED_LIMITS, **(limits or {}))
         self.env = dict(os.environ)
         for k in ("SESSION_SECRET", "NEXTAUTH_SECRET", "SESSION_TTL", "SESSION_COOKIE", "TESSERA_ENV",
                   "TESSERA_LISTEN", "DATABASE_URL", "SESSION_STRATEGY"):
@@ -399,7 +413,8 @@ class TesseraServer:
         log_path = os.path.join(self.tmpdir, f"server-{self.starts}.log")
         self.log_paths.append(log_path)
         cmd = [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", self.database,
-               "--strategy", self.strategy, "--threads", str(self.threads), *self.extra_args]
+               "--strategy", self.strategy, "--threads", str(self.threads),
+               *[a for k, v in self.limits.items() if v is not None for a in (f"--{k}", str(v))], *self.extra_args]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          env=self.env, cwd=self.tmpdir, preexec_fn=_die_with_parent)

@@ -101,7 +101,13 @@ static int user_by_name(appdb_t *db, const char *name, res_t *r)
 static int create(appdb_t *db, int64_t visitor, const char *topic, int64_t now, res_t *r)
 {
     res_clear(r);
-    return finish(db->ops->prechat_create(db, visitor, tess_str(topic), now, on_res, r), r);
+    return finish(db->ops->prechat_create(db, visitor, tess_str(topic), 1000, now, on_res, r), r);
+}
+
+static int create_capped(appdb_t *db, int64_t visitor, int64_t max_open, res_t *r)
+{
+    res_clear(r);
+    return finish(db->ops->prechat_create(db, visitor, tess_str("t"), max_open, T0, on_res, r), r);
 }
 
 static int get(appdb_t *db, int64_t id, res_t *r)
@@ -325,6 +331,25 @@ static void test_join_close_conflicts(void **state)
     res_clear(&r);
 }
 
+/* The open bound: a visitor with max_open pre-chats not closed is refused (EDENIED, no row) until one closes. */
+static void test_open_bound(void **state)
+{
+    res_t r = {0};
+
+    assert_int_equal(user_add(state, "v", "visitor"), 0);
+    assert_int_equal(user_add(state, "w", "visitor"), 0);
+    assert_int_equal(create_capped(DB(state), 1, 2, &r), 0);
+    assert_int_equal(create_capped(DB(state), 1, 2, &r), 0);
+    assert_int_equal(create_capped(DB(state), 1, 2, &r), TESS_EDENIED);
+    assert_int_equal(r.n_pc, 0);
+    assert_int_equal(create_capped(DB(state), 2, 2, &r), 0); /* another visitor */
+    assert_int_equal(close_pc(DB(state), 1, T0 + 1, &r), 0);
+    assert_int_equal(create_capped(DB(state), 1, 2, &r), 0);
+    assert_int_equal(r.pc[0].queue_position, 3); /* behind 2 (v) and 3 (w) */
+    assert_int_equal(create_capped(DB(state), 1, 2, &r), TESS_EDENIED);
+    res_clear(&r);
+}
+
 static void test_messages(void **state)
 {
     res_t r = {0};
@@ -537,8 +562,8 @@ static void test_concurrent_migrate(void **state)
     assert_int_equal(PQstatus(fresh), CONNECTION_OK);
     res = PQexec(fresh, "SELECT count(*), max(version) FROM tessera_schema");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(res, 0, 0), "1");
-    assert_string_equal(PQgetvalue(res, 0, 1), "1");
+    assert_string_equal(PQgetvalue(res, 0, 0), "2"); /* each version applied once */
+    assert_string_equal(PQgetvalue(res, 0, 1), "2");
     PQclear(res);
     PQfinish(fresh);
     sql("DROP DATABASE tess_migrate_test");
@@ -550,6 +575,7 @@ int main(void)
         cmocka_unit_test_setup(test_users, pg_setup),
         cmocka_unit_test_setup(test_queue_positions, pg_setup),
         cmocka_unit_test_setup(test_join_close_conflicts, pg_setup),
+        cmocka_unit_test_setup(test_open_bound, pg_setup),
         cmocka_unit_test_setup(test_messages, pg_setup),
         cmocka_unit_test_setup(test_concurrent_messages, pg_setup),
         cmocka_unit_test(test_unavailable),
@@ -559,6 +585,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_users, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_queue_positions, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_join_close_conflicts, sq_setup, sq_teardown),
+        cmocka_unit_test_setup_teardown(test_open_bound, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_messages, sq_setup, sq_teardown),
     };
     int failed = 0;

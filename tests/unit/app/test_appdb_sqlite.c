@@ -52,7 +52,13 @@ static int user_by_name(fixture_t *f, const char *name)
 static int create(fixture_t *f, int64_t visitor, const char *topic, int64_t now)
 {
     appdb_rec_clear(&f->r);
-    return finish(f, f->db->ops->prechat_create(f->db, visitor, tess_str(topic), now, appdb_rec_cb, &f->r));
+    return finish(f, f->db->ops->prechat_create(f->db, visitor, tess_str(topic), 1000, now, appdb_rec_cb, &f->r));
+}
+
+static int create_capped(fixture_t *f, int64_t visitor, int64_t max_open, int64_t now)
+{
+    appdb_rec_clear(&f->r);
+    return finish(f, f->db->ops->prechat_create(f->db, visitor, tess_str("t"), max_open, now, appdb_rec_cb, &f->r));
 }
 
 static int get(fixture_t *f, int64_t id)
@@ -225,6 +231,24 @@ static void test_prechat_create_get(void **state)
     assert_int_equal(get(f, id + 1000), TESS_ENOTFOUND);
     assert_int_equal(f->r.n_pc, 0);
     assert_int_equal(get(f, 0), TESS_ENOTFOUND);
+}
+
+/* The open bound: a visitor with max_open pre-chats not closed is refused (EDENIED, no row), until one closes;
+ * another visitor is not affected. */
+static void test_prechat_open_bound(void **state)
+{
+    fixture_t *f = *state;
+    int64_t first;
+
+    assert_int_equal(create_capped(f, f->visitor, 2, T0), 0);
+    first = f->r.pc[0].id;
+    assert_int_equal(create_capped(f, f->visitor, 2, T0), 0);
+    assert_int_equal(create_capped(f, f->visitor, 2, T0), TESS_EDENIED);
+    assert_int_equal(f->r.n_pc, 0);
+    assert_int_equal(create_capped(f, f->visitor2, 2, T0), 0);
+    assert_int_equal(close_pc(f, first, T0 + 1), 0);
+    assert_int_equal(create_capped(f, f->visitor, 2, T0 + 2), 0);
+    assert_int_equal(create_capped(f, f->visitor, 2, T0 + 2), TESS_EDENIED);
 }
 
 static void test_waiting_queue(void **state)
@@ -484,7 +508,7 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
@@ -521,6 +545,7 @@ int main(void)
         T(test_users),
         T(test_user_bad_role),
         T(test_prechat_create_get),
+        T(test_prechat_open_bound),
         T(test_waiting_queue),
         T(test_waiting_limit_bound),
         T(test_join),

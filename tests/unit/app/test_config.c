@@ -54,6 +54,16 @@ static const char *const env_vars[] = {
     "SESSION_COOKIE",
     "SESSION_SECRET",
     "NEXTAUTH_SECRET",
+    "TESSERA_LOGIN_MAX_FAILURES",
+    "TESSERA_LOGIN_ADDRESS_MAX_FAILURES",
+    "TESSERA_LOGIN_WINDOW",
+    "TESSERA_LOGIN_LOCKOUT",
+    "TESSERA_LOGIN_QUEUE_PER_ADDRESS",
+    "TESSERA_PASSWORD_WORKERS",
+    "TESSERA_PASSWORD_QUEUE",
+    "TESSERA_MAX_OPEN_PRECHATS",
+    "TESSERA_MESSAGE_RATE",
+    "TESSERA_MESSAGE_BURST",
 };
 
 static int clear_env(void **state)
@@ -819,6 +829,49 @@ static void int_bad(const char *s, int64_t min, int64_t max)
     assert_int_equal(v, -12345);
 }
 
+/* The abuse limits (app/limits.h): defaults, variables, flags (a flag beats its variable), refusals. */
+static void test_limits(void **state)
+{
+    loaded_t l;
+    (void)state;
+
+    load_env_ok(&l);
+    assert_int_equal(l.cfg.limits.login_max_failures, 10);
+    assert_int_equal(l.cfg.limits.login_addr_max_failures, 100);
+    assert_int_equal(l.cfg.limits.login_window_s, 900);
+    assert_int_equal(l.cfg.limits.login_lockout_s, 900);
+    assert_int_equal(l.cfg.limits.login_queue_per_addr, 16);
+    assert_int_equal(l.cfg.limits.password_workers, 2);
+    assert_int_equal(l.cfg.limits.password_queue, 256);
+    assert_int_equal(l.cfg.limits.max_open_prechats, 3);
+    assert_int_equal(l.cfg.limits.message_rate, 60);
+    assert_int_equal(l.cfg.limits.message_burst, 20);
+    tess_config_free(&l.cfg);
+
+    set_env("TESSERA_LOGIN_MAX_FAILURES", "5");
+    set_env("TESSERA_MESSAGE_BURST", "7");
+    {
+        char *argv[] = {"serve", "--login-max-failures", "3", "--password-workers=4", "--max-open-prechats", "1"};
+        load_ok(&l, ARGC(argv), argv);
+    }
+    assert_int_equal(l.cfg.limits.login_max_failures, 3); /* the flag wins */
+    assert_int_equal(l.cfg.limits.message_burst, 7);
+    assert_int_equal(l.cfg.limits.password_workers, 4);
+    assert_int_equal(l.cfg.limits.max_open_prechats, 1);
+    tess_config_free(&l.cfg);
+
+    both_bad("--login-max-failures", "TESSERA_LOGIN_MAX_FAILURES", "0");
+    both_bad("--login-window", "TESSERA_LOGIN_WINDOW", "15m");
+    both_bad("--login-lockout", "TESSERA_LOGIN_LOCKOUT", "604801");
+    both_bad("--password-workers", "TESSERA_PASSWORD_WORKERS", "257");
+    both_bad("--password-queue", "TESSERA_PASSWORD_QUEUE", "-1");
+    both_bad("--message-rate", "TESSERA_MESSAGE_RATE", " 5");
+    {
+        char *argv[] = {"serve", "--message-burst"};
+        load_bad(ARGC(argv), argv, "--message-burst");
+    }
+}
+
 static void test_parse_int(void **state)
 {
     (void)state;
@@ -878,6 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secrets_and_production, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_ensure_secret, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_ensure_secret_other_cases, clear_env, clear_env),
+        cmocka_unit_test_setup_teardown(test_limits, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_parse_int, clear_env, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

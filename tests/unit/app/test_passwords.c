@@ -284,6 +284,69 @@ static void test_queue_full(void **state)
     pl_destroy(&l);
 }
 
+static int submit(app_pwpool_t *pool, pipe_loop_t *l, uint64_t owner, size_t owner_max, answer_t *a, uint64_t *id)
+{
+    app_pw_job_opts_t o = {.home = &l->base,
+                           .password = tess_str("pw"),
+                           .owner = owner,
+                           .owner_max = owner_max,
+                           .cb = on_answer,
+                           .arg = a};
+    return app_pw_submit(pool, &o, id);
+}
+
+/*
+ * One worker held in post (its job counts as running): an owner's jobs queued or running are bounded; a queued
+ * job can be cancelled (its callback never comes), a running one cannot; the counters say so.
+ */
+static void test_owner_bound_and_cancel(void **state)
+{
+    answer_t a[5];
+    uint64_t id[5];
+    app_pw_stats_t st;
+    app_pwpool_t *pool = NULL;
+    pipe_loop_t l;
+    (void)state;
+
+    pl_init(&l);
+    assert_int_equal(app_pwpool_new(&pool, 1, 8), 0);
+    memset(a, 0, sizeof(a));
+    pl_set_hold(&l, 1);
+
+    assert_int_equal(submit(pool, &l, 7, 2, &a[0], &id[0]), 0);
+    pl_wait_posts(&l, 1); /* job 0 is on the worker */
+    assert_int_equal(submit(pool, &l, 7, 2, &a[1], &id[1]), 0);
+    assert_int_equal(submit(pool, &l, 7, 2, &a[2], &id[2]), TESS_EDENIED); /* one running, one queued */
+    assert_int_equal(id[2], 0);
+    assert_int_equal(submit(pool, &l, 9, 2, &a[3], &id[3]), 0); /* another owner */
+    assert_int_not_equal(id[1], id[3]);
+
+    assert_int_equal(app_pw_cancel(pool, id[1]), 1);
+    assert_int_equal(app_pw_cancel(pool, id[1]), 0); /* gone already */
+    assert_int_equal(app_pw_cancel(pool, id[0]), 0); /* running: its answer comes */
+    assert_int_equal(app_pw_cancel(pool, 0), 0);
+    app_pw_get_stats(pool, &st);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.owner_full, 1);
+    assert_int_equal(st.queued, 1);
+    assert_int_equal(submit(pool, &l, 7, 2, &a[2], &id[2]), 0); /* room again for owner 7 */
+    assert_int_equal(submit(pool, &l, 0, 1, &a[4], &id[4]), 0); /* owner 0: no bound */
+
+    pl_set_hold(&l, 0);
+    {
+        answer_t *wanted[] = {&a[0], &a[2], &a[3], &a[4]};
+        for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); ++i)
+            wait_answers(&l, wanted[i], 1);
+    }
+    assert_int_equal(a[1].calls, 0); /* cancelled: never called back */
+    app_pw_get_stats(pool, &st);
+    assert_int_equal(st.hashes, 4);
+    assert_int_equal(st.queued, 0);
+
+    app_pwpool_free(pool);
+    pl_destroy(&l);
+}
+
 static void test_refusals(void **state)
 {
     static char oversized[1024 + 2];
@@ -318,9 +381,8 @@ static void test_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash),
-        cmocka_unit_test(test_verify),
-        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_hash),       cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_queue_full), cmocka_unit_test(test_owner_bound_and_cancel),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
