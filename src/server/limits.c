@@ -192,9 +192,7 @@ static void refuse(addr_limit_t *t, h2o_socket_t *sock)
     size_t drained = 0;
     ssize_t n;
 
-    if (send(fd, t->refusal, t->refusal_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        /* nothing to do: the connection is closed below either way */
-    }
+    (void)send(fd, t->refusal, t->refusal_len, MSG_DONTWAIT | MSG_NOSIGNAL); /* closed below, sent or not */
     while (drained < 65536 && (n = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT)) > 0)
         drained += (size_t)n;
     shutdown(fd, SHUT_WR);
