@@ -39,6 +39,7 @@ struct tess_deploy {
     char cookie_name[64];                         /* "" for the strategy's default */
     char session_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <session> */
     char tessera_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <tessera> */
+    char l2_prefix[TESS_KEY_L2_PREFIX_MAX + 1];   /* <tessera>l2: (apart from the redis store's keys) */
     char epoch_key[TESS_KEY_MAX + 1];             /* <tessera>epoch */
     tess_cache_t *cache;                          /* near-cache (cached), shared */
     tess_cache_t *rcache;                         /* revocation answers (with Redis), shared */
@@ -218,6 +219,7 @@ int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *e
     snprintf(d->session_prefix, sizeof(d->session_prefix), "%s", tess_keyspace_session(&opts->keys));
     snprintf(d->tessera_prefix, sizeof(d->tessera_prefix), "%s", tess_keyspace_tessera(&opts->keys));
     snprintf(d->epoch_key, sizeof(d->epoch_key), "%s" TESS_KEY_EPOCH, d->tessera_prefix);
+    snprintf(d->l2_prefix, sizeof(d->l2_prefix), "%s" TESS_KEY_L2, d->tessera_prefix);
     d->o.database_url = d->database_url;
     d->o.redis_url = d->redis_url;
     d->o.cookie_name = d->cookie_name;
@@ -323,7 +325,7 @@ static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_sto
             return rc;
         {
             tess_l2_opts_t lo = {
-                .conn = l->redis, .prefix = d->session_prefix, .epoch_key = d->epoch_key, .ttl_ms = d->o.l2_ttl_ms};
+                .conn = l->redis, .prefix = d->l2_prefix, .epoch_key = d->epoch_key, .ttl_ms = d->o.l2_ttl_ms};
             tess_store_t *inner = *out;
             *out = NULL;
             return tess_cachedstore_open(out, inner, l->loop, &lo, err, errcap);
