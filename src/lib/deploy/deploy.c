@@ -520,3 +520,85 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
     }
     out->coherence = d->inval == NULL ? -1 : tess_inval_up(d->inval);
 }
+
+/* ---- readiness ------------------------------------------------------------------------------------------ */
+
+typedef struct ready_op {
+    tess_deploy_ready_t r;   /* the answer being built */
+    int pending;             /* checks outstanding, plus one while they are being started */
+    tess_deploy_ready_cb cb; /* the caller's callback */
+    void *arg;               /* its argument */
+} ready_op_t;
+
+static void ready_step(ready_op_t *op)
+{
+    if (--op->pending > 0)
+        return;
+    op->cb(op->arg, &op->r);
+    free(op);
+}
+
+static void ready_db(void *arg, int rc, const tess_session_t *s)
+{
+    ready_op_t *op = arg;
+    (void)s;
+    if (rc != 0) {
+        op->r.database = TESS_READY_DOWN;
+        if (op->r.database_rc == 0)
+            op->r.database_rc = rc;
+    }
+    ready_step(op);
+}
+
+static void ready_redis(void *arg, int rc, redisReply *reply)
+{
+    ready_op_t *op = arg;
+    if (rc == 0 && (reply == NULL || reply->type == REDIS_REPLY_ERROR))
+        rc = TESS_EIO; /* e.g. NOAUTH, LOADING */
+    if (rc != 0) {
+        op->r.redis = TESS_READY_DOWN;
+        op->r.redis_rc = rc;
+    }
+    ready_step(op);
+}
+
+static void ready_ping_store(ready_op_t *op, tess_store_t *store)
+{
+    int rc;
+    ++op->pending;
+    if ((rc = tess_store_ping(store, ready_db, op)) != 0)
+        ready_db(op, rc, NULL);
+}
+
+int tess_deploy_loop_ready(tess_deploy_loop_t *l, tess_deploy_ready_cb cb, void *arg)
+{
+    tess_deploy_t *d = l->d;
+    ready_op_t *op;
+    int rc;
+
+    if ((op = calloc(1, sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->cb = cb;
+    op->arg = arg;
+    op->pending = 1;
+    op->r.redis_required = d->w->store == STORE_REDIS || d->w->strategy == TESS_STRATEGY_JWT ||
+                           (d->fw != NULL && (d->fw->store == STORE_REDIS || d->fw->strategy == TESS_STRATEGY_JWT));
+    if (d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE))
+        op->r.database = TESS_READY_OK; /* until a ping says otherwise */
+    if (d->w->store == STORE_DATABASE)
+        ready_ping_store(op, l->store);
+    if (d->fw != NULL && d->fw->store == STORE_DATABASE)
+        ready_ping_store(op, l->fallback_store);
+    if (l->redis != NULL) {
+        /* A Redis store runs on this same connection: its ping is this PING. */
+        const char *argv[] = {"PING"};
+        op->r.redis = TESS_READY_OK;
+        ++op->pending;
+        if ((rc = tess__rconn_command(l->redis, ready_redis, op, 1, argv, NULL)) != 0)
+            ready_redis(op, rc, NULL);
+        /* Before the listener starts (or while it reconnects) nothing is cached: that reads "down". */
+        op->r.coherence = d->inval != NULL && tess_inval_up(d->inval) ? TESS_READY_OK : TESS_READY_DOWN;
+    }
+    ready_step(op);
+    return 0;
+}
