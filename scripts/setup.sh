@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates              # build
   libh2o-evloop-dev libhiredis-dev libpq-dev libsqlite3-dev          # libraries
   libcjson-dev libssl-dev libsodium-dev libcmocka-dev
-  python3 curl redis-server postgresql sqlite3                       # tests
+  python3 curl redis-server postgresql sqlite3 valgrind              # tests
   nginx-light wrk                                                    # benchmarks
 )
 SERVICES=(redis-server postgresql nginx)

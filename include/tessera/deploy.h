@@ -114,6 +114,39 @@ TESS_API tess_auth_t *tess_deploy_loop_fallback(const tess_deploy_loop_t *l);
  * Same start/callback contract as the store operations (tessera/store.h).
  */
 TESS_API int tess_deploy_loop_ping(tess_deploy_loop_t *l, tess_store_cb cb, void *arg);
+
+/*
+ * Readiness of every backend this loop's part uses, each checked at once and without blocking (a check is
+ * bounded by the call timeout, opts.timeout_ms): the session store(s) on the database URL (their ping), Redis
+ * (PING on the loop's connection) and the coherence listener (its state, no I/O).
+ */
+typedef enum tess_ready_state {
+    TESS_READY_UNUSED = 0, /* the deployment does not use this backend */
+    TESS_READY_OK,         /* it answered */
+    TESS_READY_DOWN,       /* it did not (the check's TESS_E* is in the matching _rc field) */
+} tess_ready_state_t;
+
+typedef struct tess_deploy_ready {
+    tess_ready_state_t database;  /* the session store(s) on the database URL (strategy and fallback) */
+    tess_ready_state_t redis;     /* the loop's Redis connection */
+    tess_ready_state_t coherence; /* the process's coherence listener (with Redis) */
+    int database_rc, redis_rc;    /* 0, or the failed check's TESS_E* */
+    /*
+     * 1 when requests fail while Redis is down: it holds sessions (strategy or fallback 'redis') or token
+     * revocation (a 'jwt' strategy or fallback). 0 when Redis only caches (db, cached): without it requests are
+     * answered from the database, slower (caches off), still correct.
+     */
+    int redis_required;
+} tess_deploy_ready_t;
+
+typedef void (*tess_deploy_ready_cb)(void *arg, const tess_deploy_ready_t *ready); /* `ready` borrowed */
+
+/*
+ * Starts the checks. Returns 0 and calls `cb` exactly once, possibly before returning (SQLite answers inline;
+ * a Redis connection that is down fails at once); or TESS_ENOMEM without calling it. Loop thread only.
+ */
+TESS_API int tess_deploy_loop_ready(tess_deploy_loop_t *l, tess_deploy_ready_cb cb, void *arg);
+
 /* Deletes up to `batch` expired sessions from the loop's store (rc: count or TESS_E*). Store contract. */
 TESS_API int tess_deploy_loop_prune(tess_deploy_loop_t *l, int64_t now_ms, int batch, tess_store_cb cb, void *arg);
 

@@ -1,14 +1,19 @@
 /*
  * tessera's Redis key space, defined once. Two configurable prefixes:
  *
- *   <session>SID          a session document (connect-redis's shape)       the redis store, L2 copies
- *   <session>user:UID     the set of a user's session ids                  the redis store, L2
+ *   <session>SID          a session document (connect-redis's shape)       the redis store
+ *   <session>user:UID     the set of a user's session ids                  the redis store
+ *   <tessera>l2:SID       an L2 copy ("<epoch>:<JSON>", or "!" destroyed)  the cached strategy's L2
+ *   <tessera>l2:user:UID  the set of a user's L2 copies                    the cached strategy's L2
  *   <tessera>epoch        the cache epoch (bumped when a listener returns)  L2, the coherence listener
  *   <tessera>deny:JTI     a revoked token, until its acceptance ends        the revoker
  *   <tessera>nbf:UID      a user's token cut-off ("log out everywhere")     the revoker
  *   <tessera>app:NAME     the application's own change marks (tess_deploy_publish)
  *
- * The coherence listener tracks both prefixes; tess_keyspace_classify() tells what an invalidated key is.
+ * The L2 copies are kept apart from the session documents: during a migration between the redis and the cached
+ * strategies (SESSION_FALLBACK) both run on one Redis, and neither may read, overwrite or delete the other's.
+ * The coherence listener tracks both prefixes; tess_keyspace_classify() tells what an invalidated key is (an
+ * L2 copy is a TESS_KEYKIND_SESSION like a session document).
  */
 #ifndef TESSERA_KEYSPACE_H
 #define TESSERA_KEYSPACE_H
@@ -29,6 +34,8 @@ extern "C" {
 #define TESS_KEY_DENY "deny:"  /* after <tessera> */
 #define TESS_KEY_CUTOFF "nbf:" /* after <tessera> */
 #define TESS_KEY_APP "app:"    /* after <tessera> */
+#define TESS_KEY_L2 "l2:"      /* after <tessera>: L2 copies, and TESS_KEY_USER after it their user sets */
+#define TESS_KEY_L2_PREFIX_MAX (TESS_KEY_PREFIX_MAX + 3) /* bytes in <tessera>l2: */
 
 typedef struct tess_keyspace {
     const char *session; /* session prefix (NULL: TESS_KEYSPACE_SESSION_DEFAULT); borrowed */
@@ -37,8 +44,8 @@ typedef struct tess_keyspace {
 
 typedef enum tess_key_kind {
     TESS_KEYKIND_OTHER = 0, /* not tessera's */
-    TESS_KEYKIND_SESSION,   /* rest: the session id */
-    TESS_KEYKIND_USER_SET,  /* rest: the user id */
+    TESS_KEYKIND_SESSION,   /* rest: the session id (a session document or an L2 copy) */
+    TESS_KEYKIND_USER_SET,  /* rest: the user id (of the redis store or of L2) */
     TESS_KEYKIND_EPOCH,     /* rest: empty */
     TESS_KEYKIND_DENY,      /* rest: the jti */
     TESS_KEYKIND_CUTOFF,    /* rest: the user id */

@@ -72,9 +72,10 @@ TESS_API int tess_redisstore_connected(tess_store_t *store);
  * every instance from trusting copies written before the outage).
  */
 typedef struct tess_l2_opts {
-    const char *url;       /* Redis URL; borrowed during open */
-    tess_redis_t *conn;    /* a loop's shared connection (borrowed; `url` and `timeout_ms` then unused) */
-    const char *prefix;    /* key prefix (default "session:") */
+    const char *url;    /* Redis URL; borrowed during open */
+    tess_redis_t *conn; /* a loop's shared connection (borrowed; `url` and `timeout_ms` then unused) */
+    /* key prefix (default "tessera:l2:"; never the redis store's: tessera/keyspace.h) */
+    const char *prefix;
     const char *epoch_key; /* epoch key (default "tessera:epoch") */
     int64_t ttl_ms;        /* copy lifetime (default 300 s) */
     int64_t timeout_ms;    /* per-command timeout (default 1000) */

@@ -42,8 +42,10 @@ typedef struct app_pw_stats {
 /* Starts `workers` threads with a queue of at most `queue_max` jobs. Returns 0, TESS_ENOMEM, TESS_EIO. */
 int app_pwpool_new(app_pwpool_t **out, int workers, size_t queue_max);
 /*
- * Stops the workers (after the loops they answer to have stopped: a result still queued is dropped with its
- * job). NULL is a no-op.
+ * Stops the workers (after the loops they answer to have stopped): each finishes the hash it is on; the jobs
+ * still queued are answered "no" (ok = 0) without hashing, so a stop never waits for a full queue of hashes.
+ * Every answer is posted to its home loop as usual (callbacks run once, when that loop runs its posts). NULL
+ * is a no-op.
  */
 void app_pwpool_free(app_pwpool_t *pool);
 /*

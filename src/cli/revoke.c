@@ -4,8 +4,10 @@
  *   - every stored session of the user goes (SQLite or PostgreSQL session table);
  *   - with Redis: every Redis-held session and cache copy of the user is tombstoned (tracking then evicts
  *     every running instance's near-cache), and a per-user cut-off rejects the user's JWTs issued so far.
- * It opens the `cached` deployment (the database store, with Redis its L2 copies over the same keys the
- * redis strategy uses, and the revoker) on a small poll loop and calls tess_auth_logout_everywhere().
+ * It opens the `cached` deployment (the database store, with Redis its L2 copies and the revoker) on a small
+ * poll loop, with Redis and the `redis` strategy as its fallback (the redis strategy's own sessions: they are
+ * kept apart from the L2 copies, tessera/keyspace.h), and calls tess_auth_logout_everywhere(), which ends the
+ * user's sessions in both.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -168,6 +170,10 @@ int tess_cli_session_revoke(int argc, char **argv)
             .keys = {.session = prefix, .tessera = tess_prefix},
             .timeout_ms = 2000,
         };
+        if (redis != NULL && redis[0] != '\0') {
+            o.has_fallback = 1;
+            o.fallback = TESS_STRATEGY_REDIS;
+        }
         if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
             ttl_s = 30LL * 86400;
         tess_session_policy_default(&o.policy);

@@ -27,7 +27,7 @@ import unittest
 import urllib.parse
 
 START_TIMEOUT = float(os.environ.get("TESS_START_TIMEOUT", "30"))  # ASan builds start slower
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = float(os.environ.get("TESS_STOP_TIMEOUT", "10"))  # SIGTERM to exit; raise it under valgrind
 HTTP_TIMEOUT = float(os.environ.get("TESS_HTTP_TIMEOUT", "15"))  # a request taking longer is a hang
 DEFAULT_SECRET = "integration-secret-1,integration-secret-0"
 
@@ -95,6 +95,25 @@ def tessera_bin():
     if not os.access(path, os.X_OK):
         raise HarnessError(f"tessera binary not found or not executable: {path} (set TESSERA_BIN)")
     return os.path.abspath(path)
+
+
+def serve_wrapper(log_dir):
+    """The command that `tessera serve` runs under, as a list: [] normally; with TESS_VALGRIND=1 valgrind's
+    memcheck (full leak check, exit code 99 on any error; its report goes to the server's log). See
+    tests/integration/README.md ("Under valgrind") for the whole-suite command and its deadlines."""
+    if os.environ.get("TESS_VALGRIND", "") in ("", "0"):
+        return []
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
+    return ["valgrind", "--tool=memcheck", f"--error-exitcode={VALGRIND_EXIT}", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect,possible", "--errors-for-leak-kinds=definite,indirect,possible",
+            "--track-origins=yes", "--num-callers=30", f"--suppressions={supp}", "--fair-sched=yes",
+            f"--log-file={os.path.join(log_dir, 'valgrind-%p.log')}"]
+
+
+VALGRIND_EXIT = 99
+# memcheck's error headlines, for a log that ends without a summary (the process was SIGKILLed)
+VALGRIND_ERROR = re.compile(r"^==\d+== (Invalid |Conditional jump|Use of uninitialised|Syscall param|Mismatched |"
+                            r"Source and destination overlap|Process terminating|.* definitely lost)", re.M)
 
 
 def _stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
@@ -412,8 +431,8 @@ class TesseraServer:
         self.starts += 1
         log_path = os.path.join(self.tmpdir, f"server-{self.starts}.log")
         self.log_paths.append(log_path)
-        cmd = [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--database", self.database,
-               "--strategy", self.strategy, "--threads", str(self.threads),
+        cmd = [*serve_wrapper(self.tmpdir), self.bin, "serve", "--listen", f"127.0.0.1:{self.port}", "--database",
+               self.database, "--strategy", self.strategy, "--threads", str(self.threads),
                *[a for k, v in self.limits.items() if v is not None for a in (f"--{k}", str(v))], *self.extra_args]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -465,8 +484,13 @@ class TesseraServer:
                        "FATAL: ThreadSanitizer")
 
     def sanitizer_report(self):
-        """The first sanitizer report found in the server's logs (all runs), or ''."""
-        for p in self.log_paths:
+        """The first sanitizer or valgrind report found in the server's logs (all runs), or ''."""
+        for p in self.log_paths + self.valgrind_logs():
+            if p.endswith(".log") and "valgrind-" in os.path.basename(p):
+                report = self._valgrind_report(p)
+                if report:
+                    return report
+                continue
             try:
                 with open(p, "rb") as f:
                     text = f.read().decode(errors="replace")
@@ -477,6 +501,29 @@ class TesseraServer:
                 start = text.rfind("\n", 0, min(hits)) + 1
                 return f"[{os.path.basename(p)}]\n{text[start:start + 6000]}"
         return ""
+
+    def valgrind_logs(self):
+        """valgrind's per-process logs in the temp dir (TESS_VALGRIND runs only)."""
+        try:
+            names = sorted(n for n in os.listdir(self.tmpdir) if n.startswith("valgrind-") and n.endswith(".log"))
+        except OSError:
+            return []
+        return [os.path.join(self.tmpdir, n) for n in names]
+
+    @staticmethod
+    def _valgrind_report(path):
+        """The log's text when valgrind counted errors (ERROR SUMMARY: N > 0, or no summary: it died), else ''."""
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        m = re.findall(r"ERROR SUMMARY: (\d+) errors", text)
+        if m and all(int(n) == 0 for n in m):
+            return ""
+        if not m and not VALGRIND_ERROR.search(text):
+            return ""  # SIGKILLed (kill9): no summary, and nothing reported before it
+        return f"[{os.path.basename(path)}]\n{text[-12000:]}"
 
     def cleanup(self):
         """Stops the server if it runs and removes the temp dir. Never raises (see finish)."""
@@ -694,11 +741,12 @@ class RedisServer(_Service):
 
     NAME = "redis"
 
-    def __init__(self, tmpdir=None, port=None, extra_args=()):
+    def __init__(self, tmpdir=None, port=None, extra_args=(), password=None):
         self._own_tmp = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tessera-redis-")
         self.port = port
-        self.extra_args = list(extra_args)
+        self.password = password  # requirepass (kept across restarts); client() authenticates with it
+        self.extra_args = list(extra_args) + (["--requirepass", password] if password else [])
         self.proc = None
         self.log_path = os.path.join(self.tmpdir, "redis.log")
 
@@ -719,13 +767,18 @@ class RedisServer(_Service):
             if self.proc.poll() is not None:
                 raise HarnessError(f"redis-server exited with {self.proc.returncode}:\n{self.log_text()}")
             with RedisClient(self.port, timeout=1) as c:
+                if self.password:
+                    c.command("AUTH", self.password)
                 return c.command("PING") == "PONG"
 
         wait_until(pong, timeout, f"redis-server PING on port {self.port}")
         return self
 
     def client(self):
-        return RedisClient(self.port)
+        c = RedisClient(self.port)
+        if self.password:
+            c.command("AUTH", self.password)
+        return c
 
 
 

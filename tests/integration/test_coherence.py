@@ -676,8 +676,8 @@ class LookupCounting:
         a, b = self.c.a, self.c.b
         cookie, doc = self.login(a, "bob")
         sid = sid_of(cookie)
-        self.c.redis_cmd("DEL", f"session:{sid}")  # no L2 copy (and every L1 evicts it)
-        self.assertIsNone(self.c.redis_cmd("GET", f"session:{sid}"))
+        self.c.redis_cmd("DEL", f"tessera:l2:{sid}")  # no L2 copy (and every L1 evicts it)
+        self.assertIsNone(self.c.redis_cmd("GET", f"tessera:l2:{sid}"))
         before = b.metrics()
         replies, errors = [None] * self.N, []
         barrier = threading.Barrier(self.N)
@@ -717,7 +717,7 @@ class LookupCounting:
         self.assertEqual(d["tessera_l2_misses_total"], 1, d)
         self.assertEqual(d["tessera_l2_hits_total"], 0, d)
         # the answer was written back to L2 (epoch-stamped)
-        wait_until(lambda: (self.c.redis_cmd("GET", f"session:{sid}") or b"").split(b":", 1)[0].isdigit(), 2,
+        wait_until(lambda: (self.c.redis_cmd("GET", f"tessera:l2:{sid}") or b"").split(b":", 1)[0].isdigit(), 2,
                    "the L2 copy written back")
 
     def test_negative_cache_one_lookup_for_50_requests(self):
@@ -824,7 +824,7 @@ class NearCacheBounds(ClusterCase):
                 doc["profile"] = profile
                 db.execute("UPDATE session SET sess = ? WHERE sid = ?", (json.dumps(doc), sid))
         for cookie, _ in self.sessions:
-            self.c.redis_cmd("DEL", f"session:{sid_of(cookie)}")  # drop the L2 copies made in test_1
+            self.c.redis_cmd("DEL", f"tessera:l2:{sid_of(cookie)}")  # drop the L2 copies made in test_1
         c = self.track(self.c.new_server({"CACHE_MAX_BYTES": "65536"}))
         self.c.start_server(c)
         before = c.metrics()
@@ -853,7 +853,7 @@ class RedisOutage(ClusterCase):
             for ck in (keep, gone):
                 self.warm_l1(srv, ck)
         for ck in (keep, gone):
-            wait_until(lambda ck=ck: (c.redis_cmd("GET", f"session:{sid_of(ck)}") or b"!")[:1].isdigit(), 2,
+            wait_until(lambda ck=ck: (c.redis_cmd("GET", f"tessera:l2:{sid_of(ck)}") or b"!")[:1].isdigit(), 2,
                        "an L2 copy of the session")
         p = Poller()
         for lbl, srv, ck in (("keep@A", c.a, keep), ("keep@B", c.b, keep), ("gone@A", c.a, gone),

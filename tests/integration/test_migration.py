@@ -10,6 +10,8 @@ app data and the old sessions) and one redis-server started here on its own port
   a fresh login gets a session-token JWT that works, the old session can log out; a session that is in neither
   strategy (never copied into Redis, or never existed) is 401.
 - cached -> redis: the same first step from the cached strategy.
+- redis <-> cached with one Redis (MigrationWithL2): the cached strategy's L2 copies never touch the redis
+  strategy's documents; sessions made before the switch work after it, logout after the switch revokes.
 - Bad SESSION_FALLBACK values (unknown, the strategy itself, redis without REDIS_URL) exit 2 with one line.
 
 Every server must exit 0 on SIGTERM (and, in the ASan build, without a sanitizer report).
@@ -255,6 +257,100 @@ class LogoutDuringMigration(MigrationCase):
 
     def test_logout_with_jwt_primary(self):
         self.session(self.srv, f"connect.sid={self.cookie}", 401, "the logged-out old session")
+
+
+class MigrationWithL2(MigrationCase):
+    """Both ways between redis and cached with one Redis (REDIS_URL), where the cached strategy keeps L2 copies
+    in Redis next to the redis strategy's own documents: sessions made before the switch keep working after it,
+    none is deleted (the redis strategy's `session:<sid>` documents, the database rows), and a logout after the
+    switch revokes the session in both strategies. The L2 copies live in tessera's own key space
+    (`tessera:l2:<sid>`, docs/cache-coherence.md), apart from the redis strategy's documents."""
+
+    REQUESTS = 5  # per old session after the switch
+
+    def redis_doc(self, sid):
+        raw = self.rcli.command("GET", f"session:{sid}")
+        return None if raw is None else json.loads(raw)  # a connect-redis document, never an L2 copy
+
+    def db_rows(self, sids):
+        import sqlite3
+        path = self.database[len("sqlite:"):]
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            marks = ",".join("?" * len(sids))
+            return {r[0] for r in db.execute(f"SELECT sid FROM session WHERE sid IN ({marks})", list(sids))}
+
+    def logins(self, srv):
+        out = {}
+        for name in ("alice", "carol"):
+            b = self.login(srv, name)
+            cookie = b.jar["connect.sid"]
+            for _ in range(3):  # the cached strategy makes its L2 copy on a lookup
+                self.session(srv, f"connect.sid={cookie}", msg=f"{name} on {srv.strategy}")
+            out[name] = cookie
+        return out
+
+    def test_redis_to_cached_with_fallback_redis(self):
+        old = self.server("redis", redis=True)
+        cookies = self.logins(old)
+        sids = {n: sid_of(c) for n, c in cookies.items()}
+        for n, sid in sids.items():
+            self.assertIsNotNone(self.redis_doc(sid), f"{n}'s session not in Redis before the switch")
+        self.stop(old)
+
+        new = self.server("cached", fallback="redis", redis=True)
+        for i in range(self.REQUESTS):
+            for n, cookie in cookies.items():
+                doc = self.session(new, f"connect.sid={cookie}", msg=f"{n}'s redis session on cached, request {i}")
+                self.assertIn("userId", doc)
+                self.assertIsNotNone(self.redis_doc(sids[n]),
+                                     f"{n}'s session:<sid> deleted by the cached strategy (request {i})")
+        # a fresh login on the new strategy works too
+        bob = self.login(new, "bob")
+        self.assertStatus(bob.get("/api/auth/session"), 200, "bob on cached")
+
+        # logout after the switch revokes: in both strategies; carol is untouched
+        r = new.browser().post("/api/auth/logout", cookies=f"connect.sid={cookies['alice']}")
+        self.assertStatus(r, 204, "alice's logout on cached")
+        self.session(new, f"connect.sid={cookies['alice']}", 401, "alice after her logout")
+        self.assertIsNone(self.redis_doc(sids["alice"]), "alice's redis session outlived her logout")
+        self.assertEqual(self.db_rows([sids["alice"]]), set(), "alice's copied-forward row outlived her logout")
+        self.session(new, f"connect.sid={cookies['carol']}", msg="carol after alice's logout")
+        self.assertIsNotNone(self.redis_doc(sids["carol"]), "carol's redis session deleted by alice's logout")
+        self.stop(new)
+
+    def test_cached_to_redis_with_fallback_cached(self):
+        old = self.server("cached", redis=True)
+        cookies = self.logins(old)
+        sids = {n: sid_of(c) for n, c in cookies.items()}
+        self.stop(old)
+        self.assertEqual(self.db_rows(sids.values()), set(sids.values()), "the cached sessions' rows")
+
+        new = self.server("redis", fallback="cached", redis=True)
+        for i in range(self.REQUESTS):
+            for n, cookie in cookies.items():
+                doc = self.session(new, f"connect.sid={cookie}", msg=f"{n}'s cached session on redis, request {i}")
+                self.assertIn("userId", doc)
+                stored = self.redis_doc(sids[n])
+                self.assertIsNotNone(stored, f"{n}'s session not copied forward into Redis (request {i})")
+                self.assertIn("cookie", stored)
+        self.assertEqual(self.db_rows(sids.values()), set(sids.values()), "rows deleted by the redis strategy")
+        fb, copied = self.counters(new)
+        self.assertEqual((fb, copied), (2, 2), "one fallback check and one copy per old session")
+
+        r = new.browser().post("/api/auth/logout", cookies=f"connect.sid={cookies['alice']}")
+        self.assertStatus(r, 204, "alice's logout on redis")
+        self.session(new, f"connect.sid={cookies['alice']}", 401, "alice after her logout")
+        self.assertIsNone(self.redis_doc(sids["alice"]), "alice's redis copy outlived her logout")
+        self.assertEqual(self.db_rows([sids["alice"]]), set(), "alice's row outlived her logout")
+        self.session(new, f"connect.sid={cookies['carol']}", msg="carol after alice's logout")
+        self.stop(new)
+
+        # and back again: the cached strategy (fallback redis) still takes carol's session, alice stays out
+        back = self.server("cached", fallback="redis", redis=True)
+        self.session(back, f"connect.sid={cookies['carol']}", msg="carol back on cached")
+        self.session(back, f"connect.sid={cookies['alice']}", 401, "alice back on cached")
+        self.assertIsNotNone(self.redis_doc(sids["carol"]), "carol's redis session deleted by cached")
+        self.stop(back)
 
 
 class BadFallback(unittest.TestCase):

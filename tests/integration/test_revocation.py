@@ -79,7 +79,7 @@ class RevocationTests:
             for srv in (self.c.a, self.c.b):
                 self.warm(srv, ck)
             if self.strategy == "cached":
-                key = f"session:{coh.sid_of(ck)}"
+                key = f"tessera:l2:{coh.sid_of(ck)}"
                 wait_until(lambda key=key: (self.c.redis_cmd("GET", key) or b"!")[:1].isdigit(), 2,
                            f"an L2 copy in {key}")
             elif self.strategy == "redis":

@@ -39,6 +39,7 @@ struct tess_deploy {
     char cookie_name[64];                         /* "" for the strategy's default */
     char session_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <session> */
     char tessera_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <tessera> */
+    char l2_prefix[TESS_KEY_L2_PREFIX_MAX + 1];   /* <tessera>l2: (apart from the redis store's keys) */
     char epoch_key[TESS_KEY_MAX + 1];             /* <tessera>epoch */
     tess_cache_t *cache;                          /* near-cache (cached), shared */
     tess_cache_t *rcache;                         /* revocation answers (with Redis), shared */
@@ -218,6 +219,7 @@ int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *e
     snprintf(d->session_prefix, sizeof(d->session_prefix), "%s", tess_keyspace_session(&opts->keys));
     snprintf(d->tessera_prefix, sizeof(d->tessera_prefix), "%s", tess_keyspace_tessera(&opts->keys));
     snprintf(d->epoch_key, sizeof(d->epoch_key), "%s" TESS_KEY_EPOCH, d->tessera_prefix);
+    snprintf(d->l2_prefix, sizeof(d->l2_prefix), "%s" TESS_KEY_L2, d->tessera_prefix);
     d->o.database_url = d->database_url;
     d->o.redis_url = d->redis_url;
     d->o.cookie_name = d->cookie_name;
@@ -323,7 +325,7 @@ static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_sto
             return rc;
         {
             tess_l2_opts_t lo = {
-                .conn = l->redis, .prefix = d->session_prefix, .epoch_key = d->epoch_key, .ttl_ms = d->o.l2_ttl_ms};
+                .conn = l->redis, .prefix = d->l2_prefix, .epoch_key = d->epoch_key, .ttl_ms = d->o.l2_ttl_ms};
             tess_store_t *inner = *out;
             *out = NULL;
             return tess_cachedstore_open(out, inner, l->loop, &lo, err, errcap);
@@ -517,4 +519,86 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
         tess_cache_get_stats(d->rcache, &out->revocation);
     }
     out->coherence = d->inval == NULL ? -1 : tess_inval_up(d->inval);
+}
+
+/* ---- readiness ------------------------------------------------------------------------------------------ */
+
+typedef struct ready_op {
+    tess_deploy_ready_t r;   /* the answer being built */
+    int pending;             /* checks outstanding, plus one while they are being started */
+    tess_deploy_ready_cb cb; /* the caller's callback */
+    void *arg;               /* its argument */
+} ready_op_t;
+
+static void ready_step(ready_op_t *op)
+{
+    if (--op->pending > 0)
+        return;
+    op->cb(op->arg, &op->r);
+    free(op);
+}
+
+static void ready_db(void *arg, int rc, const tess_session_t *s)
+{
+    ready_op_t *op = arg;
+    (void)s;
+    if (rc != 0) {
+        op->r.database = TESS_READY_DOWN;
+        if (op->r.database_rc == 0)
+            op->r.database_rc = rc;
+    }
+    ready_step(op);
+}
+
+static void ready_redis(void *arg, int rc, redisReply *reply)
+{
+    ready_op_t *op = arg;
+    if (rc == 0 && (reply == NULL || reply->type == REDIS_REPLY_ERROR))
+        rc = TESS_EIO; /* e.g. NOAUTH, LOADING */
+    if (rc != 0) {
+        op->r.redis = TESS_READY_DOWN;
+        op->r.redis_rc = rc;
+    }
+    ready_step(op);
+}
+
+static void ready_ping_store(ready_op_t *op, tess_store_t *store)
+{
+    int rc;
+    ++op->pending;
+    if ((rc = tess_store_ping(store, ready_db, op)) != 0)
+        ready_db(op, rc, NULL);
+}
+
+int tess_deploy_loop_ready(tess_deploy_loop_t *l, tess_deploy_ready_cb cb, void *arg)
+{
+    tess_deploy_t *d = l->d;
+    ready_op_t *op;
+    int rc;
+
+    if ((op = calloc(1, sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->cb = cb;
+    op->arg = arg;
+    op->pending = 1;
+    op->r.redis_required = d->w->store == STORE_REDIS || d->w->strategy == TESS_STRATEGY_JWT ||
+                           (d->fw != NULL && (d->fw->store == STORE_REDIS || d->fw->strategy == TESS_STRATEGY_JWT));
+    if (d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE))
+        op->r.database = TESS_READY_OK; /* until a ping says otherwise */
+    if (d->w->store == STORE_DATABASE)
+        ready_ping_store(op, l->store);
+    if (d->fw != NULL && d->fw->store == STORE_DATABASE)
+        ready_ping_store(op, l->fallback_store);
+    if (l->redis != NULL) {
+        /* A Redis store runs on this same connection: its ping is this PING. */
+        const char *argv[] = {"PING"};
+        op->r.redis = TESS_READY_OK;
+        ++op->pending;
+        if ((rc = tess__rconn_command(l->redis, ready_redis, op, 1, argv, NULL)) != 0)
+            ready_redis(op, rc, NULL);
+        /* Before the listener starts (or while it reconnects) nothing is cached: that reads "down". */
+        op->r.coherence = d->inval != NULL && tess_inval_up(d->inval) ? TESS_READY_OK : TESS_READY_DOWN;
+    }
+    ready_step(op);
+    return 0;
 }

@@ -44,8 +44,15 @@ tess_key_kind_t tess_keyspace_classify(const tess_keyspace_t *ks, tess_str_t key
         rest = &dummy;
     *rest = tess_strn(NULL, 0);
     if (strip(key, tess_keyspace_tessera(ks), &r)) {
+        tess_str_t l2;
         if (r.len == strlen(TESS_KEY_EPOCH) && memcmp(r.ptr, TESS_KEY_EPOCH, r.len) == 0)
             return TESS_KEYKIND_EPOCH;
+        if (strip(r, TESS_KEY_L2, &l2)) { /* an L2 copy or its user set: as under the session prefix */
+            if (strip(l2, TESS_KEY_USER, rest))
+                return TESS_KEYKIND_USER_SET;
+            *rest = l2;
+            return TESS_KEYKIND_SESSION;
+        }
         if (strip(r, TESS_KEY_DENY, rest))
             kind = TESS_KEYKIND_DENY;
         else if (strip(r, TESS_KEY_CUTOFF, rest))

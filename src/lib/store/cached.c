@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/redis.h"
 
-#define PREFIX_MAX TESS_KEY_PREFIX_MAX
+#define PREFIX_MAX TESS_KEY_L2_PREFIX_MAX
 #define KEY_MAX (PREFIX_MAX + 8 + TESS_SID_MAX)
 
 /* Write back a copy unless one (or a tombstone) is there; index it under its user. */
@@ -382,7 +382,7 @@ int tess_cachedstore_open(tess_store_t **out, tess_store_t *inner, tess_loop_t *
                           char *err, size_t errcap)
 {
     cached_store_t *s = NULL;
-    const char *prefix = opts->prefix != NULL ? opts->prefix : TESS_KEYSPACE_SESSION_DEFAULT;
+    const char *prefix = opts->prefix != NULL ? opts->prefix : TESS_KEYSPACE_TESSERA_DEFAULT TESS_KEY_L2;
     const char *epoch = opts->epoch_key != NULL ? opts->epoch_key : TESS_KEYSPACE_TESSERA_DEFAULT TESS_KEY_EPOCH;
     int rc;
 

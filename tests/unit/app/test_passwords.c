@@ -347,6 +347,35 @@ static void test_owner_bound_and_cancel(void **state)
     pl_destroy(&l);
 }
 
+/*
+ * Stopping with a full queue: the worker finishes the hash it is on, the jobs still queued are answered "no"
+ * without being hashed (a stop must not wait for a queue of ~50 ms hashes), and every callback runs once.
+ */
+static void test_stop_answers_queued_jobs_without_hashing(void **state)
+{
+    enum { N = 12 };
+    char hash[crypto_pwhash_STRBYTES];
+    answer_t a[N];
+    app_pwpool_t *pool = NULL;
+    pipe_loop_t l;
+    int hashed = 0;
+    (void)state;
+
+    assert_int_equal(app_pw_hash("correct horse", hash, sizeof(hash)), 0);
+    pl_init(&l);
+    assert_int_equal(app_pwpool_new(&pool, 1, N), 0);
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(app_pw_verify(pool, &l.base, hash, tess_str("correct horse"), on_answer, &a[i]), 0);
+    app_pwpool_free(pool); /* at once: the worker is on its first hash (or about to start it) */
+    wait_answers(&l, a, N);
+    for (int i = 0; i < N; ++i)
+        hashed += a[i].ok;
+    /* Hashed, all N would say yes. Stopped, only the one under way (two if this thread was descheduled). */
+    assert_true(hashed <= 2);
+    pl_destroy(&l);
+}
+
 static void test_refusals(void **state)
 {
     static char oversized[1024 + 2];
@@ -381,8 +410,11 @@ static void test_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash),       cmocka_unit_test(test_verify),
-        cmocka_unit_test(test_queue_full), cmocka_unit_test(test_owner_bound_and_cancel),
+        cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_owner_bound_and_cancel),
+        cmocka_unit_test(test_stop_answers_queued_jobs_without_hashing),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

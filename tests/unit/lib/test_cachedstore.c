@@ -175,14 +175,14 @@ static void wait_copy_at(const char *prefix, const char *sid, const char *stamp)
 /* Waits for the copy, and for the write-back's own reply (so that a later outage cannot fail it). */
 static void wait_copy(const char *sid, const char *stamp)
 {
-    wait_copy_at("session:", sid, stamp);
+    wait_copy_at("tessera:l2:", sid, stamp);
     rs_run_until(L, rc_idle, RC, RS_WAIT_MS, "every L2 reply read");
 }
 
 static void assert_tombstone(const char *sid)
 {
     char raw[64];
-    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", sid), 1);
+    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET tessera:l2:%s", sid), 1);
     assert_string_equal(raw, "!");
 }
 
@@ -248,7 +248,7 @@ static void test_miss_then_hit(void **state)
     s.extra_json = strdup("{\"theme\":\"dark\"}");
     assert_int_equal(store_set_rc(S, &s), 0);
     assert_int_equal(I->base.stats.writes, 1);
-    assert_int_equal(rs_cmd_int(&RS, "EXISTS session:%s", s.id), 0); /* set goes to the inner store only */
+    assert_int_equal(rs_cmd_int(&RS, "EXISTS tessera:l2:%s", s.id), 0); /* set goes to the inner store only */
 
     assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_string_equal(r.sess.user_id, "alice");
@@ -258,11 +258,11 @@ static void test_miss_then_hit(void **state)
 
     /* written back: "<epoch>:<json>", the copy's lifetime, indexed under its user */
     wait_copy(s.id, "0:{");
-    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET session:%s", s.id), 1);
+    assert_int_equal(rs_cmd_str(&RS, raw, sizeof(raw), "GET tessera:l2:%s", s.id), 1);
     assert_non_null(strstr(raw, "\"userId\":\"alice\""));
-    long long pttl = rs_cmd_int(&RS, "PTTL session:%s", s.id);
+    long long pttl = rs_cmd_int(&RS, "PTTL tessera:l2:%s", s.id);
     assert_true(pttl > COPY_TTL_MS - 5000 && pttl <= COPY_TTL_MS);
-    assert_int_equal(rs_cmd_int(&RS, "SISMEMBER session:user:alice %s", s.id), 1);
+    assert_int_equal(rs_cmd_int(&RS, "SISMEMBER tessera:l2:user:alice %s", s.id), 1);
 
     /* the second get is an L2 hit: the inner store is not asked */
     assert_int_equal(store_get_rc(S, s.id, &r), 0);
@@ -279,7 +279,7 @@ static void test_miss_then_hit(void **state)
 
     /* unknown ids are not cached (nothing to write back) */
     assert_int_equal(store_get_rc(S, "unknown-id", &r), TESS_ENOTFOUND);
-    assert_int_equal(rs_cmd_int(&RS, "EXISTS session:unknown-id"), 0);
+    assert_int_equal(rs_cmd_int(&RS, "EXISTS tessera:l2:unknown-id"), 0);
     tess_session_clear(&r.sess);
     tess_session_clear(&s);
 }
@@ -295,7 +295,7 @@ static void on_get_then_tombstone(void *arg, int rc, const tess_session_t *sess)
     racing_t *x = arg;
     on_result(&x->r, rc, sess);
     /* The write-back is queued on the connection but not sent yet: this SET lands first. */
-    rs_cmd(&RS, "SET session:%s ! PX 60000", x->sid);
+    rs_cmd(&RS, "SET tessera:l2:%s ! PX 60000", x->sid);
 }
 
 static void test_writeback_is_nx(void **state)
@@ -328,7 +328,7 @@ static void test_destroy_tombstone(void **state)
 
     assert_int_equal(store_destroy_rc(S, s.id), 0);
     assert_tombstone(s.id);
-    long long pttl = rs_cmd_int(&RS, "PTTL session:%s", s.id);
+    long long pttl = rs_cmd_int(&RS, "PTTL tessera:l2:%s", s.id);
     assert_true(pttl > 0 && pttl <= COPY_TTL_MS);
     assert_int_equal(direct_get_rc(s.id), TESS_ENOTFOUND); /* the inner store forgot it too */
 
@@ -393,7 +393,7 @@ static void test_touch_keeps_tombstone(void **state)
 
 static int copy_gone(void *sid)
 {
-    return rs_cmd_int(&RS, "EXISTS session:%s", (const char *)sid) == 0;
+    return rs_cmd_int(&RS, "EXISTS tessera:l2:%s", (const char *)sid) == 0;
 }
 
 static void test_touch_drops_copy(void **state)
@@ -430,7 +430,7 @@ static void test_destroy_user(void **state)
         stored_and_copied(&a[i], "alice");
     }
     stored_and_copied(&b, "bob");
-    assert_int_equal(rs_cmd_int(&RS, "SCARD session:user:alice"), 2);
+    assert_int_equal(rs_cmd_int(&RS, "SCARD tessera:l2:user:alice"), 2);
 
     assert_int_equal(tess_store_destroy_user(S, TESS_STR_LIT("alice"), on_result, &r), 0);
     assert_int_equal(store_wait(&r), 0);
@@ -441,7 +441,7 @@ static void test_destroy_user(void **state)
         assert_int_equal(store_get_rc(S, a[i].id, &r), TESS_ENOTFOUND);
     }
     assert_int_equal(I->base.stats.gets, gets); /* the tombstones answered */
-    assert_int_equal(rs_cmd_int(&RS, "EXISTS session:user:alice"), 0);
+    assert_int_equal(rs_cmd_int(&RS, "EXISTS tessera:l2:user:alice"), 0);
     /* bob keeps his session and his copy */
     assert_int_equal(store_get_rc(S, b.id, &r), 0);
     assert_string_equal(r.sess.user_id, "bob");
@@ -475,7 +475,7 @@ static void test_epoch_bump(void **state)
     tess_session_clear(&r.sess);
 
     /* an unreadable copy is a miss too, and replaced */
-    rs_cmd(&RS, "SET session:%s %s", s.id, "1:{broken");
+    rs_cmd(&RS, "SET tessera:l2:%s %s", s.id, "1:{broken");
     assert_int_equal(store_get_rc(S, s.id, &r), 0);
     assert_int_equal(I->base.stats.gets, 3);
     tess_session_clear(&r.sess);

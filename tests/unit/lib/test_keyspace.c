@@ -84,6 +84,8 @@ static void check_every_kind(const tess_keyspace_t *ks, const char *s, const cha
         {t, "deny:", "jti-1", TESS_KEYKIND_DENY},
         {t, "nbf:", "42", TESS_KEYKIND_CUTOFF},
         {t, "app:", "meta:7", TESS_KEYKIND_APP},
+        {t, "l2:", "abcDEF-_0123456789", TESS_KEYKIND_SESSION}, /* an L2 copy: evicts like a session document */
+        {t, "l2:user:", "42", TESS_KEYKIND_USER_SET},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         snprintf(key, sizeof(key), "%s%s%s", rows[i].prefix, rows[i].fixed, rows[i].tail);
@@ -102,7 +104,8 @@ static void check_every_kind(const tess_keyspace_t *ks, const char *s, const cha
     check(ks, s, TESS_KEYKIND_SESSION, "");
     check(ks, t, TESS_KEYKIND_OTHER, "");
     /* Near misses under tessera's prefix are not tessera's. */
-    const char *others[] = {"epochs", "epoc", "EPOCH", "deny", "nbf", "app", "x", "session:abc", "user:1"};
+    const char *others[] = {"epochs", "epoc",   "EPOCH", "deny",        "nbf",   "app",
+                            "l2",     "L2:abc", "x",     "session:abc", "user:1"};
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         snprintf(key, sizeof(key), "%s%s", t, others[i]);
         check(ks, key, TESS_KEYKIND_OTHER, "");
