@@ -534,7 +534,7 @@ int main(int argc, char **argv)
         send_stream(c, t_start, first - t_start + (int64_t)stream_secs * 1000000000LL);
     }
 
-    int64_t period = rate > 0 ? (int64_t)(1e9 / rate) : 0, due = t_start, next_progress = t_start;
+    int64_t period = rate > 0 ? (int64_t)(1e9 / rate) : 0, due = t_start, last_progress = t_start;
     int64_t churn_period = login_rate > 0 ? (int64_t)(1e9 / login_rate) : INT64_MAX;
     uint64_t last_requests = 0, last_errors = 0;
     struct epoll_event evs[512];
@@ -582,13 +582,15 @@ int main(int argc, char **argv)
                 make_idle(c);
             }
         }
-        if (t >= next_progress + (int64_t)progress * 1000000000LL) {
-            fprintf(stderr, "soak_load: t=%llds requests/s=%.0f errors=%llu events=%llu late=%llu\n",
-                    (long long)((t - t_start) / 1000000000LL), (double)(requests - last_requests) / progress,
+        if (t >= last_progress + (int64_t)progress * 1000000000LL) {
+            /* the window [from, to] in seconds since the start, exactly: a caller can tell a clean one */
+            fprintf(stderr, "soak_load: from=%.3fs to=%.3fs requests/s=%.0f errors=%llu events=%llu late=%llu\n",
+                    (double)(last_progress - t_start) / 1e9, (double)(t - t_start) / 1e9,
+                    (double)(requests - last_requests) * 1e9 / (double)(t - last_progress),
                     (unsigned long long)(errors - last_errors), (unsigned long long)events, (unsigned long long)late);
             last_requests = requests;
             last_errors = errors;
-            next_progress += (int64_t)progress * 1000000000LL;
+            last_progress = t;
         }
         /* at least 1 ms: the sends due meanwhile go out together (no spinning on a shared machine) */
         int timeout_ms = max_mode || idle == NULL ? 5 : (int)((due - t) / 1000000);

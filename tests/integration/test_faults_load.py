@@ -68,11 +68,28 @@ class SoakLoad:
     def __init__(self, port, users_file, tmpdir, seconds=240):
         self.err_path = os.path.join(tmpdir, "soak_load.err")
         self.out_path = os.path.join(tmpdir, "soak_load.out")
+        self.t0 = time.monotonic()  # soak_load's own clock starts a little later: its windows start later
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [soak_load_bin(), "--port", str(port), "--users", users_file, "--seconds", str(seconds),
                  "--rate", str(LOAD_RATE), "--conns", "16", "--streams", "4", "--stream-seconds", "3",
-                 "--login-rate", "1", "--progress", "5"], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                 "--login-rate", "1", "--progress", "1"], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+    def windows(self):
+        """soak_load's progress lines so far: [(start, end) on time.monotonic(), requests/s, errors]."""
+        out = []
+        with open(self.err_path, errors="replace") as f:
+            for line in f:
+                if line.startswith("soak_load: from="):
+                    kv = dict(x.split("=", 1) for x in line.split()[1:])
+                    out.append(((self.t0 + float(kv["from"].rstrip("s")), self.t0 + float(kv["to"].rstrip("s"))),
+                                float(kv["requests/s"]), int(kv["errors"])))
+        return out
+
+    def wait_clean(self, since, what):
+        """Waits for a second of load that began after `since` with answers and no error."""
+        wait_until(lambda: any(w[0] >= since and rate > 0 and errs == 0 for w, rate, errs in self.windows()),
+                   20, f"a second of load without error after {what}", interval=0.1)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -241,6 +258,7 @@ class LoadFaultCase(tf.FaultTestCase):
         self.assertJsonError(self.down_login, 503, f"login while {what}")
         self.first_success(m["up"], what + " ended")
         traffic.wait_samples(labels, m["up"] + RECOVERY)
+        load.wait_clean(m["up"] + RECOVERY, what + " ended")
         counters = load.stop()
         traffic.stop()
         if pid is not None:
@@ -351,6 +369,7 @@ class TesseraKill9(LoadFaultCase):
         # 401: checked over the replies below)
         self.assertStatus(b.get("/api/auth/session", cookies=self.alice_cookie), 200, "a session made before")
         traffic.wait_samples(labels, back)
+        load.wait_clean(back, "the restart")
         counters = load.stop()
         traffic.stop()
         self.check_acked(traffic, pid)
@@ -410,6 +429,7 @@ class DiskFull(LoadFaultCase):
             f"/api/prechats/{pid}/messages", {"body": "after the disk was full"}, cookies=self.alice_cookie,
             timeout=2 * tf.SLOWEST_REPLY).status == 201)
         traffic.wait_samples(labels, freed + RECOVERY)
+        load.wait_clean(freed + RECOVERY, "the disk had room")
         counters = load.stop()
         traffic.stop()
         self.check_acked(traffic, pid)
