@@ -44,6 +44,7 @@ from tessera_harness import (Browser, HarnessError, PostgresServer, RedisServer,
 RECOVERY = 1.0  # seconds from the backend being back to a request succeeding
 LOAD_RATE = 300  # soak_load requests a second (plus its streams and one login life a second)
 LOAD_USERS = 3
+REPORT = []  # one row per finished test, written to $TESS_FAULTS_REPORT (Markdown) when that is set
 SOAK_LOAD_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "soak_load.c")
 _BUILT = {}
 
@@ -205,7 +206,14 @@ class LoadFaultCase(tf.FaultTestCase):
         self.addCleanup(self.load.kill)
         return self.load
 
-    def check_load(self, counters):
+    def check_load(self, counters, replies, fault):
+        """Asserts on soak_load's counters; records the test's row of the report."""
+        by = collections.Counter(r.status for r in replies)
+        rec = getattr(self, "recovery_took", None)
+        REPORT.append((self._testMethodName, self.strategy, fault, len(replies),
+                       ", ".join(f"{k if k is not None else 'refused'}: {v}"
+                                 for k, v in sorted(by.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))),
+                       max((r.t1 - r.t0 for r in replies), default=0.0), rec, counters))
         sys.stderr.write(f"  [{self._testMethodName}] soak_load: " + " ".join(
             f"{k}={counters[k]}" for k in ("requests", "errors", "status_503", "err_io", "posts", "events")) + "\n")
         self.assertGreater(int(counters["requests"]), 100, "soak_load sent next to nothing")
@@ -264,8 +272,8 @@ class LoadFaultCase(tf.FaultTestCase):
         if pid is not None:
             self.check_acked(traffic, pid)
         replies = self.finish(traffic)
+        self.check_load(counters, replies, what)
         self.check_all(replies)
-        self.check_load(counters)
         ok = tf.OK + (201,)
         self.check_window(replies, labels, m["begin"], m["down_begin"], ok, "before the fault")
         self.check_window(replies, labels, m["down"], m["up_begin"], (503,), f"while {what}")
@@ -368,6 +376,7 @@ class TesseraKill9(LoadFaultCase):
         # the first request after the restart, with a session made before it died (the logged-out one stays
         # 401: checked over the replies below)
         self.assertStatus(b.get("/api/auth/session", cookies=self.alice_cookie), 200, "a session made before")
+        self.recovery_took = time.monotonic() - back
         traffic.wait_samples(labels, back)
         load.wait_clean(back, "the restart")
         counters = load.stop()
@@ -375,9 +384,9 @@ class TesseraKill9(LoadFaultCase):
         self.check_acked(traffic, pid)
         replies = self.finish(traffic)
         # what ran while no server was there fails to connect: that is not a reply
+        self.check_load(counters, replies, "tessera killed, restarted")
         replies = [r for r in replies if r.t1 < dead_from or r.t0 > back]
         self.check_all(replies)
-        self.check_load(counters)
         self.check_window(replies, labels, begin, dead_from, tf.OK + (201,), "before the kill")
         self.check_window(replies, labels, back, float("inf"), tf.OK + (201,), "after the restart")
         self.check_window(replies, ["lou-logged-out"], back, float("inf"), (401,), "the logged-out session")
@@ -434,8 +443,8 @@ class DiskFull(LoadFaultCase):
         traffic.stop()
         self.check_acked(traffic, pid)
         replies = self.finish(traffic)
+        self.check_load(counters, replies, "the disk was full")
         self.check_all(replies)
-        self.check_load(counters)
         self.check_window(replies, labels, begin, full_from, tf.OK + (201,), "before the disk was full")
         self.check_window(replies, ["writer"], refused, freed, (201, 503), "while the disk was full")
         self.check_window(replies, [lb for lb in labels if lb != "writer"], refused, freed, tf.OK,
@@ -444,9 +453,23 @@ class DiskFull(LoadFaultCase):
                           f"{RECOVERY}s after the disk had room")
 
 
+def write_report(path):
+    """The rows of the tests that finished (a failed check still leaves its row: the failure is in the log)."""
+    with open(path, "w") as f:
+        f.write("| test | strategy | fault | recorded replies (by status) | slowest | first success after | "
+                "soak_load requests | its 503 | other 5xx | 200 after logout | refused/reset | hung 10 s |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for name, strategy, fault, n, by, slowest, rec, c in REPORT:
+            f.write(f"| {name} | {strategy} | {fault} | {n} ({by}) | {slowest:.3f} s | "
+                    f"{'-' if rec is None else f'{rec:.3f} s'} | {c['requests']} | {c['status_503']} | "
+                    f"{c['status_5xx_other']} | {c['err_loggedout_200']} | {c['err_io']} | {c['err_timeout']} |\n")
+
+
 if __name__ == "__main__":
     try:
         main()
     finally:
+        if os.environ.get("TESS_FAULTS_REPORT"):
+            write_report(os.environ["TESS_FAULTS_REPORT"])
         if "dir" in _BUILT:
             shutil.rmtree(_BUILT["dir"], ignore_errors=True)
