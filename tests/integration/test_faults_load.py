@@ -452,6 +452,45 @@ class DiskFull(LoadFaultCase):
         self.check_window(replies, labels, freed + RECOVERY, float("inf"), tf.OK + (201,),
                           f"{RECOVERY}s after the disk had room")
 
+    FSIZE_LIMIT = 1 << 20  # the database's WAL passes 1 MiB after a few dozen messages
+
+    def test_g_sqlite_file_size_limit(self):
+        """The same with a file-size limit (RLIMIT_FSIZE, `ulimit -f`; no root needed): a write past it must be
+        refused with 503, not kill the server with SIGXFSZ. The limit stays, so writes stay refused."""
+        srv = self.track(TesseraServer(strategy=self.strategy, env={"BACKEND_TIMEOUT_MS": str(tf.BACKEND_TIMEOUT_MS)}))
+        real, wrapper = srv.bin, os.path.join(srv.tmpdir, "tessera-fsize")
+        with open(wrapper, "w") as f:
+            # Python starts with SIGXFSZ ignored, and an ignored signal stays so across exec: put back the
+            # default (death) that a shell's `ulimit -f` or a service manager's limit leaves a server with
+            f.write(f"#!{sys.executable}\nimport os, resource, signal, sys\n"
+                    f"signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
+                    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({self.FSIZE_LIMIT}, {self.FSIZE_LIMIT}))\n"
+                    f"os.execv({real!r}, [{real!r}] + sys.argv[1:])\n")
+        os.chmod(wrapper, 0o755)
+        srv.bin = wrapper
+        for name, (role, password) in tf.USERS.items():
+            srv.add_user(name, role, password)
+        self.server = srv.start()
+        traffic, pid, labels = self.set_up_traffic(writer=True)
+        load = self.start_load()
+        traffic.start()
+        begin = time.monotonic()
+        wait_until(lambda: not srv.alive() or any(r.label == "writer" and r.status == 503
+                                                  for r in traffic.snapshot()), 60,
+                   "a message refused at the file-size limit")
+        self.assertTrue(srv.alive(), f"tessera serve died at the file-size limit (exit {srv.proc.returncode})")
+        refused = time.monotonic()
+        traffic.wait_samples(labels, refused)
+        counters = load.stop()
+        traffic.stop()
+        self.assertTrue(srv.alive(), f"tessera serve died at the file-size limit (exit {srv.proc.returncode})")
+        self.check_acked(traffic, pid)
+        replies = self.finish(traffic)
+        self.check_load(counters, replies, "a file-size limit was reached")
+        self.check_all(replies)
+        self.check_window(replies, ["writer"], begin, float("inf"), (201, 503), "writes")
+        self.check_window(replies, [lb for lb in labels if lb != "writer"], begin, float("inf"), tf.OK, "reads")
+
 
 def write_report(path):
     """The rows of the tests that finished (a failed check still leaves its row: the failure is in the log)."""
