@@ -9,19 +9,20 @@ every reply of a few sessions (one of them logged out), one of these happens and
 - kill -9 of tessera (cached strategy, SQLite and Redis), restarted on the same port: the sessions made
   before it died are served (a logged-out one stays 401), no acknowledged message is lost;
 - SQLite's disk full (a small tmpfs mounted here; skipped where mounting is not allowed): writes answer 503,
-  reads go on, no acknowledged message is lost, writes succeed again once there is room.
+  reads go on, no acknowledged message is lost, writes succeed again once there is room;
+- a file-size limit (RLIMIT_FSIZE, as `ulimit -f` sets it; no root needed) reached by the database: writes
+  answer 503 and the server lives (it used to die of SIGXFSZ).
 
 Checked over every recorded reply: never a 5xx but 503 (every 503 JSON with Retry-After), never a 200 for the
 logged-out session, no reply slower than the backend timeout + 1 s; while the backend is away the recorded
 sessions get 503 and /readyz 503; within RECOVERY (1 s) of the backend answering again (or of the proxy
 forwarding again, or of the disk having room) a request succeeds. The load generator's own counters: no 5xx
 but 503, no 200 after a logout, no request unanswered for 10 s. test_faults.py has the single-outage cases
-(SIGTERM and SIGSTOP of the backends, an empty Redis); this file adds kill -9, stalls, disk full and load.
+(SIGTERM and SIGSTOP of the backends, an empty Redis); this file adds kill -9, stalls, a full disk and load.
 """
 
 import collections
 import errno
-import json
 import os
 import select
 import shutil
@@ -39,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_faults as tf  # noqa: E402
 from tessera_harness import (Browser, HarnessError, PostgresServer, RedisServer, TesseraServer,  # noqa: E402
-                             free_port, main, port_open, wait_until)
+                             main, port_open, wait_until)
 
 RECOVERY = 1.0  # seconds from the backend being back to a request succeeding
 LOAD_RATE = 300  # soak_load requests a second (plus its streams and one login life a second)
@@ -457,7 +458,8 @@ class DiskFull(LoadFaultCase):
     def test_g_sqlite_file_size_limit(self):
         """The same with a file-size limit (RLIMIT_FSIZE, `ulimit -f`; no root needed): a write past it must be
         refused with 503, not kill the server with SIGXFSZ. The limit stays, so writes stay refused."""
-        srv = self.track(TesseraServer(strategy=self.strategy, env={"BACKEND_TIMEOUT_MS": str(tf.BACKEND_TIMEOUT_MS)}))
+        env = {"BACKEND_TIMEOUT_MS": str(tf.BACKEND_TIMEOUT_MS)}
+        srv = self.track(TesseraServer(strategy=self.strategy, env=env))
         real, wrapper = srv.bin, os.path.join(srv.tmpdir, "tessera-fsize")
         with open(wrapper, "w") as f:
             # Python starts with SIGXFSZ ignored, and an ignored signal stays so across exec: put back the
