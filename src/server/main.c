@@ -108,6 +108,9 @@ int tess_serve_main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A write past a file-size limit (ulimit -f, LimitFSIZE=) then fails with EFBIG, which SQLite reports and
+     * the request answers 503, instead of the signal's default: the whole server dumped. */
+    signal(SIGXFSZ, SIG_IGN);
     raise_fd_limit();
 
     rc = tess_config_load(&srv->cfg, argc, argv, err, sizeof(err));

@@ -792,9 +792,10 @@ class PostgresServer(_Service):
 
     PG_BIN = os.environ.get("TESS_PG_BIN", "/usr/lib/postgresql/15/bin")
 
-    def __init__(self, tmpdir=None, port=None, user="postgres"):
+    def __init__(self, tmpdir=None, port=None, user="postgres", extra_args=()):
         self._own_tmp = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="tessera-pg-")
+        self.extra_args = list(extra_args)  # after the defaults: "-c", "synchronous_commit=on" overrides
         self.port = port
         self.datadir = os.path.join(self.tmpdir, "pg")
         self.sockdir = os.path.join(self.tmpdir, "sock")
@@ -844,7 +845,7 @@ class PostgresServer(_Service):
             self.proc = subprocess.Popen(
                 [os.path.join(self.PG_BIN, "postgres"), "-D", self.datadir, "-p", str(self.port), "-k",
                  self.sockdir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
-                 "synchronous_commit=off", "-c", "full_page_writes=off"],
+                 "synchronous_commit=off", "-c", "full_page_writes=off", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmpdir, env=self._env(),
                 **self._popen_kw())
 
