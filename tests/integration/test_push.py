@@ -962,7 +962,9 @@ class PairTests:
         cls.b.start()
         for s in (cls.a, cls.b):
             wait_events_flowing(s)
-            if f"strategy {cls.strategy}," not in s.log_text(all_runs=False):  # the subclasses differ by this only
+            # the subclasses differ by this only; the line is written just after the loops start serving
+            wait_until(lambda: "listening on" in s.log_text(all_runs=False), 10, f"the start-up line of port {s.port}")
+            if f"strategy {cls.strategy}," not in s.log_text(all_runs=False):
                 raise HarnessError(f"port {s.port} does not run the {cls.strategy} strategy: {s.log_text()[:600]}")
 
     def setUp(self):
