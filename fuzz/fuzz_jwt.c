@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "check.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -24,13 +25,6 @@ static tess_secrets_t *secrets;
 static tess_jwt_t *jwt;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int cond)
-{
-    if (!cond) {
-        abort();
-    }
-}
 
 static void verify(tess_str_t token)
 {

@@ -1,46 +1,70 @@
 /*
  * libFuzzer driver for the stored-session parser and the Redis URL parser: tess_session_from_json (what
  * Redis and PostgreSQL hand back, possibly written by another app) and tess__redis_url_parse.
- * Even first byte: the rest is a session document; whatever parses must serialize and parse again to the same
- * modelled fields. Odd first byte: the rest is a Redis URL (NUL-terminated copy). Build: see fuzz/README.md.
+ * First byte % 3:
+ *   0  a connect-redis document (the expiry is the document's cookie.expires); whatever parses must
+ *      serialize and parse again to the same modelled fields, and again after a touch moved its expiry;
+ *   1  a Redis URL (NUL-terminated copy);
+ *   2  a connect-pg-simple row: 8 bytes of the expire column (ms, little-endian; as the store reads it)
+ *      then the sess document; the column, when positive, is the expiry.
+ * Build and run: see fuzz/README.md.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "redis/rconn.h"
 #include "tessera/error.h"
 #include "tessera/session.h"
 
+#define NOW_MS INT64_C(1700000000000)
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check(int cond)
+static void fuzz_session(const char *in, size_t n, int64_t hint)
 {
-    if (!cond)
-        abort();
-}
-
-static void fuzz_session(const char *in, size_t n)
-{
+    static const tess_session_t zero;
     tess_session_t a, b;
     char *json = NULL;
     size_t len = 0;
+    int rc;
 
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
-    if (tess_session_from_json(&a, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), 0) != 0)
+    rc = tess_session_from_json(&a, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), hint);
+    check(rc == 0 || rc == TESS_EBADFMT || rc == TESS_ETOOBIG || rc == TESS_ENOMEM);
+    if (rc != 0) {
+        check(memcmp(&a, &zero, sizeof(a)) == 0); /* left zeroed: nothing to clear */
         return;
-    check(strcmp(a.id, "fuzzsid") == 0);
+    }
+    check(strcmp(a.id, "fuzzsid") == 0 && a.user_id[0] != '\0');
+    if (hint > 0)
+        check(a.expires_ms == hint); /* the store's column is the truth */
     check(tess_session_identity_valid(tess_str(a.user_id), tess_str(a.role))); /* never a header line break */
     if (tess_session_to_json(&a, &json, &len) == 0) {
         check(strlen(json) == len);
-        check(tess_session_from_json(&b, TESS_STR_LIT("fuzzsid"), tess_strn(json, len), 0) == 0);
+        check(tess_session_from_json(&b, TESS_STR_LIT("fuzzsid"), tess_strn(json, len), hint) == 0);
         check(strcmp(a.user_id, b.user_id) == 0 && strcmp(a.role, b.role) == 0);
         check(a.expires_ms == b.expires_ms && a.absolute_expires_ms == b.absolute_expires_ms);
         free(json);
     }
-    tess_session_clear(&a);
     tess_session_clear(&b);
+    /* a touch moves the expiry; what is written then must read back with it (the column moves too) */
+    tess_session_policy_t policy;
+    int64_t moved = 0;
+    tess_session_policy_default(&policy);
+    if (tess_session_needs_touch(&a, &policy, NOW_MS, &moved)) {
+        check(moved > a.expires_ms);
+        a.expires_ms = moved;
+        if (tess_session_to_json(&a, &json, &len) == 0) {
+            check(tess_session_from_json(&b, TESS_STR_LIT("fuzzsid"), tess_strn(json, len), hint > 0 ? moved : 0) == 0);
+            check(b.expires_ms == moved);
+            free(json);
+        }
+        tess_session_clear(&b);
+    }
+    tess_session_clear(&a);
 }
 
 static void fuzz_url(const char *in, size_t n)
@@ -71,10 +95,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((in = malloc(n > 0 ? n : 1)) == NULL)
         return 0;
     memcpy(in, data + 1, n);
-    if (data[0] % 2 == 0)
-        fuzz_session(in, n);
-    else
+    switch (data[0] % 3) {
+    case 0:
+        fuzz_session(in, n, 0);
+        break;
+    case 1:
         fuzz_url(in, n);
+        break;
+    case 2: {
+        uint64_t col = 0;
+        if (n < 8)
+            break;
+        for (int i = 7; i >= 0; --i)
+            col = col << 8 | (uint8_t)in[i];
+        fuzz_session(in + 8, n - 8, (int64_t)col);
+        break;
+    }
+    }
     free(in);
     return 0;
 }

@@ -11,6 +11,7 @@ PACKAGES=(
   libcjson-dev libssl-dev libsodium-dev libcmocka-dev
   python3 curl redis-server postgresql sqlite3 valgrind              # tests
   nginx-light wrk                                                    # benchmarks
+  clang libclang-rt-14-dev                                           # fuzzing (scripts/fuzz.sh)
 )
 SERVICES=(redis-server postgresql nginx)
 

@@ -91,8 +91,9 @@ TESS_API int tess_session_to_json(const tess_session_t *s, char **out, size_t *o
  * (the store's own expiry column/TTL is the truth). Rejects trailing garbage, nesting over 32 levels and
  * documents over TESS_SESSION_JSON_MAX. Returns 0, TESS_EBADFMT, TESS_ETOOBIG, TESS_ENOMEM.
  * TESS_EBADFMT also for a document without a userId (an anonymous session), without any expiry (no
- * cookie.expires and no hint), or whose userId or role breaks tess_session_identity_valid() (reported on
- * stderr in one line, without the values; see src/lib/identity.h). On failure `s` is left zeroed.
+ * cookie.expires and no hint), with an expiry after 9999-12-31T23:59:59.999Z (cookie.expires could not
+ * hold it), or whose userId or role breaks tess_session_identity_valid() (reported on stderr in one line,
+ * without the values; see src/lib/identity.h). On failure `s` is left zeroed (nothing to clear).
  */
 TESS_API int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint);
 

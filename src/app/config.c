@@ -98,6 +98,21 @@ int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
+/*
+ * A value as a refusal may repeat it: one that could carry a password ("user:pw@host") is not shown, nor one
+ * with a control character (the reason is one line).
+ */
+static const char *shown(const char *arg)
+{
+    if (strchr(arg, '@') != NULL)
+        return "(not shown: it may hold a password)";
+    for (const unsigned char *p = (const unsigned char *)arg; *p != '\0'; ++p) {
+        if (*p < 0x20 || *p == 0x7f)
+            return "(not shown: it holds control characters)";
+    }
+    return arg;
+}
+
 /* `from` names where `s` came from (the flag or the variable), for the reason. */
 static int parse_listen(tess_config_t *cfg, const char *s, const char *from, char *err, size_t errcap)
 {
@@ -107,7 +122,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, const char *from, cha
     int64_t port;
 
     if (colon == NULL || tess_parse_int(colon + 1, 1, 65535, &port) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, s);
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, shown(s));
         return TESS_ECONFIG;
     }
     hostlen = (size_t)(colon - s);
@@ -116,7 +131,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, const char *from, cha
         hostlen -= 2;
     }
     if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host)) {
-        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, s);
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, shown(s));
         return TESS_ECONFIG;
     }
     memcpy(cfg->listen_host, host, hostlen);
@@ -137,7 +152,7 @@ int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_
         if (strncmp(path, "//", 2) == 0) /* sqlite:///abs/path or sqlite://rel */
             path += 2;
         if (*path == '\0') {
-            snprintf(err, errcap, "bad database URL '%s': expected sqlite:PATH", s);
+            snprintf(err, errcap, "bad database URL '%s': expected sqlite:PATH", shown(s));
             return TESS_ECONFIG;
         }
         snprintf(cfg->sqlite_path, sizeof(cfg->sqlite_path), "%s", path);
@@ -168,7 +183,7 @@ static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, cha
     if (v == NULL || *v == '\0')
         return 0;
     if (tess_parse_int(v, min, max, out) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", name, v, (long long)min,
+        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", name, shown(v), (long long)min,
                  (long long)max);
         return TESS_ECONFIG;
     }
@@ -339,15 +354,17 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             return TESS_ECONFIG;
         default:
             /* A short option inside a cluster ("-zq") leaves optind on its element: name the letter. */
-            if (optopt != 0)
+            if (optopt > 0x20 && optopt < 0x7f)
                 snprintf(err, errcap, "unknown option '-%c' (see tessera serve --help)", optopt);
+            else if (optopt != 0)
+                snprintf(err, errcap, "unknown option (a control character; see tessera serve --help)");
             else
-                snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", argv[optind - 1]);
+                snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", shown(argv[optind - 1]));
             return TESS_ECONFIG;
         }
     }
     if (optind < argc) {
-        snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", argv[optind]);
+        snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", shown(argv[optind]));
         return TESS_ECONFIG;
     }
     if (tess_limits_load(&cfg->limits, limit_flags, err, errcap) != 0)
@@ -362,7 +379,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (app_origins_parse(&cfg->origins, origins, origins_from, err, errcap) != 0)
         return TESS_ECONFIG;
     if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from, strategy);
+        snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from, shown(strategy));
         return TESS_ECONFIG;
     }
     if (redis != NULL && *redis != '\0') {
@@ -376,7 +393,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     }
     if ((env = getenv("SESSION_FALLBACK")) != NULL && *env != '\0') {
         if (tess_strategy_parse(tess_str(env), &cfg->fallback) != 0 || cfg->fallback == cfg->strategy) {
-            snprintf(err, errcap, "bad SESSION_FALLBACK '%s': another strategy (db, redis, jwt or cached)", env);
+            snprintf(err, errcap, "bad SESSION_FALLBACK '%s': another strategy (db, redis, jwt or cached)", shown(env));
             return TESS_ECONFIG;
         }
         if (cfg->fallback == TESS_STRATEGY_REDIS && cfg->redis_url[0] == '\0') {
@@ -416,7 +433,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     cfg->meta_ttl_ms = v * 1000;
     if (threads != NULL && *threads != '\0') {
         if (tess_parse_int(threads, 1, 256, &v) != 0) {
-            snprintf(err, errcap, "bad %s '%s': expected 1..256", threads_from, threads);
+            snprintf(err, errcap, "bad %s '%s': expected 1..256", threads_from, shown(threads));
             return TESS_ECONFIG;
         }
         cfg->threads = (int)v;

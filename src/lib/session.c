@@ -20,6 +20,9 @@
 #include "tessera/error.h"
 #include "tessera/session.h"
 
+/* 9999-12-31T23:59:59.999Z: the last expiry a document's four-digit cookie.expires holds. */
+#define ISO_DATE_MAX_MS INT64_C(253402300799999)
+
 #define DEFAULT_TTL_S (30 * 24 * 3600)
 #define DEFAULT_IDLE_S (7 * 24 * 3600)
 #define DEFAULT_TOUCH_INTERVAL_S 3600
@@ -114,6 +117,8 @@ int tess_session_needs_touch(const tess_session_t *s, const tess_session_policy_
     next = now_ms + idle;
     if (s->absolute_expires_ms > 0 && next > s->absolute_expires_ms)
         next = s->absolute_expires_ms;
+    if (next > ISO_DATE_MAX_MS)
+        next = ISO_DATE_MAX_MS; /* a huge originalMaxAge: stay inside what cookie.expires can say */
     if (next <= s->expires_ms)
         return 0; /* pinned at the absolute expiry: nothing to move */
     *new_expires_ms = next;
@@ -384,6 +389,8 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
     s->expires_ms = expire_ms_hint > 0 ? expire_ms_hint : cookie_expires;
     if (s->expires_ms <= 0)
         goto out; /* no expiry anywhere: cannot be judged, fail closed */
+    if (s->expires_ms > ISO_DATE_MAX_MS)
+        goto out; /* a store's column past year 9999: cookie.expires could not hold it (nor be read back) */
     /* Without absoluteExpiresAt (an express-session document) there is no absolute bound: the app that made
        it governs its life, and touches extend it by its own originalMaxAge, as express-session does. */
     if (max_age > 0)

@@ -17,6 +17,7 @@
 #include "server/hangup.h"
 #include "server/push.h"
 #include "server/router.h"
+#include "server/sse.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 
@@ -381,21 +382,20 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
     unlink_waiter(w);
 }
 
+static void sse_sink(void *ctx, const char *p, size_t n)
+{
+    sse_write(ctx, p, n);
+}
+
 static void sse_meta(waiter_t *w, const meta_view_t *v)
 {
-    sse_write(w, "event: meta\ndata: ", 18);
-    sse_write(w, v->body, v->body_len);
-    sse_write(w, "\n\n", 2);
+    sse_event(sse_sink, w, -1, "meta", v->body, v->body_len);
     memcpy(w->etag, v->etag, sizeof(w->etag));
 }
 
 static void sse_message(waiter_t *w, int64_t id, const char *json, size_t n)
 {
-    char head[48];
-    size_t h = (size_t)snprintf(head, sizeof(head), "id: %" PRId64 "\nevent: message\ndata: ", id);
-    sse_write(w, head, h);
-    sse_write(w, json, n);
-    sse_write(w, "\n\n", 2);
+    sse_event(sse_sink, w, id, "message", json, n);
     w->after = id;
 }
 
@@ -899,15 +899,11 @@ void h_prechat_events(tess_req_t *r)
 
     if (i >= 0) {
         h2o_iovec_t v = r->req->headers.entries[i].value;
-        if (v.len == 0 || v.len >= sizeof(buf)) {
+        if (sse_last_event_id(tess_strn(v.base, v.len), &after) != 0) {
             send_error(r, 400, "bad_request", "Last-Event-ID must be a message id");
             return;
         }
-        memcpy(buf, v.base, v.len);
-        buf[v.len] = '\0';
-        q = 1;
-    }
-    if (q < 0 || (q > 0 && tess_parse_int(buf, 0, INT64_MAX / 2, &after) != 0)) {
+    } else if (q < 0 || (q > 0 && tess_parse_int(buf, 0, INT64_MAX / 2, &after) != 0)) {
         send_error(r, 400, "bad_request", "after / Last-Event-ID must be a non-negative message id");
         return;
     }

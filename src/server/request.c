@@ -244,42 +244,53 @@ int json_members_unique(const cJSON *v, int depth)
     return 1;
 }
 
-int parse_json_body(tess_req_t *r)
+int json_body_parse(tess_str_t text, size_t max, cJSON **out, const char **code, const char **message)
 {
-    h2o_iovec_t e = r->req->entity;
     const char *end = NULL;
+    cJSON *body;
 
-    if (e.len > r->th->srv->cfg.max_body) {
-        send_error(r, 413, "too_large", "request body too large");
-        return -1;
+    *out = NULL;
+    if (text.len > max) {
+        *code = "too_large", *message = "request body too large";
+        return 413;
     }
-    if (e.base == NULL || e.len == 0) {
-        send_error(r, 400, "bad_request", "a JSON object body is required");
-        return -1;
+    if (text.ptr == NULL || text.len == 0) {
+        *code = "bad_request", *message = "a JSON object body is required";
+        return 400;
     }
-    r->body = cJSON_ParseWithLengthOpts(e.base, e.len, &end, 0);
-    if (r->body != NULL) {
+    body = cJSON_ParseWithLengthOpts(text.ptr, text.len, &end, 0);
+    if (body != NULL) {
         /* cJSON stops at the end of the first value: anything but blanks after it is garbage. */
-        while (end < e.base + e.len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        while (end < text.ptr + text.len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
             ++end;
-        if (end != e.base + e.len || !cJSON_IsObject(r->body)) {
-            cJSON_Delete(r->body);
-            r->body = NULL;
+        if (end != text.ptr + text.len || !cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            body = NULL;
         }
     }
-    if (r->body == NULL) {
-        send_error(r, 400, "bad_json", "the body must be one JSON object");
-        return -1;
+    if (body == NULL) {
+        *code = "bad_json", *message = "the body must be one JSON object";
+        return 400;
     }
-    if (json_has_nul_escape(tess_strn(e.base, e.len)) || !json_members_unique(r->body, 0)) {
+    if (json_has_nul_escape(text) || !json_members_unique(body, 0)) {
         /* cJSON would cut "pw\u0000junk" at the NUL, and keep the first of two equal keys where JSON.parse
          * keeps the last: two readers of one body must never see two different requests. */
-        cJSON_Delete(r->body);
-        r->body = NULL;
-        send_error(r, 400, "bad_json", "NUL characters and repeated member names are refused");
-        return -1;
+        cJSON_Delete(body);
+        *code = "bad_json", *message = "NUL characters and repeated member names are refused";
+        return 400;
     }
+    *out = body;
     return 0;
+}
+
+int parse_json_body(tess_req_t *r)
+{
+    const char *code = "", *message = "";
+    int status = json_body_parse(tess_strn(r->req->entity.base, r->req->entity.len), r->th->srv->cfg.max_body, &r->body,
+                                 &code, &message);
+    if (status != 0)
+        send_error(r, status, code, message);
+    return status != 0 ? -1 : 0;
 }
 
 int utf8_valid(const unsigned char *p, size_t n)
@@ -315,30 +326,36 @@ int utf8_valid(const unsigned char *p, size_t n)
     return 1;
 }
 
-int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
+int json_string_member(const cJSON *body, const char *name, size_t max, tess_str_t *out, char *msg, size_t msgcap)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->body, name);
-    char msg[128];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, name);
     size_t n;
 
+    *out = tess_strn(NULL, 0);
     if (!cJSON_IsString(v) || v->valuestring == NULL) {
-        snprintf(msg, sizeof(msg), "field '%s' must be a string", name);
-        send_error(r, 400, "bad_request", msg);
-        return -1;
+        snprintf(msg, msgcap, "field '%s' must be a string", name);
+        return 400;
     }
-    n = strlen(v->valuestring); /* cJSON rejects \u0000, so strlen is the real length */
+    n = strlen(v->valuestring); /* json_body_parse refuses \u0000, so strlen is the real length */
     if (n == 0 || n > max) {
-        snprintf(msg, sizeof(msg), "field '%s' must have 1 to %zu bytes", name, max);
-        send_error(r, n > max ? 413 : 400, n > max ? "too_large" : "bad_request", msg);
-        return -1;
+        snprintf(msg, msgcap, "field '%s' must have 1 to %zu bytes", name, max);
+        return n > max ? 413 : 400;
     }
     if (!utf8_valid((const unsigned char *)v->valuestring, n)) {
-        snprintf(msg, sizeof(msg), "field '%s' is not valid UTF-8", name);
-        send_error(r, 400, "bad_request", msg);
-        return -1;
+        snprintf(msg, msgcap, "field '%s' is not valid UTF-8", name);
+        return 400;
     }
     *out = tess_strn(v->valuestring, n);
     return 0;
+}
+
+int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out)
+{
+    char msg[128];
+    int status = json_string_member(r->body, name, max, out, msg, sizeof(msg));
+    if (status != 0)
+        send_error(r, status, status == 413 ? "too_large" : "bad_request", msg);
+    return status != 0 ? -1 : 0;
 }
 
 int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
@@ -352,10 +369,13 @@ int query_param(tess_req_t *r, const char *name, char *buf, size_t cap)
 int query_find(tess_str_t query, const char *name, char *buf, size_t cap)
 {
     size_t namelen = strlen(name);
-    const char *p = query.ptr, *end = query.ptr + query.len;
+    const char *p, *end;
 
     if (query.len > QUERY_MAX)
         return -1;
+    if (query.len == 0)
+        return 0; /* and query.ptr may be NULL: no arithmetic on it */
+    p = query.ptr, end = query.ptr + query.len;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
         if (amp == NULL)

@@ -72,10 +72,21 @@ const char *reason_of(int status);
  */
 int parse_json_body(tess_req_t *r);
 /*
+ * parse_json_body's rules on `text` (at most `max` bytes), without a request. Returns 0 with the object in
+ * `*out` (cJSON_Delete), or the status to answer (400, 413) with `*out` NULL and the error's code and message
+ * (static strings) in `*code` and `*message`.
+ */
+int json_body_parse(tess_str_t text, size_t max, cJSON **out, const char **code, const char **message);
+/*
  * A string member of r->body: 1..max bytes of valid UTF-8 without NUL bytes. Returns 0 with `*out`
  * (borrowed); on failure sends 400 (413 when too long) and returns -1.
  */
 int body_string(tess_req_t *r, const char *name, size_t max, tess_str_t *out);
+/*
+ * body_string's rules on member `name` of `body`, without a request. Returns 0 with `*out` (borrowed from
+ * `body`), or the status to answer (400, 413) with `*out` empty and the message in `msg`.
+ */
+int json_string_member(const cJSON *body, const char *name, size_t max, tess_str_t *out, char *msg, size_t msgcap);
 /*
  * Finds query parameter `name` in `query` (the bytes after '?', at most QUERY_MAX), percent-decoded into
  * `buf`. Returns 1 found, 0 absent, -1 malformed (bad escape, NUL, too long for `cap`, query too long).
