@@ -222,6 +222,7 @@ void h_login(tess_req_t *r)
     tess_str_t name, password;
     login_state_t *st;
     login_attempt_t *a;
+    ticket_t *t;
     if (body_string(r, "username", APP_NAME_MAX, &name) != 0 ||
         body_string(r, "password", PASSWORD_MAX, &password) != 0)
         return;
@@ -238,9 +239,11 @@ void h_login(tess_req_t *r)
         free(a);
         return;
     }
-    a->ticket = req_suspend(r);
-    if (req_started(r, a->ticket, db->ops->user_by_name(db, name, login_user_found, a)) != 0)
-        login_attempt_end(a, 0, 0);
+    /* The ticket in a local: the lookup may answer (and free `a`) before it returns. */
+    t = req_suspend(r);
+    a->ticket = t;
+    if (req_started(r, t, db->ops->user_by_name(db, name, login_user_found, a)) != 0)
+        login_attempt_end(a, 0, 0); /* not started: no callback */
 }
 
 /* ---- POST /api/auth/logout ------------------------------------------------------------------------------ */
