@@ -29,8 +29,9 @@ import urllib.parse
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tessera_harness import (DEFAULT_SECRET, RedisClient, RedisServer, ServerTestCase,  # noqa: E402
-                             TesseraServer, free_port, main, sign_express_cookie, tessera_bin)
+from tessera_harness import (DEFAULT_SECRET, START_TIMEOUT, RedisClient, RedisServer,  # noqa: E402
+                             ServerTestCase, TesseraServer, free_port, main, sign_express_cookie, tessera_bin,
+                             wait_until)
 
 HAVE_REDIS = bool(shutil.which("redis-server"))
 NEED_REDIS = "redis-server not installed (scripts/setup.sh installs it)"
@@ -93,7 +94,11 @@ class MigrationCase(ServerTestCase):
             for name, (role, password) in USERS.items():
                 srv.add_user(name, role, password)
             self.users_added = True
-        return srv.start()
+        srv.start()
+        if redis:  # the server may accept before its Redis connection is up: wait until it answers
+            wait_until(lambda: srv.browser().get("/readyz", cookies=False).status == 200, START_TIMEOUT,
+                       f"/readyz 200 on the {srv.strategy} server")
+        return srv
 
     def stop(self, srv):
         rc, exited = srv.stop()
