@@ -38,6 +38,8 @@ typedef struct tess_config {
     int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
     int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
+    char jwt_user_claim[65];      /* JWT_USER_CLAIM: the user id claim (default "userId"; e.g. "sub") */
+    char jwt_role_claim[65];      /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
 } tess_config_t;
 
 /*

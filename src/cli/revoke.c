@@ -6,6 +6,7 @@
  *     every running instance's near-cache), and a per-user cut-off rejects the user's JWTs issued so far.
  * It opens the `cached` deployment (the database store, with Redis its L2 copies over the same keys the
  * redis strategy uses, and the revoker) on a small poll loop and calls tess_auth_logout_everywhere().
+ * Without Redis the cut-off goes into the database's revocation table, which running servers follow.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -167,7 +168,14 @@ int tess_cli_session_revoke(int argc, char **argv)
             .redis_url = redis,
             .keys = {.session = prefix, .tessera = tess_prefix},
             .timeout_ms = 2000,
+            .token_revocation = 1, /* without Redis: the database's cut-off, which running servers follow */
         };
+        int64_t leeway_s = 30;
+        const char *leeway = getenv("JWT_LEEWAY");
+        if (leeway != NULL && tess_parse_int(leeway, 0, 3600, &leeway_s) == 0)
+            o.jwt_leeway_s = leeway_s; /* the cut-off outlives the tokens' acceptance */
+        else
+            o.jwt_leeway_s = 30;
         if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
             ttl_s = 30LL * 86400;
         tess_session_policy_default(&o.policy);
