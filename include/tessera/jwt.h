@@ -48,7 +48,7 @@ typedef struct tess_jwt_claims {
 /*
  * A verifier/signer over a secret list (the first signs, all verify). The list is borrowed and must
  * outlive the tess_jwt_t. `opts` may be NULL. Returns 0, TESS_EINVAL (also for a claim name that is empty
- * after defaults, longer than TESS_JWT_CLAIM_NAME_MAX, not printable ASCII or holding '"' or '\\', one of
+ * after defaults, longer than TESS_JWT_CLAIM_NAME_MAX, not printable ASCII, holding a blank, '"' or '\\', one of
  * iat/exp/nbf/jti, or the same for user and role), TESS_ENOMEM.
  */
 TESS_API int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts);

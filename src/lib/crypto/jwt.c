@@ -49,7 +49,7 @@ static int claim_name_ok(const char *name)
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        if (name[i] < 0x20 || name[i] > 0x7e || name[i] == '"' || name[i] == '\\') {
+        if (name[i] <= 0x20 || name[i] > 0x7e || name[i] == '"' || name[i] == '\\') {
             return 0;
         }
     }
