@@ -74,6 +74,7 @@ typedef struct tess_revlist_opts {
     int64_t timeout_ms;       /* per PostgreSQL query (default 1000) */
     int64_t stale_ms;         /* fail closed once the mirror was last known current longer ago (default 1000) */
     size_t max_entries;       /* entries the mirror holds (default 1,000,000); past it, it fails closed */
+    int64_t prune_ms;         /* how often the listener drops expired rows and entries (default 60000) */
 } tess_revlist_opts_t;
 
 /*

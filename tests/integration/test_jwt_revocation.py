@@ -295,6 +295,16 @@ class SqlitePair(JwtRevocationTests, coh.ClusterCase):
             db.execute("UPDATE app_user SET role = 'visitor' WHERE id = ?", (uid,))
         wait_until(lambda: get_session(self.pair.a, token).json()["role"] == "visitor", 2.0, "the role back")
 
+    def test_8_session_revoke_cli_without_redis(self):
+        uid = self.ids["bob"]
+        token = sign(({"userId": uid, "iat": int(time.time()) - 5}, {"expiresIn": "30d"}))[0]
+        for srv in (self.pair.a, self.pair.b):
+            self.session_ok(srv, token)
+        r = self.pair.a.run_cli("session", "revoke", "--user", "bob", "--database", self.pair.database)
+        t_ack = time.monotonic()
+        self.assertEqual(r.returncode, 0, r)
+        self.watch_logged_out([("A", self.pair.a, cookie(token)), ("B", self.pair.b, cookie(token))], t_ack)
+
     def test_6_claim_names(self):
         srv = self.track(TesseraServer(strategy="jwt", secret=None, database=self.pair.database,
                                        env={"NEXTAUTH_SECRET": NEXTAUTH_SECRET, "JWT_USER_CLAIM": "sub",
@@ -328,7 +338,33 @@ class PostgresPair(JwtRevocationTests, coh.ClusterCase):
         pg.psql(f"DROP DATABASE IF EXISTS {name}")
         pg.psql(f"CREATE DATABASE {name}")
         cls.backends.append(lambda: pg.psql(f"DROP DATABASE IF EXISTS {name}"))
+        cls.pg, cls.pg_name = pg, name
         return Pair(database=f"postgres://{pg.db_user}@127.0.0.1:{pg.port}/{name}")
+
+    def test_8_listen_connection_lost(self):
+        """The LISTEN connections are killed and a logout happens meanwhile: the mirrors reload on reconnect;
+        the revoked token is refused (401, or 503 while a mirror is not current) within 1 s, never 200 again."""
+        uid = self.ids["alice"]
+        token, other = sign(({"userId": uid, "n": "pg1"}, {"expiresIn": "1h"}),
+                            ({"userId": uid, "n": "pg2"}, {"expiresIn": "1h"}))
+        self.session_ok(self.pair.a, token)
+        self.pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                     " AND (query LIKE 'LISTEN tessera_revocation%' OR query LIKE '%tessera_revocation_heartbeat%'"
+                     " OR query LIKE 'SELECT kind, key, value, expires_ms FROM tess_revocation%')", db=self.pg_name)
+        self.assertStatus(Browser(self.pair.b.port).post("/api/auth/logout", cookies=cookie(token)), 204)
+        t_ack = time.monotonic()
+
+        def classify(lbl, r):
+            if r.status == 200:
+                return "old"
+            if r.status in (401, 503):
+                return "new"
+            self.fail(f"{lbl}: unexpected {r!r}")
+        self.watch([("A", lambda: get_session(self.pair.a, token))], t_ack, classify)
+        # both come back: the other token is accepted again, the revoked one stays refused
+        wait_until(lambda: get_session(self.pair.a, other).status == 200, 10, "A's mirror current again")
+        self.assertJsonError(get_session(self.pair.a, token), 401)
+        self.assertStatus(Browser(self.pair.a.port).get("/readyz"), 200)
 
 
 @unittest.skipUnless(coh.HAVE_REDIS, coh.NEED_REDIS)

@@ -33,7 +33,7 @@
 #define CHANNEL "tessera_revocation"
 #define DEFAULT_STALE_MS 1000
 #define DEFAULT_MAX_ENTRIES 1000000
-#define PRUNE_EVERY_MS 60000
+#define DEFAULT_PRUNE_MS 60000
 #define HEARTBEAT_MS (5 * TESS_REVLIST_TAIL_MS)
 /* pg_advisory_xact_lock key of this table's migration ('tess', 3). */
 #define PG_MIGRATE_LOCK "SELECT pg_advisory_xact_lock(1952805747, 3)"
@@ -69,6 +69,7 @@ struct tess_revlist {
     _Atomic int64_t synced; /* mono ms when last known current; 0: not current */
     _Atomic int overflow;   /* max_entries reached: fail closed */
     int64_t stale_ms;       /* currency bound */
+    int64_t prune_ms;       /* pruning period */
     size_t max_entries;     /* entry bound */
     int64_t timeout_ms;     /* PostgreSQL query deadline */
     int pg;                 /* PostgreSQL (else SQLite) */
@@ -295,7 +296,7 @@ static void on_sqlite_tick(void *arg)
         }
     }
     if (t0 >= l->next_prune_ms) {
-        l->next_prune_ms = t0 + PRUNE_EVERY_MS;
+        l->next_prune_ms = t0 + l->prune_ms;
         prune_mirror(l, tess_now_ms());
         sqlite_prune(l, tess_now_ms());
     }
@@ -353,7 +354,7 @@ static const tess_pgconn_stmt_t listen_stmts[] = {
     [PQ_LISTEN] = {"LISTEN " CHANNEL, 0},
     [PQ_LOAD] = {"SELECT kind, key, value, expires_ms FROM tess_revocation WHERE expires_ms >= $1::bigint", 1},
     [PQ_PRUNE] = {"DELETE FROM tess_revocation WHERE expires_ms < $1::bigint", 1},
-    [PQ_BEAT] = {"SELECT 1", 0},
+    [PQ_BEAT] = {"SELECT 1 AS tessera_revocation_heartbeat", 0},
 };
 
 static int64_t parse_i64(const char *s, char **end)
@@ -449,7 +450,7 @@ static void on_pg_tick(void *arg)
         tess_pgconn_query(l->conn, PQ_BEAT, NULL, 0, on_pg_beat, l);
     }
     if (t0 >= l->next_prune_ms) {
-        l->next_prune_ms = t0 + PRUNE_EVERY_MS;
+        l->next_prune_ms = t0 + l->prune_ms;
         prune_mirror(l, tess_now_ms());
         if (l->loaded) {
             tess_pgconn_param_i64(&p, tess_now_ms());
@@ -505,6 +506,7 @@ int tess_revlist_new(tess_revlist_t **out, const tess_revlist_opts_t *opts, char
     l->nbuckets = 1024;
     l->stale_ms = opts->stale_ms > 0 ? opts->stale_ms : DEFAULT_STALE_MS;
     l->max_entries = opts->max_entries > 0 ? opts->max_entries : DEFAULT_MAX_ENTRIES;
+    l->prune_ms = opts->prune_ms > 0 ? opts->prune_ms : DEFAULT_PRUNE_MS;
     l->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
     l->pg = path == NULL;
     l->buckets = calloc(l->nbuckets, sizeof(*l->buckets));
@@ -527,7 +529,7 @@ int tess_revlist_listen(tess_revlist_t *l, tess_loop_t *loop, char *err, size_t 
     if (l->loop != NULL)
         return 0;
     l->loop = loop;
-    l->next_prune_ms = tess_mono_ms() + PRUNE_EVERY_MS;
+    l->next_prune_ms = tess_mono_ms() + l->prune_ms;
     if ((l->timer = loop->ops->timer_new(loop, l->pg ? on_pg_tick : on_sqlite_tick, l)) == NULL) {
         l->loop = NULL;
         return TESS_ENOMEM;

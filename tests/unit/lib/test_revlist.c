@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <sqlite3.h>
 
 #include "tessera/auth.h"
 #include "tessera/encoding.h"
@@ -61,9 +62,11 @@ static int answered(void *arg)
     return ((outcome_t *)arg)->calls > 0;
 }
 
-static void side_open(fixture_t *f, side_t *s, int listen, int64_t stale_ms, size_t max_entries)
+static void side_open_pruning(fixture_t *f, side_t *s, int listen, int64_t stale_ms, size_t max_entries,
+                              int64_t prune_ms)
 {
-    tess_revlist_opts_t lo = {.database_url = f->url, .stale_ms = stale_ms, .max_entries = max_entries};
+    tess_revlist_opts_t lo = {
+        .database_url = f->url, .stale_ms = stale_ms, .max_entries = max_entries, .prune_ms = prune_ms};
     tess_revoker_opts_t ro = {0};
     tess_jwt_opts_t jo = {.leeway_s = LEEWAY_S};
     tess_auth_config_t ac = {0};
@@ -83,6 +86,11 @@ static void side_open(fixture_t *f, side_t *s, int listen, int64_t stale_ms, siz
     ac.revoker = s->rev;
     assert_int_equal(tess_auth_new(&s->auth, &ac), 0);
     assert_true(tess_auth_can_revoke_everywhere(s->auth));
+}
+
+static void side_open(fixture_t *f, side_t *s, int listen, int64_t stale_ms, size_t max_entries)
+{
+    side_open_pruning(f, s, listen, stale_ms, max_entries, 0);
 }
 
 static void side_close(side_t *s)
@@ -368,6 +376,53 @@ static void test_bounded(void **state)
     side_close(&c);
 }
 
+static int rows_in(fixture_t *f)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n;
+    assert_int_equal(sqlite3_open(f->url + 7, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM tess_revocation", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+typedef struct prune_wait {
+    fixture_t *f;
+    side_t *s;
+} prune_wait_t;
+
+static int pruned(void *arg)
+{
+    prune_wait_t *w = arg;
+    return tess_revlist_size(w->s->list) == 1 && rows_in(w->f) == 1;
+}
+
+/* Expired rows leave the table and the mirrors; live ones stay. */
+static void test_pruned(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = tess_now_ms();
+    rv_answer_t a = {0};
+    side_t c = {0};
+    prune_wait_t w = {f, &c};
+
+    side_open_pruning(f, &c, 1, 0, 0, 100);
+    tess_revoker_deny(c.rev, TESS_STR_LIT("short"), now + 300, on_rv, &a);
+    assert_int_equal(a.rc, 0);
+    tess_revoker_deny(c.rev, TESS_STR_LIT("long"), now + 3600 * SEC, on_rv, &a);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(tess_revlist_size(c.list), 2);
+    assert_int_equal(rows_in(f), 2);
+    assert_true(tess_poll_loop_run_until(f->loop, pruned, &w, 3000));
+    assert_int_equal(rv_check(&c, "long", "u", 0, tess_now_ms()), TESS_EREVOKED);
+    assert_int_equal(rv_check(&c, "short", "u", 0, now), 0); /* forgotten: its time has passed */
+    side_close(&c);
+}
+
 /* Claim names: configurable user and role claims, used to sign and to verify; bad names refused. */
 static void test_claim_names(void **state)
 {
@@ -411,7 +466,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_digest_deny),   T(test_deny_through_leeway),     T(test_cutoff_by_iat), T(test_odd_ids),
-        T(test_load_at_start), T(test_fails_closed_when_stale), T(test_bounded),       T(test_claim_names),
+        T(test_load_at_start), T(test_fails_closed_when_stale), T(test_bounded),       T(test_pruned),
+        T(test_claim_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
