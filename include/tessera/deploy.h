@@ -66,8 +66,10 @@ typedef struct tess_deploy_opts {
     /*
      * A session key changed on some instance (logout, revocation, a foreign write), after the deployment's
      * own caches were evicted: `kind` TESS_KEYKIND_SESSION (id: the session id), TESS_KEYKIND_DENY (the
-     * token's jti) or TESS_KEYKIND_CUTOFF (the user id). For holders of long-lived requests that must end
-     * with their session. NULL for none. ("Everything" comes as on_app_key with an empty name.)
+     * token's jti) or TESS_KEYKIND_CUTOFF (the user id); without Redis, revocations another process wrote
+     * into the database, once this process's mirror holds them (TESS_KEYKIND_EPOCH, empty id: any token may
+     * be revoked). For holders of long-lived requests that must end with their session. NULL for none.
+     * ("Everything" from Redis comes as on_app_key with an empty name.)
      */
     void (*on_session_key)(void *arg, tess_key_kind_t kind, tess_str_t id);
     void *app_arg; /* their argument */

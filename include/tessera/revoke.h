@@ -75,7 +75,17 @@ typedef struct tess_revlist_opts {
     int64_t stale_ms;         /* fail closed once the mirror was last known current longer ago (default 1000) */
     size_t max_entries;       /* entries the mirror holds (default 1,000,000); past it, it fails closed */
     int64_t prune_ms;         /* how often the listener drops expired rows and entries (default 60000) */
+    /*
+     * Optional: rows another process added, once they are in the mirror (on the listener's loop), for holders
+     * of long-lived requests that must re-check their token: kind TESS_REVLIST_DENY_ROW (id: the token's id)
+     * or TESS_REVLIST_CUT_ROW (id: the user id); TESS_REVLIST_ANY_ROW (id empty) when anything may have
+     * changed (a reload after a reconnection, an id stored by its digest).
+     */
+    void (*on_change)(void *arg, int kind, tess_str_t id);
+    void *arg; /* its argument */
 } tess_revlist_opts_t;
+
+enum { TESS_REVLIST_DENY_ROW = 0, TESS_REVLIST_CUT_ROW = 1, TESS_REVLIST_ANY_ROW = 2 };
 
 /*
  * Creates the table when absent (blocks: start-up and tools only) and, for SQLite, loads the mirror. Nothing

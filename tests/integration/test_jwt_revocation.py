@@ -38,6 +38,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_coherence as coh  # noqa: E402
+from test_push import EventStream  # noqa: E402
 from tessera_harness import Browser, RedisServer, TesseraServer, b64url, main, wait_until  # noqa: E402
 
 INTEROP_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
@@ -269,6 +270,23 @@ class JwtRevocationTests:
             time.sleep(0.05)
         self.assertGreater(samples, 5)
         wait_until(lambda: get_session(self.pair.a, twin).status == 401, LEEWAY + 2, "the twin's end")
+
+
+    def test_9_logout_ends_a_stream_on_the_other_instance(self):
+        uid = self.ids["alice"]
+        token = sign(({"userId": uid, "n": "stream"}, {"expiresIn": "1h"}))[0]
+        r = Browser(self.pair.a.port).post("/api/prechats", {"topic": "streamed"}, cookies=cookie(token))
+        self.assertStatus(r, 201, "a pre-chat of the token's user")
+        pid = r.json()["id"]
+        s = EventStream(self.pair.b.port, f"/api/prechats/{pid}/events", cookie(token))
+        self.addCleanup(s.close)
+        s.wait(lambda x: x.status is not None, 5, "the stream's status line")
+        self.assertEqual(s.status, 200, s.body[:300])
+        s.wait(lambda x: len(x.events("meta")) >= 1, 5, "the first meta event")
+        self.assertStatus(Browser(self.pair.a.port).post("/api/auth/logout", cookies=cookie(token)), 204)
+        t_ack = time.monotonic()
+        s.wait_end(3, "the stream of the logged-out token on B")
+        self.assertLessEqual(s.t_end - t_ack, 1.0, "the stream ended more than 1 s after the logout")
 
 
 class SqlitePair(JwtRevocationTests, coh.ClusterCase):

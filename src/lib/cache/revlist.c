@@ -62,18 +62,20 @@ typedef struct entry {
 } entry_t;
 
 struct tess_revlist {
-    pthread_rwlock_t lock;  /* guards the table below */
-    entry_t **buckets;      /* nbuckets chains */
-    size_t nbuckets;        /* a power of two */
-    _Atomic size_t count;   /* entries (read without the lock: the empty fast path) */
-    _Atomic int64_t synced; /* mono ms when last known current; 0: not current */
-    _Atomic int overflow;   /* max_entries reached: fail closed */
-    int64_t stale_ms;       /* currency bound */
-    int64_t prune_ms;       /* pruning period */
-    size_t max_entries;     /* entry bound */
-    int64_t timeout_ms;     /* PostgreSQL query deadline */
-    int pg;                 /* PostgreSQL (else SQLite) */
-    char *conninfo;         /* PostgreSQL conninfo, or the SQLite path; never logged */
+    pthread_rwlock_t lock;                                 /* guards the table below */
+    entry_t **buckets;                                     /* nbuckets chains */
+    size_t nbuckets;                                       /* a power of two */
+    _Atomic size_t count;                                  /* entries (read without the lock: the empty fast path) */
+    _Atomic int64_t synced;                                /* mono ms when last known current; 0: not current */
+    _Atomic int overflow;                                  /* max_entries reached: fail closed */
+    int64_t stale_ms;                                      /* currency bound */
+    int64_t prune_ms;                                      /* pruning period */
+    void (*on_change)(void *arg, int kind, tess_str_t id); /* rows from other processes (opts) */
+    void *change_arg;                                      /* its argument */
+    size_t max_entries;                                    /* entry bound */
+    int64_t timeout_ms;                                    /* PostgreSQL query deadline */
+    int pg;                                                /* PostgreSQL (else SQLite) */
+    char *conninfo;                                        /* PostgreSQL conninfo, or the SQLite path; never logged */
     /* the listener (one loop) */
     tess_loop_t *loop;            /* its loop, NULL when not listening */
     tess_timer_t *timer;          /* SQLite: the poll; PostgreSQL: the heartbeat */
@@ -86,6 +88,7 @@ struct tess_revlist {
     tess_pgconn_t *conn;          /* PostgreSQL: the LISTEN connection */
     int loaded;                   /* PostgreSQL: LISTEN in place and the table reloaded on this connection */
     int beat_pending;             /* PostgreSQL: a heartbeat is out */
+    unsigned reloads;             /* PostgreSQL: loads done (the first one is the start) */
     int64_t beat_sent;            /* its send time, mono ms */
 };
 
@@ -239,6 +242,18 @@ int tess__revlist_check(tess_revlist_t *l, tess_str_t id, tess_str_t uid, int64_
     return rc;
 }
 
+/* Tells the holder of long-lived requests about a row from elsewhere (after it is in the mirror). */
+static void report(tess_revlist_t *l, int kind, const char *key, size_t len)
+{
+    if (l->on_change == NULL)
+        return;
+    if (kind == TESS__REVLIST_ANY || len == 0 || (len > 2 && key[0] == 'k' && key[1] == ':'))
+        l->on_change(l->change_arg, TESS_REVLIST_ANY_ROW, tess_strn(NULL, 0)); /* stored by digest */
+    else
+        l->on_change(l->change_arg, kind == TESS__REVLIST_CUT ? TESS_REVLIST_CUT_ROW : TESS_REVLIST_DENY_ROW,
+                     tess_strn(key, len));
+}
+
 static void mark_synced(tess_revlist_t *l, int64_t at_mono)
 {
     atomic_store_explicit(&l->synced, at_mono > 0 ? at_mono : 1, memory_order_release);
@@ -246,16 +261,19 @@ static void mark_synced(tess_revlist_t *l, int64_t at_mono)
 
 /* ---- SQLite --------------------------------------------------------------------------------------------------- */
 
-/* Mirrors rows of `st` (seq, kind, key, value, expires_ms); 0, or -1 when stepping failed. */
-static int sqlite_rows(tess_revlist_t *l, sqlite3_stmt *st)
+/* Mirrors rows of `st` (seq, kind, key, value, expires_ms), reporting them when `tell`; 0, or -1 on failure. */
+static int sqlite_rows(tess_revlist_t *l, sqlite3_stmt *st, int tell)
 {
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         const char *key = (const char *)sqlite3_column_text(st, 2);
-        if (key != NULL)
-            apply(l, sqlite3_column_int(st, 1), key, (size_t)sqlite3_column_bytes(st, 2), sqlite3_column_int64(st, 3),
-                  sqlite3_column_int64(st, 4));
+        if (key != NULL) {
+            size_t len = (size_t)sqlite3_column_bytes(st, 2);
+            apply(l, sqlite3_column_int(st, 1), key, len, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4));
+            if (tell)
+                report(l, sqlite3_column_int(st, 1), key, len);
+        }
         if (seq > l->seq)
             l->seq = seq;
     }
@@ -289,7 +307,7 @@ static void on_sqlite_tick(void *arg)
             mark_synced(l, t0);
         } else {
             sqlite3_bind_int64(l->tail, 1, l->seq);
-            if (sqlite_rows(l, l->tail) == 0) { /* another connection committed: read what it added */
+            if (sqlite_rows(l, l->tail, 1) == 0) { /* another connection committed: read what it added */
                 l->data_version = v;
                 mark_synced(l, t0);
             }
@@ -334,7 +352,7 @@ static int sqlite_open(tess_revlist_t *l, char *err, size_t errcap)
         goto out;
     }
     sqlite3_bind_int64(all, 1, tess_now_ms());
-    rc = sqlite_rows(l, all) == 0 ? 0 : TESS_EIO;
+    rc = sqlite_rows(l, all, 0) == 0 ? 0 : TESS_EIO;
     sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
     if (rc != 0) {
         snprintf(err, errcap, "revocation table: %s", sqlite3_errmsg(l->db));
@@ -374,6 +392,8 @@ static void on_pg_loaded(void *arg, int rc, const PGresult *res)
     }
     l->loaded = 1;
     mark_synced(l, l->beat_sent);
+    if (l->reloads++ > 0)
+        report(l, TESS__REVLIST_ANY, NULL, 0); /* after a reconnection: what was missed is in now */
 }
 
 static void on_pg_listening(void *arg, int rc, const PGresult *res)
@@ -419,6 +439,7 @@ static void on_pg_notify(void *arg, const char *channel, const char *payload)
     if (*p++ != ' ')
         return;
     apply(l, kind, p, strlen(p), value, expires);
+    report(l, kind, p, strlen(p));
 }
 
 static void on_pg_beat(void *arg, int rc, const PGresult *res)
@@ -507,6 +528,8 @@ int tess_revlist_new(tess_revlist_t **out, const tess_revlist_opts_t *opts, char
     l->stale_ms = opts->stale_ms > 0 ? opts->stale_ms : DEFAULT_STALE_MS;
     l->max_entries = opts->max_entries > 0 ? opts->max_entries : DEFAULT_MAX_ENTRIES;
     l->prune_ms = opts->prune_ms > 0 ? opts->prune_ms : DEFAULT_PRUNE_MS;
+    l->on_change = opts->on_change;
+    l->change_arg = opts->arg;
     l->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
     l->pg = path == NULL;
     l->buckets = calloc(l->nbuckets, sizeof(*l->buckets));

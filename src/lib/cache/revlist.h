@@ -14,7 +14,7 @@
 
 #define TESS__REVLIST_KEY_MAX 128
 
-enum { TESS__REVLIST_DENY = 0, TESS__REVLIST_CUT = 1 };
+enum { TESS__REVLIST_DENY = 0, TESS__REVLIST_CUT = 1, TESS__REVLIST_ANY = 2 };
 
 /* Writes the stored form of `id` into `out` (TESS__REVLIST_KEY_MAX + 1 bytes). 0, or -1 for an empty id. */
 int tess__revlist_key(tess_str_t id, char out[TESS__REVLIST_KEY_MAX + 1]);

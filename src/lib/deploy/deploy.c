@@ -84,10 +84,23 @@ static int wants_revlist(const tess_deploy_t *d)
                              (d->fw != NULL && d->fw->strategy == TESS_STRATEGY_JWT) || d->o.token_revocation);
 }
 
+/* Another process's revocation, now in the mirror: held requests of that token or user re-check. */
+static void on_revlist_change(void *arg, int kind, tess_str_t id)
+{
+    tess_deploy_t *d = arg;
+    if (d->o.on_session_key == NULL)
+        return;
+    if (kind == TESS_REVLIST_ANY_ROW)
+        d->o.on_session_key(d->o.app_arg, TESS_KEYKIND_EPOCH, tess_strn(NULL, 0));
+    else if (id.len > 0)
+        d->o.on_session_key(d->o.app_arg, kind == TESS_REVLIST_CUT_ROW ? TESS_KEYKIND_CUTOFF : TESS_KEYKIND_DENY, id);
+}
+
 /* Creates the list once (blocking: start-up). */
 static int ensure_revlist(tess_deploy_t *d, char *err, size_t errcap)
 {
-    tess_revlist_opts_t ro = {.database_url = d->database_url, .timeout_ms = d->o.timeout_ms};
+    tess_revlist_opts_t ro = {
+        .database_url = d->database_url, .timeout_ms = d->o.timeout_ms, .on_change = on_revlist_change, .arg = d};
     int rc = 0;
     if (!wants_revlist(d))
         return 0;
