@@ -80,8 +80,9 @@ static int has_redis(const tess_deploy_t *d)
 /* Without Redis, JWTs are revoked through the database's table (and its in-process mirror). */
 static int wants_revlist(const tess_deploy_t *d)
 {
-    return !has_redis(d) && (d->w->strategy == TESS_STRATEGY_JWT ||
-                             (d->fw != NULL && d->fw->strategy == TESS_STRATEGY_JWT) || d->o.token_revocation);
+    return !has_redis(d) && d->database_url[0] != '\0' &&
+           (d->w->strategy == TESS_STRATEGY_JWT || (d->fw != NULL && d->fw->strategy == TESS_STRATEGY_JWT) ||
+            d->o.token_revocation);
 }
 
 /* Another process's revocation, now in the mirror: held requests of that token or user re-check. */
