@@ -10,9 +10,9 @@
  *   cached     the database store, with Redis an L2 copy       the near-cache
  *
  * Without Redis, a deployment with a database URL that reads JWTs (strategy or fallback jwt, or
- * `token_revocation`) keeps token revocation in the database (tessera/revoke.h, tess_revlist_t): a table next to the others and an in-process
- * mirror that checks read without I/O, followed by tess_deploy_listen()'s loop; /readyz (ping) answers
- * unavailable while the mirror is not known to be current.
+ * `token_revocation`) keeps token revocation in the database (tessera/revoke.h, tess_revlist_t): a table next to the
+ * others and an in-process mirror that checks read without I/O, followed by tess_deploy_listen()'s loop; /readyz (ping)
+ * answers unavailable while the mirror is not known to be current.
  *
  * With a Redis URL every strategy also gets: one Redis connection per loop shared by everything on that loop,
  * token revocation (deny list, per-user cut-off) read through a revocation cache, and one coherence listener
