@@ -9,6 +9,11 @@
  *   jwt        none (HS256 tokens; a revoker with Redis)       -
  *   cached     the database store, with Redis an L2 copy       the near-cache
  *
+ * Without Redis, a deployment with a database URL that reads JWTs (strategy or fallback jwt, or
+ * `token_revocation`) keeps token revocation in the database (tessera/revoke.h, tess_revlist_t): a table next to the
+ * others and an in-process mirror that checks read without I/O, followed by tess_deploy_listen()'s loop; /readyz (ping)
+ * answers unavailable while the mirror is not known to be current.
+ *
  * With a Redis URL every strategy also gets: one Redis connection per loop shared by everything on that loop,
  * token revocation (deny list, per-user cut-off) read through a revocation cache, and one coherence listener
  * per process (tessera/coherence.h) that keeps every cache coherent across instances: it evicts near-cache,
@@ -48,6 +53,9 @@ typedef struct tess_deploy_opts {
     int64_t l2_ttl_ms;             /* L2 copy lifetime (cached with Redis; 0: 300 s) */
     int64_t timeout_ms;            /* per Redis / PostgreSQL call (0: 1000) */
     int64_t jwt_leeway_s;          /* JWT exp/nbf tolerance */
+    const char *jwt_user_claim;    /* JWT user id claim name (NULL: "userId"; borrowed during new) */
+    const char *jwt_role_claim;    /* JWT role claim name (NULL: "role"; borrowed during new) */
+    int token_revocation;          /* without Redis: keep token revocation in the database for any strategy */
     /*
      * Application hooks, called on the listener's loop: a key under <tessera>app: changed on some instance
      * (`name` after the "app:"; empty: everything may have changed), and the listener went down (0: stop
@@ -58,8 +66,10 @@ typedef struct tess_deploy_opts {
     /*
      * A session key changed on some instance (logout, revocation, a foreign write), after the deployment's
      * own caches were evicted: `kind` TESS_KEYKIND_SESSION (id: the session id), TESS_KEYKIND_DENY (the
-     * token's jti) or TESS_KEYKIND_CUTOFF (the user id). For holders of long-lived requests that must end
-     * with their session. NULL for none. ("Everything" comes as on_app_key with an empty name.)
+     * token's jti) or TESS_KEYKIND_CUTOFF (the user id); without Redis, revocations another process wrote
+     * into the database, once this process's mirror holds them (TESS_KEYKIND_EPOCH, empty id: any token may
+     * be revoked). For holders of long-lived requests that must end with their session. NULL for none.
+     * ("Everything" from Redis comes as on_app_key with an empty name.)
      */
     void (*on_session_key)(void *arg, tess_key_kind_t kind, tess_str_t id);
     void *app_arg; /* their argument */
@@ -82,8 +92,9 @@ TESS_API void tess_deploy_free(tess_deploy_t *d);
 TESS_API int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap);
 
 /*
- * Starts the coherence listener on `loop` (one per process; without Redis nothing happens and 0 is
- * returned). Until it reports "up", nothing is cached. Returns 0, or a TESS_E* with a reason in `err`.
+ * Starts the coherence listener on `loop` (one per process; without Redis, the revocation table's follower
+ * when there is one, else nothing). Until it reports "up", nothing is cached. Returns 0, or a TESS_E* with a
+ * reason in `err`.
  */
 TESS_API int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap);
 /* Stops the coherence listener (before its loop goes away); tess_deploy_free() does it too. */

@@ -1,6 +1,8 @@
 /*
  * HS256 JSON Web Tokens, compatible with jsonwebtoken:
  *   header {"alg":"HS256","typ":"JWT"}; claims {userId, role, iat, exp, jti[, nbf]}.
+ * The user and role claims' names are configurable (e.g. "sub"); jti and role are optional: the note's own
+ * token, jwt.sign({ userId }, secret, { expiresIn: '30d' }), carries neither.
  * `alg` is pinned: any other algorithm, "none" included, is rejected before the signature is looked at.
  *
  * HS256 is written here over OpenSSL's HMAC (not libjwt) because the HMAC key is set up once per
@@ -22,13 +24,21 @@ extern "C" {
 typedef struct tess_jwt tess_jwt_t;
 
 typedef struct tess_jwt_opts {
-    int64_t leeway_s;     /* tolerance for exp / nbf / iat-in-the-future, seconds (default 30 when < 0) */
-    size_t max_token_len; /* reject longer tokens (0: TESS_TOKEN_MAX) */
+    int64_t leeway_s;       /* tolerance for exp / nbf / iat-in-the-future, seconds (default 30 when < 0) */
+    size_t max_token_len;   /* reject longer tokens (0: TESS_TOKEN_MAX) */
+    const char *user_claim; /* name of the user id claim (NULL or "": "userId"); copied */
+    const char *role_claim; /* name of the role claim (NULL or "": "role"); copied */
 } tess_jwt_opts_t;
 
+/* Longest configurable claim name, bytes. */
+#define TESS_JWT_CLAIM_NAME_MAX 64
+/* A token's id when it carries no jti: "sha256:" + base64url(SHA-256 of the compact token), 50 bytes. */
+#define TESS_JWT_DIGEST_PREFIX "sha256:"
+#define TESS_JWT_TOKEN_ID_MAX (sizeof(TESS_JWT_DIGEST_PREFIX) - 1 + 43)
+
 typedef struct tess_jwt_claims {
-    char user_id[TESS_USER_ID_MAX + 1]; /* "userId": string, or integer rendered in decimal */
-    char role[TESS_ROLE_MAX + 1];       /* "role", "" when absent */
+    char user_id[TESS_USER_ID_MAX + 1]; /* the user claim ("userId"): string, or integer rendered in decimal */
+    char role[TESS_ROLE_MAX + 1];       /* the role claim ("role"), "" when absent */
     char jti[TESS_JTI_MAX + 1];         /* "jti", "" when absent */
     int64_t iat;                        /* issued at, seconds since the epoch */
     int64_t exp;                        /* expiry, seconds since the epoch; required */
@@ -37,7 +47,9 @@ typedef struct tess_jwt_claims {
 
 /*
  * A verifier/signer over a secret list (the first signs, all verify). The list is borrowed and must
- * outlive the tess_jwt_t. `opts` may be NULL. Returns 0, TESS_EINVAL, TESS_ENOMEM.
+ * outlive the tess_jwt_t. `opts` may be NULL. Returns 0, TESS_EINVAL (also for a claim name that is empty
+ * after defaults, longer than TESS_JWT_CLAIM_NAME_MAX, not printable ASCII, holding a blank, '"' or '\\', one of
+ * iat/exp/nbf/jti, or the same for user and role), TESS_ENOMEM.
  */
 TESS_API int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts);
 TESS_API void tess_jwt_free(tess_jwt_t *jwt);
@@ -45,8 +57,9 @@ TESS_API void tess_jwt_free(tess_jwt_t *jwt);
 /*
  * Signs `claims` (exp and user_id required; iat as given; jti and role emitted when non-empty; nbf when
  * non-zero). Writes a NUL-terminated compact token to `out`. Returns 0, TESS_EINVAL, TESS_ENOSPACE.
- * Claims are written {userId, role, iat, nbf, exp, jti}, as jsonwebtoken orders them; userId is always
- * a JSON string. TESS_EINVAL also for a field without NUL, invalid UTF-8, or times outside 0..2^53-1.
+ * Claims are written {userId, role, iat, nbf, exp, jti} (under the configured user and role claim names),
+ * as jsonwebtoken orders them; userId is always a JSON string. TESS_EINVAL also for a field without NUL, invalid UTF-8,
+ * or times outside 0..2^53-1.
  */
 TESS_API int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen);
 
@@ -65,6 +78,19 @@ TESS_API int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, cha
  * (kid...) but no "crit". `*claims` is zeroed on every error.
  */
 TESS_API int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims);
+
+/*
+ * The verifier's leeway, seconds: a token is accepted until exp + leeway, so whatever revokes it must be
+ * kept at least that long.
+ */
+TESS_API int64_t tess_jwt_leeway_s(const tess_jwt_t *jwt);
+
+/*
+ * Writes the id of a token without a jti: TESS_JWT_DIGEST_PREFIX + base64url(SHA-256(token)), NUL-terminated
+ * (`cap` >= TESS_JWT_TOKEN_ID_MAX + 1). Two tokens share it only when they are the same string. Returns 0,
+ * TESS_ENOSPACE, TESS_ENOMEM. Uses the verifier's digest context: same thread rules as verify.
+ */
+TESS_API int tess_jwt_token_digest(tess_jwt_t *jwt, tess_str_t token, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

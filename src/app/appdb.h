@@ -66,6 +66,8 @@ typedef void (*appdb_cb)(void *arg, const appdb_result_t *res);
 typedef struct appdb_ops {
     const char *name;
     int (*user_by_name)(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg);
+    /* The user `id` (id, name, role; no hash), or TESS_ENOTFOUND. */
+    int (*user_by_id)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
     /* A waiting pre-chat; TESS_EDENIED when the visitor has `max_open` open (not closed) already. */
     int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
                           appdb_cb cb, void *arg);
@@ -126,6 +128,8 @@ int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, 
  *
  *   SQLite      an event table (app_event) in the same file, tailed when PRAGMA data_version moves (checked
  *               every APP_TAIL_MS); rows older than a minute are pruned
+ * Both schemas publish "user:<id>" from a trigger when a user's role changes or the user is deleted, whoever
+ * writes the table (another app included).
  *   PostgreSQL  LISTEN tessera_events on a connection of its own; publish is pg_notify
  */
 #define APP_TAIL_MS 50

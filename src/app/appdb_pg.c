@@ -54,6 +54,14 @@ static const char *const migrations[] = {
     "CREATE INDEX message_prechat_id ON message(prechat_id, id);",
     /* 2: a visitor's open pre-chats are counted on each create (the open bound). */
     "CREATE INDEX prechat_visitor_open ON prechat(visitor_id) WHERE status <> 'closed';",
+    /* 3: a user's role changing (or the user going) is a change event, whoever writes the table */
+    "CREATE FUNCTION tessera_user_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM pg_notify('" APP_PG_CHANNEL "', 'user:' || CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER app_user_role_event AFTER UPDATE OF role ON app_user FOR EACH ROW"
+    " WHEN (OLD.role IS DISTINCT FROM NEW.role) EXECUTE FUNCTION tessera_user_event();"
+    "CREATE TRIGGER app_user_delete_event AFTER DELETE ON app_user FOR EACH ROW"
+    " EXECUTE FUNCTION tessera_user_event();",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -63,6 +71,7 @@ static const char *const migrations[] = {
 
 enum {
     Q_USER_BY_NAME,
+    Q_USER_BY_ID,
     Q_PRECHAT_CREATE,
     Q_PRECHAT_GET,
     Q_WAITING,
@@ -77,6 +86,7 @@ enum {
 
 static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_USER_BY_NAME] = {"SELECT id, name, role, password_hash FROM app_user WHERE name = $1", 1},
+    [Q_USER_BY_ID] = {"SELECT id, name, role, '' FROM app_user WHERE id = $1::bigint", 1},
     /*
      * The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one.
      * No row back: the visitor has $4 open already (EDENIED). Two creates of one visitor in flight at once
@@ -187,6 +197,7 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         goto out;
     switch (op.kind) {
     case Q_USER_BY_NAME:
+    case Q_USER_BY_ID:
         if (n == 0) {
             res.rc = TESS_ENOTFOUND;
             break;
@@ -285,6 +296,13 @@ static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
     return start(db, Q_USER_BY_NAME, p, 1, cb, arg);
 }
 
+static int op_user_by_id(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[1];
+    tess_pgconn_param_i64(&p[0], id);
+    return start(db, Q_USER_BY_ID, p, 1, cb, arg);
+}
+
 static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
                              appdb_cb cb, void *arg)
 {
@@ -375,6 +393,7 @@ static void op_close(appdb_t *db)
 static const appdb_ops_t pg_ops = {
     .name = "postgres",
     .user_by_name = op_user_by_name,
+    .user_by_id = op_user_by_id,
     .prechat_create = op_prechat_create,
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,

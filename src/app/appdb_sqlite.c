@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -50,8 +50,18 @@ static const char schema_v2[] = "CREATE TABLE IF NOT EXISTS app_event ("
 static const char schema_v3[] = "CREATE INDEX IF NOT EXISTS prechat_visitor_open ON prechat(visitor_id)"
                                 " WHERE status <> 'closed';";
 
+/* v4: a user's role changing (or the user going) is a change event, whoever writes the table. */
+static const char schema_v4[] = "CREATE TRIGGER IF NOT EXISTS app_user_role_event AFTER UPDATE OF role ON app_user"
+                                " WHEN NEW.role IS NOT OLD.role BEGIN"
+                                " INSERT INTO app_event(name, at) VALUES ('user:' || NEW.id,"
+                                " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)); END;"
+                                "CREATE TRIGGER IF NOT EXISTS app_user_delete_event AFTER DELETE ON app_user BEGIN"
+                                " INSERT INTO app_event(name, at) VALUES ('user:' || OLD.id,"
+                                " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)); END;";
+
 enum {
     Q_USER_BY_NAME,
+    Q_USER_BY_ID,
     Q_PRECHAT_INSERT,
     Q_PRECHAT_GET,
     Q_QUEUE_POS,
@@ -71,6 +81,7 @@ enum {
 
 static const char *const queries[Q__COUNT] = {
     [Q_USER_BY_NAME] = "SELECT id, name, role, password_hash FROM app_user WHERE name = ?1",
+    [Q_USER_BY_ID] = "SELECT id, name, role, '' FROM app_user WHERE id = ?1",
     /* One statement under SQLite's write lock: the count and the insert cannot interleave with another. */
     [Q_PRECHAT_INSERT] = "INSERT INTO prechat(visitor_id, topic, status, created_at, updated_at)"
                          " SELECT ?1, ?2, 'waiting', ?3, ?3 WHERE (SELECT count(*) FROM prechat"
@@ -216,16 +227,14 @@ static int complete_prechat(appdb_sqlite_t *s, int rc, int64_t id, appdb_cb cb, 
     return 0;
 }
 
-static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+/* One user row of `st` (bound) to the callback. */
+static int complete_user(sqlite3_stmt *st, appdb_cb cb, void *arg)
 {
-    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
-    sqlite3_stmt *st = stmt(s, Q_USER_BY_NAME);
     appdb_user_t u;
     appdb_result_t res = {0};
     int src;
 
     memset(&u, 0, sizeof(u));
-    sqlite3_bind_text(st, 1, name.ptr, (int)name.len, SQLITE_STATIC);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         u.id = sqlite3_column_int64(st, 0);
@@ -239,6 +248,20 @@ static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
     sqlite3_reset(st);
     cb(arg, &res);
     return 0;
+}
+
+static int op_user_by_name(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt((appdb_sqlite_t *)db, Q_USER_BY_NAME);
+    sqlite3_bind_text(st, 1, name.ptr, (int)name.len, SQLITE_STATIC);
+    return complete_user(st, cb, arg);
+}
+
+static int op_user_by_id(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt((appdb_sqlite_t *)db, Q_USER_BY_ID);
+    sqlite3_bind_int64(st, 1, id);
+    return complete_user(st, cb, arg);
 }
 
 static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
@@ -447,6 +470,7 @@ static void op_close(appdb_t *db)
 static const appdb_ops_t sqlite_ops = {
     .name = "sqlite",
     .user_by_name = op_user_by_name,
+    .user_by_id = op_user_by_id,
     .prechat_create = op_prechat_create,
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
@@ -482,7 +506,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 1 && sqlite3_exec(db, schema_v1, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 2 && sqlite3_exec(db, schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 3 && sqlite3_exec(db, schema_v3, NULL, NULL, &msg) != SQLITE_OK) ||
-            sqlite3_exec(db, "PRAGMA user_version = 3; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 4; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -64,6 +64,9 @@ void tess_config_usage(FILE *out)
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
           "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
+          "  JWT_USER_CLAIM         the JWT claim holding the user id (default userId; e.g. sub)\n"
+          "  JWT_ROLE_CLAIM         the JWT claim holding the role (default role); a token without it gets the\n"
+          "                         user's role from the users table\n"
           "  SESSION_PREFIX         Redis key prefix of sessions (default session:)\n"
           "  TESSERA_KEY_PREFIX     Redis key prefix of tessera's own keys: epoch, revocation, change marks,\n"
           "                         L2 copies (default tessera:)\n"
@@ -253,6 +256,28 @@ static int connection_limits(tess_config_t *cfg, const char *per_addr, const cha
     return 0;
 }
 #define LIMIT_OPT 1000 /* getopt value of the first limit option (app/limits.h) */
+
+/* A JWT claim name from variable `name` (unset or "": `def`): 1..64 printable bytes, no quote, backslash or
+ * blank, none of the registered claims tessera reads itself. 0, or -1 with a reason. */
+static int jwt_claim(char *out, size_t cap, const char *name, const char *def, char *err, size_t errcap)
+{
+    const char *v = getenv(name);
+    size_t n;
+    if (v == NULL || *v == '\0')
+        v = def;
+    n = strlen(v);
+    for (size_t i = 0; i < n; ++i) {
+        if (v[i] <= 0x20 || v[i] >= 0x7f || v[i] == '"' || v[i] == '\\')
+            n = cap; /* refused below */
+    }
+    if (n >= cap || strcmp(v, "iat") == 0 || strcmp(v, "exp") == 0 || strcmp(v, "nbf") == 0 || strcmp(v, "jti") == 0) {
+        snprintf(err, errcap, "bad %s: a claim name of 1 to %zu printable characters, not iat, exp, nbf or jti", name,
+                 cap - 1);
+        return -1;
+    }
+    memcpy(out, v, n + 1);
+    return 0;
+}
 
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
@@ -487,6 +512,13 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("JWT_LEEWAY", 0, 3600, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->jwt_leeway_s = v;
+    if (jwt_claim(cfg->jwt_user_claim, sizeof(cfg->jwt_user_claim), "JWT_USER_CLAIM", "userId", err, errcap) != 0 ||
+        jwt_claim(cfg->jwt_role_claim, sizeof(cfg->jwt_role_claim), "JWT_ROLE_CLAIM", "role", err, errcap) != 0)
+        return TESS_ECONFIG;
+    if (strcmp(cfg->jwt_user_claim, cfg->jwt_role_claim) == 0) {
+        snprintf(err, errcap, "JWT_USER_CLAIM and JWT_ROLE_CLAIM must differ");
+        return TESS_ECONFIG;
+    }
     if ((cookie = getenv("SESSION_COOKIE")) != NULL && *cookie != '\0') {
         size_t n = strlen(cookie);
         if (n >= sizeof(cfg->cookie_name) || strcspn(cookie, "=;, \t\r\n\"") != n) {

@@ -47,6 +47,8 @@ typedef struct tess_config {
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
     app_origins_t origins;        /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
     tess_limits_t limits;         /* login throttling, password workers, quotas (app/limits.h) */
+    char jwt_user_claim[65];      /* JWT_USER_CLAIM: the user id claim (default "userId"; e.g. "sub") */
+    char jwt_role_claim[65];      /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
 } tess_config_t;
 
 /*

@@ -8,6 +8,7 @@
  * poll loop, with Redis and the `redis` strategy as its fallback (the redis strategy's own sessions: they are
  * kept apart from the L2 copies, tessera/keyspace.h), and calls tess_auth_logout_everywhere(), which ends the
  * user's sessions in both.
+ * Without Redis the cut-off goes into the database's revocation table, which running servers follow.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -169,11 +170,18 @@ int tess_cli_session_revoke(int argc, char **argv)
             .redis_url = redis,
             .keys = {.session = prefix, .tessera = tess_prefix},
             .timeout_ms = 2000,
+            .token_revocation = 1, /* without Redis: the database's cut-off, which running servers follow */
         };
         if (redis != NULL && redis[0] != '\0') {
             o.has_fallback = 1;
             o.fallback = TESS_STRATEGY_REDIS;
         }
+        int64_t leeway_s = 30;
+        const char *leeway = getenv("JWT_LEEWAY");
+        if (leeway != NULL && tess_parse_int(leeway, 0, 3600, &leeway_s) == 0)
+            o.jwt_leeway_s = leeway_s; /* the cut-off outlives the tokens' acceptance */
+        else
+            o.jwt_leeway_s = 30;
         if (env != NULL && tess_parse_int(env, 60, 10LL * 365 * 86400, &ttl_s) != 0)
             ttl_s = 30LL * 86400;
         tess_session_policy_default(&o.policy);

@@ -302,7 +302,7 @@ static void logout_checked(void *arg, int rc, const tess_session_t *s, tess_str_
         return;
     if (everywhere && !tess_auth_can_revoke_everywhere(auth_of(r))) {
         send_error(r, 409, "revocation_unavailable",
-                   "tokens cannot be revoked without REDIS_URL: they stay valid until they expire");
+                   "tokens cannot be revoked here: they stay valid until they expire");
         return;
     }
     st = req_state(r, sizeof(*st));

@@ -8,6 +8,7 @@
 #include "server/bus.h"
 #include "server/poll.h"
 #include "server/push.h"
+#include "server/roles.h"
 #include "tessera/error.h"
 
 typedef struct bus_event {
@@ -120,6 +121,9 @@ void bus_on_event(void *arg, tess_str_t name)
         event_key(&ev, PUSH_SID, tess_strn(name.ptr + 4, name.len - 4));
     } else if (name.len > 4 && memcmp(name.ptr, "uid:", 4) == 0) {
         event_key(&ev, PUSH_UID, tess_strn(name.ptr + 4, name.len - 4));
+    } else if (name.len > 5 && memcmp(name.ptr, "user:", 5) == 0) {
+        roles_on_user_event(tess_strn(name.ptr + 5, name.len - 5)); /* a role changed: nothing to wake */
+        return;
     } else {
         /* A meta change: the cache first, so that every woken waiter reads the new one. */
         meta_on_app_key(srv, name);
@@ -141,6 +145,7 @@ void bus_on_state(void *arg, int up)
     bus_event_t ev = {.kind = PUSH_ALL};
     server_log("change events %s: caches %s", up ? "flowing" : "lost", up ? "on" : "off and flushed");
     meta_on_coherence(srv, up);
+    roles_flush();
     if (up)
         to_loops(srv, &ev); /* what changed meanwhile was not reported: every waiter looks again */
 }

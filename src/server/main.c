@@ -16,6 +16,7 @@
 #include "server/abuse.h"
 #include "server/limits.h"
 #include "server/poll.h"
+#include "server/roles.h"
 #include "server/router.h"
 #include "server/serve.h"
 #include "tessera/error.h"
@@ -62,6 +63,8 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
         .l2_ttl_ms = c->l2_ttl_ms,
         .timeout_ms = c->backend_timeout_ms,
         .jwt_leeway_s = c->jwt_leeway_s,
+        .jwt_user_claim = c->jwt_user_claim,
+        .jwt_role_claim = c->jwt_role_claim,
         .on_app_key = bus_on_event,
         .on_coherence = bus_on_state,
         .on_session_key = bus_on_session_key,
@@ -140,8 +143,8 @@ int tess_serve_main(int argc, char **argv)
         exit_code = 2;
         goto out;
     }
-    if (meta_cache_new(srv) != 0) {
-        fprintf(stderr, "tessera serve: cannot create the meta cache\n");
+    if (meta_cache_new(srv) != 0 || roles_init() != 0) {
+        fprintf(stderr, "tessera serve: cannot create the meta and role caches\n");
         goto out;
     }
     if ((rc = abuse_new(srv)) != 0) {
@@ -194,6 +197,7 @@ out:
     app_pwpool_free(srv->pw);
     meta_cache_free(srv);
     abuse_free(srv);
+    roles_free();
     tess_deploy_free(srv->sessions);
     tess_secrets_free(srv->secrets);
     tess_config_free(&srv->cfg);

@@ -7,6 +7,7 @@
 #include "server/csrf.h"
 #include "server/limits.h"
 #include "server/push.h"
+#include "server/roles.h"
 #include "server/router.h"
 #include "tessera/error.h"
 
@@ -118,7 +119,10 @@ static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cooki
         return;
     if (rc == 0 && s != NULL) {
         set_session(r, s);
-        r->next(r);
+        if (r->role[0] == '\0')
+            roles_resolve(r, r->next); /* a token without a role claim: the users table says */
+        else
+            r->next(r);
     } else if (rc == TESS_EDENIED || rc == TESS_ENOTFOUND || rc == TESS_EEXPIRED || rc == TESS_EBADSIG ||
                rc == TESS_EBADFMT || rc == TESS_ETOOBIG || rc == TESS_EREVOKED) {
         send_error(r, 401, "unauthorized", "no valid session");

@@ -189,9 +189,10 @@ void tess__op_cut_off(tess__op_t *op)
         tess__op_done_rc(op, 0);
         return;
     }
-    /* Keep the cut-off as long as any token issued before it can live. */
+    /* Keep the cut-off as long as any token issued before it can be accepted (its life plus the leeway). */
+    int64_t leeway_s = auth->cfg.jwt != NULL ? tess_jwt_leeway_s(auth->cfg.jwt) : 0;
     tess_revoker_cut(auth->cfg.revoker, tess_strn(op->key, op->key_len), op->now_ms,
-                     auth->cfg.policy.ttl_s * 1000 + 60000, tess__op_done_rc, op);
+                     (auth->cfg.policy.ttl_s + leeway_s) * 1000 + 60000, tess__op_done_rc, op);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------------------ */

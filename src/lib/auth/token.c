@@ -1,8 +1,10 @@
 /*
- * HS256 token in the cookie, nothing stored: the jwt strategy. The session is the token (its id is the jti);
- * a check costs a signature verification and, with a revoker, one deny-list / cut-off lookup. Logging out
- * puts the jti on the revoker's deny list; logging a user out everywhere is the revoker's per-user cut-off.
- * Without a revoker neither is possible: a token stays valid until it expires, only the browser forgets it.
+ * HS256 token in the cookie, nothing stored: the jwt strategy. The session is the token: its id is the jti,
+ * or for a token without one (jwt.sign({ userId }, ...)) the digest of the whole token. A check costs a
+ * signature verification and, with a revoker, one deny-list / cut-off lookup (from memory without Redis).
+ * Logging out puts the id on the revoker's deny list until the token can no longer be accepted (exp plus the
+ * leeway); logging a user out everywhere is the revoker's per-user cut-off (by iat). Without a revoker
+ * neither is possible: a token stays valid until it expires, only the browser forgets it.
  */
 #include <stddef.h>
 #include <string.h>
@@ -50,8 +52,13 @@ static void token_check(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tes
         return;
     }
     memset(&s, 0, sizeof(s));
-    /* The session is the token: its id is the jti (both bounded well under TESS_SID_MAX). */
-    memcpy(s.id, claims.jti, strlen(claims.jti) + 1);
+    /* The session is the token: its id is the jti, else its digest (both bounded well under TESS_SID_MAX). */
+    if (claims.jti[0] != '\0') {
+        memcpy(s.id, claims.jti, strlen(claims.jti) + 1);
+    } else if ((rc = tess_jwt_token_digest(auth->cfg.jwt, token, s.id, sizeof(s.id))) != 0) {
+        cb(arg, rc, NULL, tess__no_cookie);
+        return;
+    }
     memcpy(s.user_id, claims.user_id, strlen(claims.user_id) + 1);
     memcpy(s.role, claims.role, strlen(claims.role) + 1);
     s.created_ms = claims.iat * 1000;
@@ -98,7 +105,10 @@ static void token_login(tess__op_t *op)
 
 /* ---- logout ------------------------------------------------------------------------------------------- */
 
-/* With the session and a revoker: the jti on the deny list until the token's expiry. Otherwise nothing. */
+/*
+ * With the session and a revoker: its id on the deny list until the token can no longer be accepted (exp +
+ * leeway, and a second for the clocks of other instances). Otherwise nothing.
+ */
 static void token_logout(tess_auth_t *auth, tess_str_t sid, const tess_session_t *s, tess_auth_cb cb, void *arg)
 {
     tess__op_t *op;
@@ -112,7 +122,8 @@ static void token_logout(tess_auth_t *auth, tess_str_t sid, const tess_session_t
         cb(arg, TESS_ENOMEM, NULL, tess__no_cookie);
         return;
     }
-    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms, tess__op_done_rc, op);
+    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms + (tess_jwt_leeway_s(auth->cfg.jwt) + 1) * 1000,
+                      tess__op_done_rc, op);
 }
 
 /* Nothing stored to destroy: the cut-off alone (with a revoker). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/revlist.h"
 #include "redis/rconn.h"
 #include "tessera/keyspace.h"
 #include "tessera/error.h"
@@ -17,7 +18,9 @@
 #define FOREVER (INT64_MAX / 4)
 
 struct tess_revoker {
-    tess__rconn_t *conn;         /* this loop's connection */
+    tess_revlist_t *list;        /* the database's list (instead of Redis) */
+    tess__revwriter_t *writer;   /* this loop's writes into it */
+    tess__rconn_t *conn;         /* this loop's connection (Redis) */
     int owns_conn;               /* `conn` was opened here */
     tess_cache_t *cache;         /* answers (shared) */
     char prefix[PREFIX_MAX + 1]; /* key prefix */
@@ -128,6 +131,15 @@ void tess_revoker_check(tess_revoker_t *r, tess_str_t jti, tess_str_t uid, int64
         cb(arg, TESS_EREVOKED); /* a token we cannot look up is not honoured */
         return;
     }
+    if (r->list != NULL) {
+        char dk[TESS__REVLIST_KEY_MAX + 1], nk[TESS__REVLIST_KEY_MAX + 1];
+        if (tess__revlist_key(jti, dk) != 0 || tess__revlist_key(uid, nk) != 0) {
+            cb(arg, TESS_EREVOKED);
+            return;
+        }
+        cb(arg, tess__revlist_check(r->list, tess_str(dk), tess_str(nk), iat_s, now_ms));
+        return;
+    }
     snprintf(dkey, sizeof(dkey), TESS_REVOKE_DENY_TAG "%.*s", (int)jti.len, jti.ptr);
     snprintf(nkey, sizeof(nkey), TESS_REVOKE_CUT_TAG "%.*s", (int)uid.len, uid.ptr);
     dknown = cached_answer(r->cache, dkey, now_ms, &dpos, &dval);
@@ -188,16 +200,25 @@ static void send_write(tess_revoker_t *r, tess_revoker_cb cb, void *arg, int arg
     tess__rconn_command(r->conn, on_write, w, argc, argv, NULL);
 }
 
-void tess_revoker_deny(tess_revoker_t *r, tess_str_t jti, int64_t exp_ms, tess_revoker_cb cb, void *arg)
+void tess_revoker_deny(tess_revoker_t *r, tess_str_t jti, int64_t until_ms, tess_revoker_cb cb, void *arg)
 {
     char key[KEY_MAX + 1], ms[24];
+    int64_t at = until_ms > tess_now_ms() ? until_ms : tess_now_ms() + 1000;
     if (jti.len == 0 || jti.len > ID_MAX) {
         cb(arg, TESS_EINVAL);
         return;
     }
+    if (r->list != NULL) {
+        if (tess__revlist_key(jti, key) != 0) {
+            cb(arg, TESS_EINVAL);
+            return;
+        }
+        tess__revwriter_put(r->writer, TESS__REVLIST_DENY, key, 0, at, cb, arg);
+        return;
+    }
     size_t keylen;
     tess__redis_key(tess_str(r->prefix), TESS_KEY_DENY, jti, key, sizeof(key), &keylen);
-    snprintf(ms, sizeof(ms), "%" PRId64, exp_ms > tess_now_ms() ? exp_ms : tess_now_ms() + 1000);
+    snprintf(ms, sizeof(ms), "%" PRId64, at);
     const char *argv[] = {"SET", key, "1", "PXAT", ms};
     send_write(r, cb, arg, 5, argv);
 }
@@ -207,6 +228,15 @@ void tess_revoker_cut(tess_revoker_t *r, tess_str_t uid, int64_t cut_ms, int64_t
     char key[KEY_MAX + 1], ms[24], keep[24];
     if (uid.len == 0 || uid.len > ID_MAX) {
         cb(arg, TESS_EINVAL);
+        return;
+    }
+    if (r->list != NULL) {
+        if (tess__revlist_key(uid, key) != 0) {
+            cb(arg, TESS_EINVAL);
+            return;
+        }
+        tess__revwriter_put(r->writer, TESS__REVLIST_CUT, key, cut_ms, tess_now_ms() + (keep_ms > 0 ? keep_ms : 1000),
+                            cb, arg);
         return;
     }
     size_t keylen;
@@ -235,6 +265,13 @@ int tess_revoker_open(tess_revoker_t **out, tess_loop_t *loop, const tess_revoke
     }
     strcpy(r->prefix, prefix);
     r->cache = opts->cache;
+    if (opts->list != NULL) {
+        r->list = opts->list;
+        if ((rc = tess__revwriter_open(&r->writer, r->list, loop, opts->timeout_ms, err, errcap)) != 0)
+            goto out;
+        *out = r;
+        return 0;
+    }
     if ((rc = tess__rconn_borrow_or_open(&r->conn, &r->owns_conn, opts->conn, loop, opts->url, opts->timeout_ms, err,
                                          errcap)) != 0)
         goto out;
@@ -251,5 +288,6 @@ void tess_revoker_free(tess_revoker_t *r)
         return;
     if (r->owns_conn)
         tess__rconn_free(r->conn);
+    tess__revwriter_free(r->writer);
     free(r);
 }

@@ -26,15 +26,45 @@
 #define JWT_DEFAULT_LEEWAY_S 30
 #define JSON_SAFE_INT 9007199254740991.0 /* 2^53 - 1: integers JavaScript represents exactly */
 /* Largest claims document tess_jwt_sign() writes: three strings, each at worst \u00XX per byte. */
-#define JWT_CLAIMS_JSON_MAX (6 * (TESS_USER_ID_MAX + TESS_ROLE_MAX + TESS_JTI_MAX) + 160)
+#define JWT_CLAIMS_JSON_MAX (6 * (TESS_USER_ID_MAX + TESS_ROLE_MAX + TESS_JTI_MAX) + 2 * TESS_JWT_CLAIM_NAME_MAX + 160)
 
 struct tess_jwt {
-    const tess_secrets_t *secrets; /* borrowed; outlives us */
-    int64_t leeway_s;              /* exp / nbf / iat tolerance */
-    size_t max_token_len;          /* longer tokens are TESS_ETOOBIG */
-    EVP_MD_CTX *scratch;           /* per-verifier HMAC work context (why this type is per thread) */
-    char *buf;                     /* decoded header / payload, max_token_len bytes + NUL */
+    const tess_secrets_t *secrets;                /* borrowed; outlives us */
+    char user_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* the user id claim's name ("userId") */
+    char role_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* the role claim's name ("role") */
+    EVP_MD_CTX *sha0;                             /* SHA-256 initialised once (token digests copy it) */
+    int64_t leeway_s;                             /* exp / nbf / iat tolerance */
+    size_t max_token_len;                         /* longer tokens are TESS_ETOOBIG */
+    EVP_MD_CTX *scratch;                          /* per-verifier HMAC work context (why this type is per thread) */
+    char *buf;                                    /* decoded header / payload, max_token_len bytes + NUL */
 };
+
+/* A claim name we can write raw into JSON and that names none of the registered claims we read. */
+static int claim_name_ok(const char *name)
+{
+    static const char *const reserved[] = {"iat", "exp", "nbf", "jti"};
+    size_t n = strlen(name);
+
+    if (n == 0 || n > TESS_JWT_CLAIM_NAME_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] <= 0x20 || name[i] > 0x7e || name[i] == '"' || name[i] == '\\') {
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        if (strcmp(name, reserved[i]) == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *name_or(const char *name, const char *def)
+{
+    return name != NULL && name[0] != '\0' ? name : def;
+}
 
 int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt_opts_t *opts)
 {
@@ -53,6 +83,16 @@ int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt
         return TESS_ENOMEM;
     }
     j->secrets = secrets;
+    {
+        const char *user = name_or(opts != NULL ? opts->user_claim : NULL, "userId");
+        const char *role = name_or(opts != NULL ? opts->role_claim : NULL, "role");
+        if (!claim_name_ok(user) || !claim_name_ok(role) || strcmp(user, role) == 0) {
+            rc = TESS_EINVAL;
+            goto out;
+        }
+        memcpy(j->user_claim, user, strlen(user) + 1);
+        memcpy(j->role_claim, role, strlen(role) + 1);
+    }
     j->leeway_s = opts != NULL && opts->leeway_s >= 0 ? opts->leeway_s : JWT_DEFAULT_LEEWAY_S;
     j->max_token_len = opts != NULL && opts->max_token_len > 0 ? opts->max_token_len : TESS_TOKEN_MAX;
     if (j->leeway_s > INT64_C(1) << 40 || j->max_token_len > (SIZE_MAX >> 2)) {
@@ -60,8 +100,10 @@ int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt
         goto out;
     }
     j->scratch = EVP_MD_CTX_new();
+    j->sha0 = EVP_MD_CTX_new();
     j->buf = malloc(j->max_token_len + 1);
-    if (j->scratch == NULL || j->buf == NULL) {
+    if (j->scratch == NULL || j->sha0 == NULL || j->buf == NULL ||
+        EVP_DigestInit_ex(j->sha0, EVP_sha256(), NULL) != 1) {
         rc = TESS_ENOMEM;
         goto out;
     }
@@ -78,6 +120,7 @@ void tess_jwt_free(tess_jwt_t *jwt)
         return;
     }
     EVP_MD_CTX_free(jwt->scratch);
+    EVP_MD_CTX_free(jwt->sha0);
     free(jwt->buf);
     free(jwt);
 }
@@ -201,9 +244,9 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
 
     /* same member order as jsonwebtoken given {userId, role} and expiresIn / jwtid / notBefore options */
     json[o++] = '{';
-    o = json_put_string(json, o, "userId", claims->user_id, (size_t)uid_n);
+    o = json_put_string(json, o, jwt->user_claim, claims->user_id, (size_t)uid_n);
     if (role_n > 0) {
-        o = json_put_string(json, o, "role", claims->role, (size_t)role_n);
+        o = json_put_string(json, o, jwt->role_claim, claims->role, (size_t)role_n);
     }
     o = json_put_int(json, o, "iat", claims->iat);
     if (claims->nbf != 0) {
@@ -360,7 +403,7 @@ static int copy_string_claim(const cJSON *v, char *dst, size_t size, int require
 static int check_claims(const tess_jwt_t *jwt, const cJSON *root, int64_t now_s, tess_jwt_claims_t *claims)
 {
     enum { C_USER, C_ROLE, C_JTI, C_IAT, C_EXP, C_NBF, C_COUNT };
-    static const char *const names[C_COUNT] = {"userId", "role", "jti", "iat", "exp", "nbf"};
+    const char *const names[C_COUNT] = {jwt->user_claim, jwt->role_claim, "jti", "iat", "exp", "nbf"};
     const cJSON *found[C_COUNT] = {NULL};
     int dup = 0;
 
@@ -474,4 +517,31 @@ int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_c
         memset(claims, 0, sizeof(*claims));
     }
     return rc;
+}
+
+int64_t tess_jwt_leeway_s(const tess_jwt_t *jwt)
+{
+    return jwt->leeway_s;
+}
+
+int tess_jwt_token_digest(tess_jwt_t *jwt, tess_str_t token, char *out, size_t cap)
+{
+    uint8_t md[32];
+    unsigned int n = 0;
+    size_t plen = sizeof(TESS_JWT_DIGEST_PREFIX) - 1;
+
+    if (cap > 0) {
+        out[0] = '\0';
+    }
+    if (cap < TESS_JWT_TOKEN_ID_MAX + 1) {
+        return TESS_ENOSPACE;
+    }
+    /* a copy of the initialised state: no algorithm fetch per digest (OpenSSL 3) */
+    if (EVP_MD_CTX_copy_ex(jwt->scratch, jwt->sha0) != 1 || EVP_DigestUpdate(jwt->scratch, token.ptr, token.len) != 1 ||
+        EVP_DigestFinal_ex(jwt->scratch, md, &n) != 1 || n != sizeof(md)) {
+        return TESS_ENOMEM;
+    }
+    memcpy(out, TESS_JWT_DIGEST_PREFIX, plen);
+    out[plen + tess_base64url_encode(md, sizeof(md), out + plen)] = '\0';
+    return TESS_OK;
 }

@@ -37,6 +37,9 @@ struct tess_deploy {
     char *database_url;                           /* copied */
     char *redis_url;                              /* copied ("" for none); never logged */
     char cookie_name[64];                         /* "" for the strategy's default */
+    char user_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* "" for the default */
+    char role_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* "" for the default */
+    tess_revlist_t *revlist;                      /* token revocation in the database (no Redis) */
     char session_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <session> */
     char tessera_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <tessera> */
     char l2_prefix[TESS_KEY_L2_PREFIX_MAX + 1];   /* <tessera>l2: (apart from the redis store's keys) */
@@ -73,6 +76,41 @@ static const wiring_t *wiring_of(tess_strategy_t s)
 static int has_redis(const tess_deploy_t *d)
 {
     return d->redis_url[0] != '\0';
+}
+
+/* Without Redis, JWTs are revoked through the database's table (and its in-process mirror). */
+static int wants_revlist(const tess_deploy_t *d)
+{
+    return !has_redis(d) && d->database_url[0] != '\0' &&
+           (d->w->strategy == TESS_STRATEGY_JWT || (d->fw != NULL && d->fw->strategy == TESS_STRATEGY_JWT) ||
+            d->o.token_revocation);
+}
+
+/* Another process's revocation, now in the mirror: held requests of that token or user re-check. */
+static void on_revlist_change(void *arg, int kind, tess_str_t id)
+{
+    tess_deploy_t *d = arg;
+    if (d->o.on_session_key == NULL)
+        return;
+    if (kind == TESS_REVLIST_ANY_ROW)
+        d->o.on_session_key(d->o.app_arg, TESS_KEYKIND_EPOCH, tess_strn(NULL, 0));
+    else if (id.len > 0)
+        d->o.on_session_key(d->o.app_arg, kind == TESS_REVLIST_CUT_ROW ? TESS_KEYKIND_CUTOFF : TESS_KEYKIND_DENY, id);
+}
+
+/* Creates the list once (blocking: start-up). */
+static int ensure_revlist(tess_deploy_t *d, char *err, size_t errcap)
+{
+    tess_revlist_opts_t ro = {
+        .database_url = d->database_url, .timeout_ms = d->o.timeout_ms, .on_change = on_revlist_change, .arg = d};
+    int rc = 0;
+    if (!wants_revlist(d))
+        return 0;
+    pthread_mutex_lock(&d->lock);
+    if (d->revlist == NULL)
+        rc = tess_revlist_new(&d->revlist, &ro, err, errcap);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 /* ---- coherence ------------------------------------------------------------------------------------------ */
@@ -187,6 +225,11 @@ static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiri
                  TESS_KEY_PREFIX_MAX);
         return TESS_EINVAL;
     }
+    if ((o->jwt_user_claim != NULL && strlen(o->jwt_user_claim) > TESS_JWT_CLAIM_NAME_MAX) ||
+        (o->jwt_role_claim != NULL && strlen(o->jwt_role_claim) > TESS_JWT_CLAIM_NAME_MAX)) {
+        snprintf(err, errcap, "JWT claim name longer than %d bytes", TESS_JWT_CLAIM_NAME_MAX);
+        return TESS_EINVAL;
+    }
     if (o->cookie_name != NULL && strlen(o->cookie_name) >= 64) {
         snprintf(err, errcap, "cookie name longer than 63 bytes");
         return TESS_EINVAL;
@@ -216,6 +259,10 @@ int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *e
         goto out;
     }
     snprintf(d->cookie_name, sizeof(d->cookie_name), "%s", opts->cookie_name != NULL ? opts->cookie_name : "");
+    snprintf(d->user_claim, sizeof(d->user_claim), "%s", opts->jwt_user_claim != NULL ? opts->jwt_user_claim : "");
+    snprintf(d->role_claim, sizeof(d->role_claim), "%s", opts->jwt_role_claim != NULL ? opts->jwt_role_claim : "");
+    d->o.jwt_user_claim = d->user_claim;
+    d->o.jwt_role_claim = d->role_claim;
     snprintf(d->session_prefix, sizeof(d->session_prefix), "%s", tess_keyspace_session(&opts->keys));
     snprintf(d->tessera_prefix, sizeof(d->tessera_prefix), "%s", tess_keyspace_tessera(&opts->keys));
     snprintf(d->epoch_key, sizeof(d->epoch_key), "%s" TESS_KEY_EPOCH, d->tessera_prefix);
@@ -255,6 +302,7 @@ void tess_deploy_free(tess_deploy_t *d)
     if (d == NULL)
         return;
     tess_inval_free(d->inval);
+    tess_revlist_free(d->revlist);
     tess_cache_free(d->cache);
     tess_cache_free(d->rcache);
     pthread_mutex_destroy(&d->lock);
@@ -268,6 +316,9 @@ void tess_deploy_free(tess_deploy_t *d)
 int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap)
 {
     tess_store_params_t p = {.url = d->database_url, .timeout_ms = d->o.timeout_ms};
+    int rc;
+    if ((rc = ensure_revlist(d, err, errcap)) != 0)
+        return rc;
     if (d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE))
         return tess_store_migrate_url(&p, err, errcap);
     return 0;
@@ -286,7 +337,11 @@ int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t er
         .on_state = on_state,
         .arg = d,
     };
-    if (!has_redis(d) || d->inval != NULL)
+    if (!has_redis(d)) {
+        int rc = ensure_revlist(d, err, errcap);
+        return rc != 0 || d->revlist == NULL ? rc : tess_revlist_listen(d->revlist, loop, err, errcap);
+    }
+    if (d->inval != NULL)
         return 0;
     return tess_inval_open(&d->inval, loop, &io, err, errcap);
 }
@@ -295,6 +350,7 @@ void tess_deploy_unlisten(tess_deploy_t *d)
 {
     tess_inval_free(d->inval);
     d->inval = NULL;
+    tess_revlist_unlisten(d->revlist);
 }
 
 int tess_deploy_coherent(const tess_deploy_t *d)
@@ -336,7 +392,8 @@ static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_sto
 
 int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)
 {
-    tess_jwt_opts_t jo = {.leeway_s = d->o.jwt_leeway_s, .max_token_len = 0};
+    tess_jwt_opts_t jo = {
+        .leeway_s = d->o.jwt_leeway_s, .max_token_len = 0, .user_claim = d->user_claim, .role_claim = d->role_claim};
     tess_auth_config_t ac = {0};
     tess_deploy_loop_t *l;
     int rc;
@@ -352,6 +409,13 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
         if ((rc = tess_redis_open(&l->redis, loop, d->redis_url, d->o.timeout_ms, err, errcap)) != 0)
             goto fail;
         rv.conn = l->redis;
+        if ((rc = tess_revoker_open(&l->revoker, loop, &rv, err, errcap)) != 0)
+            goto fail;
+    } else if (wants_revlist(d)) {
+        tess_revoker_opts_t rv = {.timeout_ms = d->o.timeout_ms};
+        if ((rc = ensure_revlist(d, err, errcap)) != 0)
+            goto fail;
+        rv.list = d->revlist;
         if ((rc = tess_revoker_open(&l->revoker, loop, &rv, err, errcap)) != 0)
             goto fail;
     }
@@ -441,6 +505,10 @@ tess_auth_t *tess_deploy_loop_fallback(const tess_deploy_loop_t *l)
 
 int tess_deploy_loop_ping(tess_deploy_loop_t *l, tess_store_cb cb, void *arg)
 {
+    if (l->d->revlist != NULL && !tess_revlist_current(l->d->revlist)) {
+        cb(arg, TESS_EUNAVAIL, NULL); /* token checks fail closed until the mirror is current */
+        return 0;
+    }
     if (l->store == NULL) {
         cb(arg, 0, NULL);
         return 0;

@@ -98,6 +98,12 @@ static int user_by_name(appdb_t *db, const char *name, res_t *r)
     return finish(db->ops->user_by_name(db, tess_str(name), on_res, r), r);
 }
 
+static int user_by_id(appdb_t *db, int64_t id, res_t *r)
+{
+    res_clear(r);
+    return finish(db->ops->user_by_id(db, id, on_res, r), r);
+}
+
 static int create(appdb_t *db, int64_t visitor, const char *topic, int64_t now, res_t *r)
 {
     res_clear(r);
@@ -246,6 +252,14 @@ static void test_users(void **state)
     assert_int_equal(r.user.id, 2);
     assert_string_equal(r.user.role, "agent");
     assert_int_equal(user_by_name(DB(state), "carol", &r), TESS_ENOTFOUND);
+    assert_false(r.have_user);
+    /* by id (a token's user): id, name, role, no hash */
+    assert_int_equal(user_by_id(DB(state), 2, &r), 0);
+    assert_true(r.have_user);
+    assert_string_equal(r.user.name, "bob");
+    assert_string_equal(r.user.role, "agent");
+    assert_string_equal(r.user.pwhash, "");
+    assert_int_equal(user_by_id(DB(state), 99, &r), TESS_ENOTFOUND);
     assert_false(r.have_user);
     res_clear(&r);
 }
@@ -562,8 +576,8 @@ static void test_concurrent_migrate(void **state)
     assert_int_equal(PQstatus(fresh), CONNECTION_OK);
     res = PQexec(fresh, "SELECT count(*), max(version) FROM tessera_schema");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(res, 0, 0), "2"); /* each version applied once */
-    assert_string_equal(PQgetvalue(res, 0, 1), "2");
+    assert_string_equal(PQgetvalue(res, 0, 0), "3"); /* each version applied once */
+    assert_string_equal(PQgetvalue(res, 0, 1), "3");
     PQclear(res);
     PQfinish(fresh);
     sql("DROP DATABASE tess_migrate_test");

@@ -191,6 +191,40 @@ static void test_users(void **state)
     assert_string_equal(f->r.user.name, name);
 }
 
+/* By id (a token's user): id, name and role, no hash; a role change or a deletion is a change event. */
+static void test_user_by_id_and_role_events(void **state)
+{
+    fixture_t *f = *state;
+    sqlite3_stmt *st;
+    char sql[160];
+
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_by_id(f->db, f->agent, appdb_rec_cb, &f->r)), 0);
+    assert_true(f->r.have_user);
+    assert_int_equal(f->r.user.id, f->agent);
+    assert_string_equal(f->r.user.name, "ada");
+    assert_string_equal(f->r.user.role, "agent");
+    assert_string_equal(f->r.user.pwhash, "");
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_by_id(f->db, 999999, appdb_rec_cb, &f->r)), TESS_ENOTFOUND);
+    assert_false(f->r.have_user);
+
+    /* Written by anyone (here: plain SQL, as another app would), heard by every listener. */
+    snprintf(sql, sizeof(sql), "UPDATE app_user SET role = 'visitor' WHERE id = %lld", (long long)f->agent);
+    assert_int_equal(sqlite3_exec(f->sq, sql, NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "UPDATE app_user SET role = 'visitor' WHERE id = %lld", (long long)f->visitor);
+    assert_int_equal(sqlite3_exec(f->sq, sql, NULL, NULL, NULL), SQLITE_OK); /* unchanged: no event */
+    assert_int_equal(sqlite3_prepare_v2(f->sq, "SELECT name FROM app_event ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(sql, sizeof(sql), "user:%lld", (long long)f->agent);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), sql);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_by_id(f->db, f->agent, appdb_rec_cb, &f->r)), 0);
+    assert_string_equal(f->r.user.role, "visitor");
+}
+
 /* A role outside visitor/agent is not "a user with that name exists": the same answer as PostgreSQL (EIO). */
 static void test_user_bad_role(void **state)
 {
@@ -508,15 +542,19 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(appdb_sqlite_user_add(f->sq, "new", "visitor", PWHASH, T0, err, sizeof(err)), TESS_EIO);
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
 
     /* A version-1 database (before change events) is upgraded in place, its data kept. */
-    assert_int_equal(sqlite3_exec(f->sq, "DROP TABLE app_event; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq,
+                                  "DROP TRIGGER app_user_role_event; DROP TRIGGER app_user_delete_event;"
+                                  " DROP TABLE app_event; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     if (appdb_sqlite_open(&again, f->sq, err, sizeof(err)) != 0)
         fail_msg("upgrade: %s", err);
     again->ops->close(again);
@@ -544,6 +582,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_users),
         T(test_user_bad_role),
+        T(test_user_by_id_and_role_events),
         T(test_prechat_create_get),
         T(test_prechat_open_bound),
         T(test_waiting_queue),

@@ -568,6 +568,45 @@ static void test_jwt_keeps_no_store(void **state)
     tess_poll_loop_free(pl);
 }
 
+/* Without Redis, with a database: tokens are revoked through the database's table (tessera/revoke.h). */
+static void test_jwt_revocation_in_the_database(void **state)
+{
+    fixture_t *f = *state;
+    tess_poll_loop_t *pl = tess_poll_loop_new();
+    tess_deploy_loop_t *l;
+    auth_res_t in, other, r, out = {0};
+    tess_session_t s;
+    char err[256] = "";
+    assert_non_null(pl);
+    f->o.strategy = TESS_STRATEGY_JWT;
+    deploy(f);
+    assert_int_equal(tess_deploy_coherent(f->d), 0);
+    assert_int_equal(tess_deploy_listen(f->d, tess_poll_loop_base(pl), err, sizeof(err)), 0);
+    l = loop_open(f, pl);
+    assert_int_equal(tess_auth_can_revoke_everywhere(tess_deploy_loop_auth(l)), 1);
+    assert_int_equal(ping_rc(pl, l), 0);
+    in = login(pl, l, "9");
+    other = login_at(pl, l, "9", tess_now_ms() - 2000);
+    r = check(pl, l, in.cookie);
+    assert_int_equal(r.rc, 0);
+    memset(&s, 0, sizeof(s));
+    snprintf(s.id, sizeof(s.id), "%s", r.sid);
+    snprintf(s.user_id, sizeof(s.user_id), "%s", r.user);
+    s.expires_ms = tess_now_ms() + 3600 * 1000;
+    tess_auth_logout_session(tess_deploy_loop_auth(l), &s, on_auth, &out);
+    rs_run_until(pl, auth_done, &out, RS_WAIT_MS, "logout");
+    assert_int_equal(out.rc, 0);
+    assert_int_equal(check(pl, l, in.cookie).rc, TESS_EDENIED);
+    assert_int_equal(check(pl, l, other.cookie).rc, 0);
+    /* the listener stopped: the mirror is no longer known to be current, so checks and /readyz fail closed */
+    tess_deploy_unlisten(f->d);
+    assert_int_equal(check(pl, l, other.cookie).rc, TESS_EUNAVAIL);
+    assert_int_equal(ping_rc(pl, l), TESS_EUNAVAIL);
+    tess_deploy_loop_close(l);
+    assert_int_equal(tess_poll_loop_live_ios(pl), 0);
+    tess_poll_loop_free(pl);
+}
+
 /* ---- a cached deployment with Redis ----------------------------------------------------------------------- */
 
 typedef struct coh_wait {
@@ -782,6 +821,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_db_prune_removes_the_expired_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_stats_sum_the_loop_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jwt_keeps_no_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jwt_revocation_in_the_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cached_caches_on_once_the_listener_is_up, setup_redis, teardown_redis),
         cmocka_unit_test_setup_teardown(test_cached_publish_reaches_on_app_key, setup_redis, teardown_redis),
         cmocka_unit_test_setup_teardown(test_cached_foreign_write_evicts_the_session, setup_redis, teardown_redis),
