@@ -79,6 +79,13 @@ TESS_API int tess_id_valid(tess_str_t id);
 /* Constant-time equality of two equal-length byte strings (CRYPTO_memcmp); 1 when equal. */
 TESS_API int tess_ct_eq(const void *a, const void *b, size_t n);
 
+/*
+ * Decodes the UTF-8 sequence that starts p[0..n): its length (1 to 4) with the code point in *cp, or 0 when it
+ * is not well-formed (n == 0, truncated, a stray continuation byte, an overlong form, a surrogate, past
+ * U+10FFFF: Unicode's Table 3-7).
+ */
+TESS_API size_t tess_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "identity.h"
+#include "tessera/encoding.h"
 #include "tessera/session.h"
 
 #define REPORT_INTERVAL_MS 1000 /* least time between two report lines */
@@ -21,35 +22,10 @@
  * U+10FFFF, control character (U+0000-U+001F, U+007F-U+009F) or space. */
 static int printable_utf8(const unsigned char *p, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            if (c <= 0x20 || c == 0x7f)
-                return 0;
-            ++i;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0)
-            len = 2, min = 0x80, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0)
-            len = 3, min = 0x800, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0)
-            len = 4, min = 0x10000, cp = c & 0x07;
-        else
+    for (size_t i = 0, len; i < n; i += len) {
+        uint32_t cp;
+        if ((len = tess_utf8_decode(p + i, n - i, &cp)) == 0 || cp <= 0x20 || (cp >= 0x7f && cp <= 0x9f))
             return 0;
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; ++k) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp <= 0x9f)
-            return 0; /* cp <= 0x9f here: the C1 controls (U+0080-U+009F) */
-        i += len;
     }
     return 1;
 }

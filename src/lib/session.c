@@ -384,6 +384,10 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
     item = cJSON_GetObjectItemCaseSensitive(root, "absoluteExpiresAt");
     if (item != NULL && !cJSON_IsNull(item) && json_int(item, &s->absolute_expires_ms) != 0)
         goto out;
+    /* Times past year 9999 are refused as for the expiry; they also pass 10^15, where cJSON prints 15
+       significant digits and the number would not read back the same. */
+    if (s->created_ms > ISO_DATE_MAX_MS || s->absolute_expires_ms > ISO_DATE_MAX_MS)
+        goto out;
 
     /* The store's own expiry is the truth; cookie.expires is the document's copy of it. */
     s->expires_ms = expire_ms_hint > 0 ? expire_ms_hint : cookie_expires;

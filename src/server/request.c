@@ -295,33 +295,10 @@ int parse_json_body(tess_req_t *r)
 
 int utf8_valid(const unsigned char *p, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len;
-        unsigned min, cp;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, min = 0x80, cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, min = 0x800, cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, min = 0x10000, cp = c & 0x07;
-        } else {
+    for (size_t i = 0, len; i < n; i += len) {
+        uint32_t cp;
+        if ((len = tess_utf8_decode(p + i, n - i, &cp)) == 0)
             return 0;
-        }
-        if (i + len > n)
-            return 0;
-        for (size_t k = 1; k < len; ++k) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
     }
     return 1;
 }

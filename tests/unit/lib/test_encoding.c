@@ -262,6 +262,40 @@ static void test_id_entropy(void **state)
         assert_memory_not_equal(raw[i - 1], raw[i], TESS_ID_BYTES);
 }
 
+static void test_utf8_decode(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t n, len;
+        uint32_t cp;
+    } v[] = {
+        {"a", 1, 1, 'a'},
+        {"\xc3\xa9", 2, 2, 0xe9},
+        {"\xe2\x82\xac", 3, 3, 0x20ac},
+        {"\xf0\x9f\x98\x80", 4, 4, 0x1f600},
+        {"\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff},
+        {"\xc3\xa9x", 3, 2, 0xe9},     /* one sequence at a time */
+        {"", 0, 0, 0},                 /* nothing */
+        {"\xc3", 1, 0, 0},             /* truncated */
+        {"\xe2\x82", 2, 0, 0},         /* truncated */
+        {"\x80", 1, 0, 0},             /* stray continuation */
+        {"\xc0\xaf", 2, 0, 0},         /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0, 0},     /* overlong */
+        {"\xed\xa0\x80", 3, 0, 0},     /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, 0, 0}, /* past U+10FFFF */
+        {"\xf8\x88\x80\x80\x80", 5, 0, 0},
+        {"\xc3\x28", 2, 0, 0}, /* not a continuation */
+    };
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_LEN(v); i++) {
+        uint32_t cp = 0xffffffffu;
+        size_t len = tess_utf8_decode((const unsigned char *)v[i].in, v[i].n, &cp);
+        if (len != v[i].len || (len != 0 && cp != v[i].cp))
+            fail_msg("vector %zu: length %zu code point %x", i, len, (unsigned)cp);
+    }
+}
+
 static void test_id_valid(void **state)
 {
     char max[TESS_SID_MAX + 2];
@@ -308,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_id_new),
         cmocka_unit_test(test_id_entropy),
+        cmocka_unit_test(test_utf8_decode),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_ct_eq),
     };
