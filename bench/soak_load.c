@@ -3,7 +3,7 @@
  * it answers. One thread, epoll, HTTP/1.1 keep-alive; bounded by --seconds. Used by bench/soak.
  *
  *   soak_load --port P --users FILE --seconds S (--rate R | --max) [--conns C] [--streams K]
- *             [--stream-seconds T] [--login-rate L] [--progress N]
+ *             [--stream-seconds T] [--login-rate L] [--progress N] [--mix P,S,L,W]
  *     FILE   one line per user: "<name> <password> <pre-chat id> <Cookie header value>"; the cookie is a
  *            session of that user that stays logged in, the pre-chat one the user opened
  *     R      requests a second over the C keep-alive connections (open loop: sent on schedule, whether or not
@@ -12,11 +12,12 @@
  *
  * The C connections send, chosen at random per request (per mille): 880 polls of GET /api/prechats/{id}/meta
  * with the If-None-Match of the last answer of that connection (304 or 200), 50 GET /api/auth/session,
- * 40 GET .../messages?after=<newest id seen - 20>, 30 POST .../messages. Besides them, at L a second (a fixed
- * rate: a login costs an argon2id verification on the server's password workers, which do not scale with the
- * rate), one connection runs a session's life: POST /api/auth/login, a poll with the new session, POST
- * /api/auth/logout, then GET /api/auth/session with the logged-out cookie, which must be 401. K event streams
- * (GET .../events) stay open T seconds each, are closed by the client and reopened with Last-Event-ID.
+ * 40 GET .../messages?after=<newest id seen - 20>, 30 POST .../messages (--mix: other per mille, summing to
+ * 1000). Besides them, at L a second (a fixed rate: a login costs an argon2id verification on the server's
+ * password workers, which do not scale with the rate), one connection runs a session's life: POST
+ * /api/auth/login, a poll with the new session, POST /api/auth/logout, then GET /api/auth/session with the
+ * logged-out cookie, which must be 401. K event streams (GET .../events) stay open T seconds each, are closed
+ * by the client and reopened with Last-Event-ID.
  *
  * Every answer is checked: a status other than the expected one, a connection closed under a request, a
  * request unanswered after 10 s, a stream that ends by itself or a 200 for a logged-out session is an error
@@ -80,6 +81,7 @@ typedef struct conn {
 static user_t users[MAX_USERS];
 static char user_etag[MAX_USERS][48];
 static int nusers, port, max_mode;
+static int mix[4] = {880, 50, 40, 30}; /* per mille: polls, sessions, lists, posts (--mix) */
 static int64_t t_start, t_end;
 static volatile sig_atomic_t stopping;
 static uint64_t st_503, st_5xx; /* answers 503, and other 5xx */
@@ -226,14 +228,14 @@ static void send_mix(conn_t *c)
     int r = rand() % 1000, u = rand() % nusers;
     char path[128], extra[96] = "";
     c->user = u;
-    if (r < 880) {
+    if (r < mix[0]) {
         snprintf(path, sizeof(path), "/api/prechats/%lld/meta", (long long)users[u].prechat);
         if (user_etag[u][0])
             snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", user_etag[u]);
         send_get(c, K_POLL, path, users[u].cookie, extra);
-    } else if (r < 930) {
+    } else if (r < mix[0] + mix[1]) {
         send_get(c, K_SESSION, "/api/auth/session", users[u].cookie, "");
-    } else if (r < 970) {
+    } else if (r < mix[0] + mix[1] + mix[2]) {
         int64_t after = users[u].newest > 20 ? users[u].newest - 20 : 0;
         snprintf(path, sizeof(path), "/api/prechats/%lld/messages?after=%lld&limit=20", (long long)users[u].prechat,
                  (long long)after);
@@ -428,7 +430,7 @@ static int cmp_u32(const void *a, const void *b)
 static void usage(void)
 {
     fprintf(stderr, "usage: soak_load --port P --users FILE --seconds S (--rate R | --max) [--conns C] [--streams K] "
-                    "[--stream-seconds T] [--login-rate L] [--progress N]\n");
+                    "[--stream-seconds T] [--login-rate L] [--progress N] [--mix P,S,L,W]\n");
     exit(2);
 }
 
@@ -468,7 +470,11 @@ int main(int argc, char **argv)
             login_rate = atof(v);
         else if (strcmp(a, "--progress") == 0)
             progress = atoi(v);
-        else
+        else if (strcmp(a, "--mix") == 0) {
+            if (sscanf(v, "%d,%d,%d,%d", &mix[0], &mix[1], &mix[2], &mix[3]) != 4 || mix[0] < 0 || mix[1] < 0 ||
+                mix[2] < 0 || mix[3] < 0 || mix[0] + mix[1] + mix[2] + mix[3] != 1000)
+                usage();
+        } else
             usage();
     }
     if (port <= 0 || seconds <= 0 || (!max_mode && rate <= 0) || nconns <= 0 || nstreams < 0 || stream_secs <= 0 ||
