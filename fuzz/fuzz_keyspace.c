@@ -5,7 +5,8 @@
  * Input: "SESSION_PREFIX\0TESSERA_PREFIX\0KEY" (fewer NULs: the default prefixes; an empty prefix: its
  * default). Checked: tess_keyspace_check; for valid prefixes, the kind and `rest` rebuild the key exactly
  * (prefix + the kind's fixed part + rest), `rest` lies inside the key, and an OTHER key is not the session
- * prefix's and, when it is the tessera prefix's, has none of its kinds' fixed parts; for an application key,
+ * prefix's and, when it is the tessera prefix's, has none of its kinds' fixed parts (the L2 copies and their
+ * user sets, under <tessera>l2:, are session kinds); for an application key,
  * meta_name_id accepts only "meta:" + the id in canonical decimal. Build and run: see fuzz/README.md.
  */
 #include <inttypes.h>
@@ -31,8 +32,10 @@ static void fuzz_key(const tess_keyspace_t *ks, tess_str_t key)
     const char *sp = tess_keyspace_session(ks), *tp = tess_keyspace_tessera(ks), *fixed = NULL, *prefix = NULL;
     tess_str_t rest = TESS_STR_LIT("unset");
     tess_key_kind_t kind = tess_keyspace_classify(ks, key, &rest);
-    char *re;
+    char l2[TESS_KEY_L2_PREFIX_MAX + 1], *re;
     size_t n;
+
+    snprintf(l2, sizeof(l2), "%s%s", tp, TESS_KEY_L2); /* the cached strategy's L2 copies and user sets */
 
     check(tess_keyspace_classify(ks, key, NULL) == kind);
     switch (kind) {
@@ -41,14 +44,14 @@ static void fuzz_key(const tess_keyspace_t *ks, tess_str_t key)
         if (starts(key, tp)) { /* one of tessera's, of no kind we know */
             tess_str_t r = tess_strn(key.ptr + strlen(tp), key.len - strlen(tp));
             check(!tess_str_eq(r, TESS_STR_LIT(TESS_KEY_EPOCH)) && !starts(r, TESS_KEY_DENY) &&
-                  !starts(r, TESS_KEY_CUTOFF) && !starts(r, TESS_KEY_APP));
+                  !starts(r, TESS_KEY_CUTOFF) && !starts(r, TESS_KEY_APP) && !starts(r, TESS_KEY_L2));
         }
         return;
     case TESS_KEYKIND_SESSION:
-        prefix = sp, fixed = "";
+        prefix = starts(key, l2) ? l2 : sp, fixed = "";
         break;
     case TESS_KEYKIND_USER_SET:
-        prefix = sp, fixed = TESS_KEY_USER;
+        prefix = starts(key, l2) ? l2 : sp, fixed = TESS_KEY_USER;
         break;
     case TESS_KEYKIND_EPOCH:
         prefix = tp, fixed = TESS_KEY_EPOCH;

@@ -105,7 +105,7 @@ int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
  * A value as a refusal may repeat it: one that could carry a password ("user:pw@host") is not shown, nor one
  * with a control character (the reason is one line).
  */
-static const char *shown(const char *arg)
+const char *tess_config_shown(const char *arg)
 {
     if (strchr(arg, '@') != NULL)
         return "(not shown: it may hold a password)";
@@ -125,7 +125,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, const char *from, cha
     int64_t port;
 
     if (colon == NULL || tess_parse_int(colon + 1, 1, 65535, &port) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, shown(s));
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, tess_config_shown(s));
         return TESS_ECONFIG;
     }
     hostlen = (size_t)(colon - s);
@@ -134,7 +134,7 @@ static int parse_listen(tess_config_t *cfg, const char *s, const char *from, cha
         hostlen -= 2;
     }
     if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host)) {
-        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, shown(s));
+        snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, tess_config_shown(s));
         return TESS_ECONFIG;
     }
     memcpy(cfg->listen_host, host, hostlen);
@@ -155,7 +155,7 @@ int tess_config_set_database(tess_config_t *cfg, const char *s, char *err, size_
         if (strncmp(path, "//", 2) == 0) /* sqlite:///abs/path or sqlite://rel */
             path += 2;
         if (*path == '\0') {
-            snprintf(err, errcap, "bad database URL '%s': expected sqlite:PATH", shown(s));
+            snprintf(err, errcap, "bad database URL '%s': expected sqlite:PATH", tess_config_shown(s));
             return TESS_ECONFIG;
         }
         snprintf(cfg->sqlite_path, sizeof(cfg->sqlite_path), "%s", path);
@@ -186,8 +186,8 @@ static int env_int(const char *name, int64_t min, int64_t max, int64_t *out, cha
     if (v == NULL || *v == '\0')
         return 0;
     if (tess_parse_int(v, min, max, out) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", name, shown(v), (long long)min,
-                 (long long)max);
+        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", name, tess_config_shown(v),
+                 (long long)min, (long long)max);
         return TESS_ECONFIG;
     }
     return 0;
@@ -214,8 +214,8 @@ static int int_setting(const char *value, const char *from, int64_t min, int64_t
     if (value == NULL || *value == '\0')
         return 0;
     if (tess_parse_int(value, min, max, out) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", from, value, (long long)min,
-                 (long long)max);
+        snprintf(err, errcap, "bad %s '%s': expected an integer in [%lld, %lld]", from, tess_config_shown(value),
+                 (long long)min, (long long)max);
         return -1;
     }
     return 0;
@@ -249,7 +249,7 @@ static int connection_limits(tess_config_t *cfg, const char *per_addr, const cha
         return -1;
     cfg->max_headers = (int)v;
     if (h2c != NULL && *h2c != '\0' && strcmp(h2c, "0") != 0 && strcmp(h2c, "1") != 0) {
-        snprintf(err, errcap, "bad TESSERA_H2C '%s': expected 0 or 1", h2c);
+        snprintf(err, errcap, "bad TESSERA_H2C '%s': expected 0 or 1", tess_config_shown(h2c));
         return -1;
     }
     cfg->h2c = h2c_flag || (h2c != NULL && strcmp(h2c, "1") == 0);
@@ -384,12 +384,13 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             else if (optopt != 0)
                 snprintf(err, errcap, "unknown option (a control character; see tessera serve --help)");
             else
-                snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)", shown(argv[optind - 1]));
+                snprintf(err, errcap, "unknown option '%s' (see tessera serve --help)",
+                         tess_config_shown(argv[optind - 1]));
             return TESS_ECONFIG;
         }
     }
     if (optind < argc) {
-        snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", shown(argv[optind]));
+        snprintf(err, errcap, "unexpected argument '%s' (see tessera serve --help)", tess_config_shown(argv[optind]));
         return TESS_ECONFIG;
     }
     if (tess_limits_load(&cfg->limits, limit_flags, err, errcap) != 0)
@@ -404,7 +405,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (app_origins_parse(&cfg->origins, origins, origins_from, err, errcap) != 0)
         return TESS_ECONFIG;
     if (strategy != NULL && *strategy != '\0' && tess_strategy_parse(tess_str(strategy), &cfg->strategy) != 0) {
-        snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from, shown(strategy));
+        snprintf(err, errcap, "bad %s '%s': expected db, redis, jwt or cached", strategy_from,
+                 tess_config_shown(strategy));
         return TESS_ECONFIG;
     }
     if (redis != NULL && *redis != '\0') {
@@ -418,7 +420,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     }
     if ((env = getenv("SESSION_FALLBACK")) != NULL && *env != '\0') {
         if (tess_strategy_parse(tess_str(env), &cfg->fallback) != 0 || cfg->fallback == cfg->strategy) {
-            snprintf(err, errcap, "bad SESSION_FALLBACK '%s': another strategy (db, redis, jwt or cached)", shown(env));
+            snprintf(err, errcap, "bad SESSION_FALLBACK '%s': another strategy (db, redis, jwt or cached)",
+                     tess_config_shown(env));
             return TESS_ECONFIG;
         }
         if (cfg->fallback == TESS_STRATEGY_REDIS && cfg->redis_url[0] == '\0') {
@@ -458,7 +461,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     cfg->meta_ttl_ms = v * 1000;
     if (threads != NULL && *threads != '\0') {
         if (tess_parse_int(threads, 1, 256, &v) != 0) {
-            snprintf(err, errcap, "bad %s '%s': expected 1..256", threads_from, shown(threads));
+            snprintf(err, errcap, "bad %s '%s': expected 1..256", threads_from, tess_config_shown(threads));
             return TESS_ECONFIG;
         }
         cfg->threads = (int)v;

@@ -69,4 +69,8 @@ void tess_config_usage(FILE *out);
 /* Parses a decimal integer in [min, max]. Returns 0 or TESS_EINVAL. */
 int tess_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* `arg` as a refusal may repeat it, or a placeholder when it may hold a password ('@') or a control
+ * character (a refusal is one line). */
+const char *tess_config_shown(const char *arg);
+
 #endif

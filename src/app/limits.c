@@ -62,7 +62,7 @@ int tess_limits_load(tess_limits_t *l, const char *const flags[TESS_LIMITS_COUNT
         }
         if (tess_parse_int(v, s->min, s->max, field) != 0) {
             snprintf(err, errcap, "bad %s%s '%s': expected an integer in [%lld, %lld]", from == s->flag ? "--" : "",
-                     from, v, (long long)s->min, (long long)s->max);
+                     from, tess_config_shown(v), (long long)s->min, (long long)s->max);
             return -1;
         }
     }

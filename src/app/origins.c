@@ -134,8 +134,17 @@ int app_origins_parse(app_origins_t *o, const char *list, const char *from, char
             return -1;
         }
         if (app_origin_normalize(tess_strn(a, (size_t)(b - a)), o->origin[o->count], sizeof(o->origin[0])) < 0) {
-            snprintf(err, errcap, "bad %s entry '%.*s': expected http(s)://host[:port], without a path or wildcard",
-                     from, (int)(b - a > 80 ? 80 : b - a), a);
+            int hide = memchr(a, '@', (size_t)(b - a)) != NULL; /* user:password@: never repeated */
+            for (const char *q = a; q < b && !hide; ++q)
+                hide = (unsigned char)*q < 0x20 || *q == 0x7f; /* a refusal is one line */
+            if (hide)
+                snprintf(err, errcap,
+                         "bad %s entry (not shown: it may hold a password or control characters): expected "
+                         "http(s)://host[:port], without a path or wildcard",
+                         from);
+            else
+                snprintf(err, errcap, "bad %s entry '%.*s': expected http(s)://host[:port], without a path or wildcard",
+                         from, (int)(b - a > 80 ? 80 : b - a), a);
             return -1;
         }
         ++o->count;
