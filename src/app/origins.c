@@ -134,9 +134,11 @@ int app_origins_parse(app_origins_t *o, const char *list, const char *from, char
             return -1;
         }
         if (app_origin_normalize(tess_strn(a, (size_t)(b - a)), o->origin[o->count], sizeof(o->origin[0])) < 0) {
-            int hide = memchr(a, '@', (size_t)(b - a)) != NULL; /* user:password@: never repeated */
-            for (const char *q = a; q < b && !hide; ++q)
-                hide = (unsigned char)*q < 0x20 || *q == 0x7f; /* a refusal is one line */
+            /* user:password@ anywhere in the list (a password may hold a comma): never repeated; a refusal is
+               one line */
+            int hide = strchr(list, '@') != NULL;
+            for (const char *q = list; *q != '\0' && !hide; ++q)
+                hide = (unsigned char)*q < 0x20 || *q == 0x7f;
             if (hide)
                 snprintf(err, errcap,
                          "bad %s entry (not shown: it may hold a password or control characters): expected "
