@@ -40,7 +40,7 @@ static void fuzz_session(const char *in, size_t n, int64_t hint)
     }
     check(strcmp(a.id, "fuzzsid") == 0 && a.user_id[0] != '\0');
     if (hint > 0)
-        check(a.expires_ms == hint); /* the store's column is the truth */
+        check(a.expires_ms == hint);                                           /* the store's column is the truth */
     check(tess_session_identity_valid(tess_str(a.user_id), tess_str(a.role))); /* never a header line break */
     if (tess_session_to_json(&a, &json, &len) == 0) {
         check(strlen(json) == len);

@@ -68,7 +68,7 @@ struct server {
     tess_secrets_t *secrets;  /* parsed secret list (shared, immutable) */
     tess_deploy_t *sessions;  /* the session deployment's process-wide part */
     app_pwpool_t *pw;         /* password-hash workers, shared */
-    abuse_t *abuse;          /* login throttling and quotas (abuse.h), shared */
+    abuse_t *abuse;           /* login throttling and quotas (abuse.h), shared */
     meta_cache_t *meta;       /* rendered pre-chat meta (poll.c), shared; NULL when not cached */
     server_thread_t *threads; /* cfg.threads of them */
     addr_limit_t *addr_conns; /* open connections per client address (limits.h); NULL: no bound */
