@@ -4,9 +4,9 @@
 #   scripts/valgrind.sh test_readyz ...  only those files (names without .py)
 # Builds build-valgrind/ (the normal RelWithDebInfo build). The harness wraps the server in valgrind when
 # TESS_VALGRIND=1 (tests/integration/tessera_harness.py serve_wrapper; suppressions in valgrind.supp): a server
-# with any memcheck error or leak exits 99 and its test fails with the valgrind log. The files run two at a time
-# straight from python3 (ctest's 600 s per-file timeout is too short here); each file's output goes to
-# build-valgrind/valgrind-logs/<file>.log. Ends with "N passed, N failed"; exit code non-zero on any failure.
+# with any memcheck error or leak exits 99 and its test fails with the valgrind log. The files run
+# TESS_VALGRIND_JOBS (2) at a time straight from python3 (ctest's 600 s per-file timeout is too short here); each
+# file's output goes to build-valgrind/valgrind-logs/<file>.log. Ends with "N passed, N failed"; exit code non-zero on any failure.
 # TESS_BUILD_DIR overrides the build directory; the deadlines below can be raised from the environment.
 set -euo pipefail
 
@@ -42,7 +42,7 @@ run_one() {
   printf '%-28s %s (%ds)\n' "$1" "$([ $rc -eq 0 ] && echo passed || echo "FAILED rc=$rc")" $((SECONDS - start))
 }
 export -f run_one
-printf '%s\n' "${files[@]}" | xargs -P 2 -I{} bash -c 'run_one {}' | tee "$LOGS/summary.txt"
+printf '%s\n' "${files[@]}" | xargs -P "${TESS_VALGRIND_JOBS:-2}" -I{} bash -c 'run_one {}' | tee "$LOGS/summary.txt"
 passed=$(grep -c ' passed ' "$LOGS/summary.txt" || true)
 failed=$(grep -c ' FAILED ' "$LOGS/summary.txt" || true)
 grep -h "ERROR SUMMARY" "$LOGS"/*.log | sort | uniq -c || true

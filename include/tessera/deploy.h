@@ -57,6 +57,13 @@ typedef struct tess_deploy_opts {
     const char *jwt_role_claim;    /* JWT role claim name (NULL: "role"; borrowed during new) */
     int token_revocation;          /* without Redis: keep token revocation in the database for any strategy */
     /*
+     * cached: do not install (tess_deploy_migrate) nor follow (tess_deploy_listen) the session table's
+     * triggers. By default another writer's change of a session row (an app's logout deleting it) reaches
+     * every instance's near-cache within a second; without them only Redis-carried changes do, and a foreign
+     * write is seen when the cached copy expires.
+     */
+    int no_session_triggers;
+    /*
      * Application hooks, called on the listener's loop: a key under <tessera>app: changed on some instance
      * (`name` after the "app:"; empty: everything may have changed), and the listener went down (0: stop
      * caching, flush) or came back (1: flush, cache again). NULL for none.
@@ -92,14 +99,19 @@ TESS_API void tess_deploy_free(tess_deploy_t *d);
 TESS_API int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap);
 
 /*
- * Starts the coherence listener on `loop` (one per process; without Redis, the revocation table's follower
- * when there is one, else nothing). Until it reports "up", nothing is cached. Returns 0, or a TESS_E* with a
+ * Starts the coherence listeners on `loop` (one per process: with Redis its listener, without it the revocation
+ * table's follower when there is one; for cached also the session table's watcher). Until every one reports
+ * "up", nothing is cached. Returns 0, or a TESS_E* with a
  * reason in `err`.
  */
 TESS_API int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap);
 /* Stops the coherence listener (before its loop goes away); tess_deploy_free() does it too. */
 TESS_API void tess_deploy_unlisten(tess_deploy_t *d);
-/* 1 when the deployment keeps caches coherent through Redis (a listener is or will be running). */
+/*
+ * 1 when the deployment keeps caches coherent across instances (a listener is or will be running): through
+ * Redis, and for cached through the session table's triggers (unless no_session_triggers): on PostgreSQL a
+ * LISTEN connection, on SQLite a poll of the event table the triggers fill.
+ */
 TESS_API int tess_deploy_coherent(const tess_deploy_t *d);
 
 /*
@@ -140,7 +152,7 @@ typedef enum tess_ready_state {
 typedef struct tess_deploy_ready {
     tess_ready_state_t database;  /* the session store(s) on the database URL (strategy and fallback) */
     tess_ready_state_t redis;     /* the loop's Redis connection */
-    tess_ready_state_t coherence; /* the process's coherence listener (with Redis) */
+    tess_ready_state_t coherence; /* the coherence listeners (Redis; cached: the session table watcher) */
     int database_rc, redis_rc;    /* 0, or the failed check's TESS_E* */
     /*
      * 1 when requests fail while Redis is down: it holds sessions (strategy or fallback 'redis') or token

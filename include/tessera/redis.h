@@ -95,6 +95,17 @@ typedef struct tess_l2_stats {
 } tess_l2_stats_t;
 TESS_API void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out);
 
+/*
+ * Someone else wrote row `sid` of the inner store (a NOTIFY from the database): the L2 copy is dropped so
+ * the next lookup reads the row. TESS_L2_CHANGED keeps a tombstone (a logout racing the write stays a
+ * logout); TESS_L2_INSERTED removes a tombstone too (the row exists now); TESS_L2_GONE writes one (the row
+ * is gone: a lookup that read it before the delete cannot write its copy back). Calls `cb(arg, rc, NULL)`
+ * once Redis has answered (rc 0 or the Redis error). Returns 0, TESS_EINVAL, TESS_ENOMEM (no callback).
+ */
+typedef enum tess_l2_forget { TESS_L2_CHANGED = 0, TESS_L2_INSERTED, TESS_L2_GONE } tess_l2_forget_t;
+TESS_API int tess_cachedstore_forget(tess_store_t *store, tess_str_t sid, tess_l2_forget_t how, tess_store_cb cb,
+                                     void *arg);
+
 #ifdef __cplusplus
 }
 #endif

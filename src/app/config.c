@@ -39,6 +39,9 @@ void tess_config_usage(FILE *out)
           "                         keep-alive connection is kept [TESSERA_HEADER_TIMEOUT_MS] (default 5000)\n"
           "  --h2c                  accept cleartext HTTP/2 (h2c upgrade, prior knowledge) [TESSERA_H2C=1]\n"
           "                         (default off)\n"
+          "  --no-session-triggers  cached: do not install nor follow the session table's triggers, through\n"
+          "                         which another app's write to a session (its logout) reaches every\n"
+          "                         near-cache within 1 s [TESSERA_SESSION_TRIGGERS=0] (default on)\n"
           "  -h, --help             this text\n"
           "\n"
           "environment:\n"
@@ -291,6 +294,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"max-connections-per-address", required_argument, NULL, 'A'},
         {"header-timeout", required_argument, NULL, 'T'},
         {"h2c", no_argument, NULL, '2'},
+        {"no-session-triggers", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -309,7 +313,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
                *header_timeout = getenv("TESSERA_HEADER_TIMEOUT_MS");
     const char *per_addr_from = "TESSERA_MAX_CONNECTIONS_PER_ADDRESS",
                *header_timeout_from = "TESSERA_HEADER_TIMEOUT_MS";
-    int h2c_flag = 0;
+    int h2c_flag = 0, no_triggers_flag = 0;
     int64_t v;
     int opt;
 
@@ -370,6 +374,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             break;
         case '2':
             h2c_flag = 1;
+            break;
+        case 'N':
+            no_triggers_flag = 1;
             break;
         case 'h':
             tess_config_usage(stdout);
@@ -487,6 +494,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (connection_limits(cfg, per_addr, per_addr_from, header_timeout, header_timeout_from, h2c_flag, err, errcap) !=
         0)
         return TESS_ECONFIG;
+    v = 1;
+    if (env_int("TESSERA_SESSION_TRIGGERS", 0, 1, &v, err, errcap) != 0)
+        return TESS_ECONFIG;
+    cfg->no_session_triggers = no_triggers_flag || v == 0;
     v = 20;
     if (env_int("TESSERA_MAX_WAITERS_PER_SESSION", 1, 100000, &v, err, errcap) != 0)
         return TESS_ECONFIG;

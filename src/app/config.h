@@ -36,6 +36,7 @@ typedef struct tess_config {
     int max_connections;          /* open client connections, all loops together */
     int max_conns_per_addr;       /* open connections from one client address (0: no bound) */
     int64_t header_timeout_ms;    /* a request's head and body must arrive within this (also idle keep-alive) */
+    int no_session_triggers;      /* cached: the session table's triggers neither installed nor followed */
     int h2c;                      /* cleartext HTTP/2 (h2c upgrade and prior knowledge) accepted */
     size_t max_header_bytes;      /* request line and header fields of one request, bytes */
     int max_headers;              /* header fields of one request */

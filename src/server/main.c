@@ -65,6 +65,7 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
         .jwt_leeway_s = c->jwt_leeway_s,
         .jwt_user_claim = c->jwt_user_claim,
         .jwt_role_claim = c->jwt_role_claim,
+        .no_session_triggers = c->no_session_triggers,
         .on_app_key = bus_on_event,
         .on_coherence = bus_on_state,
         .on_session_key = bus_on_session_key,

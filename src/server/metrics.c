@@ -3,6 +3,7 @@
  * on read (relaxed: a value may lag one update behind); the library's are summed by tess_deploy_stats().
  */
 #include <inttypes.h>
+#include <sqlite3.h>
 #include <stdio.h>
 
 #include "server/abuse.h"
@@ -85,6 +86,8 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     metric(&o, "messages_throttled_total", "counter", ls.messages_throttled);
     metric(&o, "prechats_refused_total", "counter", ls.prechats_refused);
     metric(&o, "limit_evictions_total", "counter", ls.evictions);
+    /* Heap SQLite holds now, every connection together (its page caches: bounded, they fill as tables grow). */
+    metric(&o, "sqlite_memory_bytes", "gauge", (uint64_t)sqlite3_memory_used());
     if (ds.has_l2) {
         metric(&o, "l2_hits_total", "counter", ds.l2.hits);
         metric(&o, "l2_misses_total", "counter", ds.l2.misses);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/dbwatch.h"
 #include "redis/rconn.h"
 #include "tessera/coherence.h"
 #include "tessera/deploy.h"
@@ -47,6 +48,9 @@ struct tess_deploy {
     tess_cache_t *cache;                          /* near-cache (cached), shared */
     tess_cache_t *rcache;                         /* revocation answers (with Redis), shared */
     tess_inval_t *inval;                          /* the coherence listener (with Redis) */
+    tess_dbwatch_t *watch;                        /* the session table's writes (cached, unless opted out) */
+    tess_loop_t *listen_loop;                     /* the loop of `inval` and `watch` */
+    int redis_up, watch_up;                       /* their states (the listener loop's thread) */
     pthread_mutex_t lock;                         /* guards `loops` */
     tess_deploy_loop_t *loops;                    /* open loop parts */
 };
@@ -76,6 +80,13 @@ static const wiring_t *wiring_of(tess_strategy_t s)
 static int has_redis(const tess_deploy_t *d)
 {
     return d->redis_url[0] != '\0';
+}
+
+/* The near-cache follows the session table's writes by anyone through the database's own notifications. */
+static int wants_watch(const tess_deploy_t *d)
+{
+    return d->w->near_cache && d->w->store == STORE_DATABASE && !d->o.no_session_triggers &&
+           tess_dbwatch_supported(d->database_url);
 }
 
 /* Without Redis, JWTs are revoked through the database's table (and its in-process mirror). */
@@ -174,18 +185,109 @@ static void on_key(void *arg, tess_str_t key)
     }
 }
 
-/* The listener went down (stop caching: nothing is reported) or came back (start afresh). */
+/*
+ * The near-cache caches while every channel that reports its entries' changes is up: Redis (with Redis) and
+ * the session table's watcher (when there is one). Any change of either starts it afresh: flushed.
+ */
+static void near_cache_update(tess_deploy_t *d)
+{
+    int up = (!has_redis(d) || d->redis_up) && (!wants_watch(d) || d->watch_up);
+    if (d->cache == NULL)
+        return;
+    tess_cache_flush(d->cache);
+    tess_cache_set_enabled(d->cache, up);
+}
+
+/* The Redis listener went down (stop caching: nothing is reported) or came back (start afresh). */
 static void on_state(void *arg, int up)
 {
     tess_deploy_t *d = arg;
-    if (up)
-        flush_caches(d);
-    if (d->cache != NULL)
-        tess_cache_set_enabled(d->cache, up);
-    if (d->rcache != NULL)
+    d->redis_up = up;
+    if (d->rcache != NULL) {
+        tess_cache_flush(d->rcache);
         tess_cache_set_enabled(d->rcache, up);
+    }
+    near_cache_update(d);
     if (d->o.on_coherence != NULL)
         d->o.on_coherence(d->o.app_arg, up);
+}
+
+/* The listener loop's own part (its Redis connection and store), or NULL. */
+static tess_deploy_loop_t *listen_part(tess_deploy_t *d)
+{
+    tess_deploy_loop_t *l;
+    pthread_mutex_lock(&d->lock);
+    for (l = d->loops; l != NULL && l->loop != d->listen_loop; l = l->next)
+        ;
+    pthread_mutex_unlock(&d->lock);
+    return l;
+}
+
+typedef struct forget_op {
+    tess_deploy_t *d;
+    size_t len;
+    char sid[TESS_SID_MAX];
+} forget_op_t;
+
+/* The L2 copy is gone: a lookup that read it meanwhile may have filled the near-cache again. */
+static void on_l2_forgotten(void *arg, int rc, const tess_session_t *s)
+{
+    forget_op_t *op = arg;
+    (void)rc;
+    (void)s;
+    if (op->d->cache != NULL)
+        tess_cache_evict(op->d->cache, tess_strn(op->sid, op->len));
+    free(op);
+}
+
+static void ignore_redis(void *arg, int rc, redisReply *r)
+{
+    (void)arg;
+    (void)rc;
+    (void)r;
+}
+
+/* A write to the session table by anyone (watcher's loop): the copies of that row go, everywhere. */
+static void on_watch_change(void *arg, tess_dbwatch_kind_t kind, tess_str_t sid)
+{
+    tess_deploy_t *d = arg;
+    tess_deploy_loop_t *l = d->w->l2 && has_redis(d) ? listen_part(d) : NULL;
+    forget_op_t *op;
+
+    if (kind == TESS_DBWATCH_ALL) {
+        if (d->cache != NULL)
+            tess_cache_flush(d->cache);
+        if (l != NULL && l->redis != NULL) {
+            /* Every L2 copy is older than the new epoch now (and every instance hears of the key). */
+            const char *argv[] = {"INCR", d->epoch_key};
+            tess__rconn_command(l->redis, ignore_redis, NULL, 2, argv, NULL);
+        }
+        if (d->o.on_session_key != NULL)
+            d->o.on_session_key(d->o.app_arg, TESS_KEYKIND_EPOCH, tess_strn(NULL, 0));
+        return;
+    }
+    if (d->cache != NULL)
+        tess_cache_evict(d->cache, sid);
+    if (l != NULL && l->store != NULL && (op = malloc(sizeof(*op))) != NULL) {
+        op->d = d;
+        op->len = sid.len;
+        memcpy(op->sid, sid.ptr, sid.len);
+        if (tess_cachedstore_forget(l->store, sid,
+                                    kind == TESS_DBWATCH_GONE       ? TESS_L2_GONE
+                                    : kind == TESS_DBWATCH_INSERTED ? TESS_L2_INSERTED
+                                                                    : TESS_L2_CHANGED,
+                                    on_l2_forgotten, op) != 0)
+            free(op);
+    }
+    if (kind != TESS_DBWATCH_INSERTED)
+        session_key(d, TESS_KEYKIND_SESSION, sid); /* held requests of that session check it again */
+}
+
+static void on_watch_state(void *arg, int up)
+{
+    tess_deploy_t *d = arg;
+    d->watch_up = up;
+    near_cache_update(d);
 }
 
 /* ---- the process-wide part ------------------------------------------------------------------------------ */
@@ -290,6 +392,8 @@ int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *e
             tess_cache_set_enabled(d->cache, 0);
         tess_cache_set_enabled(d->rcache, 0);
     }
+    if (d->cache != NULL && wants_watch(d))
+        tess_cache_set_enabled(d->cache, 0); /* nor until the session table's watcher is */
     *out = d;
     d = NULL;
 out:
@@ -302,6 +406,7 @@ void tess_deploy_free(tess_deploy_t *d)
     if (d == NULL)
         return;
     tess_inval_free(d->inval);
+    tess_dbwatch_free(d->watch);
     tess_revlist_free(d->revlist);
     tess_cache_free(d->cache);
     tess_cache_free(d->rcache);
@@ -319,9 +424,10 @@ int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap)
     int rc;
     if ((rc = ensure_revlist(d, err, errcap)) != 0)
         return rc;
-    if (d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE))
-        return tess_store_migrate_url(&p, err, errcap);
-    return 0;
+    if ((d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE)) &&
+        (rc = tess_store_migrate_url(&p, err, errcap)) != 0)
+        return rc;
+    return wants_watch(d) ? tess_dbwatch_migrate(d->database_url, d->o.timeout_ms, err, errcap) : 0;
 }
 
 int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)
@@ -337,8 +443,20 @@ int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t er
         .on_state = on_state,
         .arg = d,
     };
+    tess_dbwatch_opts_t wo = {
+        .database_url = d->database_url,
+        .timeout_ms = d->o.timeout_ms,
+        .on_change = on_watch_change,
+        .on_state = on_watch_state,
+        .arg = d,
+    };
+    int rc;
+
+    d->listen_loop = loop;
+    if (wants_watch(d) && d->watch == NULL && (rc = tess_dbwatch_open(&d->watch, loop, &wo, err, errcap)) != 0)
+        return rc;
     if (!has_redis(d)) {
-        int rc = ensure_revlist(d, err, errcap);
+        rc = ensure_revlist(d, err, errcap);
         return rc != 0 || d->revlist == NULL ? rc : tess_revlist_listen(d->revlist, loop, err, errcap);
     }
     if (d->inval != NULL)
@@ -350,12 +468,21 @@ void tess_deploy_unlisten(tess_deploy_t *d)
 {
     tess_inval_free(d->inval);
     d->inval = NULL;
+    tess_dbwatch_free(d->watch);
+    d->watch = NULL;
     tess_revlist_unlisten(d->revlist);
 }
 
 int tess_deploy_coherent(const tess_deploy_t *d)
 {
-    return has_redis(d);
+    return has_redis(d) || wants_watch(d);
+}
+
+/* Every channel the deployment's caches rely on is up (any thread). */
+static int coherence_up(const tess_deploy_t *d)
+{
+    return (!has_redis(d) || (d->inval != NULL && tess_inval_up(d->inval))) &&
+           (!wants_watch(d) || tess_dbwatch_up(d->watch));
 }
 
 /* ---- the per-loop part ---------------------------------------------------------------------------------- */
@@ -586,7 +713,7 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
         out->has_revocation = 1;
         tess_cache_get_stats(d->rcache, &out->revocation);
     }
-    out->coherence = d->inval == NULL ? -1 : tess_inval_up(d->inval);
+    out->coherence = d->inval == NULL && d->watch == NULL ? -1 : coherence_up(d);
 }
 
 /* ---- readiness ------------------------------------------------------------------------------------------ */
@@ -664,9 +791,10 @@ int tess_deploy_loop_ready(tess_deploy_loop_t *l, tess_deploy_ready_cb cb, void 
         ++op->pending;
         if ((rc = tess__rconn_command(l->redis, ready_redis, op, 1, argv, NULL)) != 0)
             ready_redis(op, rc, NULL);
-        /* Before the listener starts (or while it reconnects) nothing is cached: that reads "down". */
-        op->r.coherence = d->inval != NULL && tess_inval_up(d->inval) ? TESS_READY_OK : TESS_READY_DOWN;
     }
+    /* Before the listeners start (or while one reconnects) nothing is cached: that reads "down". */
+    if (tess_deploy_coherent(d))
+        op->r.coherence = coherence_up(d) ? TESS_READY_OK : TESS_READY_DOWN;
     ready_step(op);
     return 0;
 }

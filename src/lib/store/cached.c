@@ -304,11 +304,20 @@ static void on_tombstone(void *arg, int rc, redisReply *r)
     }
 }
 
+/* A tombstone for `sid` for the copies' lifetime: no lookup writes a copy back over it (SET NX). */
+static void tombstone(cached_store_t *s, tess_str_t sid, tess__rconn_cb cb, void *arg)
+{
+    char key[KEY_MAX + 1], ttl[24];
+    size_t keylen = make_key(s, "", sid, key);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, s->ttl_ms);
+    const char *argv[] = {"SET", key, "!", "PX", ttl};
+    size_t lens[] = {3, keylen, 1, 2, strlen(ttl)};
+    tess__rconn_command(s->conn, cb, arg, 5, argv, lens);
+}
+
 static int op_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
 {
     cached_store_t *s = (cached_store_t *)store;
-    char key[KEY_MAX + 1], ttl[24];
-    size_t keylen;
     cop_t *op;
 
     if (sid.len == 0 || sid.len > TESS_SID_MAX)
@@ -316,11 +325,7 @@ static int op_destroy(tess_store_t *store, tess_str_t sid, tess_store_cb cb, voi
     if ((op = cop_new(s, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
     tess_store_count(&store->stats.writes);
-    keylen = make_key(s, "", sid, key);
-    snprintf(ttl, sizeof(ttl), "%" PRId64, s->ttl_ms);
-    const char *argv[] = {"SET", key, "!", "PX", ttl};
-    size_t lens[] = {3, keylen, 1, 2, strlen(ttl)};
-    tess__rconn_command(s->conn, on_tombstone, op, 5, argv, lens);
+    tombstone(s, sid, on_tombstone, op);
     return 0;
 }
 
@@ -420,4 +425,41 @@ void tess_cachedstore_stats(tess_store_t *store, tess_l2_stats_t *out)
     out->hits = atomic_load_explicit(&s->l2.hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&s->l2.misses, memory_order_relaxed);
     out->errors = atomic_load_explicit(&s->l2.errors, memory_order_relaxed);
+}
+
+static void on_forgotten(void *arg, int rc, redisReply *r)
+{
+    cop_t *op = arg;
+    if (rc == 0 && (r == NULL || r->type == REDIS_REPLY_ERROR))
+        rc = TESS_EIO;
+    if (rc != 0)
+        atomic_fetch_add_explicit(&op->s->l2.errors, 1, memory_order_relaxed);
+    op->cb(op->arg, rc, NULL);
+    cop_free(op);
+}
+
+int tess_cachedstore_forget(tess_store_t *store, tess_str_t sid, tess_l2_forget_t how, tess_store_cb cb, void *arg)
+{
+    cached_store_t *s = (cached_store_t *)store;
+    char key[KEY_MAX + 1];
+    size_t keylen;
+    cop_t *op;
+
+    if (store == NULL || store->ops != &cached_ops || sid.len == 0 || sid.len > TESS_SID_MAX || cb == NULL)
+        return TESS_EINVAL;
+    if ((op = cop_new(s, sid, cb, arg)) == NULL)
+        return TESS_ENOMEM;
+    keylen = make_key(s, "", sid, key);
+    if (how == TESS_L2_GONE) {
+        tombstone(s, sid, on_forgotten, op);
+    } else if (how == TESS_L2_INSERTED) {
+        const char *argv[] = {"DEL", key};
+        size_t lens[] = {3, keylen};
+        tess__rconn_command(s->conn, on_forgotten, op, 2, argv, lens);
+    } else {
+        const char *argv[] = {"EVAL", drop_copy_script, "1", key};
+        size_t lens[] = {4, sizeof(drop_copy_script) - 1, 1, keylen};
+        tess__rconn_command(s->conn, on_forgotten, op, 4, argv, lens);
+    }
+    return 0;
 }

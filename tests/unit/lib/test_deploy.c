@@ -287,22 +287,25 @@ static void test_reason_truncated_to_a_small_buffer(void **state)
     assert_null(d);
 }
 
-static void test_coherent_means_a_redis_url(void **state)
+/* Coherent: kept so through Redis, or (cached) through the session table's triggers unless opted out. */
+static void test_coherent_means_a_listener(void **state)
 {
     fixture_t *f = *state;
     struct {
         tess_strategy_t s;
         const char *redis;
+        int no_triggers;
         int coherent;
     } rows[] = {
-        {TESS_STRATEGY_DB, NULL, 0},
-        {TESS_STRATEGY_DB, "", 0},
-        {TESS_STRATEGY_CACHED, NULL, 0},
-        {TESS_STRATEGY_JWT, NULL, 0},
-        {TESS_STRATEGY_DB, "redis://127.0.0.1:1", 1},
-        {TESS_STRATEGY_CACHED, "redis://127.0.0.1:1", 1},
-        {TESS_STRATEGY_JWT, "unix:///nonexistent/redis.sock", 1},
-        {TESS_STRATEGY_REDIS, "redis://127.0.0.1:1", 1},
+        {TESS_STRATEGY_DB, NULL, 0, 0},
+        {TESS_STRATEGY_DB, "", 0, 0},
+        {TESS_STRATEGY_CACHED, NULL, 0, 1},
+        {TESS_STRATEGY_CACHED, NULL, 1, 0},
+        {TESS_STRATEGY_JWT, NULL, 0, 0},
+        {TESS_STRATEGY_DB, "redis://127.0.0.1:1", 0, 1},
+        {TESS_STRATEGY_CACHED, "redis://127.0.0.1:1", 1, 1},
+        {TESS_STRATEGY_JWT, "unix:///nonexistent/redis.sock", 0, 1},
+        {TESS_STRATEGY_REDIS, "redis://127.0.0.1:1", 0, 1},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         tess_deploy_opts_t o = f->o;
@@ -311,12 +314,13 @@ static void test_coherent_means_a_redis_url(void **state)
         char err[256] = "";
         o.strategy = rows[i].s;
         o.redis_url = rows[i].redis;
+        o.no_session_triggers = rows[i].no_triggers;
         if (tess_deploy_new(&d, &o, err, sizeof(err)) != 0)
             fail_msg("row %zu: %s", i, err);
         assert_int_equal(tess_deploy_coherent(d), rows[i].coherent);
         tess_deploy_stats(d, &st);
         assert_int_equal(st.coherence, -1); /* nothing listens before tess_deploy_listen */
-        assert_int_equal(st.has_revocation, rows[i].coherent);
+        assert_int_equal(st.has_revocation, rows[i].redis != NULL && rows[i].redis[0] != '\0');
         assert_int_equal(st.has_cache, rows[i].s == TESS_STRATEGY_CACHED);
         tess_deploy_free(d);
     }
@@ -816,7 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_bad_prefixes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_missing_secrets_and_long_cookie_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reason_truncated_to_a_small_buffer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_coherent_means_a_redis_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_coherent_means_a_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_login_check_ping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_prune_removes_the_expired_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_stats_sum_the_loop_parts, setup, teardown),
