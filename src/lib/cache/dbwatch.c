@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "cache/dbwatch.h"
+#include "store/nextauth_sql.h"
 #include "tessera/error.h"
 #include "tessera/pgconn.h"
 #include "tessera/store.h"
@@ -60,6 +61,53 @@ static const char sqlite_schema[] =
     "CREATE TRIGGER IF NOT EXISTS tess_session_event_del AFTER DELETE ON session BEGIN"
     " INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('d', OLD.sid, " SQLITE_NOW_MS "); END;";
 
+/* NextAuth's "Session" (keyed by "sessionToken") and, with a role column, its "User" (role changes: "U <id>"). */
+static const char pg_nextauth_schema[] =
+    "BEGIN;SELECT pg_advisory_xact_lock(1952805747, 5);"
+    "CREATE OR REPLACE FUNCTION tessera_nextauth_session_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('" CHANNEL "', 't'); RETURN NULL; END IF;"
+    " IF TG_OP = 'DELETE' THEN PERFORM pg_notify('" CHANNEL "', 'd ' || OLD.\"sessionToken\"); RETURN NULL; END IF;"
+    " IF TG_OP = 'UPDATE' AND OLD.\"sessionToken\" IS DISTINCT FROM NEW.\"sessionToken\" THEN"
+    "  PERFORM pg_notify('" CHANNEL "', 'd ' || OLD.\"sessionToken\"); END IF;"
+    " PERFORM pg_notify('" CHANNEL "', CASE TG_OP WHEN 'INSERT' THEN 'i ' ELSE 'u ' END || NEW.\"sessionToken\");"
+    " RETURN NULL; END $$;"
+    "DROP TRIGGER IF EXISTS tessera_session_notify ON \"Session\";"
+    "CREATE TRIGGER tessera_session_notify AFTER INSERT OR DELETE ON \"Session\" FOR EACH ROW"
+    " EXECUTE FUNCTION tessera_nextauth_session_notify();"
+    "DROP TRIGGER IF EXISTS tessera_session_notify_update ON \"Session\";"
+    "CREATE TRIGGER tessera_session_notify_update AFTER UPDATE ON \"Session\" FOR EACH ROW"
+    " WHEN (OLD.\"sessionToken\" IS DISTINCT FROM NEW.\"sessionToken\" OR OLD.\"userId\" IS DISTINCT FROM"
+    " NEW.\"userId\" OR NEW.expires < OLD.expires) EXECUTE FUNCTION tessera_nextauth_session_notify();"
+    "DROP TRIGGER IF EXISTS tessera_session_notify_truncate ON \"Session\";"
+    "CREATE TRIGGER tessera_session_notify_truncate AFTER TRUNCATE ON \"Session\" FOR EACH STATEMENT"
+    " EXECUTE FUNCTION tessera_nextauth_session_notify();"
+    "CREATE OR REPLACE FUNCTION tessera_nextauth_user_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM pg_notify('" CHANNEL "', 'U ' || NEW.id); RETURN NULL; END $$;"
+    "DROP TRIGGER IF EXISTS tessera_user_role_notify ON \"User\";";
+/* With a role column ("%s" three times: the column), then COMMIT. */
+#define PG_NEXTAUTH_ROLE                                                                                               \
+    "CREATE TRIGGER tessera_user_role_notify AFTER UPDATE OF \"%s\" ON \"User\" FOR EACH ROW"                          \
+    " WHEN (OLD.\"%s\" IS DISTINCT FROM NEW.\"%s\") EXECUTE FUNCTION tessera_nextauth_user_notify();"
+
+static const char sqlite_nextauth_schema[] =
+    "CREATE TABLE IF NOT EXISTS tess_session_event (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL,"
+    " sid TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tess_session_event_at ON tess_session_event (at_ms);"
+    "CREATE TRIGGER IF NOT EXISTS tess_nextauth_event_ins AFTER INSERT ON \"Session\" BEGIN"
+    " INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('i', NEW.\"sessionToken\", " SQLITE_NOW_MS "); END;"
+    "CREATE TRIGGER IF NOT EXISTS tess_nextauth_event_upd AFTER UPDATE ON \"Session\""
+    " WHEN OLD.\"sessionToken\" IS NOT NEW.\"sessionToken\" OR OLD.\"userId\" IS NOT NEW.\"userId\""
+    " OR NEW.expires < OLD.expires BEGIN"
+    " INSERT INTO tess_session_event (op, sid, at_ms) SELECT 'd', OLD.\"sessionToken\", " SQLITE_NOW_MS
+    " WHERE OLD.\"sessionToken\" IS NOT NEW.\"sessionToken\";"
+    " INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('u', NEW.\"sessionToken\", " SQLITE_NOW_MS "); END;"
+    "CREATE TRIGGER IF NOT EXISTS tess_nextauth_event_del AFTER DELETE ON \"Session\" BEGIN"
+    " INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('d', OLD.\"sessionToken\", " SQLITE_NOW_MS "); END;"
+    "DROP TRIGGER IF EXISTS tess_nextauth_user_role;";
+#define SQLITE_NEXTAUTH_ROLE                                                                                           \
+    "CREATE TRIGGER tess_nextauth_user_role AFTER UPDATE OF \"%s\" ON \"User\" WHEN OLD.\"%s\" IS NOT NEW.\"%s\""  \
+    " BEGIN INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('U', NEW.id, " SQLITE_NOW_MS "); END;"
+
 struct tess_dbwatch {
     tess_dbwatch_opts_t o; /* callbacks (database_url: our copy) */
     char *url;             /* the database URL (PostgreSQL: may hold a password; wiped on free) */
@@ -80,22 +128,15 @@ struct tess_dbwatch {
     int64_t next_prune_ms;        /* monotonic */
 };
 
-/* "sqlite:PATH", "sqlite://PATH": the path; NULL otherwise. */
 static const char *sqlite_path(const char *url)
 {
-    if (url == NULL || strncmp(url, "sqlite:", 7) != 0)
-        return NULL;
-    url += 7;
-    if (strncmp(url, "//", 2) == 0)
-        url += 2;
-    return *url != '\0' ? url : NULL;
+    return url != NULL ? tess__sqlite_url_path(url) : NULL;
 }
 
 static int is_pg(const char *url)
 {
-    return url != NULL &&
-           (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0 ||
-            (strchr(url, '=') != NULL && strncmp(url, "sqlite:", 7) != 0 && strncmp(url, "redis", 5) != 0));
+    const tess_store_driver_t *d = url != NULL ? tess_store_driver_for_url(url) : NULL;
+    return d != NULL && strcmp(d->name, "postgres") == 0;
 }
 
 int tess_dbwatch_supported(const char *url)
@@ -122,6 +163,9 @@ static void report(tess_dbwatch_t *w, char op, const char *sid, size_t len)
     case 'd':
         kind = TESS_DBWATCH_GONE;
         break;
+    case 'U':
+        kind = TESS_DBWATCH_USER;
+        break;
     case 't':
         kind = TESS_DBWATCH_ALL;
         len = 0;
@@ -129,29 +173,48 @@ static void report(tess_dbwatch_t *w, char op, const char *sid, size_t len)
     default:
         return;
     }
-    if ((kind == TESS_DBWATCH_ALL || (len > 0 && len <= TESS_SID_MAX)) && w->o.on_change != NULL)
+    if ((kind == TESS_DBWATCH_ALL || (len > 0 && len <= (kind == TESS_DBWATCH_USER ? TESS_USER_ID_MAX : TESS_SID_MAX))) &&
+        w->o.on_change != NULL)
         w->o.on_change(w->o.arg, kind, tess_strn(sid, len));
 }
 
 /* ---- migration ---------------------------------------------------------------------------------------------- */
 
-int tess_dbwatch_migrate(const char *url, int64_t timeout_ms, char *err, size_t errcap)
+/* The SQL installing the triggers, into `buf`: tessera's table, or NextAuth's (and its role column). */
+static const char *schema_of(int pg, const char *nextauth_role_column, char *buf, size_t cap)
+{
+    const char *col = nextauth_role_column;
+    if (col == NULL)
+        return pg ? pg_schema : sqlite_schema;
+    if (col[0] == '\0')
+        snprintf(buf, cap, "%s%s", pg ? pg_nextauth_schema : sqlite_nextauth_schema, pg ? "COMMIT" : "");
+    else if (pg)
+        snprintf(buf, cap, "%s" PG_NEXTAUTH_ROLE "COMMIT", pg_nextauth_schema, col, col, col);
+    else
+        snprintf(buf, cap, "%s" SQLITE_NEXTAUTH_ROLE, sqlite_nextauth_schema, col, col, col);
+    return buf;
+}
+
+int tess_dbwatch_migrate(const char *url, int64_t timeout_ms, const char *nextauth_role_column, char *err,
+                         size_t errcap)
 {
     const char *path = sqlite_path(url);
-    char *msg = NULL;
+    char *msg = NULL, sql[sizeof(pg_nextauth_schema) + sizeof(PG_NEXTAUTH_ROLE) + 3 * 64 + 16];
     int rc = 0;
 
     if (path != NULL) {
-        /* The store's own open creates its table; the triggers need it. */
+        /* The store's own open creates its table; the triggers need it (NextAuth's tables are the app's). */
         tess_store_params_t p = {.url = url, .timeout_ms = timeout_ms};
         tess_store_t *store = NULL;
         sqlite3 *db = NULL;
-        if ((rc = tess_store_open_url(&store, &p, err, errcap)) != 0)
-            return rc;
-        tess_store_close(store);
+        if (nextauth_role_column == NULL) {
+            if ((rc = tess_store_open_url(&store, &p, err, errcap)) != 0)
+                return rc;
+            tess_store_close(store);
+        }
         if ((rc = tess_sqlite_connect(&db, path, err, errcap)) != 0)
             return rc;
-        if (sqlite3_exec(db, sqlite_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        if (sqlite3_exec(db, schema_of(0, nextauth_role_column, sql, sizeof(sql)), NULL, NULL, &msg) != SQLITE_OK) {
             snprintf(err, errcap, "session triggers: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             rc = TESS_EIO;
         }
@@ -163,7 +226,7 @@ int tess_dbwatch_migrate(const char *url, int64_t timeout_ms, char *err, size_t 
         PGconn *pg = tess_pgconn_connect_sync(url, err, errcap);
         if (pg == NULL)
             return TESS_EUNAVAIL;
-        rc = tess_pgconn_exec_sync(pg, pg_schema, err, errcap);
+        rc = tess_pgconn_exec_sync(pg, schema_of(1, nextauth_role_column, sql, sizeof(sql)), err, errcap);
         PQfinish(pg);
         return rc;
     }

@@ -28,6 +28,7 @@ typedef enum tess_dbwatch_kind {
     TESS_DBWATCH_CHANGED,      /* the row of `sid` was updated */
     TESS_DBWATCH_GONE,         /* the row of `sid` was deleted */
     TESS_DBWATCH_ALL,          /* every row may have changed (truncate, a gap in the SQLite event rows) */
+    TESS_DBWATCH_USER,         /* NextAuth: the role of user `sid` (a user id here) changed in "User" */
 } tess_dbwatch_kind_t;
 
 typedef struct tess_dbwatch tess_dbwatch_t;
@@ -42,8 +43,13 @@ typedef struct tess_dbwatch_opts {
 
 /* 1 when `url` names a database the watcher can follow (SQLite, PostgreSQL). */
 int tess_dbwatch_supported(const char *url);
-/* Installs the triggers (blocking: start-up). Returns 0 or a TESS_E* with a one-line reason in `err`. */
-int tess_dbwatch_migrate(const char *url, int64_t timeout_ms, char *err, size_t errcap);
+/*
+ * Installs the triggers (blocking: start-up): on tessera's `session` table (`nextauth_role_column` NULL), or on
+ * NextAuth's "Session" (keyed by "sessionToken"), and with a role column ("" for none) on that column of
+ * "User". Returns 0 or a TESS_E* with a one-line reason in `err`.
+ */
+int tess_dbwatch_migrate(const char *url, int64_t timeout_ms, const char *nextauth_role_column, char *err,
+                         size_t errcap);
 /* Starts watching on `loop`; reports up asynchronously. Returns 0, TESS_EINVAL, TESS_EIO, TESS_ENOMEM. */
 int tess_dbwatch_open(tess_dbwatch_t **out, tess_loop_t *loop, const tess_dbwatch_opts_t *opts, char *err,
                       size_t errcap);

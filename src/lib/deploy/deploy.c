@@ -254,6 +254,16 @@ static void on_watch_change(void *arg, tess_dbwatch_kind_t kind, tess_str_t sid)
     tess_deploy_loop_t *l = d->w->l2 && has_redis(d) ? listen_part(d) : NULL;
     forget_op_t *op;
 
+    if (kind == TESS_DBWATCH_USER) { /* a role changed: every copy of the user's sessions carries the old one */
+        if (d->cache != NULL)
+            tess_cache_evict_user(d->cache, sid);
+        if (l != NULL && l->redis != NULL) {
+            const char *argv[] = {"INCR", d->epoch_key}; /* rare: every L2 copy goes rather than a lookup per user */
+            tess__rconn_command(l->redis, ignore_redis, NULL, 2, argv, NULL);
+        }
+        session_key(d, TESS_KEYKIND_CUTOFF, sid);
+        return;
+    }
     if (kind == TESS_DBWATCH_ALL) {
         if (d->cache != NULL)
             tess_cache_flush(d->cache);
@@ -427,7 +437,7 @@ int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap)
     if ((d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE)) &&
         (rc = tess_store_migrate_url(&p, err, errcap)) != 0)
         return rc;
-    return wants_watch(d) ? tess_dbwatch_migrate(d->database_url, d->o.timeout_ms, err, errcap) : 0;
+    return wants_watch(d) ? tess_dbwatch_migrate(d->database_url, d->o.timeout_ms, NULL, err, errcap) : 0;
 }
 
 int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tessera/pgconn.h"
+#include "store/nextauth_sql.h"
+#include "tessera/encoding.h"
 #include "tessera/error.h"
+#include "tessera/pgconn.h"
 #include "tessera/postgres.h"
 
 /* pg_advisory_xact_lock key of the session table's migration ('tess', 1). */
@@ -49,9 +51,34 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS session_user_id_idx ON session ((sess->>'userId'));"
     "COMMIT";
 
+/* The same operations over NextAuth's Prisma tables (tessera/nextauth.h); the role expression is filled in. */
+#define NA_NOW "(now() AT TIME ZONE 'UTC')"
+#define NA_TS(p) "(to_timestamp(" p "::bigint / 1000.0) AT TIME ZONE 'UTC')"
+#define NA_GET_HEAD "SELECT s.\"userId\", (extract(epoch FROM s.expires AT TIME ZONE 'UTC') * 1000)::bigint, "
+#define NA_GET_TAIL                                                                                                    \
+    " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = $1 AND s.expires > " NA_NOW
+static const char *const na_text[Q__COUNT] = {
+    [Q_GET] = NULL, /* NA_GET_HEAD, the role expression, NA_GET_TAIL */
+    [Q_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES ($1, $2, $3, " NA_TS("$4")
+              ") ON CONFLICT (\"sessionToken\") DO UPDATE SET expires = excluded.expires",
+    [Q_TOUCH] = "UPDATE \"Session\" SET expires = " NA_TS("$2") " WHERE \"sessionToken\" = $1 AND expires > " NA_NOW,
+    [Q_DESTROY] = "DELETE FROM \"Session\" WHERE \"sessionToken\" = $1",
+    [Q_DESTROY_USER] = "DELETE FROM \"Session\" WHERE \"userId\" = $1",
+    [Q_PING] = "SELECT 1",
+    [Q_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE expires < " NA_NOW
+                " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
+};
+static const int na_nparams[Q__COUNT] = {[Q_GET] = 2, [Q_SET] = 4, [Q_TOUCH] = 2, [Q_DESTROY] = 1,
+                                         [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1};
+
 typedef struct pgstore {
-    tess_store_t base;   /* must be first */
-    tess_pgconn_t *conn; /* the loop's connection */
+    tess_store_t base;                 /* must be first */
+    tess_pgconn_t *conn;               /* the loop's connection */
+    const tess_pgconn_stmt_t *stmts;   /* connect-pg-simple's table, or na_stmts below */
+    tess__nextauth_t na;               /* NextAuth's tables: the role, maxAge */
+    int nextauth;                      /* over NextAuth's tables */
+    char get_sql[512];                 /* NextAuth: the lookup with its role expression */
+    tess_pgconn_stmt_t na_stmts[Q__COUNT]; /* NextAuth: the statements (outlive the connection) */
 } pgstore_t;
 
 /* One operation in flight. */
@@ -63,6 +90,15 @@ typedef struct pg_op {
     size_t sid_len;         /* get: bytes in sid */
     char sid[TESS_SID_MAX]; /* get: the id (for tess_session_from_json) */
 } pg_op_t;
+
+/* A NextAuth lookup's row ("userId", expires ms, role) as a session. */
+static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, const PGresult *res)
+{
+    return tess__nextauth_session(&s->na, out, sid, tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
+                                  strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+                                  PQgetisnull(res, 0, 2) ? tess_strn(NULL, 0)
+                                                         : tess_strn(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)));
+}
 
 static const tess_store_ops_t pgstore_ops;
 
@@ -89,6 +125,9 @@ static void on_done(void *arg, int rc, const PGresult *res)
         case Q_GET:
             if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
                 rc = TESS_ENOTFOUND;
+            } else if (o.s->nextauth) {
+                rc = na_session(o.s, &sess, tess_strn(o.sid, o.sid_len), res);
+                have = rc == 0;
             } else {
                 rc = tess_session_from_json(&sess, tess_strn(o.sid, o.sid_len),
                                             tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
@@ -142,12 +181,31 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
 
 static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
 {
-    tess_pgconn_param_t p[1];
+    pgstore_t *s = (pgstore_t *)store;
+    tess_pgconn_param_t p[2];
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
     tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
-    return start((pgstore_t *)store, Q_GET, p, 1, sid, cb, arg);
+    if (s->nextauth)
+        tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
+    return start(s, Q_GET, p, s->nextauth ? 2 : 1, sid, cb, arg);
+}
+
+/* NextAuth: a "Session" row for the session (its token is the id) of an existing "User". */
+static int na_set(pgstore_t *s, const tess_session_t *sess, tess_store_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[4];
+    char id[TESS__NEXTAUTH_ROW_ID_LEN + 1];
+    int rc;
+
+    if ((rc = tess__nextauth_row_id(id)) != 0)
+        return rc;
+    tess_pgconn_param_str(&p[0], id, strlen(id));
+    tess_pgconn_param_str(&p[1], sess->id, strlen(sess->id));
+    tess_pgconn_param_str(&p[2], sess->user_id, strlen(sess->user_id));
+    tess_pgconn_param_i64(&p[3], sess->expires_ms);
+    return start(s, Q_SET, p, 4, tess_strn(NULL, 0), cb, arg);
 }
 
 static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb cb, void *arg)
@@ -159,6 +217,8 @@ static int pg_set(tess_store_t *store, const tess_session_t *sess, tess_store_cb
 
     if (sess == NULL || !valid_sid(tess_str(sess->id)) || sess->user_id[0] == '\0')
         return TESS_EINVAL;
+    if (((pgstore_t *)store)->nextauth)
+        return na_set((pgstore_t *)store, sess, cb, arg);
     if ((rc = tess_session_to_json(sess, &doc, &len)) != 0)
         return rc;
     tess_pgconn_param_str(&p[0], sess->id, strlen(sess->id));
@@ -257,7 +317,9 @@ int tess_pgstore_migrate(const char *conninfo, char *err, size_t errcap)
     return rc;
 }
 
-int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap)
+/* Opens over connect-pg-simple's table (`na` NULL) or NextAuth's. */
+static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, const tess__nextauth_t *na,
+                      char *err, size_t errcap)
 {
     tess_pgconn_opts_t po = {0};
     pgstore_t *s;
@@ -269,17 +331,42 @@ int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return TESS_ENOMEM;
     s->base.ops = &pgstore_ops;
+    s->stmts = stmts;
+    if (na != NULL) {
+        char role[TESS_NEXTAUTH_COLUMN_MAX + 32] = "$2::text";
+        if (na->role_column[0] != '\0')
+            snprintf(role, sizeof(role), "coalesce(u.\"%s\"::text, $2::text)", na->role_column);
+        s->na = *na;
+        s->nextauth = 1;
+        snprintf(s->get_sql, sizeof(s->get_sql), "%s%s%s", NA_GET_HEAD, role, NA_GET_TAIL);
+        for (int i = 0; i < Q__COUNT; i++) {
+            s->na_stmts[i].sql = i == Q_GET ? s->get_sql : na_text[i];
+            s->na_stmts[i].nparams = na_nparams[i];
+        }
+        s->stmts = s->na_stmts;
+    }
     po.conninfo = opts->conninfo;
     po.timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
-    po.stmts = stmts;
+    po.stmts = s->stmts;
     po.n_stmts = Q__COUNT;
-    po.name = "pgstore";
+    po.name = na != NULL ? "nextauth store" : "pgstore";
     if ((rc = tess_pgconn_open(&s->conn, loop, &po, err, errcap)) != 0) {
         free(s);
         return rc;
     }
     *out = &s->base;
     return 0;
+}
+
+int tess_pgstore_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts, char *err, size_t errcap)
+{
+    return open_store(out, loop, opts, NULL, err, errcap);
+}
+
+int tess__pg_nextauth_open(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_t *opts,
+                           const tess__nextauth_t *na, char *err, size_t errcap)
+{
+    return open_store(out, loop, opts, na, err, errcap);
 }
 
 int tess_pgstore_connected(tess_store_t *store)

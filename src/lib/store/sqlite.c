@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "store/nextauth_sql.h"
 #include "tessera/error.h"
 #include "tessera/store.h"
 
@@ -30,6 +31,28 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_PRUNE] = "DELETE FROM session WHERE sid IN (SELECT sid FROM session WHERE expire <= ?1 LIMIT ?2)",
 };
 
+/*
+ * The same operations over NextAuth's Prisma tables. `expires`: integer ms (Prisma's native connector), or
+ * ISO 8601 text (its driver adapters); read as ms either way.
+ */
+#define NA_EXP(c)                                                                                                      \
+    "(CASE typeof(" c ") WHEN 'integer' THEN " c " WHEN 'real' THEN CAST(" c " AS INTEGER)"                           \
+    " ELSE CAST((julianday(" c ") - 2440587.5) * 86400000 AS INTEGER) END)"
+#define NA_GET_HEAD "SELECT s.\"userId\", " NA_EXP("s.expires") ", "
+#define NA_GET_TAIL                                                                                                    \
+    " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = ?1 AND " NA_EXP("s.expires") " > ?2"
+static const char *const na_text[ST_COUNT] = {
+    [ST_GET] = NULL, /* NA_GET_HEAD, the role expression, NA_GET_TAIL */
+    [ST_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES (?1, ?2, ?3, ?4)"
+               " ON CONFLICT (\"sessionToken\") DO UPDATE SET expires = excluded.expires",
+    [ST_TOUCH] = "UPDATE \"Session\" SET expires = ?1 WHERE \"sessionToken\" = ?2 AND " NA_EXP("expires") " > ?3",
+    [ST_DESTROY] = "DELETE FROM \"Session\" WHERE \"sessionToken\" = ?1",
+    [ST_DESTROY_USER] = "DELETE FROM \"Session\" WHERE \"userId\" = ?1",
+    [ST_PING] = "SELECT 1",
+    [ST_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE " NA_EXP("expires")
+                 " <= ?1 LIMIT ?2)",
+};
+
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS session (sid TEXT PRIMARY KEY NOT NULL, "
                                  "sess TEXT NOT NULL, expire INTEGER NOT NULL, user_id TEXT)";
 static const char index_sql[] = "CREATE INDEX IF NOT EXISTS session_expire_idx ON session (expire);"
@@ -40,6 +63,8 @@ typedef struct sqlitestore {
     sqlite3 *db;                  /* the connection */
     int owns_db;                  /* opened by the driver: closed with the store */
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared once, reset after each use */
+    int nextauth;                 /* over NextAuth's tables */
+    tess__nextauth_t na;          /* then: the role, maxAge */
 } sqlitestore_t;
 
 /* SQLite result code -> TESS_E*: contention is "unavailable" (retry later), the rest is I/O. */
@@ -97,9 +122,19 @@ static int sql_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *
     rc = map_rc(sqlite3_bind_text(st, 1, sid.ptr, (int)sid.len, SQLITE_STATIC));
     if (rc == 0)
         rc = map_rc(sqlite3_bind_int64(st, 2, tess_now_ms()));
+    if (rc == 0 && s->nextauth)
+        rc = map_rc(sqlite3_bind_text(st, 3, s->na.default_role, -1, SQLITE_STATIC));
     if (rc == 0) {
         int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
+        if (step == SQLITE_ROW && s->nextauth) {
+            const char *uid = (const char *)sqlite3_column_text(st, 0), *role = (const char *)sqlite3_column_text(st, 2);
+            rc = uid == NULL ? TESS_EBADFMT
+                             : tess__nextauth_session(&s->na, &sess, sid,
+                                                      tess_strn(uid, (size_t)sqlite3_column_bytes(st, 0)),
+                                                      sqlite3_column_int64(st, 1),
+                                                      tess_strn(role, role != NULL ? (size_t)sqlite3_column_bytes(st, 2) : 0));
+            have = rc == 0;
+        } else if (step == SQLITE_ROW) {
             const char *doc = (const char *)sqlite3_column_text(st, 0);
             int len = sqlite3_column_bytes(st, 0);
             rc = doc == NULL
@@ -129,6 +164,18 @@ static int sql_set(tess_store_t *store, const tess_session_t *sess, tess_store_c
     if (!valid_sid(tess_str(sess->id)) || sess->user_id[0] == '\0')
         return TESS_EINVAL;
     tess_store_count(&s->base.stats.writes);
+    if (s->nextauth) {
+        char id[TESS__NEXTAUTH_ROW_ID_LEN + 1];
+        if ((rc = tess__nextauth_row_id(id)) == 0 &&
+            ((rc = map_rc(sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT))) != 0 ||
+             (rc = map_rc(sqlite3_bind_text(st, 2, sess->id, -1, SQLITE_STATIC))) != 0 ||
+             (rc = map_rc(sqlite3_bind_text(st, 3, sess->user_id, -1, SQLITE_STATIC))) != 0 ||
+             (rc = map_rc(sqlite3_bind_int64(st, 4, sess->expires_ms))) != 0))
+            sqlite3_clear_bindings(st);
+        else if (rc == 0)
+            rc = run_write(st);
+        goto out;
+    }
     if ((rc = tess_session_to_json(sess, &doc, &len)) != 0)
         goto out;
     if ((rc = map_rc(sqlite3_bind_text(st, 1, sess->id, -1, SQLITE_STATIC))) != 0 ||
@@ -301,6 +348,39 @@ out:
     return rc;
 }
 
+int tess__sqlite_nextauth_open(tess_store_t **out, const char *path, const tess__nextauth_t *na, char *err,
+                               size_t errcap)
+{
+    char role[TESS_NEXTAUTH_COLUMN_MAX + 48] = "?3", get[1024];
+    sqlitestore_t *s;
+    int rc;
+
+    *out = NULL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return TESS_ENOMEM;
+    s->base.ops = &sqlitestore_ops;
+    s->nextauth = 1;
+    s->na = *na;
+    s->owns_db = 1;
+    if ((rc = tess_sqlite_connect(&s->db, path, err, errcap)) != 0) {
+        free(s);
+        return rc;
+    }
+    if (na->role_column[0] != '\0')
+        snprintf(role, sizeof(role), "coalesce(CAST(u.\"%s\" AS TEXT), ?3)", na->role_column);
+    snprintf(get, sizeof(get), "%s%s%s", NA_GET_HEAD, role, NA_GET_TAIL);
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, i == ST_GET ? get : na_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errcap, "NextAuth tables: %s", sqlite3_errmsg(s->db));
+            sql_close(&s->base);
+            return TESS_EIO;
+        }
+    }
+    *out = &s->base;
+    return 0;
+}
+
 int tess_sqlite_connect(sqlite3 **out, const char *path, char *errbuf, size_t errcap)
 {
     sqlite3 *db = NULL;
@@ -335,7 +415,7 @@ out:
 /* ---- driver --------------------------------------------------------------------------------------------- */
 
 /* "sqlite:PATH", "sqlite://PATH" or "sqlite:///abs/path": the path, or NULL. */
-static const char *url_path(const char *url)
+const char *tess__sqlite_url_path(const char *url)
 {
     if (url == NULL || strncmp(url, "sqlite:", 7) != 0)
         return NULL;
@@ -347,13 +427,13 @@ static const char *url_path(const char *url)
 
 static int drv_accepts(const char *url)
 {
-    return url_path(url) != NULL;
+    return tess__sqlite_url_path(url) != NULL;
 }
 
 static int drv_open(tess_store_t **out, const tess_store_params_t *p, char *err, size_t errcap)
 {
     sqlite3 *db = NULL;
-    const char *path = url_path(p->url);
+    const char *path = tess__sqlite_url_path(p->url);
     int rc;
 
     *out = NULL;
