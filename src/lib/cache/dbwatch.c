@@ -105,7 +105,7 @@ static const char sqlite_nextauth_schema[] =
     " INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('d', OLD.\"sessionToken\", " SQLITE_NOW_MS "); END;"
     "DROP TRIGGER IF EXISTS tess_nextauth_user_role;";
 #define SQLITE_NEXTAUTH_ROLE                                                                                           \
-    "CREATE TRIGGER tess_nextauth_user_role AFTER UPDATE OF \"%s\" ON \"User\" WHEN OLD.\"%s\" IS NOT NEW.\"%s\""  \
+    "CREATE TRIGGER tess_nextauth_user_role AFTER UPDATE OF \"%s\" ON \"User\" WHEN OLD.\"%s\" IS NOT NEW.\"%s\""      \
     " BEGIN INSERT INTO tess_session_event (op, sid, at_ms) VALUES ('U', NEW.id, " SQLITE_NOW_MS "); END;"
 
 struct tess_dbwatch {
@@ -173,7 +173,8 @@ static void report(tess_dbwatch_t *w, char op, const char *sid, size_t len)
     default:
         return;
     }
-    if ((kind == TESS_DBWATCH_ALL || (len > 0 && len <= (kind == TESS_DBWATCH_USER ? TESS_USER_ID_MAX : TESS_SID_MAX))) &&
+    if ((kind == TESS_DBWATCH_ALL ||
+         (len > 0 && len <= (kind == TESS_DBWATCH_USER ? TESS_USER_ID_MAX : TESS_SID_MAX))) &&
         w->o.on_change != NULL)
         w->o.on_change(w->o.arg, kind, tess_strn(sid, len));
 }

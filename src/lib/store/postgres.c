@@ -59,8 +59,8 @@ static const char schema_sql[] =
     " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = $1 AND s.expires > " NA_NOW
 static const char *const na_text[Q__COUNT] = {
     [Q_GET] = NULL, /* NA_GET_HEAD, the role expression, NA_GET_TAIL */
-    [Q_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES ($1, $2, $3, " NA_TS("$4")
-              ") ON CONFLICT (\"sessionToken\") DO UPDATE SET expires = excluded.expires",
+    [Q_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES ($1, $2, $3, " NA_TS(
+        "$4") ") ON CONFLICT (\"sessionToken\") DO UPDATE SET expires = excluded.expires",
     [Q_TOUCH] = "UPDATE \"Session\" SET expires = " NA_TS("$2") " WHERE \"sessionToken\" = $1 AND expires > " NA_NOW,
     [Q_DESTROY] = "DELETE FROM \"Session\" WHERE \"sessionToken\" = $1",
     [Q_DESTROY_USER] = "DELETE FROM \"Session\" WHERE \"userId\" = $1",
@@ -68,16 +68,16 @@ static const char *const na_text[Q__COUNT] = {
     [Q_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE expires < " NA_NOW
                 " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
 };
-static const int na_nparams[Q__COUNT] = {[Q_GET] = 2, [Q_SET] = 4, [Q_TOUCH] = 2, [Q_DESTROY] = 1,
-                                         [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1};
+static const int na_nparams[Q__COUNT] = {
+    [Q_GET] = 2, [Q_SET] = 4, [Q_TOUCH] = 2, [Q_DESTROY] = 1, [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1};
 
 typedef struct pgstore {
-    tess_store_t base;                 /* must be first */
-    tess_pgconn_t *conn;               /* the loop's connection */
-    const tess_pgconn_stmt_t *stmts;   /* connect-pg-simple's table, or na_stmts below */
-    tess__nextauth_t na;               /* NextAuth's tables: the role, maxAge */
-    int nextauth;                      /* over NextAuth's tables */
-    char get_sql[512];                 /* NextAuth: the lookup with its role expression */
+    tess_store_t base;                     /* must be first */
+    tess_pgconn_t *conn;                   /* the loop's connection */
+    const tess_pgconn_stmt_t *stmts;       /* connect-pg-simple's table, or na_stmts below */
+    tess__nextauth_t na;                   /* NextAuth's tables: the role, maxAge */
+    int nextauth;                          /* over NextAuth's tables */
+    char get_sql[512];                     /* NextAuth: the lookup with its role expression */
     tess_pgconn_stmt_t na_stmts[Q__COUNT]; /* NextAuth: the statements (outlive the connection) */
 } pgstore_t;
 
@@ -94,10 +94,10 @@ typedef struct pg_op {
 /* A NextAuth lookup's row ("userId", expires ms, role) as a session. */
 static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, const PGresult *res)
 {
-    return tess__nextauth_session(&s->na, out, sid, tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
-                                  strtoll(PQgetvalue(res, 0, 1), NULL, 10),
-                                  PQgetisnull(res, 0, 2) ? tess_strn(NULL, 0)
-                                                         : tess_strn(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)));
+    return tess__nextauth_session(
+        &s->na, out, sid, tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
+        strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+        PQgetisnull(res, 0, 2) ? tess_strn(NULL, 0) : tess_strn(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)));
 }
 
 static const tess_store_ops_t pgstore_ops;

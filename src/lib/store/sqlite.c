@@ -36,11 +36,12 @@ static const char *const sql_text[ST_COUNT] = {
  * ISO 8601 text (its driver adapters); read as ms either way.
  */
 #define NA_EXP(c)                                                                                                      \
-    "(CASE typeof(" c ") WHEN 'integer' THEN " c " WHEN 'real' THEN CAST(" c " AS INTEGER)"                           \
+    "(CASE typeof(" c ") WHEN 'integer' THEN " c " WHEN 'real' THEN CAST(" c " AS INTEGER)"                            \
     " ELSE CAST((julianday(" c ") - 2440587.5) * 86400000 AS INTEGER) END)"
 #define NA_GET_HEAD "SELECT s.\"userId\", " NA_EXP("s.expires") ", "
 #define NA_GET_TAIL                                                                                                    \
-    " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = ?1 AND " NA_EXP("s.expires") " > ?2"
+    " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = ?1 AND " NA_EXP(            \
+        "s.expires") " > ?2"
 static const char *const na_text[ST_COUNT] = {
     [ST_GET] = NULL, /* NA_GET_HEAD, the role expression, NA_GET_TAIL */
     [ST_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES (?1, ?2, ?3, ?4)"
@@ -49,8 +50,8 @@ static const char *const na_text[ST_COUNT] = {
     [ST_DESTROY] = "DELETE FROM \"Session\" WHERE \"sessionToken\" = ?1",
     [ST_DESTROY_USER] = "DELETE FROM \"Session\" WHERE \"userId\" = ?1",
     [ST_PING] = "SELECT 1",
-    [ST_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE " NA_EXP("expires")
-                 " <= ?1 LIMIT ?2)",
+    [ST_PRUNE] =
+        "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE " NA_EXP("expires") " <= ?1 LIMIT ?2)",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS session (sid TEXT PRIMARY KEY NOT NULL, "
@@ -127,12 +128,13 @@ static int sql_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *
     if (rc == 0) {
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW && s->nextauth) {
-            const char *uid = (const char *)sqlite3_column_text(st, 0), *role = (const char *)sqlite3_column_text(st, 2);
-            rc = uid == NULL ? TESS_EBADFMT
-                             : tess__nextauth_session(&s->na, &sess, sid,
-                                                      tess_strn(uid, (size_t)sqlite3_column_bytes(st, 0)),
-                                                      sqlite3_column_int64(st, 1),
-                                                      tess_strn(role, role != NULL ? (size_t)sqlite3_column_bytes(st, 2) : 0));
+            const char *uid = (const char *)sqlite3_column_text(st, 0),
+                       *role = (const char *)sqlite3_column_text(st, 2);
+            rc = uid == NULL
+                     ? TESS_EBADFMT
+                     : tess__nextauth_session(&s->na, &sess, sid, tess_strn(uid, (size_t)sqlite3_column_bytes(st, 0)),
+                                              sqlite3_column_int64(st, 1),
+                                              tess_strn(role, role != NULL ? (size_t)sqlite3_column_bytes(st, 2) : 0));
             have = rc == 0;
         } else if (step == SQLITE_ROW) {
             const char *doc = (const char *)sqlite3_column_text(st, 0);
