@@ -68,6 +68,13 @@ typedef struct appdb_ops {
     int (*user_by_name)(appdb_t *db, tess_str_t name, appdb_cb cb, void *arg);
     /* The user `id` (id, name, role; no hash), or TESS_ENOTFOUND. */
     int (*user_by_id)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
+    /*
+     * The users-table row standing for user `external_id` of another app (a NextAuth user id, a JWT's sub that
+     * is not one of ours): found, or made (name "ext:<id>", `role` when "agent" else "visitor", a password
+     * hash nothing verifies), so that pre-chats and messages can refer to it. Answers the row (id, name, role).
+     */
+    int (*user_external)(appdb_t *db, tess_str_t external_id, tess_str_t role, int64_t now_ms, appdb_cb cb,
+                         void *arg);
     /* A waiting pre-chat; TESS_EDENIED when the visitor has `max_open` open (not closed) already. */
     int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
                           appdb_cb cb, void *arg);

@@ -62,6 +62,8 @@ static const char *const migrations[] = {
     " WHEN (OLD.role IS DISTINCT FROM NEW.role) EXECUTE FUNCTION tessera_user_event();"
     "CREATE TRIGGER app_user_delete_event AFTER DELETE ON app_user FOR EACH ROW"
     " EXECUTE FUNCTION tessera_user_event();",
+    /* 4: users of another app (its ids are not ours), found by their id there */
+    "ALTER TABLE app_user ADD COLUMN external_id text UNIQUE;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -72,6 +74,7 @@ static const char *const migrations[] = {
 enum {
     Q_USER_BY_NAME,
     Q_USER_BY_ID,
+    Q_USER_EXTERNAL,
     Q_PRECHAT_CREATE,
     Q_PRECHAT_GET,
     Q_WAITING,
@@ -87,6 +90,12 @@ enum {
 static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_USER_BY_NAME] = {"SELECT id, name, role, password_hash FROM app_user WHERE name = $1", 1},
     [Q_USER_BY_ID] = {"SELECT id, name, role, '' FROM app_user WHERE id = $1::bigint", 1},
+    /* The no-op update makes RETURNING answer for an existing row too. */
+    [Q_USER_EXTERNAL] = {"INSERT INTO app_user (name, role, password_hash, created_at, external_id)"
+                         " VALUES ('ext:' || $1, CASE $2 WHEN 'agent' THEN 'agent' ELSE 'visitor' END, '!',"
+                         " $3::bigint, $1) ON CONFLICT (external_id) DO UPDATE SET external_id = excluded.external_id"
+                         " RETURNING id, name, role, ''",
+                         3},
     /*
      * The new row is not in the statement's snapshot of prechat: count the older waiting ones, plus one.
      * No row back: the visitor has $4 open already (EDENIED). Two creates of one visitor in flight at once
@@ -198,6 +207,7 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
     switch (op.kind) {
     case Q_USER_BY_NAME:
     case Q_USER_BY_ID:
+    case Q_USER_EXTERNAL:
         if (n == 0) {
             res.rc = TESS_ENOTFOUND;
             break;
@@ -303,6 +313,16 @@ static int op_user_by_id(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
     return start(db, Q_USER_BY_ID, p, 1, cb, arg);
 }
 
+static int op_user_external(appdb_t *db, tess_str_t external_id, tess_str_t role, int64_t now_ms, appdb_cb cb,
+                            void *arg)
+{
+    tess_pgconn_param_t p[3];
+    tess_pgconn_param_str(&p[0], external_id.ptr, external_id.len);
+    tess_pgconn_param_str(&p[1], role.ptr, role.len);
+    tess_pgconn_param_i64(&p[2], now_ms);
+    return start(db, Q_USER_EXTERNAL, p, 3, cb, arg);
+}
+
 static int op_prechat_create(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
                              appdb_cb cb, void *arg)
 {
@@ -394,6 +414,7 @@ static const appdb_ops_t pg_ops = {
     .name = "postgres",
     .user_by_name = op_user_by_name,
     .user_by_id = op_user_by_id,
+    .user_external = op_user_external,
     .prechat_create = op_prechat_create,
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,

@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -59,9 +59,24 @@ static const char schema_v4[] = "CREATE TRIGGER IF NOT EXISTS app_user_role_even
                                 " INSERT INTO app_event(name, at) VALUES ('user:' || OLD.id,"
                                 " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)); END;";
 
+/* v5: users of another app (its ids are not ours), found by their id there. */
+static const char schema_v5[] = "CREATE UNIQUE INDEX IF NOT EXISTS app_user_external ON app_user(external_id);";
+
+/* v5's column, unless a racing process added it already. */
+static int add_external_id(sqlite3 *db, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('app_user') WHERE name = 'external_id'", -1,
+                                  &st, NULL) == SQLITE_OK &&
+               sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return have ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE app_user ADD COLUMN external_id TEXT", NULL, NULL, msg);
+}
+
 enum {
     Q_USER_BY_NAME,
     Q_USER_BY_ID,
+    Q_USER_EXTERNAL,
     Q_PRECHAT_INSERT,
     Q_PRECHAT_GET,
     Q_QUEUE_POS,
@@ -82,6 +97,11 @@ enum {
 static const char *const queries[Q__COUNT] = {
     [Q_USER_BY_NAME] = "SELECT id, name, role, password_hash FROM app_user WHERE name = ?1",
     [Q_USER_BY_ID] = "SELECT id, name, role, '' FROM app_user WHERE id = ?1",
+    /* The no-op update makes RETURNING answer for an existing row too. */
+    [Q_USER_EXTERNAL] = "INSERT INTO app_user (name, role, password_hash, created_at, external_id)"
+                        " VALUES ('ext:' || ?1, CASE ?2 WHEN 'agent' THEN 'agent' ELSE 'visitor' END, '!', ?3, ?1)"
+                        " ON CONFLICT (external_id) DO UPDATE SET external_id = excluded.external_id"
+                        " RETURNING id, name, role, ''",
     /* One statement under SQLite's write lock: the count and the insert cannot interleave with another. */
     [Q_PRECHAT_INSERT] = "INSERT INTO prechat(visitor_id, topic, status, created_at, updated_at)"
                          " SELECT ?1, ?2, 'waiting', ?3, ?3 WHERE (SELECT count(*) FROM prechat"
@@ -261,6 +281,16 @@ static int op_user_by_id(appdb_t *db, int64_t id, appdb_cb cb, void *arg)
 {
     sqlite3_stmt *st = stmt((appdb_sqlite_t *)db, Q_USER_BY_ID);
     sqlite3_bind_int64(st, 1, id);
+    return complete_user(st, cb, arg);
+}
+
+static int op_user_external(appdb_t *db, tess_str_t external_id, tess_str_t role, int64_t now_ms, appdb_cb cb,
+                            void *arg)
+{
+    sqlite3_stmt *st = stmt((appdb_sqlite_t *)db, Q_USER_EXTERNAL);
+    sqlite3_bind_text(st, 1, external_id.ptr, (int)external_id.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, role.ptr, (int)role.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms);
     return complete_user(st, cb, arg);
 }
 
@@ -471,6 +501,7 @@ static const appdb_ops_t sqlite_ops = {
     .name = "sqlite",
     .user_by_name = op_user_by_name,
     .user_by_id = op_user_by_id,
+    .user_external = op_user_external,
     .prechat_create = op_prechat_create,
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
@@ -507,7 +538,9 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 2 && sqlite3_exec(db, schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 3 && sqlite3_exec(db, schema_v3, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
-            sqlite3_exec(db, "PRAGMA user_version = 4; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 5 && (add_external_id(db, &msg) != SQLITE_OK ||
+                             sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
+            sqlite3_exec(db, "PRAGMA user_version = 5; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -85,6 +85,10 @@ static int user_add(int argc, char **argv)
                 APP_NAME_MAX);
         return 2;
     }
+    if (strncmp(name, "ext:", 4) == 0) {
+        fprintf(stderr, "tessera user add: names starting with \"ext:\" stand for another app's users\n");
+        return 2;
+    }
     if (role == NULL || (strcmp(role, "visitor") != 0 && strcmp(role, "agent") != 0)) {
         fprintf(stderr, "tessera user add: --role must be visitor or agent\n");
         return 2;

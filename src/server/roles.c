@@ -8,13 +8,14 @@
 #include "tessera/cache.h"
 #include "tessera/error.h"
 
-static tess_cache_t *cache; /* "r:<uid>" -> the role and its NUL ("" for a user the table does not know) */
+/* "r:<uid>" -> the role and its NUL ("" for a user the table does not know); "x:<external id>" -> int64 uid */
+static tess_cache_t *cache;
 
 /* What a lookup carries to its answer. */
 typedef struct role_lookup {
     tess_req_handler next; /* the route's handler */
     uint64_t gen;          /* the cache generation read before asking */
-    char key[32];          /* "r:<uid>" */
+    char key[TESS_USER_ID_MAX + 3]; /* "r:<uid>" or "x:<external id>" */
 } role_lookup_t;
 
 int roles_init(void)
@@ -82,6 +83,54 @@ void roles_resolve(tess_req_t *r, tess_req_handler next)
     memcpy(st->key, key, sizeof(key));
     t = req_suspend(r);
     req_started(r, t, db->ops->user_by_id(db, r->uid, on_user, t));
+}
+
+static void read_uid(void *arg, const void *value, size_t len)
+{
+    if (len == sizeof(int64_t))
+        memcpy(arg, value, sizeof(int64_t));
+}
+
+static void on_external(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r = req_resume(arg);
+    role_lookup_t *st;
+    if (r == NULL)
+        return;
+    st = r->state;
+    if (res->rc != 0 || res->user == NULL || res->user->id <= 0) {
+        send_backend_error(r, res->rc != 0 ? res->rc : TESS_EIO);
+        return;
+    }
+    r->uid = res->user->id;
+    tess_cache_put_value(cache, tess_str(st->key), &r->uid, sizeof(r->uid), tess_now_ms(), st->gen);
+    st->next(r);
+}
+
+void roles_resolve_external(tess_req_t *r, tess_req_handler next)
+{
+    appdb_t *db = r->th->appdb;
+    role_lookup_t *st;
+    char key[TESS_USER_ID_MAX + 3];
+    int64_t uid = 0;
+    ticket_t *t;
+
+    snprintf(key, sizeof(key), "x:%s", r->user_id);
+    if (cache == NULL || r->user_id[0] == '\0' || strlen(key) > TESS_SID_MAX) {
+        next(r); /* no user to stand for: role-gated routes refuse it */
+        return;
+    }
+    if (tess_cache_read_value(cache, tess_str(key), tess_now_ms(), read_uid, &uid) == TESS_CACHE_HIT && uid > 0) {
+        r->uid = uid;
+        next(r);
+        return;
+    }
+    st = req_state(r, sizeof(*st));
+    st->next = next;
+    st->gen = tess_cache_gen(cache, tess_str(key));
+    snprintf(st->key, sizeof(st->key), "%s", key);
+    t = req_suspend(r);
+    req_started(r, t, db->ops->user_external(db, tess_str(r->user_id), tess_str(r->role), tess_now_ms(), on_external, t));
 }
 
 void roles_on_user_event(tess_str_t id)

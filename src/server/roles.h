@@ -22,6 +22,13 @@ void roles_free(void);
 /* Fills r->role for a session without one (r->uid set), then runs `next(r)`; 503 on a database error. */
 void roles_resolve(tess_req_t *r, tess_req_handler next);
 
+/*
+ * For a session whose user is another app's (its id is not one of our users table's: a NextAuth id, or every
+ * id under a NextAuth / Auth.js format): sets r->uid to the users-table row standing for it (found or made,
+ * appdb user_external; cached for ROLES_TTL_MS), then runs `next(r)`; 503 on a database error.
+ */
+void roles_resolve_external(tess_req_t *r, tess_req_handler next);
+
 /* A "user:<id>" change event (any thread): that user's cached role goes. */
 void roles_on_user_event(tess_str_t id);
 /* Change events may have been missed: everything goes. */

@@ -110,6 +110,15 @@ static void set_session(tess_req_t *r, const tess_session_t *s)
     r->uid = tess_parse_int(s->user_id, 1, INT64_MAX, &uid) == 0 ? uid : 0;
 }
 
+/* The user is known as a users-table row (or as nobody): the role, then the route. */
+static void with_uid(tess_req_t *r)
+{
+    if (r->role[0] == '\0')
+        roles_resolve(r, r->next); /* a token without a role claim: the users table says */
+    else
+        r->next(r);
+}
+
 /* The session check's answer: the route's handler runs, or 401 / the backend's error. */
 static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
 {
@@ -119,10 +128,10 @@ static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cooki
         return;
     if (rc == 0 && s != NULL) {
         set_session(r, s);
-        if (r->role[0] == '\0')
-            roles_resolve(r, r->next); /* a token without a role claim: the users table says */
+        if (r->uid == 0 && r->user_id[0] != '\0')
+            roles_resolve_external(r, with_uid); /* another app's user: the row standing for it */
         else
-            r->next(r);
+            with_uid(r);
     } else if (rc == TESS_EDENIED || rc == TESS_ENOTFOUND || rc == TESS_EEXPIRED || rc == TESS_EBADSIG ||
                rc == TESS_EBADFMT || rc == TESS_ETOOBIG || rc == TESS_EREVOKED) {
         send_error(r, 401, "unauthorized", "no valid session");

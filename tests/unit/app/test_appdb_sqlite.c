@@ -225,6 +225,44 @@ static void test_user_by_id_and_role_events(void **state)
     assert_string_equal(f->r.user.role, "visitor");
 }
 
+/* Another app's user: one row per external id, made on first sight, the same row afterwards. */
+static void test_user_external(void **state)
+{
+    fixture_t *f = *state;
+    int64_t id;
+
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_external(f->db, TESS_STR_LIT("clx9user"), TESS_STR_LIT("agent"), T0,
+                                                         appdb_rec_cb, &f->r)),
+                     0);
+    assert_true(f->r.have_user);
+    id = f->r.user.id;
+    assert_true(id > 0 && id != f->agent && id != f->visitor);
+    assert_string_equal(f->r.user.name, "ext:clx9user");
+    assert_string_equal(f->r.user.role, "agent");
+    appdb_rec_clear(&f->r);
+    /* again (another role asked: the row is kept as it is) */
+    assert_int_equal(finish(f, f->db->ops->user_external(f->db, TESS_STR_LIT("clx9user"), TESS_STR_LIT("visitor"), T0,
+                                                         appdb_rec_cb, &f->r)),
+                     0);
+    assert_int_equal(f->r.user.id, id);
+    assert_string_equal(f->r.user.role, "agent");
+    appdb_rec_clear(&f->r);
+    /* any other role becomes visitor; the row's id is a users-table id like any other */
+    assert_int_equal(finish(f, f->db->ops->user_external(f->db, TESS_STR_LIT("42"), TESS_STR_LIT("admin"), T0,
+                                                         appdb_rec_cb, &f->r)),
+                     0);
+    assert_string_equal(f->r.user.role, "visitor");
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_by_id(f->db, id, appdb_rec_cb, &f->r)), 0);
+    assert_string_equal(f->r.user.name, "ext:clx9user");
+    /* its password hash verifies nothing: by name it is found, with the hash "!" */
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->user_by_name(f->db, TESS_STR_LIT("ext:clx9user"), appdb_rec_cb, &f->r)), 0);
+    assert_string_equal(f->r.user.pwhash, "!");
+    appdb_rec_clear(&f->r);
+}
+
 /* A role outside visitor/agent is not "a user with that name exists": the same answer as PostgreSQL (EIO). */
 static void test_user_bad_role(void **state)
 {
@@ -542,12 +580,12 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(appdb_sqlite_user_add(f->sq, "new", "visitor", PWHASH, T0, err, sizeof(err)), TESS_EIO);
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
 
     /* A version-1 database (before change events) is upgraded in place, its data kept. */
     assert_int_equal(sqlite3_exec(f->sq,
@@ -583,6 +621,7 @@ int main(void)
         T(test_users),
         T(test_user_bad_role),
         T(test_user_by_id_and_role_events),
+        T(test_user_external),
         T(test_prechat_create_get),
         T(test_prechat_open_bound),
         T(test_waiting_queue),
