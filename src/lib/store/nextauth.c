@@ -190,44 +190,51 @@ static int pg_check(const char *url, const tess__nextauth_t *na, char *err, size
     return rc;
 }
 
-static int is_postgres(const char *url)
+/* Checks the options and names the database: 'S' SQLite (`*path` set), 'P' PostgreSQL, 0 (reason in `err`). */
+static int database_of(const tess_store_params_t *p, const tess_nextauth_opts_t *opts, tess__nextauth_t *na,
+                       const char **path, char *err, size_t errcap)
 {
-    const tess_store_driver_t *d = tess_store_driver_for_url(url);
-    return d != NULL && strcmp(d->name, "postgres") == 0;
+    const tess_store_driver_t *d = tess_store_driver_for_url(p->url);
+
+    if (tess__nextauth_init(na, opts, err, errcap) != 0)
+        return 0;
+    if ((*path = tess__sqlite_url_path(p->url)) != NULL)
+        return 'S';
+    if (d != NULL && strcmp(d->name, "postgres") == 0)
+        return 'P';
+    snprintf(err, errcap, "NextAuth database sessions need sqlite:PATH or postgres://...");
+    return 0;
 }
 
 int tess_nextauth_migrate(const tess_store_params_t *p, const tess_nextauth_opts_t *opts, char *err, size_t errcap)
 {
-    const char *path = tess__sqlite_url_path(p->url);
     tess__nextauth_t na;
-    int rc;
+    const char *path;
 
-    if ((rc = tess__nextauth_init(&na, opts, err, errcap)) != 0)
-        return rc;
-    if (path != NULL)
+    switch (database_of(p, opts, &na, &path, err, errcap)) {
+    case 'S':
         return sqlite_check(path, &na, err, errcap);
-    if (is_postgres(p->url))
+    case 'P':
         return pg_check(p->url, &na, err, errcap);
-    snprintf(err, errcap, "NextAuth database sessions need sqlite:PATH or postgres://...");
-    return TESS_EINVAL;
+    default:
+        return TESS_EINVAL;
+    }
 }
 
 int tess_nextauth_open(tess_store_t **out, const tess_store_params_t *p, const tess_nextauth_opts_t *opts, char *err,
                        size_t errcap)
 {
-    const char *path = tess__sqlite_url_path(p->url);
+    tess_pg_opts_t po = {p->url, p->timeout_ms};
     tess__nextauth_t na;
-    int rc;
+    const char *path;
 
     *out = NULL;
-    if ((rc = tess__nextauth_init(&na, opts, err, errcap)) != 0)
-        return rc;
-    if (path != NULL)
+    switch (database_of(p, opts, &na, &path, err, errcap)) {
+    case 'S':
         return tess__sqlite_nextauth_open(out, path, &na, err, errcap);
-    if (is_postgres(p->url)) {
-        tess_pg_opts_t po = {p->url, p->timeout_ms};
+    case 'P':
         return tess__pg_nextauth_open(out, p->loop, &po, &na, err, errcap);
+    default:
+        return TESS_EINVAL;
     }
-    snprintf(err, errcap, "NextAuth database sessions need sqlite:PATH or postgres://...");
-    return TESS_EINVAL;
 }
