@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "server/abuse.h"
+#include "server/limits.h"
 #include "server/ratelimit.h"
 #include "tessera/error.h"
 
@@ -71,31 +72,15 @@ void abuse_free(server_t *srv)
 uint64_t abuse_addr_key(server_t *srv, h2o_req_t *req)
 {
     struct sockaddr_storage ss;
-    unsigned char key[1 + 8];
-    size_t n = 1;
     socklen_t len = 0;
+    addr_key_t key; /* IPv4 (also v4-mapped) or an IPv6 /64, as the connection limit counts them */
 
     memset(&ss, 0, sizeof(ss));
     if (req->conn->callbacks->get_peername != NULL)
         len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    key[0] = 0; /* no address (a Unix socket): one shared key */
-    if (len >= sizeof(struct sockaddr_in) && ss.ss_family == AF_INET) {
-        key[0] = 4;
-        memcpy(key + 1, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-        n += 4;
-    } else if (len >= sizeof(struct sockaddr_in6) && ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            key[0] = 4;
-            memcpy(key + 1, a->s6_addr + 12, 4);
-            n += 4;
-        } else {
-            key[0] = 6; /* one holder of a /64 has 2^64 addresses: count them as one */
-            memcpy(key + 1, a->s6_addr, 8);
-            n += 8;
-        }
-    }
-    return rl_key(srv->abuse->addrs, key, n);
+    if (len == 0 || addr_key_of((struct sockaddr *)&ss, len, &key) != 0)
+        memset(&key, 0, sizeof(key)); /* no address (a Unix socket): one shared key */
+    return rl_key(srv->abuse->addrs, key.b, sizeof(key.b));
 }
 
 void send_error_retry(tess_req_t *r, int status, const char *code, const char *message, int64_t wait_ms)
