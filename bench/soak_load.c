@@ -75,6 +75,7 @@ typedef struct conn {
     int64_t last_event;
     char *in;
     size_t in_len;
+    int answered; /* answers read on this connection since it was opened */
     struct conn *next_idle;
 } conn_t;
 
@@ -86,6 +87,12 @@ static int64_t t_start, t_end;
 static volatile sig_atomic_t stopping;
 static uint64_t st_503, st_5xx; /* answers 503, and other 5xx */
 static uint64_t requests, errors, err_status, err_io, err_timeout, err_loggedout, late, events, count[K_N], p304;
+/*
+ * Requests sent on a keep-alive connection just as the server closed it for idleness (no byte of an answer,
+ * the connection had answered before): what RFC 9112 9.3.1 lets a client retry, and what browsers retry. Not
+ * an error; reported apart.
+ */
+static uint64_t keepalive_races;
 static uint32_t *lat;
 static size_t nlat, caplat;
 static int reported;
@@ -162,6 +169,7 @@ static void conn_close(conn_t *c)
     c->fd = -1;
     c->busy = 0;
     c->in_len = 0;
+    c->answered = 0;
 }
 
 /* (Re)connects c; 0 or -1 (counted as an I/O error). */
@@ -331,6 +339,7 @@ static void on_answer(conn_t *c, int status, const char *head, size_t hn, const 
     count_status(status);
     record_latency(t - c->sent);
     c->busy = 0;
+    c->answered++;
     if (c->role == R_CHURN) {
         churn_next(c, status, head, hn, t);
         return;
@@ -616,7 +625,9 @@ int main(int argc, char **argv)
             if (r <= 0) {
                 /* closed by the server: an error under a request or on a stream; an idle keep-alive
                  * connection closed is only reopened */
-                if (c->busy || c->role == R_STREAM)
+                if (c->busy && c->role == R_MIX && c->in_len == 0 && c->answered > 0 && c->kind != K_POST)
+                    keepalive_races++; /* a GET into a connection the server was closing: retried */
+                else if (c->busy || c->role == R_STREAM)
                     fail(&err_io, "%s: connection %s", kind_name[c->kind], r == 0 ? "closed" : strerror(errno));
                 int was_busy = c->busy;
                 conn_close(c);
@@ -635,10 +646,10 @@ int main(int argc, char **argv)
     double secs = (double)(now_ns() - t_start) / 1e9;
     qsort(lat, nlat, sizeof(*lat), cmp_u32);
     printf("seconds=%.1f requests=%llu rate=%.0f errors=%llu err_status=%llu err_io=%llu err_timeout=%llu "
-           "err_loggedout_200=%llu late=%llu",
+           "err_loggedout_200=%llu keepalive_races=%llu late=%llu",
            secs, (unsigned long long)requests, (double)requests / secs, (unsigned long long)errors,
            (unsigned long long)err_status, (unsigned long long)err_io, (unsigned long long)err_timeout,
-           (unsigned long long)err_loggedout, (unsigned long long)late);
+           (unsigned long long)err_loggedout, (unsigned long long)keepalive_races, (unsigned long long)late);
     for (int k = 0; k < K_N; k++)
         printf(" %s=%llu", kind_name[k], (unsigned long long)count[k]);
     printf(" status_503=%llu status_5xx_other=%llu", (unsigned long long)st_503, (unsigned long long)st_5xx);
