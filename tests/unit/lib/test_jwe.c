@@ -353,7 +353,7 @@ static void test_rejections(void **state)
         {
             char *t = strdup(good);
             char *d = strchr(t, '.');
-            char *with_key = malloc(strlen(t) + 4);
+            char *with_key = malloc(strlen(t) + 8);
             sprintf(with_key, "%.*s.AAAA%s", (int)(d - t), t, d + 1);
             expect(j, with_key, TESS_EBADFMT);
             char *four = strdup(good);
