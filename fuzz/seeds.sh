@@ -7,10 +7,11 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: seeds.sh <out dir>}
 mkdir -p "$out"
-python3 - "$here/../tests/support/vectors_node.h" "$out" <<'PY'
+python3 - "$here/../tests/support/vectors_node.h" "$out" "$here/../tests/support/vectors_jwe.h" <<'PY'
 import os, re, shutil, struct, sys
 src = open(sys.argv[1]).read()
 out = sys.argv[2]
+jwe_src = open(sys.argv[3]).read()
 seeds = {}
 def add(driver, data):
     seeds.setdefault(driver, []).append(data if isinstance(data, bytes) else data.encode('latin-1'))
@@ -24,6 +25,17 @@ for p in ['{"userId":"u-1","role":"user","iat":1700000000,"exp":1700003600,"jti"
           '{"userId":42,"exp":1700000060,"nbf":1699999999}',
           '{"alg":"HS256"}\n{"userId":"x","exp":1.7e9}']:
     add('jwt', b'\x01' + p.encode())
+
+# jwe: 0 + token (also read as a Cookie header), 1 + NextAuth "header\npayload", 3 + Auth.js's
+for tok in re.findall(r'"(eyJ[^"]*)"', jwe_src):
+    add('jwe', b'\x00' + cstr(tok))
+add('jwe', b'\x00next-auth.session-token.1=b; a=1; next-auth.session-token.0=a')
+for p in ['{"sub":"u-1","name":"A","email":"a@example.com","iat":1796000000,"exp":1796003600,"jti":"j"}',
+          '{"sub":42,"role":"agent","exp":1796000060,"nbf":1795999999}']:
+    add('jwe', b'\x01' + p.encode())
+    add('jwe', b'\x03' + p.encode())
+add('jwe', b'\x01{"alg":"dir","enc":"A256GCM","zip":"DEF"}\n{"sub":"x","exp":1.8e9}')
+add('jwe', b'\x03{"alg":"dir","enc":"A256CBC-HS512","kid":"k"}\n{"sub":"x","exp":1.8e9}')
 
 # cookie: 0 unsign, 1 find, 2 secrets, 3 url decode, 4 base64url, 5 ISO date
 for m in re.finditer(r'\{"[^"]*", "[^"]*", "(s[^"]*)"', src):

@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${TESS_FUZZ_DIR:-$ROOT/build-fuzz}
-ALL=(cookie jwt session router body keyspace config http origin)
+ALL=(cookie jwt session router body keyspace config http origin jwe)
 SECONDS_EACH=20
 RUNS=
 DRIVERS=()

@@ -3,7 +3,7 @@
  *
  *   db      signed cookie -> the store (SQLite, PostgreSQL)
  *   redis   signed cookie -> the Redis store
- *   jwt     HS256 token in the cookie; nothing stored
+ *   jwt     HS256 token in the cookie, or with a JWE format NextAuth's / Auth.js's encrypted one; nothing stored
  *   cached  signed cookie -> near-cache -> the store
  *
  * Principles kept here: the signature is verified before any cache or store is asked (a forged cookie
@@ -19,6 +19,7 @@
 #include "tessera/cache.h"
 #include "tessera/common.h"
 #include "tessera/cookie.h"
+#include "tessera/jwe.h"
 #include "tessera/jwt.h"
 #include "tessera/revoke.h"
 #include "tessera/session.h"
@@ -50,6 +51,8 @@ typedef struct tess_auth_config {
     tess_store_t *store;           /* borrowed; source of truth for db/redis/cached */
     tess_cache_t *cache;           /* borrowed; near-cache for cached (may be shared by threads) */
     tess_jwt_t *jwt;               /* borrowed; this thread's verifier for jwt */
+    tess_jwe_t *jwe;               /* borrowed; with it jwt reads and writes this JWE format instead of HS256, in
+                                      the JWE's cookie (chunked as NextAuth chunks it; cookie_name empty or equal) */
     tess_revoker_t *revoker;       /* borrowed; this thread's revocation checker (any strategy), or NULL */
     tess_loop_t *loop;             /* borrowed; this thread's loop: with `post`, cached lookups single-flight */
     struct tess_auth *fallback;    /* borrowed; migration: asked when this strategy finds no session */
@@ -143,6 +146,11 @@ TESS_API void tess_auth_logout_everywhere(tess_auth_t *auth, tess_str_t user_id,
 
 /* The cookie name in use. */
 TESS_API tess_str_t tess_auth_cookie_name(const tess_auth_t *auth);
+/*
+ * 1 when the cookie may arrive split into `<name>.0`, `<name>.1`, ... (a JWE format, as NextAuth's SessionStore
+ * writes large tokens): a logout clears those chunks too, a login the stale ones.
+ */
+TESS_API int tess_auth_cookie_chunked(const tess_auth_t *auth);
 
 #ifdef __cplusplus
 }

@@ -59,6 +59,19 @@ TESS_API int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value,
  */
 TESS_API int tess_cookie_find(tess_str_t header, tess_str_t name, tess_str_t *value);
 
+/* Most chunks tess_cookie_find_chunked() joins (NextAuth splits a value every 3,933 bytes). */
+#define TESS_COOKIE_CHUNKS_MAX 16
+
+/*
+ * Finds cookie `name` as NextAuth's SessionStore writes it: the cookie itself, or when it is absent its chunks
+ * `<name>.0`, `<name>.1`, ... (each as tess_cookie_find() finds it), joined in order into `buf` up to the first
+ * missing index. Returns 0 with `*value` (borrowed from `header`, or `buf` for chunks) and `*chunks` (0 for the
+ * plain cookie, else how many were joined); TESS_ENOTFOUND; TESS_ETOOBIG when the joined value would exceed
+ * `cap` or more than TESS_COOKIE_CHUNKS_MAX chunks are present; TESS_EINVAL (a name over 63 bytes).
+ */
+TESS_API int tess_cookie_find_chunked(tess_str_t header, tess_str_t name, char *buf, size_t cap, tess_str_t *value,
+                                      size_t *chunks);
+
 /* Attributes of a Set-Cookie header. */
 typedef struct tess_set_cookie {
     tess_str_t name;       /* cookie name */

@@ -6,7 +6,7 @@
  *   strategy   session store (per loop)                        process-wide
  *   db         the database URL's store (SQLite, PostgreSQL)   -
  *   redis      the Redis store (<session>SID)                  -
- *   jwt        none (HS256 tokens; a revoker with Redis)       -
+ *   jwt        none (HS256 or JWE tokens; a revoker with Redis) -
  *   cached     the database store, with Redis an L2 copy       the near-cache
  *
  * Without Redis, a deployment with a database URL that reads JWTs (strategy or fallback jwt, or
@@ -41,6 +41,7 @@ typedef struct tess_deploy_loop tess_deploy_loop_t;
 
 typedef struct tess_deploy_opts {
     tess_strategy_t strategy;      /* where sessions live */
+    tess_session_format_t format;  /* what they look like (express; nextauth / authjs: jwt only, JWE tokens) */
     int has_fallback;              /* migration: `fallback` is set */
     tess_strategy_t fallback;      /* the strategy being moved away from (its sessions keep working) */
     const char *database_url;      /* db/cached store: "sqlite:PATH", postgres://... (borrowed during new) */

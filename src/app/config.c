@@ -25,6 +25,10 @@ void tess_config_usage(FILE *out)
           "  --database URL         sqlite:PATH, postgres://... or a libpq key=value string [DATABASE_URL]\n"
           "                         (default sqlite:./tessera.db)\n"
           "  --strategy NAME        db | redis | jwt | cached [SESSION_STRATEGY] (default db)\n"
+          "  --session-format NAME  express | nextauth | authjs [SESSION_FORMAT] (default express): what sessions\n"
+          "                         look like; nextauth (NextAuth v4) and authjs (Auth.js v5) are their JWT\n"
+          "                         sessions, strategy jwt: cookie next-auth.session-token / authjs.session-token\n"
+          "                         (__Secure- in production), chunks joined, user from sub, 15 s leeway\n"
           "  --redis URL            redis://[user:password@]host:port[/db] or unix:///path [REDIS_URL];\n"
           "                         needed by the redis strategy\n"
           "  --threads N            event loops [TESSERA_THREADS] (default: number of cores)\n"
@@ -46,7 +50,8 @@ void tess_config_usage(FILE *out)
           "\n"
           "environment:\n"
           "  SESSION_SECRET         comma-separated secrets; the first signs, all verify\n"
-          "                         (NEXTAUTH_SECRET is used when SESSION_SECRET is unset). In development,\n"
+          "                         (NEXTAUTH_SECRET is used when SESSION_SECRET is unset; AUTH_SECRET, then\n"
+          "                         NEXTAUTH_SECRET, for authjs). In development,\n"
           "                         without one, a secret is generated and kept in <database>.secret\n"
           "  SESSION_TTL            absolute session lifetime, seconds (default 2592000 = 30 days)\n"
           "  SESSION_IDLE_TTL       idle lifetime, seconds (default 604800 = 7 days)\n"
@@ -288,6 +293,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"listen", required_argument, NULL, 'l'},
         {"database", required_argument, NULL, 'd'},
         {"strategy", required_argument, NULL, 's'},
+        {"session-format", required_argument, NULL, 'F'},
         {"threads", required_argument, NULL, 't'},
         {"redis", required_argument, NULL, 'r'},
         {"allowed-origins", required_argument, NULL, 'o'}, /* TESSERA_ALLOWED_ORIGINS */
@@ -304,6 +310,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     const char *limit_flags[TESS_LIMITS_COUNT] = {NULL};
     const char *listen = getenv("TESSERA_LISTEN"), *database = getenv("DATABASE_URL");
     const char *strategy = getenv("SESSION_STRATEGY"), *threads = getenv("TESSERA_THREADS");
+    const char *format = getenv("SESSION_FORMAT"), *format_from = "SESSION_FORMAT";
     const char *secret, *env, *cookie, *redis = getenv("REDIS_URL"), *prefix = getenv("SESSION_PREFIX");
     /* Where each value came from, to name it in a refusal. */
     const char *listen_from = "TESSERA_LISTEN", *database_from = "DATABASE_URL", *strategy_from = "SESSION_STRATEGY";
@@ -351,6 +358,10 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         case 's':
             strategy = optarg;
             strategy_from = "--strategy";
+            break;
+        case 'F':
+            format = optarg;
+            format_from = "--session-format";
             break;
         case 't':
             threads = optarg;
@@ -416,6 +427,13 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
                  tess_config_shown(strategy));
         return TESS_ECONFIG;
     }
+    if (format != NULL && *format != '\0' && tess_session_format_parse(tess_str(format), &cfg->format) != 0) {
+        snprintf(err, errcap, "bad %s '%s': expected express, nextauth or authjs", format_from,
+                 tess_config_shown(format));
+        return TESS_ECONFIG;
+    }
+    if (cfg->format != TESS_FORMAT_EXPRESS)
+        cfg->jwt_leeway_s = TESS_JWE_LEEWAY_DEFAULT; /* NextAuth's and Auth.js's clock tolerance */
     if (redis != NULL && *redis != '\0') {
         if (strlen(redis) >= sizeof(cfg->redis_url) || tess_redis_url_check(redis, err, errcap) != 0) {
             if (strlen(redis) >= sizeof(cfg->redis_url))
@@ -526,7 +544,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (env_int("JWT_LEEWAY", 0, 3600, &v, err, errcap) != 0)
         return TESS_ECONFIG;
     cfg->jwt_leeway_s = v;
-    if (jwt_claim(cfg->jwt_user_claim, sizeof(cfg->jwt_user_claim), "JWT_USER_CLAIM", "userId", err, errcap) != 0 ||
+    if (jwt_claim(cfg->jwt_user_claim, sizeof(cfg->jwt_user_claim), "JWT_USER_CLAIM",
+                  cfg->format == TESS_FORMAT_EXPRESS ? "userId" : "sub", err, errcap) != 0 ||
         jwt_claim(cfg->jwt_role_claim, sizeof(cfg->jwt_role_claim), "JWT_ROLE_CLAIM", "role", err, errcap) != 0)
         return TESS_ECONFIG;
     if (strcmp(cfg->jwt_user_claim, cfg->jwt_role_claim) == 0) {
@@ -540,8 +559,14 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             return TESS_ECONFIG;
         }
         memcpy(cfg->cookie_name, cookie, n + 1);
+    } else if (cfg->format != TESS_FORMAT_EXPRESS) {
+        /* as NextAuth / Auth.js name it: __Secure- over https (production) */
+        snprintf(cfg->cookie_name, sizeof(cfg->cookie_name), "%s",
+                 tess_jwe_cookie_default(cfg->format, cfg->production));
     }
     secret = getenv("SESSION_SECRET");
+    if ((secret == NULL || *secret == '\0') && cfg->format == TESS_FORMAT_AUTHJS)
+        secret = getenv("AUTH_SECRET"); /* Auth.js v5's variable */
     if (secret == NULL || *secret == '\0')
         secret = getenv("NEXTAUTH_SECRET");
     if (secret != NULL && *secret != '\0') {

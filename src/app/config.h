@@ -24,6 +24,7 @@ typedef struct tess_config {
     char tessera_prefix[65];      /* Redis key prefix of tessera's own keys (default "tessera:") */
     int64_t backend_timeout_ms;   /* per Redis / PostgreSQL call (default 1000) */
     tess_strategy_t strategy;     /* session strategy */
+    tess_session_format_t format; /* SESSION_FORMAT: express (default), nextauth, authjs */
     int has_fallback;             /* SESSION_FALLBACK is set */
     tess_strategy_t fallback;     /* migration: the strategy whose sessions keep working until they expire */
     char *secrets;                /* comma-separated secret list (owned); never logged */
@@ -48,7 +49,7 @@ typedef struct tess_config {
     int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
     app_origins_t origins;        /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
     tess_limits_t limits;         /* login throttling, password workers, quotas (app/limits.h) */
-    char jwt_user_claim[65];      /* JWT_USER_CLAIM: the user id claim (default "userId"; e.g. "sub") */
+    char jwt_user_claim[65];      /* JWT_USER_CLAIM: the user id claim (default "userId"; "sub" for nextauth/authjs) */
     char jwt_role_claim[65];      /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
 } tess_config_t;
 

@@ -64,6 +64,31 @@ static void set_named_cookie(tess_req_t *r, tess_str_t name, tess_str_t value, i
     }
 }
 
+/*
+ * A cookie that may arrive chunked (NextAuth's `<name>.0`, `<name>.1`, ...): clears every chunk this request
+ * carries, so that what the browser keeps is one whole value (after a login) or nothing (after a logout).
+ * Each Cookie field is read as it is (no joining: never a 431 here, after the session changed).
+ */
+static void clear_chunks(tess_req_t *r, tess_auth_t *auth)
+{
+    tess_str_t name = tess_auth_cookie_name(auth), v;
+    char cname[80];
+
+    if (!tess_auth_cookie_chunked(auth))
+        return;
+    for (size_t k = 0; k < TESS_COOKIE_CHUNKS_MAX; k++) {
+        int n = snprintf(cname, sizeof(cname), "%.*s.%zu", (int)name.len, name.ptr, k);
+        int present = 0;
+        for (ssize_t i = -1; !present && (i = h2o_find_header(&r->req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
+            h2o_iovec_t f = r->req->headers.entries[i].value;
+            present = tess_cookie_find(tess_strn(f.base, f.len), tess_strn(cname, (size_t)n), &v) == 0;
+        }
+        if (!present)
+            return; /* chunks are contiguous from .0: the reader stops at the first gap too */
+        set_named_cookie(r, tess_strn(cname, (size_t)n), TESS_STR_LIT(""), 0); /* formatted into the pool */
+    }
+}
+
 /* What a logout carries to its end: whose held requests must hear of it (bus.h). */
 typedef struct logout_state {
     char event[TESS_SID_MAX + 8]; /* "sid:<id>" or "uid:<id>"; "" when no session was found */
@@ -109,6 +134,7 @@ static void login_done(void *arg, int rc, const tess_session_t *s, tess_str_t co
         return;
     }
     set_named_cookie(r, tess_auth_cookie_name(auth_of(r)), cookie, r->th->srv->cfg.policy.ttl_s);
+    clear_chunks(r, auth_of(r)); /* a stale chunked token would be joined to nothing: gone */
     send_session(r, s->user_id, s->role, s->expires_ms);
 }
 
@@ -263,6 +289,7 @@ static void logout_done(void *arg, int rc, const tess_session_t *s, tess_str_t c
     if (r->state != NULL && ((logout_state_t *)r->state)->event[0] != '\0')
         bus_publish(r->th, tess_str(((logout_state_t *)r->state)->event)); /* held requests of it end */
     set_named_cookie(r, tess_auth_cookie_name(auth_of(r)), TESS_STR_LIT(""), 0);
+    clear_chunks(r, auth_of(r));
     fallback = tess_deploy_loop_fallback(r->th->sessions);
     if (fallback != NULL && !tess_str_eq(tess_auth_cookie_name(fallback), tess_auth_cookie_name(auth_of(r))))
         set_named_cookie(r, tess_auth_cookie_name(fallback), TESS_STR_LIT(""), 0); /* migration */

@@ -51,6 +51,7 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
     const tess_config_t *c = &srv->cfg;
     tess_deploy_opts_t o = {
         .strategy = c->strategy,
+        .format = c->format,
         .has_fallback = c->has_fallback,
         .fallback = c->fallback,
         .database_url = c->postgres ? c->database_url : NULL,

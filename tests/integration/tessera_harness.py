@@ -379,7 +379,8 @@ class TesseraServer:
         # limits: {flag name: value} over RELAXED_LIMITS; a value of None leaves that limit at its default.
         self.limits = dict(RELAXED_LIMITS, **(limits or {}))
         self.env = dict(os.environ)
-        for k in ("SESSION_SECRET", "NEXTAUTH_SECRET", "SESSION_TTL", "SESSION_COOKIE", "TESSERA_ENV",
+        for k in ("SESSION_SECRET", "NEXTAUTH_SECRET", "AUTH_SECRET", "SESSION_FORMAT", "SESSION_TTL", "SESSION_COOKIE",
+                  "TESSERA_ENV",
                   "TESSERA_LISTEN", "DATABASE_URL", "SESSION_STRATEGY"):
             self.env.pop(k, None)
         if secret is not None:

@@ -85,8 +85,29 @@ int tess_auth_new(tess_auth_t **out, const tess_auth_config_t *cfg)
         a->cfg.cookie_name = row->cookie_name;
     if (!row->uses_cache)
         a->cfg.cache = NULL; /* only a strategy that uses the near-cache consults it */
+    if (!row->reads_jwe)
+        a->cfg.jwe = NULL;
+    if (a->cfg.jwe != NULL) {
+        /* The JWE names its cookie (Auth.js derives its key from the name): another name is a mistake. */
+        tess_str_t name = tess_jwe_cookie_name(a->cfg.jwe);
+        if (cfg->cookie_name.len != 0 && !tess_str_eq(cfg->cookie_name, name)) {
+            free(a);
+            return TESS_EINVAL;
+        }
+        a->cfg.cookie_name = name;
+        if ((a->chunks = malloc(tess_jwe_max_token_len(a->cfg.jwe))) == NULL) {
+            free(a);
+            return TESS_ENOMEM;
+        }
+    }
     *out = a;
     return 0;
+}
+
+static void auth_destroy(tess_auth_t *auth)
+{
+    free(auth->chunks);
+    free(auth);
 }
 
 void tess_auth_free(tess_auth_t *auth)
@@ -95,7 +116,7 @@ void tess_auth_free(tess_auth_t *auth)
         return;
     auth->released = 1;
     if (auth->inflight == 0)
-        free(auth);
+        auth_destroy(auth);
 }
 
 const tess_auth_config_t *tess_auth_config(const tess_auth_t *auth)
@@ -117,6 +138,18 @@ void tess_auth_get_stats(const tess_auth_t *auth, tess_auth_stats_t *out)
 tess_str_t tess_auth_cookie_name(const tess_auth_t *auth)
 {
     return auth->cfg.cookie_name;
+}
+
+int tess_auth_cookie_chunked(const tess_auth_t *auth)
+{
+    return auth->cfg.jwe != NULL;
+}
+
+int64_t tess__auth_leeway_s(const tess_auth_t *auth)
+{
+    if (auth->cfg.jwe != NULL)
+        return tess_jwe_leeway_s(auth->cfg.jwe);
+    return auth->cfg.jwt != NULL ? tess_jwt_leeway_s(auth->cfg.jwt) : 0;
 }
 
 int tess_auth_keeps_sessions(const tess_auth_t *auth)
@@ -160,7 +193,7 @@ void tess__op_free(tess__op_t *op)
     tess_session_clear(&op->sess);
     free(op);
     if (--auth->inflight == 0 && auth->released)
-        free(auth);
+        auth_destroy(auth);
 }
 
 void tess__op_done(tess__op_t *op, int rc, const tess_session_t *s, tess_str_t cookie)
@@ -190,7 +223,7 @@ void tess__op_cut_off(tess__op_t *op)
         return;
     }
     /* Keep the cut-off as long as any token issued before it can be accepted (its life plus the leeway). */
-    int64_t leeway_s = auth->cfg.jwt != NULL ? tess_jwt_leeway_s(auth->cfg.jwt) : 0;
+    int64_t leeway_s = tess__auth_leeway_s(auth);
     tess_revoker_cut(auth->cfg.revoker, tess_strn(op->key, op->key_len), op->now_ms,
                      (auth->cfg.policy.ttl_s + leeway_s) * 1000 + 60000, tess__op_done_rc, op);
 }
@@ -201,9 +234,16 @@ void tess__auth_check_alone(tess_auth_t *auth, tess_str_t cookie_header, int64_t
 {
     tess_str_t value;
 
+    size_t chunks = 0;
+    int found;
+
     tess__count(&auth->stats.checks);
-    if (cookie_header.len == 0 || tess_cookie_find(cookie_header, auth->cfg.cookie_name, &value) != 0 ||
-        value.len == 0) {
+    if (auth->chunks != NULL)
+        found = tess_cookie_find_chunked(cookie_header, auth->cfg.cookie_name, auth->chunks,
+                                         tess_jwe_max_token_len(auth->cfg.jwe), &value, &chunks);
+    else
+        found = tess_cookie_find(cookie_header, auth->cfg.cookie_name, &value);
+    if (cookie_header.len == 0 || found != 0 || value.len == 0) {
         tess__count(&auth->stats.rejected_early);
         cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
         return;

@@ -3,7 +3,7 @@
  *
  *   auth.c      the tess_auth_t object, the table, the operation's lifetime, dispatch
  *   cookie.c    signed cookie -> near-cache -> store: the db, redis and cached rows
- *   token.c     HS256 token in the cookie, nothing stored: the jwt row
+ *   token.c     HS256 or JWE token in the cookie, nothing stored: the jwt row
  *   migrate.c   SESSION_FALLBACK: the check that asks the old strategy, copy-forward, the chained logouts
  *
  * A new strategy is one file filling one const tess__strategy_t, one entry in auth.c's table and one value
@@ -33,6 +33,7 @@ typedef struct tess__strategy {
     tess_str_t cookie_name; /* the cookie when the configuration names none */
     int keeps_sessions;     /* sessions live in cfg.store (required): found by id, copied into, destroyed */
     int uses_cache;         /* cfg.cache is required and consulted; the other rows drop it */
+    int reads_jwe;          /* cfg.jwe, when set, is the token format (cookie chunked); the other rows drop it */
     /* What else the configuration must hold (0 or TESS_EINVAL); NULL: nothing beyond the flags above. */
     int (*validate)(const tess_auth_config_t *cfg);
     /*
@@ -78,6 +79,7 @@ struct tess_auth {
     tess__auth_counters_t stats;      /* counters (see above) */
     size_t inflight;                  /* operations not freed yet (this thread only) */
     int released;                     /* tess_auth_free() was called; freed when inflight drops to 0 */
+    char *chunks;                     /* with cfg.jwe: a chunked cookie joined (tess_jwe_max_token_len bytes) */
 };
 
 /* An in-flight operation: check, login, logout, logout everywhere, touch, fallback check, chained logout. */
@@ -117,6 +119,8 @@ void tess__op_free(tess__op_t *op);
 void tess__op_done(tess__op_t *op, int rc, const tess_session_t *s, tess_str_t cookie);
 /* A tess_revoker_cb: tess__op_done(op, rc) with no session. */
 void tess__op_done_rc(void *op, int rc);
+/* The token leeway (JWE's, else HS256's, else 0): how long past exp a revocation must be kept. */
+int64_t tess__auth_leeway_s(const tess_auth_t *auth);
 /* Copies `key` into op->key (the caller has checked that it fits). */
 void tess__op_key(tess__op_t *op, tess_str_t key);
 /*

@@ -1,6 +1,7 @@
 /*
- * HS256 token in the cookie, nothing stored: the jwt strategy. The session is the token: its id is the jti,
- * or for a token without one (jwt.sign({ userId }, ...)) the digest of the whole token. A check costs a
+ * A token in the cookie, nothing stored: the jwt strategy. The token is an HS256 JWT (jsonwebtoken), or with
+ * cfg.jwe a NextAuth / Auth.js JWE (tessera/jwe.h): the same claims, the same revocation. The session is the token: its
+ * id is the jti, or for a token without one (jwt.sign({ userId }, ...)) the digest of the whole token. A check costs a
  * signature verification and, with a revoker, one deny-list / cut-off lookup (from memory without Redis).
  * Logging out puts the id on the revoker's deny list until the token can no longer be accepted (exp plus the
  * leeway); logging a user out everywhere is the revoker's per-user cut-off (by iat). Without a revoker
@@ -17,7 +18,29 @@
 
 static int token_validate(const tess_auth_config_t *cfg)
 {
-    return cfg->jwt != NULL ? 0 : TESS_EINVAL;
+    return cfg->jwt != NULL || cfg->jwe != NULL ? 0 : TESS_EINVAL;
+}
+
+/* The configured format's verify, login signing and token digest. */
+static int token_read(tess_auth_t *auth, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims)
+{
+    if (auth->cfg.jwe != NULL)
+        return tess_jwe_decrypt(auth->cfg.jwe, token, now_s, claims);
+    return tess_jwt_verify(auth->cfg.jwt, token, now_s, claims);
+}
+
+static int token_write(tess_auth_t *auth, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *len)
+{
+    if (auth->cfg.jwe != NULL)
+        return tess_jwe_encrypt(auth->cfg.jwe, claims, out, cap, len);
+    return tess_jwt_sign(auth->cfg.jwt, claims, out, cap, len);
+}
+
+static int token_digest(tess_auth_t *auth, tess_str_t token, char *out, size_t cap)
+{
+    if (auth->cfg.jwe != NULL)
+        return tess_jwe_token_digest(auth->cfg.jwe, token, out, cap);
+    return tess_jwt_token_digest(auth->cfg.jwt, token, out, cap);
 }
 
 /* ---- check -------------------------------------------------------------------------------------------- */
@@ -36,7 +59,7 @@ static void token_check(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tes
     tess_jwt_claims_t claims;
     tess_session_t s;
     tess__op_t *op;
-    int rc = tess_jwt_verify(auth->cfg.jwt, token, now_ms / 1000, &claims);
+    int rc = token_read(auth, token, now_ms / 1000, &claims);
 
     if (rc != 0) {
         if (rc != TESS_EEXPIRED)
@@ -55,7 +78,7 @@ static void token_check(tess_auth_t *auth, tess_str_t token, int64_t now_ms, tes
     /* The session is the token: its id is the jti, else its digest (both bounded well under TESS_SID_MAX). */
     if (claims.jti[0] != '\0') {
         memcpy(s.id, claims.jti, strlen(claims.jti) + 1);
-    } else if ((rc = tess_jwt_token_digest(auth->cfg.jwt, token, s.id, sizeof(s.id))) != 0) {
+    } else if ((rc = token_digest(auth, token, s.id, sizeof(s.id))) != 0) {
         cb(arg, rc, NULL, tess__no_cookie);
         return;
     }
@@ -93,7 +116,7 @@ static void token_login(tess__op_t *op)
     memcpy(claims.jti, s->id, strlen(s->id) + 1); /* the fresh session id doubles as the jti */
     claims.iat = s->created_ms / 1000;
     claims.exp = claims.iat + op->auth->cfg.policy.ttl_s;
-    if ((rc = tess_jwt_sign(op->auth->cfg.jwt, &claims, token, sizeof(token), &len)) != 0) {
+    if ((rc = token_write(op->auth, &claims, token, sizeof(token), &len)) != 0) {
         tess__op_done(op, rc, NULL, tess__no_cookie);
         return;
     }
@@ -122,7 +145,7 @@ static void token_logout(tess_auth_t *auth, tess_str_t sid, const tess_session_t
         cb(arg, TESS_ENOMEM, NULL, tess__no_cookie);
         return;
     }
-    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms + (tess_jwt_leeway_s(auth->cfg.jwt) + 1) * 1000,
+    tess_revoker_deny(auth->cfg.revoker, tess_str(s->id), s->expires_ms + (tess__auth_leeway_s(auth) + 1) * 1000,
                       tess__op_done_rc, op);
 }
 
@@ -138,6 +161,7 @@ const tess__strategy_t tess__strategy_jwt = {
     .cookie_name = {COOKIE_NAME, sizeof(COOKIE_NAME) - 1},
     .keeps_sessions = 0,
     .uses_cache = 0,
+    .reads_jwe = 1,
     .validate = token_validate,
     .check = token_check,
     .login = token_login,

@@ -686,3 +686,42 @@ int tess_iso_date_parse(tess_str_t s, int64_t *ms)
     *ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + frac;
     return TESS_OK;
 }
+
+int tess_cookie_find_chunked(tess_str_t header, tess_str_t name, char *buf, size_t cap, tess_str_t *value,
+                             size_t *chunks)
+{
+    char cname[64 + 4];
+    size_t n = 0, i;
+    tess_str_t part;
+
+    if (value == NULL || chunks == NULL) {
+        return TESS_EINVAL;
+    }
+    *value = tess_strn(NULL, 0);
+    *chunks = 0;
+    if (name.len > 63) {
+        return TESS_EINVAL;
+    }
+    if (tess_cookie_find(header, name, value) == TESS_OK) {
+        return TESS_OK;
+    }
+    for (i = 0; i <= TESS_COOKIE_CHUNKS_MAX; i++) {
+        int cn = snprintf(cname, sizeof(cname), "%.*s.%zu", (int)name.len, name.ptr, i);
+        if (tess_cookie_find(header, tess_strn(cname, (size_t)cn), &part) != TESS_OK) {
+            break;
+        }
+        if (i == TESS_COOKIE_CHUNKS_MAX || part.len > cap - n) {
+            return TESS_ETOOBIG;
+        }
+        if (part.len > 0) {
+            memcpy(buf + n, part.ptr, part.len);
+        }
+        n += part.len;
+    }
+    if (i == 0) {
+        return TESS_ENOTFOUND;
+    }
+    *value = tess_strn(buf, n);
+    *chunks = i;
+    return TESS_OK;
+}

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "crypto/claims.h"
 #include "crypto/secrets.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -25,8 +26,7 @@
 #define JWT_SIG_B64_LEN TESS_BASE64_LEN(TESS__HMAC_LEN) /* 43 */
 #define JWT_DEFAULT_LEEWAY_S 30
 #define JSON_SAFE_INT 9007199254740991.0 /* 2^53 - 1: integers JavaScript represents exactly */
-/* Largest claims document tess_jwt_sign() writes: three strings, each at worst \u00XX per byte. */
-#define JWT_CLAIMS_JSON_MAX (6 * (TESS_USER_ID_MAX + TESS_ROLE_MAX + TESS_JTI_MAX) + 2 * TESS_JWT_CLAIM_NAME_MAX + 160)
+#define JWT_CLAIMS_JSON_MAX TESS__CLAIMS_JSON_MAX
 
 struct tess_jwt {
     const tess_secrets_t *secrets;                /* borrowed; outlives us */
@@ -39,8 +39,7 @@ struct tess_jwt {
     char *buf;                                    /* decoded header / payload, max_token_len bytes + NUL */
 };
 
-/* A claim name we can write raw into JSON and that names none of the registered claims we read. */
-static int claim_name_ok(const char *name)
+int tess__claim_name_ok(const char *name)
 {
     static const char *const reserved[] = {"iat", "exp", "nbf", "jti"};
     size_t n = strlen(name);
@@ -86,7 +85,7 @@ int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt
     {
         const char *user = name_or(opts != NULL ? opts->user_claim : NULL, "userId");
         const char *role = name_or(opts != NULL ? opts->role_claim : NULL, "role");
-        if (!claim_name_ok(user) || !claim_name_ok(role) || strcmp(user, role) == 0) {
+        if (!tess__claim_name_ok(user) || !tess__claim_name_ok(role) || strcmp(user, role) == 0) {
             rc = TESS_EINVAL;
             goto out;
         }
@@ -212,22 +211,10 @@ static size_t json_put_int(char *buf, size_t o, const char *key, int64_t v)
     return o + (size_t)sprintf(buf + o, "%s\"%s\":%lld", o > 1 ? "," : "", key, (long long)v);
 }
 
-int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen)
+long tess__claims_json(const char *user_claim, const char *role_claim, const tess_jwt_claims_t *claims, char *json)
 {
-    char json[JWT_CLAIMS_JSON_MAX];
-    uint8_t mac[TESS__HMAC_LEN];
     size_t o = 0;
-    int rc;
 
-    if (outlen != NULL) {
-        *outlen = 0;
-    }
-    if (out != NULL && cap > 0) {
-        out[0] = '\0';
-    }
-    if (jwt == NULL || claims == NULL || out == NULL) {
-        return TESS_EINVAL;
-    }
     long uid_n = field_len(claims->user_id, sizeof(claims->user_id));
     long role_n = field_len(claims->role, sizeof(claims->role));
     long jti_n = field_len(claims->jti, sizeof(claims->jti));
@@ -244,9 +231,9 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
 
     /* same member order as jsonwebtoken given {userId, role} and expiresIn / jwtid / notBefore options */
     json[o++] = '{';
-    o = json_put_string(json, o, jwt->user_claim, claims->user_id, (size_t)uid_n);
+    o = json_put_string(json, o, user_claim, claims->user_id, (size_t)uid_n);
     if (role_n > 0) {
-        o = json_put_string(json, o, jwt->role_claim, claims->role, (size_t)role_n);
+        o = json_put_string(json, o, role_claim, claims->role, (size_t)role_n);
     }
     o = json_put_int(json, o, "iat", claims->iat);
     if (claims->nbf != 0) {
@@ -257,6 +244,31 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
         o = json_put_string(json, o, "jti", claims->jti, (size_t)jti_n);
     }
     json[o++] = '}';
+    json[o] = '\0';
+    return (long)o;
+}
+
+int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, size_t cap, size_t *outlen)
+{
+    char json[JWT_CLAIMS_JSON_MAX];
+    uint8_t mac[TESS__HMAC_LEN];
+    long jn;
+    size_t o;
+    int rc;
+
+    if (outlen != NULL) {
+        *outlen = 0;
+    }
+    if (out != NULL && cap > 0) {
+        out[0] = '\0';
+    }
+    if (jwt == NULL || claims == NULL || out == NULL) {
+        return TESS_EINVAL;
+    }
+    if ((jn = tess__claims_json(jwt->user_claim, jwt->role_claim, claims, json)) < 0) {
+        return (int)jn;
+    }
+    o = (size_t)jn;
 
     size_t hlen = sizeof(JWT_HEADER_B64) - 1;
     size_t total = hlen + 1 + TESS_BASE64_LEN(o) + 1 + JWT_SIG_B64_LEN;
@@ -287,40 +299,42 @@ static int is_json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/*
- * Decodes one base64url part into jwt->buf and parses it as a JSON object, rejecting what JSON.parse
- * would reject and cJSON would not: trailing bytes after the value, a leading BOM, raw NUL bytes.
- * Returns the object (free with cJSON_Delete) or NULL.
- */
+cJSON *tess__json_object(const char *buf, size_t n)
+{
+    const char *end = NULL;
+    cJSON *root;
+    size_t i = 0;
+
+    while (i < n && is_json_ws(buf[i])) {
+        i++;
+    }
+    if (i == n || buf[i] != '{' || memchr(buf, '\0', n) != NULL) {
+        return NULL;
+    }
+    root = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    if (root == NULL) {
+        return NULL;
+    }
+    while (end < buf + n && is_json_ws(*end)) {
+        end++;
+    }
+    if (end != buf + n || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Decodes one base64url part into jwt->buf and parses it with tess__json_object(). */
 static cJSON *parse_part(tess_jwt_t *jwt, tess_str_t part)
 {
     size_t n = 0;
-    const char *end = NULL;
-    cJSON *root;
 
     if (tess_base64url_decode(part, (uint8_t *)jwt->buf, jwt->max_token_len, &n) != TESS_OK) {
         return NULL;
     }
     jwt->buf[n] = '\0';
-    size_t i = 0;
-    while (i < n && is_json_ws(jwt->buf[i])) {
-        i++;
-    }
-    if (i == n || jwt->buf[i] != '{' || memchr(jwt->buf, '\0', n) != NULL) {
-        return NULL;
-    }
-    root = cJSON_ParseWithLengthOpts(jwt->buf, n, &end, 0);
-    if (root == NULL) {
-        return NULL;
-    }
-    while (end < jwt->buf + n && is_json_ws(*end)) {
-        end++;
-    }
-    if (end != jwt->buf + n || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    return root;
+    return tess__json_object(jwt->buf, n);
 }
 
 /* The object member `name`, or NULL; *dup set when it occurs more than once (JSON.parse keeps the last). */
@@ -400,10 +414,11 @@ static int copy_string_claim(const cJSON *v, char *dst, size_t size, int require
     return TESS_OK;
 }
 
-static int check_claims(const tess_jwt_t *jwt, const cJSON *root, int64_t now_s, tess_jwt_claims_t *claims)
+int tess__claims_check(const char *user_claim, const char *role_claim, int64_t leeway_s, const cJSON *root,
+                       int64_t now_s, tess_jwt_claims_t *claims)
 {
     enum { C_USER, C_ROLE, C_JTI, C_IAT, C_EXP, C_NBF, C_COUNT };
-    const char *const names[C_COUNT] = {jwt->user_claim, jwt->role_claim, "jti", "iat", "exp", "nbf"};
+    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
     const cJSON *found[C_COUNT] = {NULL};
     int dup = 0;
 
@@ -419,7 +434,7 @@ static int check_claims(const tess_jwt_t *jwt, const cJSON *root, int64_t now_s,
     }
     const cJSON *uid = found[C_USER], *role = found[C_ROLE], *jti = found[C_JTI];
     const cJSON *iat = found[C_IAT], *exp = found[C_EXP], *nbf = found[C_NBF];
-    double now = (double)now_s, leeway = (double)jwt->leeway_s;
+    double now = (double)now_s, leeway = (double)leeway_s;
     int rc;
 
     if (dup) {
@@ -511,7 +526,7 @@ int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_c
     if (root == NULL) {
         return TESS_EBADFMT;
     }
-    rc = check_claims(jwt, root, now_s, claims);
+    rc = tess__claims_check(jwt->user_claim, jwt->role_claim, jwt->leeway_s, root, now_s, claims);
     cJSON_Delete(root);
     if (rc != TESS_OK) {
         memset(claims, 0, sizeof(*claims));

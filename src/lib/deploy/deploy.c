@@ -12,6 +12,7 @@
 #include "tessera/coherence.h"
 #include "tessera/deploy.h"
 #include "tessera/error.h"
+#include "tessera/jwe.h"
 #include "tessera/jwt.h"
 #include "tessera/revoke.h"
 
@@ -62,6 +63,7 @@ struct tess_deploy_loop {
     tess_store_t *store;           /* session store (NULL for tokens) */
     tess_store_t *fallback_store;  /* migration: the fallback's store */
     tess_jwt_t *jwt;               /* JWT verifier */
+    tess_jwe_t *jwe;               /* JWE decrypter (a nextauth / authjs format) */
     tess_revoker_t *revoker;       /* token revocation (with Redis) */
     tess_auth_t *auth;             /* the strategy */
     tess_auth_t *fallback;         /* migration: the strategy moved away from */
@@ -302,6 +304,36 @@ static void on_watch_state(void *arg, int up)
 
 /* ---- the process-wide part ------------------------------------------------------------------------------ */
 
+/*
+ * Which strategies read a session format other than express's. The one place to change when another strategy
+ * learns one (NextAuth's database sessions, the Prisma adapter's tables, for db and cached).
+ */
+static int format_check(const tess_deploy_opts_t *o, const wiring_t *w, const wiring_t *fw, char *err, size_t errcap)
+{
+    const char *f = tess_session_format_name(o->format);
+
+    if (o->format == TESS_FORMAT_EXPRESS)
+        return 0;
+    if (strcmp(f, "unknown") == 0) {
+        snprintf(err, errcap, "unknown session format");
+        return TESS_EINVAL;
+    }
+    if (w->strategy == TESS_STRATEGY_REDIS) {
+        snprintf(err, errcap,
+                 "SESSION_FORMAT=%s with strategy redis: NextAuth and Auth.js keep no sessions in Redis "
+                 "(use strategy jwt)",
+                 f);
+        return TESS_EINVAL;
+    }
+    if (w->strategy != TESS_STRATEGY_JWT) {
+        snprintf(err, errcap, "SESSION_FORMAT=%s with strategy %s: %s database sessions: not supported yet", f,
+                 tess_strategy_name(w->strategy), o->format == TESS_FORMAT_NEXTAUTH ? "NextAuth" : "Auth.js");
+        return TESS_EINVAL;
+    }
+    (void)fw; /* a fallback reads its own (express) sessions */
+    return 0;
+}
+
 static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiring_t *fw, char *err, size_t errcap)
 {
     int redis = o->redis_url != NULL && o->redis_url[0] != '\0';
@@ -327,6 +359,8 @@ static int check_opts(const tess_deploy_opts_t *o, const wiring_t *w, const wiri
         return TESS_EINVAL;
     }
     if (redis && tess_redis_url_check(o->redis_url, err, errcap) != 0)
+        return TESS_EINVAL;
+    if (format_check(o, w, fw, err, errcap) != 0)
         return TESS_EINVAL;
     if (o->secrets == NULL) {
         snprintf(err, errcap, "no secrets");
@@ -562,6 +596,19 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
         goto fail;
     }
+    if (d->o.format != TESS_FORMAT_EXPRESS) {
+        tess_jwe_opts_t eo = {.format = d->o.format,
+                              .cookie_name = d->cookie_name,
+                              .leeway_s = d->o.jwt_leeway_s,
+                              .max_token_len = 0,
+                              .user_claim = d->user_claim,
+                              .role_claim = d->role_claim};
+        if ((rc = tess_jwe_new(&l->jwe, d->o.secrets, &eo)) != 0) {
+            snprintf(err, errcap, "cannot set up %s token decryption: %s", tess_session_format_name(d->o.format),
+                     tess_strerror(rc));
+            goto fail;
+        }
+    }
     ac.strategy = d->w->strategy;
     ac.secrets = d->o.secrets;
     ac.policy = d->o.policy;
@@ -569,6 +616,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
     ac.store = l->store;
     ac.cache = d->cache;
     ac.jwt = l->jwt;
+    ac.jwe = l->jwe;
     ac.revoker = l->revoker;
     ac.loop = loop;
     if (d->fw != NULL) {
@@ -577,6 +625,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
             goto fail;
         fc.strategy = d->fw->as_fallback;
         fc.cookie_name = tess_strn(NULL, 0); /* the old strategy's own cookie */
+        fc.jwe = NULL;                       /* and its own (express) format */
         fc.store = l->fallback_store;
         fc.cache = NULL;
         fc.loop = NULL;
@@ -626,6 +675,7 @@ void tess_deploy_loop_close(tess_deploy_loop_t *l)
     tess_store_close(l->fallback_store);
     tess_revoker_free(l->revoker);
     tess_jwt_free(l->jwt);
+    tess_jwe_free(l->jwe);
     tess_store_close(l->store);
     free(l);
 }
