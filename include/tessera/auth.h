@@ -51,6 +51,8 @@ typedef struct tess_auth_config {
     tess_store_t *store;           /* borrowed; source of truth for db/redis/cached */
     tess_cache_t *cache;           /* borrowed; near-cache for cached (may be shared by threads) */
     tess_jwt_t *jwt;               /* borrowed; this thread's verifier for jwt */
+    tess_session_format_t format;  /* db/cached: express (signed connect.sid) or nextauth / authjs (the raw
+                                      session token of NextAuth's "Session" table: shape-checked, unsigned) */
     tess_jwe_t *jwe;               /* borrowed; with it jwt reads and writes this JWE format instead of HS256, in
                                       the JWE's cookie (chunked as NextAuth chunks it; cookie_name empty or equal) */
     tess_revoker_t *revoker;       /* borrowed; this thread's revocation checker (any strategy), or NULL */

@@ -29,6 +29,7 @@
 #include "tessera/cache.h"
 #include "tessera/keyspace.h"
 #include "tessera/loop.h"
+#include "tessera/nextauth.h"
 #include "tessera/redis.h"
 #include "tessera/store.h"
 
@@ -41,7 +42,9 @@ typedef struct tess_deploy_loop tess_deploy_loop_t;
 
 typedef struct tess_deploy_opts {
     tess_strategy_t strategy;      /* where sessions live */
-    tess_session_format_t format;  /* what they look like (express; nextauth / authjs: jwt only, JWE tokens) */
+    tess_session_format_t format;  /* what they look like: express; nextauth / authjs: jwt (JWE tokens), or db /
+                                      cached over NextAuth's Prisma tables (tessera/nextauth.h) */
+    tess_nextauth_opts_t nextauth; /* db / cached with nextauth / authjs: the role column, default role, maxAge */
     int has_fallback;              /* migration: `fallback` is set */
     tess_strategy_t fallback;      /* the strategy being moved away from (its sessions keep working) */
     const char *database_url;      /* db/cached store: "sqlite:PATH", postgres://... (borrowed during new) */

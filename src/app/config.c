@@ -12,6 +12,7 @@
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 #include "tessera/keyspace.h"
+#include "tessera/nextauth.h"
 #include "tessera/redis.h"
 
 void tess_config_usage(FILE *out)
@@ -54,8 +55,10 @@ void tess_config_usage(FILE *out)
           "                         NEXTAUTH_SECRET, for authjs). In development,\n"
           "                         without one, a secret is generated and kept in <database>.secret\n"
           "  SESSION_TTL            absolute session lifetime, seconds (default 2592000 = 30 days)\n"
-          "  SESSION_IDLE_TTL       idle lifetime, seconds (default 604800 = 7 days)\n"
-          "  SESSION_TOUCH_INTERVAL least seconds between two expiry updates of a session (default 3600)\n"
+          "  SESSION_IDLE_TTL       idle lifetime, seconds (default 604800 = 7 days; nextauth / authjs:\n"
+          "                         2592000 = 30 days, NextAuth's maxAge)\n"
+          "  SESSION_TOUCH_INTERVAL least seconds between two expiry updates of a session (default 3600;\n"
+          "                         nextauth / authjs: 86400, NextAuth's updateAge)\n"
           "  SESSION_COOKIE         cookie name (default connect.sid; session-token for jwt)\n"
           "  TESSERA_ENV            production: Secure cookies, refuse to start without SESSION_SECRET, and\n"
           "                         with a secret under 32 bytes\n"
@@ -72,6 +75,9 @@ void tess_config_usage(FILE *out)
           "  CACHE_MAX_BYTES        near-cache byte bound (default 67108864)\n"
           "  CACHE_TTL              near-cache entry lifetime, seconds (default 300)\n"
           "  JWT_LEEWAY             exp/nbf tolerance for JWTs, seconds (default 30)\n"
+          "  NEXTAUTH_ROLE_COLUMN   NextAuth database sessions (db / cached with SESSION_FORMAT nextauth or\n"
+          "                         authjs): the \"User\" column holding the role (default: none)\n"
+          "  NEXTAUTH_DEFAULT_ROLE  the role of a user without one (default visitor)\n"
           "  JWT_USER_CLAIM         the JWT claim holding the user id (default userId; e.g. sub)\n"
           "  JWT_ROLE_CLAIM         the JWT claim holding the role (default role); a token without it gets the\n"
           "                         user's role from the users table\n"
@@ -493,6 +499,11 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     }
     if ((env = getenv("TESSERA_ENV")) != NULL && strcmp(env, "production") == 0)
         cfg->production = 1;
+    if (cfg->format != TESS_FORMAT_EXPRESS) {
+        /* NextAuth's session.maxAge (30 days) and updateAge (a day): its sessions and ours then agree */
+        cfg->policy.idle_s = 30 * 86400;
+        cfg->policy.touch_interval_s = 86400;
+    }
     v = cfg->policy.ttl_s;
     if (env_int("SESSION_TTL", 60, 10LL * 365 * 86400, &v, err, errcap) != 0)
         return TESS_ECONFIG;
@@ -551,6 +562,15 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     if (strcmp(cfg->jwt_user_claim, cfg->jwt_role_claim) == 0) {
         snprintf(err, errcap, "JWT_USER_CLAIM and JWT_ROLE_CLAIM must differ");
         return TESS_ECONFIG;
+    }
+    {
+        const char *col = getenv("NEXTAUTH_ROLE_COLUMN"), *role = getenv("NEXTAUTH_DEFAULT_ROLE");
+        tess_nextauth_opts_t no = {.role_column = col, .default_role = role};
+        if (tess_nextauth_check_opts(&no, err, errcap) != 0)
+            return TESS_ECONFIG;
+        snprintf(cfg->nextauth_role_column, sizeof(cfg->nextauth_role_column), "%s", col != NULL ? col : "");
+        snprintf(cfg->nextauth_default_role, sizeof(cfg->nextauth_default_role), "%s",
+                 role != NULL && *role != '\0' ? role : "visitor");
     }
     if ((cookie = getenv("SESSION_COOKIE")) != NULL && *cookie != '\0') {
         size_t n = strlen(cookie);

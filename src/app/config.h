@@ -14,43 +14,45 @@
 #include "tessera/cache.h"
 
 typedef struct tess_config {
-    char listen_host[256];        /* numeric address to bind */
-    uint16_t listen_port;         /* port to bind */
-    char database_url[1024];      /* "sqlite:PATH" (default sqlite:./tessera.db) */
-    char sqlite_path[1024];       /* PATH of a sqlite: URL ("" for PostgreSQL) */
-    int postgres;                 /* database_url is a PostgreSQL URI or conninfo */
-    char redis_url[1024];         /* REDIS_URL / --redis ("" for none); may hold a password: never logged */
-    char session_prefix[65];      /* Redis key prefix of sessions (default "session:") */
-    char tessera_prefix[65];      /* Redis key prefix of tessera's own keys (default "tessera:") */
-    int64_t backend_timeout_ms;   /* per Redis / PostgreSQL call (default 1000) */
-    tess_strategy_t strategy;     /* session strategy */
-    tess_session_format_t format; /* SESSION_FORMAT: express (default), nextauth, authjs */
-    int has_fallback;             /* SESSION_FALLBACK is set */
-    tess_strategy_t fallback;     /* migration: the strategy whose sessions keep working until they expire */
-    char *secrets;                /* comma-separated secret list (owned); never logged */
-    int secret_generated;         /* development secret file: 1 created now, 2 read; 0 not used */
-    tess_session_policy_t policy; /* session lifetimes */
-    char cookie_name[64];         /* "" for the strategy's default */
-    int production;               /* TESSERA_ENV=production: Secure cookies, secret required */
-    int threads;                  /* event loops */
-    size_t max_body;              /* request body bound, bytes */
-    int max_connections;          /* open client connections, all loops together */
-    int max_conns_per_addr;       /* open connections from one client address (0: no bound) */
-    int64_t header_timeout_ms;    /* a request's head and body must arrive within this (also idle keep-alive) */
-    int no_session_triggers;      /* cached: the session table's triggers neither installed nor followed */
-    int h2c;                      /* cleartext HTTP/2 (h2c upgrade and prior knowledge) accepted */
-    size_t max_header_bytes;      /* request line and header fields of one request, bytes */
-    int max_headers;              /* header fields of one request */
-    int max_waiters_session;      /* long-polls and streams held for one session */
-    int max_waiters_user;         /* the same for one user */
-    tess_cache_opts_t cache;      /* near-cache bounds for the cached strategy */
-    int64_t l2_ttl_ms;            /* Redis cache-aside copy lifetime (cached strategy with Redis) */
-    int64_t meta_ttl_ms;          /* meta cache row lifetime (with Redis) */
-    int64_t jwt_leeway_s;         /* JWT exp/nbf tolerance */
-    app_origins_t origins;        /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
-    tess_limits_t limits;         /* login throttling, password workers, quotas (app/limits.h) */
-    char jwt_user_claim[65];      /* JWT_USER_CLAIM: the user id claim (default "userId"; "sub" for nextauth/authjs) */
-    char jwt_role_claim[65];      /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
+    char listen_host[256];         /* numeric address to bind */
+    uint16_t listen_port;          /* port to bind */
+    char database_url[1024];       /* "sqlite:PATH" (default sqlite:./tessera.db) */
+    char sqlite_path[1024];        /* PATH of a sqlite: URL ("" for PostgreSQL) */
+    int postgres;                  /* database_url is a PostgreSQL URI or conninfo */
+    char redis_url[1024];          /* REDIS_URL / --redis ("" for none); may hold a password: never logged */
+    char session_prefix[65];       /* Redis key prefix of sessions (default "session:") */
+    char tessera_prefix[65];       /* Redis key prefix of tessera's own keys (default "tessera:") */
+    int64_t backend_timeout_ms;    /* per Redis / PostgreSQL call (default 1000) */
+    tess_strategy_t strategy;      /* session strategy */
+    tess_session_format_t format;  /* SESSION_FORMAT: express (default), nextauth, authjs */
+    int has_fallback;              /* SESSION_FALLBACK is set */
+    tess_strategy_t fallback;      /* migration: the strategy whose sessions keep working until they expire */
+    char *secrets;                 /* comma-separated secret list (owned); never logged */
+    int secret_generated;          /* development secret file: 1 created now, 2 read; 0 not used */
+    tess_session_policy_t policy;  /* session lifetimes */
+    char cookie_name[64];          /* "" for the strategy's default */
+    int production;                /* TESSERA_ENV=production: Secure cookies, secret required */
+    int threads;                   /* event loops */
+    size_t max_body;               /* request body bound, bytes */
+    int max_connections;           /* open client connections, all loops together */
+    int max_conns_per_addr;        /* open connections from one client address (0: no bound) */
+    int64_t header_timeout_ms;     /* a request's head and body must arrive within this (also idle keep-alive) */
+    int no_session_triggers;       /* cached: the session table's triggers neither installed nor followed */
+    int h2c;                       /* cleartext HTTP/2 (h2c upgrade and prior knowledge) accepted */
+    size_t max_header_bytes;       /* request line and header fields of one request, bytes */
+    int max_headers;               /* header fields of one request */
+    int max_waiters_session;       /* long-polls and streams held for one session */
+    int max_waiters_user;          /* the same for one user */
+    tess_cache_opts_t cache;       /* near-cache bounds for the cached strategy */
+    int64_t l2_ttl_ms;             /* Redis cache-aside copy lifetime (cached strategy with Redis) */
+    int64_t meta_ttl_ms;           /* meta cache row lifetime (with Redis) */
+    int64_t jwt_leeway_s;          /* JWT exp/nbf tolerance */
+    app_origins_t origins;         /* TESSERA_ALLOWED_ORIGINS; empty: the request's own host */
+    tess_limits_t limits;          /* login throttling, password workers, quotas (app/limits.h) */
+    char jwt_user_claim[65];       /* JWT_USER_CLAIM: the user id claim (default "userId"; "sub" for nextauth/authjs) */
+    char jwt_role_claim[65];       /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
+    char nextauth_role_column[64]; /* NEXTAUTH_ROLE_COLUMN: the "User" column holding the role ("" none) */
+    char nextauth_default_role[TESS_ROLE_MAX + 1]; /* NEXTAUTH_DEFAULT_ROLE (default visitor) */
 } tess_config_t;
 
 /*

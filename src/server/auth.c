@@ -249,6 +249,12 @@ void h_login(tess_req_t *r)
     login_state_t *st;
     login_attempt_t *a;
     ticket_t *t;
+    if (r->th->srv->cfg.format != TESS_FORMAT_EXPRESS &&
+        tess_auth_keeps_sessions(tess_deploy_loop_auth(r->th->sessions))) {
+        /* NextAuth's database sessions belong to its "User" rows: they are made by the app's sign-in */
+        send_error(r, 409, "login_elsewhere", "sign in through the app: its NextAuth database sessions are used here");
+        return;
+    }
     if (body_string(r, "username", APP_NAME_MAX, &name) != 0 ||
         body_string(r, "password", PASSWORD_MAX, &password) != 0)
         return;

@@ -13,8 +13,8 @@ static tess_cache_t *cache;
 
 /* What a lookup carries to its answer. */
 typedef struct role_lookup {
-    tess_req_handler next; /* the route's handler */
-    uint64_t gen;          /* the cache generation read before asking */
+    tess_req_handler next;          /* the route's handler */
+    uint64_t gen;                   /* the cache generation read before asking */
     char key[TESS_USER_ID_MAX + 3]; /* "r:<uid>" or "x:<external id>" */
 } role_lookup_t;
 
@@ -130,7 +130,8 @@ void roles_resolve_external(tess_req_t *r, tess_req_handler next)
     st->gen = tess_cache_gen(cache, tess_str(key));
     snprintf(st->key, sizeof(st->key), "%s", key);
     t = req_suspend(r);
-    req_started(r, t, db->ops->user_external(db, tess_str(r->user_id), tess_str(r->role), tess_now_ms(), on_external, t));
+    req_started(r, t,
+                db->ops->user_external(db, tess_str(r->user_id), tess_str(r->role), tess_now_ms(), on_external, t));
 }
 
 void roles_on_user_event(tess_str_t id)

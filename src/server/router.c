@@ -107,6 +107,8 @@ static void set_session(tess_req_t *r, const tess_session_t *s)
     snprintf(r->user_id, sizeof(r->user_id), "%s", s->user_id);
     snprintf(r->role, sizeof(r->role), "%s", s->role);
     r->expires_ms = s->expires_ms;
+    /* A decimal id is one of our users' (tessera's own logins, whatever the format); any other id is another
+     * app's user, mapped to a users-table row by roles_resolve_external (on_auth). */
     r->uid = tess_parse_int(s->user_id, 1, INT64_MAX, &uid) == 0 ? uid : 0;
 }
 

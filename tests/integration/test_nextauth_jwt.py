@@ -281,9 +281,16 @@ class ConfigRefusals(unittest.TestCase):
             self.refused(self.serve("--strategy", "redis", "--redis", "redis://127.0.0.1:1", "--session-format", f),
                          f"SESSION_FORMAT={f}", "redis")
 
-    def test_database_sessions_not_yet(self):
+    def test_database_sessions_need_the_apps_tables(self):
+        """db / cached read NextAuth's Prisma tables: without them (no app migrated this database) tessera does
+        not start, with one line naming what is missing (test_nextauth_db.py runs them with the tables)."""
         for s in ("db", "cached"):
-            self.refused(self.serve("--strategy", s, env={"SESSION_FORMAT": "nextauth"}), "not supported yet")
+            r = self.serve("--strategy", s, env={"SESSION_FORMAT": "nextauth"})
+            err = r.stderr.decode()
+            self.assertEqual(r.returncode, 1, err)
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+            self.assertIn('"Session"', err)
+            self.assertIn("Prisma migrations", err)
 
     def test_unknown_format(self):
         self.refused(self.serve("--strategy", "jwt", "--session-format", "nextauth5"), "--session-format",

@@ -15,6 +15,7 @@
 #include "auth/strategy.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
+#include "tessera/nextauth.h"
 
 #define COOKIE_NAME "connect.sid"
 
@@ -136,8 +137,18 @@ static void cookie_check(tess_auth_t *auth, tess_str_t value, int64_t now_ms, te
     uint64_t gen = 0;
     int rc;
 
-    /* Principle 1: nothing below this line runs for a cookie we did not sign. */
-    if (tess_cookie_unsign(auth->cfg.secrets, value, sid, sizeof(sid), &sid_len) != 0) {
+    if (auth->cfg.format != TESS_FORMAT_EXPRESS) {
+        /* NextAuth's database session token, unsigned: only its shape is checked before the lookup (an unknown
+         * one is cached negatively like any other). */
+        if (!tess_nextauth_token_ok(value)) {
+            tess__count(&auth->stats.rejected_early);
+            cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
+            return;
+        }
+        memcpy(sid, value.ptr, value.len);
+        sid[sid_len = value.len] = '\0';
+    } else if (tess_cookie_unsign(auth->cfg.secrets, value, sid, sizeof(sid), &sid_len) != 0) {
+        /* Principle 1: nothing below this line runs for a cookie we did not sign. */
         tess__count(&auth->stats.rejected_early);
         cb(arg, TESS_EDENIED, NULL, tess__no_cookie);
         return;
@@ -198,10 +209,17 @@ static void cookie_login(tess__op_t *op)
 {
     int rc;
 
-    /* Sign first: nothing is stored for a login that could not hand out its cookie. */
-    if ((rc = tess_cookie_sign(op->auth->cfg.secrets, tess_str(op->sess.id), op->buf, TESS_SIGNED_COOKIE_MAX,
-                               &op->len)) != 0)
-        goto fail;
+    if (op->auth->cfg.format != TESS_FORMAT_EXPRESS) {
+        /* NextAuth's shape: 64 hex digits (256 random bits), the cookie is the token itself. */
+        uint8_t raw[32];
+        if ((rc = tess_random_bytes(raw, sizeof(raw))) != 0)
+            goto fail;
+        tess_hex_encode(raw, sizeof(raw), op->sess.id);
+        memcpy(op->buf, op->sess.id, op->len = 64);
+    } else if ((rc = tess_cookie_sign(op->auth->cfg.secrets, tess_str(op->sess.id), op->buf, TESS_SIGNED_COOKIE_MAX,
+                                      &op->len)) != 0) {
+        goto fail; /* sign first: nothing is stored for a login that could not hand out its cookie */
+    }
     if ((rc = tess_store_set(op->auth->cfg.store, &op->sess, on_login_set, op)) != 0)
         goto fail;
     return; /* on_login_set owns `op` now */

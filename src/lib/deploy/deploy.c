@@ -33,27 +33,29 @@ static const wiring_t wirings[] = {
 };
 
 struct tess_deploy {
-    tess_deploy_opts_t o;                         /* options (strings below are our copies) */
-    const wiring_t *w;                            /* the strategy's wiring */
-    const wiring_t *fw;                           /* the fallback's, or NULL */
-    char *database_url;                           /* copied */
-    char *redis_url;                              /* copied ("" for none); never logged */
-    char cookie_name[64];                         /* "" for the strategy's default */
-    char user_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* "" for the default */
-    char role_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* "" for the default */
-    tess_revlist_t *revlist;                      /* token revocation in the database (no Redis) */
-    char session_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <session> */
-    char tessera_prefix[TESS_KEY_PREFIX_MAX + 1]; /* <tessera> */
-    char l2_prefix[TESS_KEY_L2_PREFIX_MAX + 1];   /* <tessera>l2: (apart from the redis store's keys) */
-    char epoch_key[TESS_KEY_MAX + 1];             /* <tessera>epoch */
-    tess_cache_t *cache;                          /* near-cache (cached), shared */
-    tess_cache_t *rcache;                         /* revocation answers (with Redis), shared */
-    tess_inval_t *inval;                          /* the coherence listener (with Redis) */
-    tess_dbwatch_t *watch;                        /* the session table's writes (cached, unless opted out) */
-    tess_loop_t *listen_loop;                     /* the loop of `inval` and `watch` */
-    int redis_up, watch_up;                       /* their states (the listener loop's thread) */
-    pthread_mutex_t lock;                         /* guards `loops` */
-    tess_deploy_loop_t *loops;                    /* open loop parts */
+    tess_deploy_opts_t o;                             /* options (strings below are our copies) */
+    const wiring_t *w;                                /* the strategy's wiring */
+    const wiring_t *fw;                               /* the fallback's, or NULL */
+    char *database_url;                               /* copied */
+    char *redis_url;                                  /* copied ("" for none); never logged */
+    char cookie_name[64];                             /* "" for the strategy's default */
+    char user_claim[TESS_JWT_CLAIM_NAME_MAX + 1];     /* "" for the default */
+    char role_claim[TESS_JWT_CLAIM_NAME_MAX + 1];     /* "" for the default */
+    char nextauth_role[TESS_NEXTAUTH_COLUMN_MAX + 1]; /* NextAuth's role column, "" for none */
+    char nextauth_default_role[TESS_ROLE_MAX + 1];    /* its default role ("" for visitor) */
+    tess_revlist_t *revlist;                          /* token revocation in the database (no Redis) */
+    char session_prefix[TESS_KEY_PREFIX_MAX + 1];     /* <session> */
+    char tessera_prefix[TESS_KEY_PREFIX_MAX + 1];     /* <tessera> */
+    char l2_prefix[TESS_KEY_L2_PREFIX_MAX + 1];       /* <tessera>l2: (apart from the redis store's keys) */
+    char epoch_key[TESS_KEY_MAX + 1];                 /* <tessera>epoch */
+    tess_cache_t *cache;                              /* near-cache (cached), shared */
+    tess_cache_t *rcache;                             /* revocation answers (with Redis), shared */
+    tess_inval_t *inval;                              /* the coherence listener (with Redis) */
+    tess_dbwatch_t *watch;                            /* the session table's writes (cached, unless opted out) */
+    tess_loop_t *listen_loop;                         /* the loop of `inval` and `watch` */
+    int redis_up, watch_up;                           /* their states (the listener loop's thread) */
+    pthread_mutex_t lock;                             /* guards `loops` */
+    tess_deploy_loop_t *loops;                        /* open loop parts */
 };
 
 struct tess_deploy_loop {
@@ -82,6 +84,12 @@ static const wiring_t *wiring_of(tess_strategy_t s)
 static int has_redis(const tess_deploy_t *d)
 {
     return d->redis_url[0] != '\0';
+}
+
+/* db / cached under a nextauth / authjs format: sessions in NextAuth's Prisma tables. */
+static int nextauth_tables(const tess_deploy_t *d)
+{
+    return d->o.format != TESS_FORMAT_EXPRESS && d->w->store == STORE_DATABASE;
 }
 
 /* The near-cache follows the session table's writes by anyone through the database's own notifications. */
@@ -325,11 +333,9 @@ static int format_check(const tess_deploy_opts_t *o, const wiring_t *w, const wi
                  f);
         return TESS_EINVAL;
     }
-    if (w->strategy != TESS_STRATEGY_JWT) {
-        snprintf(err, errcap, "SESSION_FORMAT=%s with strategy %s: %s database sessions: not supported yet", f,
-                 tess_strategy_name(w->strategy), o->format == TESS_FORMAT_NEXTAUTH ? "NextAuth" : "Auth.js");
+    /* db / cached: NextAuth's and Auth.js's database sessions, in the Prisma adapter's tables. */
+    if (w->store == STORE_DATABASE && tess_nextauth_check_opts(&o->nextauth, err, errcap) != 0)
         return TESS_EINVAL;
-    }
     (void)fw; /* a fallback reads its own (express) sessions */
     return 0;
 }
@@ -407,6 +413,12 @@ int tess_deploy_new(tess_deploy_t **out, const tess_deploy_opts_t *opts, char *e
     snprintf(d->cookie_name, sizeof(d->cookie_name), "%s", opts->cookie_name != NULL ? opts->cookie_name : "");
     snprintf(d->user_claim, sizeof(d->user_claim), "%s", opts->jwt_user_claim != NULL ? opts->jwt_user_claim : "");
     snprintf(d->role_claim, sizeof(d->role_claim), "%s", opts->jwt_role_claim != NULL ? opts->jwt_role_claim : "");
+    snprintf(d->nextauth_role, sizeof(d->nextauth_role), "%s",
+             opts->nextauth.role_column != NULL ? opts->nextauth.role_column : "");
+    snprintf(d->nextauth_default_role, sizeof(d->nextauth_default_role), "%s",
+             opts->nextauth.default_role != NULL ? opts->nextauth.default_role : "");
+    d->o.nextauth.role_column = d->nextauth_role;
+    d->o.nextauth.default_role = d->nextauth_default_role;
     d->o.jwt_user_claim = d->user_claim;
     d->o.jwt_role_claim = d->role_claim;
     snprintf(d->session_prefix, sizeof(d->session_prefix), "%s", tess_keyspace_session(&opts->keys));
@@ -468,10 +480,20 @@ int tess_deploy_migrate(tess_deploy_t *d, char *err, size_t errcap)
     int rc;
     if ((rc = ensure_revlist(d, err, errcap)) != 0)
         return rc;
-    if ((d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE)) &&
-        (rc = tess_store_migrate_url(&p, err, errcap)) != 0)
+    if (nextauth_tables(d)) {
+        /* The app's tables: checked, not created (a fallback's own express table still is). */
+        if ((rc = tess_nextauth_migrate(&p, &d->o.nextauth, err, errcap)) != 0)
+            return rc;
+        if (d->fw != NULL && d->fw->store == STORE_DATABASE && (rc = tess_store_migrate_url(&p, err, errcap)) != 0)
+            return rc;
+    } else if ((d->w->store == STORE_DATABASE || (d->fw != NULL && d->fw->store == STORE_DATABASE)) &&
+               (rc = tess_store_migrate_url(&p, err, errcap)) != 0) {
         return rc;
-    return wants_watch(d) ? tess_dbwatch_migrate(d->database_url, d->o.timeout_ms, NULL, err, errcap) : 0;
+    }
+    if (!wants_watch(d))
+        return 0;
+    return tess_dbwatch_migrate(d->database_url, d->o.timeout_ms, nextauth_tables(d) ? d->nextauth_role : NULL, err,
+                                errcap);
 }
 
 int tess_deploy_listen(tess_deploy_t *d, tess_loop_t *loop, char *err, size_t errcap)
@@ -531,8 +553,12 @@ static int coherence_up(const tess_deploy_t *d)
 
 /* ---- the per-loop part ---------------------------------------------------------------------------------- */
 
-/* The session store of wiring `w` on this loop (NULL for tokens); `l2` puts the Redis copy in front. */
-static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_store_t **out, char *err, size_t errcap)
+/*
+ * The session store of wiring `w` on this loop (NULL for tokens); `primary`: the strategy's own (NextAuth's
+ * tables under a nextauth / authjs format, and the Redis copy in front), not the fallback's.
+ */
+static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int primary, tess_store_t **out, char *err,
+                      size_t errcap)
 {
     tess_deploy_t *d = l->d;
     tess_store_params_t p = {
@@ -548,7 +574,9 @@ static int open_store(tess_deploy_loop_t *l, const wiring_t *w, int l2, tess_sto
         return tess_store_open_url(out, &p, err, errcap);
     case STORE_DATABASE:
         p.url = d->database_url;
-        if ((rc = tess_store_open_url(out, &p, err, errcap)) != 0 || !l2 || !w->l2 || !has_redis(d))
+        rc = primary && nextauth_tables(d) ? tess_nextauth_open(out, &p, &d->o.nextauth, err, errcap)
+                                           : tess_store_open_url(out, &p, err, errcap);
+        if (rc != 0 || !primary || !w->l2 || !has_redis(d))
             return rc;
         {
             tess_l2_opts_t lo = {
@@ -596,7 +624,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
         goto fail;
     }
-    if (d->o.format != TESS_FORMAT_EXPRESS) {
+    if (d->o.format != TESS_FORMAT_EXPRESS && d->w->strategy == TESS_STRATEGY_JWT) {
         tess_jwe_opts_t eo = {.format = d->o.format,
                               .cookie_name = d->cookie_name,
                               .leeway_s = d->o.jwt_leeway_s,
@@ -613,6 +641,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
     ac.secrets = d->o.secrets;
     ac.policy = d->o.policy;
     ac.cookie_name = tess_str(d->cookie_name);
+    ac.format = nextauth_tables(d) ? d->o.format : TESS_FORMAT_EXPRESS;
     ac.store = l->store;
     ac.cache = d->cache;
     ac.jwt = l->jwt;
@@ -626,6 +655,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
         fc.strategy = d->fw->as_fallback;
         fc.cookie_name = tess_strn(NULL, 0); /* the old strategy's own cookie */
         fc.jwe = NULL;                       /* and its own (express) format */
+        fc.format = TESS_FORMAT_EXPRESS;
         fc.store = l->fallback_store;
         fc.cache = NULL;
         fc.loop = NULL;
