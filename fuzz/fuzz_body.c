@@ -160,10 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size == 0)
         return 0;
-    n = size - 1;
-    if ((in = malloc(n > 0 ? n : 1)) == NULL) /* the exact length: ASan sees any read past it */
+    if ((in = fuzz_rest(data, size, 0, &n)) == NULL)
         return 0;
-    memcpy(in, data + 1, n);
     if (data[0] % 2 == 0) {
         fuzz_body(in, n);
     } else {

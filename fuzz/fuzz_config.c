@@ -180,11 +180,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         clearenv(); /* what tess_config_load reads comes from the input only */
         cleared = 1;
     }
-    n = size - 1;
-    if ((in = malloc(n + 1)) == NULL) /* NUL-terminated, of the exact length: ASan sees any read past it */
+    if ((in = fuzz_rest(data, size, 1, &n)) == NULL) /* NUL-terminated */
         return 0;
-    memcpy(in, data + 1, n);
-    in[n] = '\0';
     switch (data[0] % 3) {
     case 0:
         fuzz_argv(in, n);

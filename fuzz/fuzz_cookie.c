@@ -26,12 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     uint8_t mode = data[0];
-    size_t n = size - 1;
-    char *in = malloc(n > 0 ? n : 1);
+    size_t n;
+    char *in = fuzz_rest(data, size, 0, &n);
     if (in == NULL) {
         return 0;
     }
-    memcpy(in, data + 1, n);
     tess_str_t s = tess_strn(in, n);
 
     switch (mode % 6) {

@@ -134,12 +134,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0 || size > 2 * TESS_JWE_TOKEN_MAX) {
         return 0;
     }
-    size_t n = size - 1;
-    char *in = malloc(n > 0 ? n : 1); /* exact length: ASan sees any over-read */
+    size_t n;
+    char *in = fuzz_rest(data, size, 0, &n);
     if (in == NULL) {
         return 0;
     }
-    memcpy(in, data + 1, n);
 
     if ((data[0] & 1) == 0) {
         decrypt(jwe[0], tess_strn(in, n));

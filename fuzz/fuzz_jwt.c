@@ -64,12 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0 || size > 3 * TESS_TOKEN_MAX) {
         return 0;
     }
-    size_t n = size - 1;
-    char *in = malloc(n > 0 ? n : 1);
+    size_t n;
+    char *in = fuzz_rest(data, size, 0, &n);
     if (in == NULL) {
         return 0;
     }
-    memcpy(in, data + 1, n);
 
     if ((data[0] & 1) == 0) {
         verify(tess_strn(in, n));

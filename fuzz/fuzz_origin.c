@@ -9,14 +9,9 @@
 #include <string.h>
 
 #include "app/origins.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 static void fuzz_one(const char *in, size_t n)
 {
@@ -71,11 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size == 0)
         return 0;
-    n = size - 1;
-    /* A heap copy of the exact length: ASan sees any read past it. */
-    if ((in = malloc(n > 0 ? n : 1)) == NULL)
+    if ((in = fuzz_rest(data, size, 0, &n)) == NULL)
         return 0;
-    memcpy(in, data + 1, n);
     if (data[0] % 3 == 0)
         fuzz_one(in, n);
     else if (data[0] % 3 == 1)
