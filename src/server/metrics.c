@@ -18,11 +18,13 @@ typedef struct out {
     size_t n;   /* bytes written */
 } out_t;
 
-static void metric(out_t *o, const char *name, const char *type, uint64_t value)
+/* One sample with its # HELP and # TYPE lines (the Prometheus text format, version 0.0.4). */
+static void metric(out_t *o, const char *name, const char *type, const char *help, uint64_t value)
 {
     if (o->n < o->cap)
-        o->n += (size_t)snprintf(o->buf + o->n, o->cap - o->n, "# TYPE tessera_%s %s\ntessera_%s %" PRIu64 "\n", name,
-                                 type, name, value);
+        o->n += (size_t)snprintf(o->buf + o->n, o->cap - o->n,
+                                 "# HELP tessera_%s %s.\n# TYPE tessera_%s %s\ntessera_%s %" PRIu64 "\n", name, help,
+                                 name, type, name, value);
 }
 
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
@@ -40,58 +42,79 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         waiters += push_count(&srv->threads[i]);
     }
     tess_deploy_stats(srv->sessions, &ds);
-    metric(&o, "requests_total", "counter", requests);
-    metric(&o, "connections", "gauge", conns);
-    metric(&o, "connections_refused_total", "counter", addr_limit_refused(srv->addr_conns));
-    metric(&o, "waiters", "gauge", waiters);
-    metric(&o, "auth_checks_total", "counter", ds.auth.checks);
-    metric(&o, "auth_rejected_early_total", "counter", ds.auth.rejected_early);
-    metric(&o, "auth_store_lookups_total", "counter", ds.auth.store_lookups);
-    metric(&o, "auth_touches_total", "counter", ds.auth.touches);
-    metric(&o, "auth_fallback_checks_total", "counter", ds.auth.fallback_checks);
-    metric(&o, "auth_copied_forward_total", "counter", ds.auth.copied_forward);
-    metric(&o, "store_gets_total", "counter", ds.store.gets);
-    metric(&o, "store_writes_total", "counter", ds.store.writes);
-    metric(&o, "store_errors_total", "counter", ds.store.errors);
+    metric(&o, "requests_total", "counter", "HTTP requests received", requests);
+    metric(&o, "connections", "gauge", "client connections open", conns);
+    metric(&o, "connections_refused_total", "counter", "connections refused by the per-address bound (429)",
+           addr_limit_refused(srv->addr_conns));
+    metric(&o, "waiters", "gauge", "long-polls and event streams held open", waiters);
+    metric(&o, "auth_checks_total", "counter", "session checks", ds.auth.checks);
+    metric(&o, "auth_rejected_early_total", "counter",
+           "session checks refused before any cache or store (no cookie, bad signature or shape)",
+           ds.auth.rejected_early);
+    metric(&o, "auth_store_lookups_total", "counter", "session checks that went to the store", ds.auth.store_lookups);
+    metric(&o, "auth_touches_total", "counter", "throttled session expiry updates sent to the store", ds.auth.touches);
+    metric(&o, "auth_fallback_checks_total", "counter", "session checks asked of the migration fallback strategy",
+           ds.auth.fallback_checks);
+    metric(&o, "auth_copied_forward_total", "counter", "sessions copied forward from the migration fallback",
+           ds.auth.copied_forward);
+    metric(&o, "store_gets_total", "counter", "session store lookups that reached the backend", ds.store.gets);
+    metric(&o, "store_writes_total", "counter", "session store writes (set, touch, destroy)", ds.store.writes);
+    metric(&o, "store_errors_total", "counter", "session store calls that failed", ds.store.errors);
     if (ds.has_cache) {
-        metric(&o, "cache_hits_total", "counter", ds.cache.hits);
-        metric(&o, "cache_negative_hits_total", "counter", ds.cache.negative_hits);
-        metric(&o, "cache_misses_total", "counter", ds.cache.misses);
-        metric(&o, "cache_evictions_total", "counter", ds.cache.evictions);
-        metric(&o, "cache_invalidations_total", "counter", ds.cache.invalidations);
-        metric(&o, "cache_entries", "gauge", ds.cache.entries);
-        metric(&o, "cache_bytes", "gauge", ds.cache.bytes);
-        metric(&o, "cache_flight_followers_total", "counter", ds.flight_followers);
+        metric(&o, "cache_hits_total", "counter", "near-cache hits", ds.cache.hits);
+        metric(&o, "cache_negative_hits_total", "counter", "near-cache hits of a known-absent session",
+               ds.cache.negative_hits);
+        metric(&o, "cache_misses_total", "counter", "near-cache misses", ds.cache.misses);
+        metric(&o, "cache_evictions_total", "counter", "near-cache entries evicted by its bounds", ds.cache.evictions);
+        metric(&o, "cache_invalidations_total", "counter", "near-cache entries removed because they changed",
+               ds.cache.invalidations);
+        metric(&o, "cache_entries", "gauge", "near-cache entries", ds.cache.entries);
+        metric(&o, "cache_bytes", "gauge", "near-cache bytes", ds.cache.bytes);
+        metric(&o, "cache_flight_followers_total", "counter", "lookups that waited on another's identical store lookup",
+               ds.flight_followers);
     }
     if (ds.has_revocation) {
-        metric(&o, "revocation_cache_hits_total", "counter", ds.revocation.hits + ds.revocation.negative_hits);
-        metric(&o, "revocation_cache_misses_total", "counter", ds.revocation.misses);
+        metric(&o, "revocation_cache_hits_total", "counter", "token revocation answers from the cache",
+               ds.revocation.hits + ds.revocation.negative_hits);
+        metric(&o, "revocation_cache_misses_total", "counter", "token revocation answers from Redis",
+               ds.revocation.misses);
     }
     if (meta_cache_stats(srv, &mh, &mm, &me)) {
-        metric(&o, "meta_cache_hits_total", "counter", mh);
-        metric(&o, "meta_cache_misses_total", "counter", mm);
-        metric(&o, "meta_cache_entries", "gauge", me);
+        metric(&o, "meta_cache_hits_total", "counter", "pre-chat meta bodies served from the cache", mh);
+        metric(&o, "meta_cache_misses_total", "counter", "pre-chat meta bodies rendered", mm);
+        metric(&o, "meta_cache_entries", "gauge", "pre-chat meta bodies cached", me);
     }
     if (ds.coherence >= 0)
-        metric(&o, "coherence_up", "gauge", (uint64_t)ds.coherence);
+        metric(&o, "coherence_up", "gauge",
+               "1 while every cache invalidation channel is up (Redis, the session table watcher)",
+               (uint64_t)ds.coherence);
     app_pw_get_stats(srv->pw, &pw);
     abuse_get_stats(srv, &ls);
-    metric(&o, "password_hashes_total", "counter", pw.hashes);
-    metric(&o, "password_queue_depth", "gauge", pw.queued);
-    metric(&o, "password_jobs_dropped_total", "counter", pw.dropped);
-    metric(&o, "password_queue_full_total", "counter", pw.queue_full);
-    metric(&o, "login_throttled_user_total", "counter", ls.login_throttled_user);
-    metric(&o, "login_throttled_address_total", "counter", ls.login_throttled_addr);
-    metric(&o, "login_queue_address_full_total", "counter", ls.login_queue_addr);
-    metric(&o, "messages_throttled_total", "counter", ls.messages_throttled);
-    metric(&o, "prechats_refused_total", "counter", ls.prechats_refused);
-    metric(&o, "limit_evictions_total", "counter", ls.evictions);
+    metric(&o, "password_hashes_total", "counter", "password hashes computed", pw.hashes);
+    metric(&o, "password_queue_depth", "gauge", "password checks queued", pw.queued);
+    metric(&o, "password_jobs_dropped_total", "counter", "queued password checks dropped because their client left",
+           pw.dropped);
+    metric(&o, "password_queue_full_total", "counter", "logins refused because the password queue was full (503)",
+           pw.queue_full);
+    metric(&o, "login_throttled_user_total", "counter", "logins refused by the per-user failure bound (429)",
+           ls.login_throttled_user);
+    metric(&o, "login_throttled_address_total", "counter", "logins refused by the per-address failure bound (429)",
+           ls.login_throttled_addr);
+    metric(&o, "login_queue_address_full_total", "counter",
+           "logins refused by the per-address password queue bound (429)", ls.login_queue_addr);
+    metric(&o, "messages_throttled_total", "counter", "messages refused by the per-user rate (429)",
+           ls.messages_throttled);
+    metric(&o, "prechats_refused_total", "counter", "pre-chats refused by the open pre-chats bound (429)",
+           ls.prechats_refused);
+    metric(&o, "limit_evictions_total", "counter", "entries evicted from the throttling tables", ls.evictions);
     /* Heap SQLite holds now, every connection together (its page caches: bounded, they fill as tables grow). */
-    metric(&o, "sqlite_memory_bytes", "gauge", (uint64_t)sqlite3_memory_used());
+    metric(&o, "sqlite_memory_bytes", "gauge",
+           "heap held by SQLite (its page caches: bounded, they fill as the tables grow)",
+           (uint64_t)sqlite3_memory_used());
     if (ds.has_l2) {
-        metric(&o, "l2_hits_total", "counter", ds.l2.hits);
-        metric(&o, "l2_misses_total", "counter", ds.l2.misses);
-        metric(&o, "l2_errors_total", "counter", ds.l2.errors);
+        metric(&o, "l2_hits_total", "counter", "session lookups answered by the Redis L2 copy", ds.l2.hits);
+        metric(&o, "l2_misses_total", "counter", "session lookups the L2 copy sent to the database", ds.l2.misses);
+        metric(&o, "l2_errors_total", "counter", "L2 copy calls that failed", ds.l2.errors);
     }
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);
 }
