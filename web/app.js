@@ -158,9 +158,15 @@
     state.me = me;
     const who = $('who-name');
     who.textContent = '';
+    const label = document.createElement('span');
+    label.className = 'who-label';
+    label.textContent = 'Signed in as ';
     const strong = document.createElement('strong');
     strong.textContent = me.name || `user ${me.userId}`;
-    who.append('Signed in as ', strong, ` · ${me.role}`);
+    const role = document.createElement('span');
+    role.className = 'who-role';
+    role.textContent = ` · ${me.role}`;
+    who.append(label, strong, role);
     $('who').hidden = false;
     notice('');
     const chat = Number.parseInt(sessionStorage.getItem('tessera.chat') || '', 10);
@@ -426,6 +432,13 @@
     const who = document.createElement('span');
     who.className = 'who';
     who.textContent = mine ? 'You' : m.sender === 'agent' ? 'Agent' : 'Visitor';
+    const at = new Date(m.createdAt);
+    if (!Number.isNaN(at.getTime())) {
+      const time = document.createElement('time');
+      time.dateTime = m.createdAt;
+      time.textContent = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      who.append(' · ', time);
+    }
     const bubble = document.createElement('span');
     bubble.className = 'bubble';
     bubble.textContent = m.body; // text, never markup
@@ -439,6 +452,7 @@
     const el = $('chat-conn');
     el.textContent = text;
     el.classList.toggle('bad', !!bad);
+    el.classList.toggle('up', !!text && !bad);
     document.body.dataset.live = bad ? 'down' : text ? 'up' : '';
   }
 
@@ -719,6 +733,12 @@
     sessionStorage.removeItem('tessera.chat');
     if (state.me.role === 'agent') showQueue();
     else showStart();
+  });
+
+  // A list that was at its end stays there when the screen turns or shrinks.
+  window.addEventListener('resize', () => {
+    const ol = $('chat-messages');
+    ol.scrollTop = ol.scrollHeight;
   });
 
   boot();
