@@ -446,6 +446,7 @@
     const ol = $('chat-messages');
     ol.append(li);
     ol.scrollTop = ol.scrollHeight;
+    ol.classList.toggle('scrolled', ol.scrollTop > 0);
   }
 
   function conn(text, bad) {
@@ -733,6 +734,11 @@
     sessionStorage.removeItem('tessera.chat');
     if (state.me.role === 'agent') showQueue();
     else showStart();
+  });
+
+  // A conversation scrolled past its first message fades in at the top.
+  $('chat-messages').addEventListener('scroll', (ev) => {
+    ev.target.classList.toggle('scrolled', ev.target.scrollTop > 0);
   });
 
   // A list that was at its end stays there when the screen turns or shrinks.

@@ -787,6 +787,7 @@ void push_loop_free(server_thread_t *th)
         while (pl->buckets[b] != NULL) {
             watch_t *wt = pl->buckets[b];
             pl->buckets[b] = wt->next;
+            free(wt->listed);
             free(wt);
         }
     }
