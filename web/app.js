@@ -89,12 +89,13 @@
 
   // One API call. JSON bodies (the CSRF rule: Content-Type application/json, same-origin Origin, which the
   // browser adds). 401 ends the session on screen; 503 is returned with `retryMs` from Retry-After.
-  async function api(method, path, { body, etag, epoch } = {}) {
+  async function api(method, path, { body, etag, epoch, signal } = {}) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (etag) headers['If-None-Match'] = etag;
     const ctl = new AbortController();
     state.aborts.add(ctl);
+    if (signal) signal.addEventListener('abort', () => ctl.abort(), { once: true });
     let res;
     try {
       res = await fetch(path, {
@@ -283,8 +284,10 @@
       li.dataset.id = String(p.id);
       const pos = document.createElement('span');
       pos.className = 'pos';
-      pos.textContent = String(p.queuePosition || '');
-      pos.setAttribute('aria-label', `Position ${p.queuePosition}`);
+      const hint = document.createElement('span');
+      hint.className = 'sr-only';
+      hint.textContent = 'Position ';
+      pos.append(hint, String(p.queuePosition || ''));
       const text = document.createElement('div');
       const topic = document.createElement('div');
       topic.className = 'topic';
@@ -449,6 +452,8 @@
     ol.classList.toggle('scrolled', ol.scrollTop > 0);
   }
 
+  // The line under the conversation: the connection's state. Typing indicators and read receipts (to come)
+  // belong next to it.
   function conn(text, bad) {
     const el = $('chat-conn');
     el.textContent = text;
@@ -505,8 +510,10 @@
     else longPoll(epoch);
   }
 
+  // Opens the chat's stream from the last message shown; never a second one (the error path and the 'online'
+  // handler may both ask).
   function stream(epoch, failures) {
-    if (epoch !== state.epoch) return;
+    if (epoch !== state.epoch || state.es) return;
     const es = new EventSource(`/api/prechats/${chat.id}/events?after=${chat.lastId}`);
     state.es = es;
     let errors = failures;
@@ -545,6 +552,7 @@
         if (r.status === 200) onMeta(r.data, epoch);
         if (r.status === 200 && r.data.status === 'closed' && r.data.lastMessageId <= chat.lastId) return conn('', false);
         if (r.status === 503 || r.status === 429) await sleep(r.retryMs, epoch);
+        if (state.es) return; // reopened meanwhile (back online)
         if (errors >= STREAM_FAILURES && r.status === 200) return longPoll(epoch); // the server answers; the stream does not
         stream(epoch, errors);
       } catch (e) {
@@ -554,6 +562,7 @@
         } catch (e2) {
           return;
         }
+        if (state.es) return;
         if (errors >= STREAM_FAILURES) longPoll(epoch);
         else stream(epoch, errors);
       }
@@ -580,9 +589,11 @@
     conn('Live', false);
     let failures = 0;
     let etag = null;
+    const stop = new AbortController(); // giving up: the other loop's held request ends too
     const fail = async () => {
       failures += 1;
       conn('Connection lost. Reconnecting…', true);
+      if (failures >= LONGPOLL_FAILURES) return stop.abort();
       await sleep(Math.min(BACKOFF_MAX_MS, 500 * 2 ** Math.min(failures, 5)), epoch);
     };
     // The meta and the messages wait side by side; the chat's end stops both.
@@ -592,7 +603,7 @@
         if (failures >= LONGPOLL_FAILURES) return;
         try {
           const wait = etag ? `?wait=${WAIT_S}` : '';
-          const r = await api('GET', `/api/prechats/${chat.id}/meta${wait}`, { etag, epoch });
+          const r = await api('GET', `/api/prechats/${chat.id}/meta${wait}`, { etag, epoch, signal: stop.signal });
           if (r.status === 200) {
             etag = r.etag;
             onMeta(r.data, epoch);
@@ -619,7 +630,10 @@
         if (failures >= LONGPOLL_FAILURES) return;
         if (chat.meta && chat.meta.status === 'closed' && chat.lastId >= chat.meta.lastMessageId) return;
         try {
-          const r = await api('GET', `/api/prechats/${chat.id}/messages?after=${chat.lastId}&wait=${WAIT_S}`, { epoch });
+          const r = await api('GET', `/api/prechats/${chat.id}/messages?after=${chat.lastId}&wait=${WAIT_S}`, {
+            epoch,
+            signal: stop.signal,
+          });
           if (r.status === 200) {
             for (const m of r.data.messages) addMessage(m);
             failures = 0;

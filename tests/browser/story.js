@@ -42,9 +42,9 @@ function watch(page, name, problems) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     const t = m.text();
-    // A request that fails while the browser is offline, or one the server refuses on purpose (the 401 after
-    // a logout), is logged by Chromium itself; anything else is a defect of the page.
-    if (/ERR_INTERNET_DISCONNECTED|status of 401|status of 409|ERR_NETWORK_CHANGED/.test(t)) return;
+    // A request that fails while the browser is offline, or one refused or cut on purpose (the 401 after a
+    // logout, the 503 and the resets made below), is logged by Chromium itself; anything else is a defect.
+    if (/ERR_INTERNET_DISCONNECTED|ERR_CONNECTION_RESET|status of (401|503)|ERR_NETWORK_CHANGED/.test(t)) return;
     problems.push(`${name}: console error: ${t}`);
   });
   return page;
@@ -90,6 +90,16 @@ async function send(page, body) {
   await page.getByLabel('Message').fill(body);
   await page.getByLabel('Message').press('Enter');
   await page.waitForFunction(() => document.getElementById('chat-input').value === '', null, { timeout: T });
+}
+
+// Waits for the page's transport (data-transport) to be `want`; on a timeout, says what the page shows.
+async function waitTransport(page, want, timeout) {
+  try {
+    await page.waitForFunction((w) => document.body.dataset.transport === w, want, { timeout });
+  } catch (e) {
+    const now = await page.evaluate(() => `${document.body.dataset.transport} / ${document.getElementById('chat-conn').textContent}`);
+    throw new Error(`transport ${want} not reached: ${now}; requests: ${JSON.stringify(page.requests.slice(-8).map((r) => r.url))}`);
+  }
 }
 
 async function waitMessages(page, expected, what) {
@@ -155,10 +165,22 @@ async function main() {
     step('visitors wait: carol next, alice 2nd (alice keyboard only, with a focus ring)');
     await shot(alice, 'visitor-waiting');
 
-    // The agent's waiting list, live: both, oldest first; a third visitor appears without a reload.
+    // The agent's waiting list, live: both, oldest first; a third visitor appears without a reload. Its first
+    // answer is a 503 with Retry-After: 1: the page waits that long before it asks again.
+    let refused = 0;
+    await bob.route('**/api/prechats?status=waiting*', (route) => {
+      if (refused++ > 0) return route.fallback();
+      return route.fulfill({ status: 503, headers: { 'Retry-After': '1', 'Content-Type': 'application/json' },
+        body: '{"error":"unavailable","message":"a backend is not answering; retry shortly"}' });
+    });
     await login(bob, 'bob');
     await bob.getByRole('heading', { name: 'Waiting list' }).waitFor({ timeout: T });
     await bob.locator('#queue-list li').nth(1).waitFor({ timeout: T });
+    const lists = bob.requests.filter((r) => r.url.includes('/api/prechats?status=waiting'));
+    check(refused >= 2 && lists.length >= 2, `the list was asked again after the 503 (${lists.length})`);
+    const gap = lists[1].at - lists[0].at; // a lower bound only: the page cannot ask sooner than it waits
+    check(gap >= 950, `the retry came ${gap} ms after a 503 with Retry-After: 1`);
+    await bob.unroute('**/api/prechats?status=waiting*');
     const topics = await bob.locator('#queue-list .topic').allInnerTexts();
     check(JSON.stringify(topics) === JSON.stringify(['Change my delivery address', 'A question about my invoice']),
       `the waiting list, oldest first: ${JSON.stringify(topics)}`);
@@ -288,8 +310,34 @@ async function main() {
     check(out.status() === 204, `logout from another tab (${out.status()})`);
     await bob.getByText('Your session has ended. Please log in again.').waitFor({ timeout: T });
     await bob.getByLabel('Username').waitFor({ timeout: T });
-    step('logout; a session ended elsewhere (401) shows the login form');
     await shot(bob, 'session-ended');
+    // The same through the event stream: Carol waits in a new chat; her session ends in another tab.
+    await carol.getByRole('button', { name: 'Start a new chat' }).click();
+    await startChat(carol, 'One more question');
+    await carol.waitForFunction(() => document.body.dataset.live === 'up', null, { timeout: T });
+    const out2 = await carol.context().request.post(BASE + '/api/auth/logout', { headers: { Origin: BASE } });
+    check(out2.status() === 204, `carol's logout from another tab (${out2.status()})`);
+    await carol.getByText('Your session has ended. Please log in again.').waitFor({ timeout: T });
+    await carol.getByLabel('Username').waitFor({ timeout: T });
+    step('logout; a session ended elsewhere (401, on the list long-poll and on the stream) shows the login form');
+
+    // The fallbacks in order: a stream that keeps failing gives way to long-poll, long-polls that keep failing
+    // to ETag polling; a message still arrives.
+    await alice.route('**/api/prechats/*/events*', (route) => route.abort('connectionreset'));
+    await login(alice, 'alice');
+    await startChat(alice, 'Fallbacks');
+    await waitTransport(alice, 'longpoll', 30000);
+    await alice.route(/\/api\/prechats\/\d+\/(meta|messages)\?.*wait=/, (route) => route.abort('connectionreset'));
+    await waitTransport(alice, 'poll', 30000);
+    await send(alice, 'Still there?');
+    await waitMessages(alice, ['Still there?'], 'alice on ETag polling');
+    const polls = alice.requests.filter((r) => /\/meta$/.test(r.url)).length;
+    check(polls >= 1, 'ETag polls of the meta');
+    await alice.getByRole('button', { name: 'Close chat' }).click();
+    await alice.getByText('Chat closed').waitFor({ timeout: T });
+    await alice.getByRole('button', { name: 'Log out' }).click();
+    await alice.getByText('You have logged out.').waitFor({ timeout: T });
+    step('a failing stream falls back to long-poll, failing long-polls to ETag polling; messages still arrive');
 
     check(problems.length === 0, `no page errors: ${JSON.stringify(problems)}`);
     step('no console errors, no CSP violations');
