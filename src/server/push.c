@@ -565,6 +565,8 @@ static void on_watch_meta(void *arg, int rc, const meta_view_t *v)
 static void on_watch_list(void *arg, const appdb_result_t *res)
 {
     watch_t *wt = arg;
+    char etag[META_ETAG_LEN + 1], *body = NULL;
+    int64_t limit = 0;
 
     if (res->rc != 0) {
         load_done(wt); /* an outage: the waiters stay; the next event or their deadline answers */
@@ -577,17 +579,20 @@ static void on_watch_list(void *arg, const appdb_result_t *res)
         h2o_fatal("out of memory");
     for (size_t i = 0; i < res->n_prechats; ++i)
         wt->listed[wt->n_listed++] = res->prechats[i].id;
+    /* Rendered once per distinct limit (agents mostly use the default one). */
     for (waiter_t *w = wt->head, *n; w != NULL; w = n) {
-        char etag[META_ETAG_LEN + 1];
-        char *body;
         n = w->wnext;
-        body = prechat_list_render(res->prechats, res->n_prechats, (size_t)w->limit, etag);
+        if (body == NULL || w->limit != limit) {
+            free(body);
+            limit = w->limit;
+            body = prechat_list_render(res->prechats, res->n_prechats, (size_t)limit, etag);
+        }
         if (strcmp(etag, w->etag) != 0) {
             unlink_waiter(w);
             prechat_list_answer(w->r, body, etag);
         }
-        free(body);
     }
+    free(body);
     load_done(wt);
 }
 

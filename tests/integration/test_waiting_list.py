@@ -115,6 +115,24 @@ class WaitingList(ListCase):
         self.assertStatus(self.post(self.srv, f"/api/prechats/{p1}/close", carol), 200, "close the joined one")
         wait_waiters(self.srv, base)
 
+    def test_2b_each_limit_its_own_list(self):
+        carol, alice, bob = (self.login(self.srv, u) for u in ("carol", "alice", "bob"))
+        p0 = self.open_prechat(self.srv, alice, "head of the queue")
+        base = waiters(self.srv)
+        short = self.hold_list(self.srv, carol, self.listing(self.srv, carol, "&limit=1").header("ETag"),
+                               query="&limit=1")
+        full = self.hold_list(self.srv, carol, self.listing(self.srv, carol).header("ETag"))
+        wait_waiters(self.srv, base + 2)
+        p1 = self.open_prechat(self.srv, bob, "end of the queue")
+        self.assertIn(p1, self.ids(self.assertStatus(full.response(ANSWER), 200, "the full list grew")))
+        # the same read found the first row unchanged: the one-row list is still held
+        self.assertFalse(short.answered(0.2), "a one-row list whose row did not change")
+        self.assertStatus(self.post(self.srv, f"/api/prechats/{p0}/close", alice), 200)
+        r = self.assertStatus(short.response(ANSWER), 200, "the one-row list's row left")
+        self.assertEqual(self.ids(r), [p1])
+        self.assertStatus(self.post(self.srv, f"/api/prechats/{p1}/close", bob), 200)
+        wait_waiters(self.srv, base)
+
     def test_3_timeout_is_304(self):
         carol = self.login(self.srv, "carol")
         etag = self.listing(self.srv, carol).header("ETag")
