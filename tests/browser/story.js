@@ -323,16 +323,22 @@ async function main() {
 
     // The fallbacks in order: a stream that keeps failing gives way to long-poll, long-polls that keep failing
     // to ETag polling; a message still arrives.
+    // Both kinds are cut from the start (a held request that began before its route would be a real one).
     await alice.route('**/api/prechats/*/events*', (route) => route.abort('connectionreset'));
+    await alice.route(/\/api\/prechats\/\d+\/(meta|messages)\?.*wait=/, (route) => route.abort('connectionreset'));
+    const from = alice.requests.length;
     await login(alice, 'alice');
     await startChat(alice, 'Fallbacks');
-    await waitTransport(alice, 'longpoll', 30000);
-    await alice.route(/\/api\/prechats\/\d+\/(meta|messages)\?.*wait=/, (route) => route.abort('connectionreset'));
-    await waitTransport(alice, 'poll', 30000);
+    await waitTransport(alice, 'poll', 60000);
     await send(alice, 'Still there?');
     await waitMessages(alice, ['Still there?'], 'alice on ETag polling');
-    const polls = alice.requests.filter((r) => /\/meta$/.test(r.url)).length;
-    check(polls >= 1, 'ETag polls of the meta');
+    const tried = alice.requests.slice(from).map((r) => r.url.replace(BASE, ''));
+    const firstEvents = tried.findIndex((u) => /\/events\?/.test(u));
+    const firstWait = tried.findIndex((u) => /wait=/.test(u));
+    const lastWait = tried.length - 1 - [...tried].reverse().findIndex((u) => /wait=/.test(u));
+    const firstPoll = tried.findIndex((u, i) => i > lastWait && /\/(meta|messages\?after=\d+)$/.test(u));
+    check(firstEvents >= 0 && firstWait > firstEvents && firstPoll > firstWait,
+      `stream, then long-poll, then ETag polling: ${JSON.stringify(tried)}`);
     await alice.getByRole('button', { name: 'Close chat' }).click();
     await alice.getByText('Chat closed').waitFor({ timeout: T });
     await alice.getByRole('button', { name: 'Log out' }).click();
