@@ -10,6 +10,7 @@ PACKAGES=(
   libh2o-evloop-dev libhiredis-dev libpq-dev libsqlite3-dev          # libraries
   libcjson-dev libssl-dev libsodium-dev libcmocka-dev
   python3 curl redis-server postgresql sqlite3 valgrind              # tests
+  chromium                                                           # the page's browser test (tests/browser)
   nginx-light wrk                                                    # benchmarks
   clang libclang-rt-14-dev                                           # fuzzing (scripts/fuzz.sh)
 )

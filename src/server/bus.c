@@ -124,6 +124,9 @@ void bus_on_event(void *arg, tess_str_t name)
     } else if (name.len > 5 && memcmp(name.ptr, "user:", 5) == 0) {
         roles_on_user_event(tess_strn(name.ptr + 5, name.len - 5)); /* a role changed: nothing to wake */
         return;
+    } else if (tess_str_eq(name, TESS_STR_LIT("queue:new"))) {
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = PUSH_QUEUE_NEW; /* a pre-chat joined the end of the queue: no meta moved */
     } else {
         /* A meta change: the cache first, so that every woken waiter reads the new one. */
         meta_on_app_key(srv, name);

@@ -2,7 +2,8 @@
  * The change bus: what changed, here or on another instance, reaches the meta cache and every waiter.
  *
  * Events are names: "meta:<id>" (what pre-chat <id>'s meta shows changed), "meta:queue" (the waiting queue
- * moved), "sid:<id>" (a session ended), "uid:<id>" (every session of a user ended). They travel
+ * moved), "queue:new" (a pre-chat joined the end of the queue: only the agents' waiting list changed),
+ * "sid:<id>" (a session ended), "uid:<id>" (every session of a user ended). They travel
  *   with Redis            as <tessera>app:<name> keys, reported by the coherence listener (tessera/deploy.h);
  *                         session keys the listener reports (logout, revocation, foreign writes) join them
  *   PostgreSQL, no Redis  as NOTIFY tessera_events, heard by a LISTEN connection (app/appdb.h)

@@ -64,6 +64,13 @@ void meta_changed(server_thread_t *th, int64_t prechat_id, int queue_moved);
  */
 int etag_matches(const h2o_headers_t *headers, tess_str_t etag);
 
+/*
+ * The waiting list's body for the first `limit` of `n` pre-chats (malloc, never NULL) and its strong ETag
+ * (prechats.c); prechat_list_answer sends it with the tag (200).
+ */
+char *prechat_list_render(const appdb_prechat_t *p, size_t n, size_t limit, char etag[META_ETAG_LEN + 1]);
+void prechat_list_answer(tess_req_t *r, const char *body, const char *etag);
+
 /* A message as the API shows it (prechats.c). */
 cJSON *message_json(const appdb_message_t *m);
 

@@ -6,13 +6,17 @@
  * close) by its visitor and its agent. Not found and not yours look the same (404): ids of other people's
  * pre-chats are never confirmed. Every write that changes what the meta shows calls meta_changed().
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/abuse.h"
+#include "server/bus.h"
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/router.h"
+#include "tessera/encoding.h"
 #include "tessera/error.h"
 
 #define LIST_DEFAULT 50
@@ -26,7 +30,7 @@ typedef struct prechat_state {
     int was_waiting;   /* join/close: the pre-chat was in the queue (its leaving moves the queue) */
     int64_t after;     /* messages: ?after=K */
     int64_t limit;     /* messages: ?limit=N */
-    int64_t wait_s;    /* messages: ?wait=N (0: answer at once) */
+    int64_t wait_s;    /* messages, the waiting list: ?wait=N (0: answer at once) */
 } prechat_state_t;
 
 static int is_agent(const tess_req_t *r)
@@ -163,6 +167,7 @@ static void prechat_created(void *arg, const appdb_result_t *res)
     }
     if ((r = appdb_resume(arg, res, 1)) == NULL)
         return;
+    bus_publish(r->th, TESS_STR_LIT("queue:new")); /* the agents' waiting list grew (push.c) */
     send_json(r, 201, prechat_json(&res->prechats[0]));
 }
 
@@ -183,24 +188,70 @@ void h_prechat_create(tess_req_t *r)
                                         prechat_created, t));
 }
 
-/* ---- GET /api/prechats?status=waiting ------------------------------------------------------------------ */
+/* ---- GET /api/prechats?status=waiting[&wait=N] ------------------------------------------------------------- */
+
+char *prechat_list_render(const appdb_prechat_t *p, size_t n, size_t limit, char etag[META_ETAG_LEN + 1])
+{
+    cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "prechats");
+    char *text;
+    for (size_t i = 0; i < n && i < limit; ++i)
+        cJSON_AddItemToArray(list, prechat_json(&p[i]));
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (text == NULL)
+        h2o_fatal("out of memory");
+    snprintf(etag, META_ETAG_LEN + 1, "\"%016" PRIx64 "\"", tess_fnv1a64(TESS_FNV1A64_BASIS, text, strlen(text)));
+    return text;
+}
+
+static void list_headers(tess_req_t *r, const char *etag)
+{
+    add_header(r, "etag", etag, META_ETAG_LEN);
+    h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("private, no-cache"));
+}
+
+void prechat_list_answer(tess_req_t *r, const char *body, const char *etag)
+{
+    h2o_req_t *req = r->req;
+    size_t len = strlen(body);
+    list_headers(r, etag);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
 
 static void prechat_listed(void *arg, const appdb_result_t *res)
 {
     tess_req_t *r = appdb_resume(arg, res, 0);
+    prechat_state_t *st;
+    char etag[META_ETAG_LEN + 1], *body;
     if (r == NULL)
         return;
-    cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "prechats");
-    for (size_t i = 0; i < res->n_prechats; ++i)
-        cJSON_AddItemToArray(list, prechat_json(&res->prechats[i]));
-    send_json(r, 200, o);
+    st = r->state;
+    body = prechat_list_render(res->prechats, res->n_prechats, (size_t)st->limit, etag);
+    if (etag_matches(&r->req->headers, tess_strn(etag, META_ETAG_LEN))) {
+        if (st->wait_s > 0) {
+            wait_list(r, etag, st->limit, st->wait_s); /* current: held until the list changes (push.c) */
+        } else {
+            list_headers(r, etag);
+            r->req->res.status = 304;
+            r->req->res.reason = "Not Modified";
+            send_headers_only(r->req);
+        }
+    } else {
+        prechat_list_answer(r, body, etag);
+    }
+    free(body);
 }
 
 void h_prechat_list(tess_req_t *r)
 {
     appdb_t *db = r->th->appdb;
     char status[16];
-    int64_t limit;
+    prechat_state_t *st;
+    int64_t limit, wait_s;
     ticket_t *t;
     int q;
 
@@ -213,8 +264,11 @@ void h_prechat_list(tess_req_t *r)
         send_error(r, 400, "bad_request", "status must be 'waiting'");
         return;
     }
-    if (limit_param(r, &limit) != 0)
+    if (limit_param(r, &limit) != 0 || wait_param(r, &wait_s) != 0)
         return;
+    st = req_state(r, sizeof(*st));
+    st->limit = limit;
+    st->wait_s = wait_s;
     t = req_suspend(r);
     req_started(r, t, db->ops->prechat_waiting(db, (size_t)limit, prechat_listed, t));
 }

@@ -8,6 +8,9 @@
  *   - on the loop's list of all waiters, which session events scan for their session or user;
  *   - in a timing wheel of TICK_MS slots, for the long-poll deadline, the stream keep-alive and the
  *     session's expiry, whichever comes first.
+ * The agents' long-poll of the waiting list is a watch too, under id LIST_WATCH (pre-chat ids are positive):
+ * one list query serves all its waiters on a loop; queue events wake it, and so does a change of a pre-chat
+ * that its last read listed.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,7 +32,9 @@
 #define SSE_OUT_MAX 65536  /* bytes queued for a slow stream before it is ended (the client resumes by id) */
 #define LIMIT_BUCKETS 1024 /* the process-wide waiter counts */
 
-enum { W_META = 1, W_MESSAGES, W_EVENTS };
+#define LIST_WATCH 0 /* the watch of the waiting list */
+
+enum { W_META = 1, W_MESSAGES, W_EVENTS, W_LIST };
 
 typedef struct watch watch_t;
 typedef struct waiter waiter_t;
@@ -50,8 +55,8 @@ struct waiter {
     int64_t keepalive_ms;         /* mono ms of a stream's next keep-alive (0: none) */
     int64_t expires_ms;           /* wall ms the session expires */
     int64_t after;                /* the newest message id the client has */
-    int64_t limit;                /* messages long-poll: page size */
-    char etag[META_ETAG_LEN + 1]; /* meta long-poll: the client's tag; stream: the last meta sent */
+    int64_t limit;                /* messages, list long-poll: page size */
+    char etag[META_ETAG_LEN + 1]; /* meta, list long-poll: the client's tag; stream: the last meta sent */
     tess_str_t cookies;           /* the Cookie headers, for re-validation (request pool) */
     hangup_t *hup;                /* watches the client socket for a hang-up (h2o does not, while held) */
     int checking;                 /* a re-validation is under way */
@@ -74,6 +79,8 @@ struct watch {
     int again;       /* a change came during it: read again afterwards */
     int closed;      /* the read found the pre-chat closed */
     push_loop_t *pl; /* its loop */
+    int64_t *listed; /* LIST_WATCH: the ids its last read listed (malloc) */
+    size_t n_listed; /* their number */
 };
 
 struct push_loop {
@@ -183,6 +190,7 @@ static void watch_release(watch_t *wt)
         return;
     pp = watch_slot(wt->pl, wt->id);
     *pp = wt->next;
+    free(wt->listed);
     free(wt);
 }
 
@@ -406,7 +414,7 @@ static void answer_timeout(waiter_t *w)
 {
     tess_req_t *r = w->r;
     unlink_waiter(w);
-    if (w->kind == W_META) {
+    if (w->kind == W_META || w->kind == W_LIST) {
         h2o_iovec_t etag = h2o_strdup(&r->req->pool, w->etag, META_ETAG_LEN);
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_ETAG, NULL, etag.base, etag.len);
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
@@ -553,15 +561,66 @@ static void on_watch_meta(void *arg, int rc, const meta_view_t *v)
     load_done(wt);
 }
 
-/* Reads the watch's pre-chat once for all its waiters (again after the current read, when one is going). */
+/* The waiting list, read once for all the list's waiters: each whose tag it no longer matches is answered. */
+static void on_watch_list(void *arg, const appdb_result_t *res)
+{
+    watch_t *wt = arg;
+    char etag[META_ETAG_LEN + 1], *body = NULL;
+    int64_t limit = 0;
+
+    if (res->rc != 0) {
+        load_done(wt); /* an outage: the waiters stay; the next event or their deadline answers */
+        return;
+    }
+    free(wt->listed);
+    wt->listed = NULL;
+    wt->n_listed = 0;
+    if (res->n_prechats > 0 && (wt->listed = malloc(res->n_prechats * sizeof(*wt->listed))) == NULL)
+        h2o_fatal("out of memory");
+    for (size_t i = 0; i < res->n_prechats; ++i)
+        wt->listed[wt->n_listed++] = res->prechats[i].id;
+    /* Rendered once per distinct limit (agents mostly use the default one). */
+    for (waiter_t *w = wt->head, *n; w != NULL; w = n) {
+        n = w->wnext;
+        if (body == NULL || w->limit != limit) {
+            free(body);
+            limit = w->limit;
+            body = prechat_list_render(res->prechats, res->n_prechats, (size_t)limit, etag);
+        }
+        if (strcmp(etag, w->etag) != 0) {
+            unlink_waiter(w);
+            prechat_list_answer(w->r, body, etag);
+        }
+    }
+    free(body);
+    load_done(wt);
+}
+
+static int watch_listed(const watch_t *wt, int64_t id)
+{
+    for (size_t i = 0; i < wt->n_listed; ++i) {
+        if (wt->listed[i] == id)
+            return 1;
+    }
+    return 0;
+}
+
+/* Reads the watch's pre-chat (or the waiting list) once for all its waiters (again after the current read,
+ * when one is going). */
 static void watch_load(watch_t *wt)
 {
+    appdb_t *db = wt->pl->th->appdb;
+    int rc;
     if (wt->loading) {
         wt->again = 1;
         return;
     }
     wt->loading = 1;
-    if (meta_get(wt->pl->th, wt->id, on_watch_meta, wt) != 0) {
+    if (wt->id == LIST_WATCH)
+        rc = db->ops->prechat_waiting(db, APP_LIST_MAX, on_watch_list, wt);
+    else
+        rc = meta_get(wt->pl->th, wt->id, on_watch_meta, wt);
+    if (rc != 0) {
         wt->loading = 0;
         watch_release(wt);
     }
@@ -643,6 +702,12 @@ void push_event(server_thread_t *th, int kind, int64_t id, tess_str_t key)
     switch (kind) {
     case PUSH_PRECHAT:
         if ((wt = *watch_slot(pl, id)) != NULL)
+            watch_load(wt);
+        if ((wt = *watch_slot(pl, LIST_WATCH)) != NULL && watch_listed(wt, id))
+            watch_load(wt); /* a listed pre-chat changed (its messages, its status) */
+        break;
+    case PUSH_QUEUE_NEW: /* a pre-chat joined the end of the queue: only the list changed */
+        if ((wt = *watch_slot(pl, LIST_WATCH)) != NULL)
             watch_load(wt);
         break;
     case PUSH_QUEUE: /* every waiting pre-chat's position moved: each watch reads its meta again */
@@ -727,6 +792,7 @@ void push_loop_free(server_thread_t *th)
         while (pl->buckets[b] != NULL) {
             watch_t *wt = pl->buckets[b];
             pl->buckets[b] = wt->next;
+            free(wt->listed);
             free(wt);
         }
     }
@@ -831,6 +897,19 @@ void wait_meta(tess_req_t *r, const meta_view_t *v, int64_t wait_s)
         return;
     memcpy(w->etag, v->etag, sizeof(w->etag));
     w->deadline_ms = deadline_of(wait_s);
+    link_waiter(w);
+    watch_load(w->watch); /* a change between the read and now is not missed */
+}
+
+void wait_list(tess_req_t *r, const char *etag, int64_t limit, int64_t wait_s)
+{
+    waiter_t *w = waiter_new(r, W_LIST);
+    if (w == NULL)
+        return;
+    snprintf(w->etag, sizeof(w->etag), "%s", etag);
+    w->limit = limit;
+    w->deadline_ms = deadline_of(wait_s);
+    r->prechat_id = LIST_WATCH; /* the route has no {id}: it is 0 already */
     link_waiter(w);
     watch_load(w->watch); /* a change between the read and now is not missed */
 }

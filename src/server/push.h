@@ -16,7 +16,7 @@
 #define WAIT_MAX_S 60 /* ?wait=N: 1..60 seconds */
 
 /* Event kinds the bus hands to push_event(). */
-enum { PUSH_PRECHAT = 1, PUSH_QUEUE, PUSH_SID, PUSH_UID, PUSH_ALL };
+enum { PUSH_PRECHAT = 1, PUSH_QUEUE, PUSH_SID, PUSH_UID, PUSH_ALL, PUSH_QUEUE_NEW };
 
 /* The per-loop state, in server_thread_t. */
 typedef struct push_loop push_loop_t;
@@ -43,6 +43,11 @@ int wait_param(tess_req_t *r, int64_t *wait_s);
 void wait_meta(tess_req_t *r, const meta_view_t *v, int64_t wait_s);
 /* Holds a message list that found nothing after `after` until one arrives or `wait_s` pass (prechats.c). */
 void wait_messages(tess_req_t *r, int64_t after, int64_t limit, int64_t wait_s);
+/*
+ * Holds an agent's GET /api/prechats?status=waiting&wait=N whose If-None-Match is `etag`, the list's current
+ * tag for `limit` rows, until the list shows something else (200, the new list and tag) or `wait_s` pass (304).
+ */
+void wait_list(tess_req_t *r, const char *etag, int64_t limit, int64_t wait_s);
 /* GET /api/prechats/{id}/events. */
 void h_prechat_events(tess_req_t *r);
 

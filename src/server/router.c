@@ -9,6 +9,7 @@
 #include "server/push.h"
 #include "server/roles.h"
 #include "server/router.h"
+#include "server/web.h"
 #include "tessera/error.h"
 
 static const route_t routes[] = {
@@ -154,7 +155,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
 
     atomic_fetch_add_explicit(&th->requests, 1, memory_order_relaxed);
-    if (limits_check_head(r) != 0)
+    if (limits_check_head(r) != 0 || web_try(r))
         return 0;
     hit = route_find(tess_strn(req->method.base, req->method.len),
                      tess_strn(req->path_normalized.base, req->path_normalized.len), &r->prechat_id, &status, &why,
