@@ -73,8 +73,7 @@ typedef struct appdb_ops {
      * is not one of ours): found, or made (name "ext:<id>", `role` when "agent" else "visitor", a password
      * hash nothing verifies), so that pre-chats and messages can refer to it. Answers the row (id, name, role).
      */
-    int (*user_external)(appdb_t *db, tess_str_t external_id, tess_str_t role, int64_t now_ms, appdb_cb cb,
-                         void *arg);
+    int (*user_external)(appdb_t *db, tess_str_t external_id, tess_str_t role, int64_t now_ms, appdb_cb cb, void *arg);
     /* A waiting pre-chat; TESS_EDENIED when the visitor has `max_open` open (not closed) already. */
     int (*prechat_create)(appdb_t *db, int64_t visitor_id, tess_str_t topic, int64_t max_open, int64_t now_ms,
                           appdb_cb cb, void *arg);

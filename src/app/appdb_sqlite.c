@@ -66,8 +66,8 @@ static const char schema_v5[] = "CREATE UNIQUE INDEX IF NOT EXISTS app_user_exte
 static int add_external_id(sqlite3 *db, char **msg)
 {
     sqlite3_stmt *st = NULL;
-    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('app_user') WHERE name = 'external_id'", -1,
-                                  &st, NULL) == SQLITE_OK &&
+    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('app_user') WHERE name = 'external_id'", -1, &st,
+                                  NULL) == SQLITE_OK &&
                sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
     return have ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE app_user ADD COLUMN external_id TEXT", NULL, NULL, msg);
@@ -538,8 +538,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 2 && sqlite3_exec(db, schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 3 && sqlite3_exec(db, schema_v3, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
-            (version < 5 && (add_external_id(db, &msg) != SQLITE_OK ||
-                             sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
+            (version < 5 &&
+             (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
             sqlite3_exec(db, "PRAGMA user_version = 5; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));

@@ -263,8 +263,8 @@ static void test_users(void **state)
     assert_false(r.have_user);
     /* another app's user: a row made on first sight, the same row afterwards */
     res_clear(&r);
-    assert_int_equal(finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("clx9user"), TESS_STR_LIT("agent"), T0,
-                                                          on_res, &r),
+    assert_int_equal(finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("clx9user"), TESS_STR_LIT("agent"),
+                                                          T0, on_res, &r),
                             &r),
                      0);
     int64_t ext = r.user.id;
@@ -272,16 +272,16 @@ static void test_users(void **state)
     assert_string_equal(r.user.name, "ext:clx9user");
     assert_string_equal(r.user.role, "agent");
     res_clear(&r);
-    assert_int_equal(finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("clx9user"), TESS_STR_LIT("admin"), T0,
-                                                          on_res, &r),
+    assert_int_equal(finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("clx9user"), TESS_STR_LIT("admin"),
+                                                          T0, on_res, &r),
                             &r),
                      0);
     assert_int_equal(r.user.id, ext);
     res_clear(&r);
-    assert_int_equal(finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("other"), TESS_STR_LIT("admin"), T0,
-                                                          on_res, &r),
-                            &r),
-                     0);
+    assert_int_equal(
+        finish(DB(state)->ops->user_external(DB(state), TESS_STR_LIT("other"), TESS_STR_LIT("admin"), T0, on_res, &r),
+               &r),
+        0);
     assert_string_equal(r.user.role, "visitor");
     res_clear(&r);
 }

@@ -249,9 +249,9 @@ static void test_user_external(void **state)
     assert_string_equal(f->r.user.role, "agent");
     appdb_rec_clear(&f->r);
     /* any other role becomes visitor; the row's id is a users-table id like any other */
-    assert_int_equal(finish(f, f->db->ops->user_external(f->db, TESS_STR_LIT("42"), TESS_STR_LIT("admin"), T0,
-                                                         appdb_rec_cb, &f->r)),
-                     0);
+    assert_int_equal(
+        finish(f, f->db->ops->user_external(f->db, TESS_STR_LIT("42"), TESS_STR_LIT("admin"), T0, appdb_rec_cb, &f->r)),
+        0);
     assert_string_equal(f->r.user.role, "visitor");
     appdb_rec_clear(&f->r);
     assert_int_equal(finish(f, f->db->ops->user_by_id(f->db, id, appdb_rec_cb, &f->r)), 0);
