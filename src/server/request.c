@@ -16,6 +16,50 @@ struct ticket {
     server_thread_t *th; /* for the in-flight count */
 };
 
+/* ---- holds ------------------------------------------------------------------------------------------- */
+
+/*
+ * h2o's HTTP/1 stops reading a connection while its request is processed and starts again once the answer
+ * is written. An answer given in the same loop iteration costs nothing (the poller sees no change), but an
+ * asynchronous one (Redis, PostgreSQL, a password check) would cost two epoll_ctl calls: the read interest
+ * dropped at the end of the iteration, and added back when the answer goes. A hold keeps the interest
+ * registered without reading (h2o_socket_dont_read) and gives the socket back, not reading, as h2o left it,
+ * before the answer is written. Should the client send while held (a pipelined request, a hang-up), the
+ * hold ends there: h2o reads those bytes after this answer, as without a hold.
+ */
+
+static void on_held_readable(h2o_socket_t *sock, const char *err)
+{
+    (void)err; /* nothing was read (dont_read): the bytes or the end of file wait for h2o */
+    h2o_socket_dont_read(sock, 0);
+    h2o_socket_read_stop(sock);
+}
+
+static void hold_start(tess_req_t *r)
+{
+    h2o_req_t *req = r->req;
+    h2o_socket_t *sock;
+
+    if (r->held != NULL || req->version >= 0x200 || req->conn->callbacks->get_socket == NULL ||
+        (sock = req->conn->callbacks->get_socket(req->conn)) == NULL || h2o_socket_is_reading(sock))
+        return;
+    h2o_socket_dont_read(sock, 1);
+    h2o_socket_read_start(sock, on_held_readable);
+    r->held = sock;
+}
+
+static void hold_end(tess_req_t *r)
+{
+    h2o_socket_t *sock = r->held;
+
+    if (sock == NULL)
+        return;
+    r->held = NULL;
+    h2o_socket_dont_read(sock, 0);
+    if (sock->_cb.read == on_held_readable)
+        h2o_socket_read_stop(sock); /* h2o starts reading again once the answer is written */
+}
+
 /* ---- tickets ------------------------------------------------------------------------------------------- */
 
 static void req_dispose(void *p)
@@ -23,6 +67,7 @@ static void req_dispose(void *p)
     tess_req_t *r = p;
     if (r->pending != NULL)
         r->pending->r = NULL;
+    hold_end(r); /* answered while a step was under way: h2o disposes of the request before the socket */
     cJSON_Delete(r->body);
 }
 
@@ -44,6 +89,7 @@ ticket_t *req_suspend(tess_req_t *r)
     t->th = r->th;
     r->pending = t;
     ++r->th->inflight;
+    hold_start(r);
     return t;
 }
 
@@ -53,8 +99,10 @@ tess_req_t *req_resume(void *arg)
     tess_req_t *r = t->r;
     --t->th->inflight;
     free(t);
-    if (r != NULL)
+    if (r != NULL) {
         r->pending = NULL;
+        hold_end(r);
+    }
     return r;
 }
 
@@ -133,6 +181,7 @@ void send_headers_only(h2o_req_t *req)
 static void send_body(tess_req_t *r, int status, const char *type, const char *body, size_t len)
 {
     h2o_req_t *req = r->req;
+    hold_end(r); /* an answer while a step is still under way (a long-poll's revalidation) */
     req->res.status = status;
     req->res.reason = reason_of(status);
     if (type != NULL)

@@ -34,6 +34,7 @@ struct tess_req {
     int64_t uid;                        /* user_id as a number, 0 when it is not one */
     int64_t prechat_id;                 /* {id} of the path, when the route has one */
     cJSON *body;                        /* parsed JSON body, when the route takes one */
+    h2o_socket_t *held;                 /* the HTTP/1 socket whose read interest is held (request.c) */
 };
 
 /* A request context in the pool of `req` (freed with it; an orphaned ticket then finds NULL). */
