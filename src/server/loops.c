@@ -200,6 +200,7 @@ static void thread_close(server_thread_t *th)
     if (th->appdb != NULL)
         th->appdb->ops->close(th->appdb);
     sqlite3_close(th->sqlite);
+    req_tickets_free(th); /* last: closing the stores above completes their outstanding steps */
 }
 
 int loops_open(server_t *srv, char *err, size_t errcap)

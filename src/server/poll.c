@@ -94,9 +94,25 @@ int meta_cache_stats(server_t *srv, uint64_t *hits, uint64_t *misses, size_t *en
     return 1;
 }
 
+/* The decimal of `id` (at most 20 bytes and a NUL in `buf`), without printf: it runs on every poll. */
 static tess_str_t meta_key(int64_t id, char *buf, size_t cap)
 {
-    return tess_strn(buf, (size_t)snprintf(buf, cap, "%" PRId64, id));
+    char tmp[21];
+    size_t n = 0, len = 0;
+    uint64_t v = id < 0 ? (uint64_t)0 - (uint64_t)id : (uint64_t)id;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (id < 0)
+        tmp[n++] = '-';
+    if (cap < n + 1)
+        return tess_strn(buf, 0);
+    while (n > 0)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return tess_strn(buf, len);
 }
 
 static void copy_view(void *arg, const void *bytes, size_t len)

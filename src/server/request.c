@@ -14,7 +14,10 @@
 struct ticket {
     tess_req_t *r;       /* NULL once the request is gone */
     server_thread_t *th; /* for the in-flight count */
+    ticket_t *next;      /* in th->spare_tickets */
 };
+
+#define SPARE_TICKETS_MAX 1024 /* freed tickets a loop keeps for reuse (a hit then allocates nothing) */
 
 /* ---- holds ------------------------------------------------------------------------------------------- */
 
@@ -82,9 +85,13 @@ tess_req_t *req_new(h2o_req_t *req, server_thread_t *th)
 
 ticket_t *req_suspend(tess_req_t *r)
 {
-    ticket_t *t = malloc(sizeof(*t));
-    if (t == NULL)
+    ticket_t *t = r->th->spare_tickets;
+    if (t != NULL) {
+        r->th->spare_tickets = t->next;
+        --r->th->spare_count;
+    } else if ((t = malloc(sizeof(*t))) == NULL) {
         h2o_fatal("out of memory");
+    }
     t->r = r;
     t->th = r->th;
     r->pending = t;
@@ -97,13 +104,30 @@ tess_req_t *req_resume(void *arg)
 {
     ticket_t *t = arg;
     tess_req_t *r = t->r;
-    --t->th->inflight;
-    free(t);
+    server_thread_t *th = t->th;
+    --th->inflight;
+    if (th->spare_count < SPARE_TICKETS_MAX) {
+        t->next = th->spare_tickets;
+        th->spare_tickets = t;
+        ++th->spare_count;
+    } else {
+        free(t);
+    }
     if (r != NULL) {
         r->pending = NULL;
         hold_end(r);
     }
     return r;
+}
+
+void req_tickets_free(server_thread_t *th)
+{
+    while (th->spare_tickets != NULL) {
+        ticket_t *t = th->spare_tickets;
+        th->spare_tickets = t->next;
+        free(t);
+    }
+    th->spare_count = 0;
 }
 
 int req_started(tess_req_t *r, ticket_t *t, int rc)

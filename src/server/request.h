@@ -45,8 +45,10 @@ void *req_state(tess_req_t *r, size_t size);
 
 /* Suspends `r` for one asynchronous step; pass the ticket as the callback argument. */
 ticket_t *req_suspend(tess_req_t *r);
-/* In a completion: the request, or NULL when it is gone (the ticket is freed either way). */
+/* In a completion: the request, or NULL when it is gone (the ticket is freed, or kept for reuse, either way). */
 tess_req_t *req_resume(void *ticket);
+/* Frees the tickets `th` keeps for reuse (when the loop closes, after its last completion). */
+void req_tickets_free(server_thread_t *th);
 /*
  * After starting a call with ticket `t` that returned `rc`: a call that could not start (rc != 0, so no
  * callback will come) resumes `r` and answers like a backend error. Returns rc.

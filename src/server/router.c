@@ -100,13 +100,21 @@ const route_t *route_find(tess_str_t method, tess_str_t path, int64_t *id, int *
     return NULL;
 }
 
+/* A NUL-terminated copy of `src`, cut to `cap` - 1 bytes (snprintf's result, without printf per request). */
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void set_session(tess_req_t *r, const tess_session_t *s)
 {
     int64_t uid = 0;
     r->authed = 1;
-    snprintf(r->sid, sizeof(r->sid), "%s", s->id);
-    snprintf(r->user_id, sizeof(r->user_id), "%s", s->user_id);
-    snprintf(r->role, sizeof(r->role), "%s", s->role);
+    copy_field(r->sid, sizeof(r->sid), s->id);
+    copy_field(r->user_id, sizeof(r->user_id), s->user_id);
+    copy_field(r->role, sizeof(r->role), s->role);
     r->expires_ms = s->expires_ms;
     /* A decimal id is one of our users' (tessera's own logins, whatever the format); any other id is another
      * app's user, mapped to a users-table row by roles_resolve_external (on_auth). */

@@ -54,6 +54,8 @@ struct server_thread {
     atomic_uint_fast64_t requests;   /* requests handled (this loop writes, /metrics reads) */
     atomic_int conns;                /* open client connections (this loop writes, /metrics reads) */
     int inflight;                    /* asynchronous steps under way (tickets); this loop only */
+    struct ticket *spare_tickets;    /* freed tickets kept for reuse (request.c); this loop only */
+    int spare_count;                 /* how many */
     int max_conns;                   /* this loop's share of TESSERA_MAX_CONNECTIONS */
     int accepting;                   /* the listener is being read */
     h2o_timeout_t retry_timeout;     /* accept retry after EMFILE/ENFILE */

@@ -2,6 +2,7 @@
  * Signed session cookies (express-session / cookie-signature format), secret rotation lists,
  * Cookie / Set-Cookie header helpers and the two date formats they use.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED 1 /* SHA256_CTX: crypto/secrets.h */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +18,10 @@
 #define SHA256_BLOCK 64
 
 struct tess_secret {
-    char *ptr;         /* owned copy, NUL-terminated (the secret itself may hold NUL bytes) */
-    size_t len;        /* length in bytes */
-    EVP_MD_CTX *inner; /* SHA-256 state after (key ^ ipad); read-only once built */
-    EVP_MD_CTX *outer; /* SHA-256 state after (key ^ opad); read-only once built */
+    char *ptr;        /* owned copy, NUL-terminated (the secret itself may hold NUL bytes) */
+    size_t len;       /* length in bytes */
+    SHA256_CTX inner; /* SHA-256 state after (key ^ ipad); read-only once built */
+    SHA256_CTX outer; /* SHA-256 state after (key ^ opad); read-only once built */
 };
 
 /* Immutable once tess_secrets_parse() returns: shared by all threads, only ever read. */
@@ -54,22 +55,16 @@ static int secret_key_setup(EVP_MD *md, struct tess_secret *s)
     } else {
         memcpy(key, s->ptr, s->len);
     }
-    s->inner = EVP_MD_CTX_new();
-    s->outer = EVP_MD_CTX_new();
-    if (s->inner == NULL || s->outer == NULL) {
-        rc = TESS_ENOMEM;
-        goto out;
-    }
     for (size_t i = 0; i < SHA256_BLOCK; i++) {
         pad[i] = key[i] ^ 0x36;
     }
-    if (EVP_DigestInit_ex(s->inner, md, NULL) != 1 || EVP_DigestUpdate(s->inner, pad, sizeof(pad)) != 1) {
+    if (SHA256_Init(&s->inner) != 1 || SHA256_Update(&s->inner, pad, sizeof(pad)) != 1) {
         goto out;
     }
     for (size_t i = 0; i < SHA256_BLOCK; i++) {
         pad[i] = key[i] ^ 0x5c;
     }
-    if (EVP_DigestInit_ex(s->outer, md, NULL) != 1 || EVP_DigestUpdate(s->outer, pad, sizeof(pad)) != 1) {
+    if (SHA256_Init(&s->outer) != 1 || SHA256_Update(&s->outer, pad, sizeof(pad)) != 1) {
         goto out;
     }
     rc = TESS_OK;
@@ -156,8 +151,8 @@ void tess_secrets_free(tess_secrets_t *secrets)
             OPENSSL_cleanse(it->ptr, it->len);
             free(it->ptr);
         }
-        EVP_MD_CTX_free(it->inner);
-        EVP_MD_CTX_free(it->outer);
+        OPENSSL_cleanse(&it->inner, sizeof(it->inner));
+        OPENSSL_cleanse(&it->outer, sizeof(it->outer));
     }
     EVP_MD_free(secrets->md);
     free(secrets);
@@ -176,27 +171,28 @@ tess_str_t tess_secrets_get(const tess_secrets_t *secrets, size_t i)
     return tess_strn(secrets->items[i].ptr, secrets->items[i].len);
 }
 
-int tess__secrets_hmac(const tess_secrets_t *secrets, size_t i, EVP_MD_CTX *scratch, const void *msg, size_t n,
-                       uint8_t mac[TESS__HMAC_LEN])
+int tess__secrets_hmac(const tess_secrets_t *secrets, size_t i, const void *msg, size_t n, uint8_t mac[TESS__HMAC_LEN])
 {
     uint8_t ih[TESS__HMAC_LEN];
-    unsigned int len = 0;
+    SHA256_CTX c;
     int rc = TESS_EIO;
 
-    if (secrets == NULL || i >= secrets->count || scratch == NULL) {
+    if (secrets == NULL || i >= secrets->count) {
         return TESS_EINVAL;
     }
-    /* EVP_MD_CTX_copy_ex only reads its source: the list stays shareable across threads */
-    if (EVP_MD_CTX_copy_ex(scratch, secrets->items[i].inner) != 1 || EVP_DigestUpdate(scratch, msg, n) != 1 ||
-        EVP_DigestFinal_ex(scratch, ih, &len) != 1) {
+    /* a struct copy of the read-only state: the list stays shareable across threads */
+    c = secrets->items[i].inner;
+    if (SHA256_Update(&c, msg, n) != 1 || SHA256_Final(ih, &c) != 1) {
         goto out;
     }
-    if (EVP_MD_CTX_copy_ex(scratch, secrets->items[i].outer) != 1 || EVP_DigestUpdate(scratch, ih, sizeof(ih)) != 1 ||
-        EVP_DigestFinal_ex(scratch, mac, &len) != 1) {
+    c = secrets->items[i].outer;
+    if (SHA256_Update(&c, ih, sizeof(ih)) != 1 || SHA256_Final(mac, &c) != 1) {
         goto out;
     }
     rc = TESS_OK;
 out:
+    OPENSSL_cleanse(&c, sizeof(c));
+    OPENSSL_cleanse(ih, sizeof(ih));
     return rc;
 }
 
@@ -206,11 +202,10 @@ out:
 #define SIG_B64_LEN TESS_BASE64_LEN(TESS__HMAC_LEN) /* 43 */
 
 /* base64(HMAC-SHA256(secret i, sid)) without '=' into sig (SIG_B64_LEN + 1 bytes). */
-static int cookie_sig(const tess_secrets_t *secrets, size_t i, EVP_MD_CTX *scratch, const char *sid, size_t n,
-                      char sig[SIG_B64_LEN + 1])
+static int cookie_sig(const tess_secrets_t *secrets, size_t i, const char *sid, size_t n, char sig[SIG_B64_LEN + 1])
 {
     uint8_t mac[TESS__HMAC_LEN];
-    int rc = tess__secrets_hmac(secrets, i, scratch, sid, n, mac);
+    int rc = tess__secrets_hmac(secrets, i, sid, n, mac);
 
     if (rc == TESS_OK) {
         tess_base64_encode_nopad(mac, sizeof(mac), sig);
@@ -221,7 +216,6 @@ static int cookie_sig(const tess_secrets_t *secrets, size_t i, EVP_MD_CTX *scrat
 int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, size_t cap, size_t *outlen)
 {
     char raw[2 + TESS_SID_MAX + 1 + SIG_B64_LEN + 1];
-    EVP_MD_CTX *scratch = NULL;
     size_t n = 0;
     int rc;
 
@@ -234,24 +228,18 @@ int tess_cookie_sign(const tess_secrets_t *secrets, tess_str_t sid, char *out, s
     if (secrets == NULL || secrets->count == 0 || sid.len == 0 || sid.len > TESS_SID_MAX || sid.ptr == NULL) {
         return TESS_EINVAL;
     }
-    scratch = EVP_MD_CTX_new();
-    if (scratch == NULL) {
-        rc = TESS_ENOMEM;
-        goto out;
-    }
     raw[n++] = 's';
     raw[n++] = ':';
     memcpy(raw + n, sid.ptr, sid.len);
     n += sid.len;
     raw[n++] = '.';
-    rc = cookie_sig(secrets, 0, scratch, sid.ptr, sid.len, raw + n);
+    rc = cookie_sig(secrets, 0, sid.ptr, sid.len, raw + n);
     if (rc != TESS_OK) {
         goto out;
     }
     n += SIG_B64_LEN;
     rc = tess_url_encode(tess_strn(raw, n), out, cap, outlen);
 out:
-    EVP_MD_CTX_free(scratch);
     return rc;
 }
 
@@ -264,7 +252,6 @@ int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *si
 {
     char buf[TESS_COOKIE_VALUE_MAX + 1];
     char expect[SIG_B64_LEN + 1];
-    EVP_MD_CTX *scratch = NULL;
     size_t len = 0;
     int rc;
 
@@ -308,13 +295,9 @@ int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *si
     if (sig_len != SIG_B64_LEN) {
         return TESS_EBADSIG; /* no secret can produce it */
     }
-    scratch = EVP_MD_CTX_new();
-    if (scratch == NULL) {
-        return TESS_ENOMEM;
-    }
     rc = TESS_EBADSIG;
     for (size_t i = 0; i < secrets->count; i++) {
-        int hrc = cookie_sig(secrets, i, scratch, body, id_len, expect);
+        int hrc = cookie_sig(secrets, i, body, id_len, expect);
         if (hrc != TESS_OK) {
             rc = hrc;
             goto out;
@@ -341,7 +324,6 @@ int tess_cookie_unsign(const tess_secrets_t *secrets, tess_str_t value, char *si
         *sid_len = id_len;
     }
 out:
-    EVP_MD_CTX_free(scratch);
     OPENSSL_cleanse(expect, sizeof(expect));
     return rc;
 }

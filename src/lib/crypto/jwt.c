@@ -7,7 +7,8 @@
  * secret in constant time; only then the payload is decoded and parsed, so forged tokens never reach
  * the JSON parser.
  */
-#include <math.h> /* isfinite, fabs: compiler built-ins, no libm */
+#define OPENSSL_SUPPRESS_DEPRECATED 1 /* SHA256_CTX: crypto/secrets.h */
+#include <math.h>                     /* isfinite, fabs: compiler built-ins, no libm */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,10 +33,8 @@ struct tess_jwt {
     const tess_secrets_t *secrets;                /* borrowed; outlives us */
     char user_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* the user id claim's name ("userId") */
     char role_claim[TESS_JWT_CLAIM_NAME_MAX + 1]; /* the role claim's name ("role") */
-    EVP_MD_CTX *sha0;                             /* SHA-256 initialised once (token digests copy it) */
     int64_t leeway_s;                             /* exp / nbf / iat tolerance */
     size_t max_token_len;                         /* longer tokens are TESS_ETOOBIG */
-    EVP_MD_CTX *scratch;                          /* per-verifier HMAC work context (why this type is per thread) */
     char *buf;                                    /* decoded header / payload, max_token_len bytes + NUL */
 };
 
@@ -98,11 +97,8 @@ int tess_jwt_new(tess_jwt_t **out, const tess_secrets_t *secrets, const tess_jwt
         rc = TESS_EINVAL;
         goto out;
     }
-    j->scratch = EVP_MD_CTX_new();
-    j->sha0 = EVP_MD_CTX_new();
     j->buf = malloc(j->max_token_len + 1);
-    if (j->scratch == NULL || j->sha0 == NULL || j->buf == NULL ||
-        EVP_DigestInit_ex(j->sha0, EVP_sha256(), NULL) != 1) {
+    if (j->buf == NULL) {
         rc = TESS_ENOMEM;
         goto out;
     }
@@ -118,8 +114,6 @@ void tess_jwt_free(tess_jwt_t *jwt)
     if (jwt == NULL) {
         return;
     }
-    EVP_MD_CTX_free(jwt->scratch);
-    EVP_MD_CTX_free(jwt->sha0);
     free(jwt->buf);
     free(jwt);
 }
@@ -278,7 +272,7 @@ int tess_jwt_sign(tess_jwt_t *jwt, const tess_jwt_claims_t *claims, char *out, s
     memcpy(out, JWT_HEADER_B64 ".", hlen + 1);
     size_t n = hlen + 1;
     n += tess_base64url_encode((const uint8_t *)json, o, out + n);
-    rc = tess__secrets_hmac(jwt->secrets, 0, jwt->scratch, out, n, mac);
+    rc = tess__secrets_hmac(jwt->secrets, 0, out, n, mac);
     if (rc != TESS_OK) {
         out[0] = '\0';
         return rc;
@@ -510,7 +504,7 @@ int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_c
     }
     rc = TESS_EBADSIG;
     for (size_t i = 0; i < tess_secrets_count(jwt->secrets); i++) {
-        int hrc = tess__secrets_hmac(jwt->secrets, i, jwt->scratch, p, (size_t)(d2 - p), mac);
+        int hrc = tess__secrets_hmac(jwt->secrets, i, p, (size_t)(d2 - p), mac);
         if (hrc != TESS_OK) {
             return hrc;
         }
@@ -542,7 +536,6 @@ int64_t tess_jwt_leeway_s(const tess_jwt_t *jwt)
 int tess_jwt_token_digest(tess_jwt_t *jwt, tess_str_t token, char *out, size_t cap)
 {
     uint8_t md[32];
-    unsigned int n = 0;
     size_t plen = sizeof(TESS_JWT_DIGEST_PREFIX) - 1;
 
     if (cap > 0) {
@@ -551,11 +544,9 @@ int tess_jwt_token_digest(tess_jwt_t *jwt, tess_str_t token, char *out, size_t c
     if (cap < TESS_JWT_TOKEN_ID_MAX + 1) {
         return TESS_ENOSPACE;
     }
-    /* a copy of the initialised state: no algorithm fetch per digest (OpenSSL 3) */
-    if (EVP_MD_CTX_copy_ex(jwt->scratch, jwt->sha0) != 1 || EVP_DigestUpdate(jwt->scratch, token.ptr, token.len) != 1 ||
-        EVP_DigestFinal_ex(jwt->scratch, md, &n) != 1 || n != sizeof(md)) {
-        return TESS_ENOMEM;
-    }
+    /* the low-level one-shot: no algorithm fetch nor allocation per digest (OpenSSL 3) */
+    (void)jwt;
+    SHA256((const unsigned char *)token.ptr, token.len, md);
     memcpy(out, TESS_JWT_DIGEST_PREFIX, plen);
     out[plen + tess_base64url_encode(md, sizeof(md), out + plen)] = '\0';
     return TESS_OK;

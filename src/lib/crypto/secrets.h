@@ -1,27 +1,31 @@
 /*
  * Internal: keyed HMAC-SHA256 over a secret list (shared by cookie.c and jwt.c).
  *
- * tess_secrets_parse() absorbs each secret's ipad and opad blocks into two SHA-256 contexts once; an
- * HMAC then costs two EVP_MD_CTX_copy_ex() from those read-only states into a caller-owned scratch
- * context plus the message and one 32-byte block. Measured on this machine (OpenSSL 3.0, 180-byte
- * message): 217 ns, against 269 ns for EVP_MAC_init() with a NULL key on a keyed EVP_MAC_CTX, 552 ns for
- * EVP_MAC_CTX_dup() of a keyed template, 1165 ns for the one-shot HMAC().
+ * tess_secrets_parse() absorbs each secret's ipad and opad blocks into two SHA-256 states once; an HMAC
+ * then costs two struct copies of those read-only states plus the message and one 32-byte block. The states
+ * are OpenSSL's SHA256_CTX (the same SHA-NI/AVX2 code as EVP, deprecated in 3.0 but shipped): a plain struct,
+ * so a copy allocates nothing, where EVP_MD_CTX_copy_ex() allocates a provider context per copy in
+ * OpenSSL 3 (and EVP_MAC_init() on a keyed EVP_MAC_CTX, EVP_MAC_CTX_dup() or the one-shot HMAC() cost more
+ * still; bench_jwt measures it against HMAC()).
  */
 #ifndef TESSERA_SECRETS_INTERNAL_H
 #define TESSERA_SECRETS_INTERNAL_H
 
-#include <openssl/evp.h>
+/* The low-level SHA-256 interface: deprecated in OpenSSL 3.0, shipped, and the only allocation-free one. Its
+ * users define OPENSSL_SUPPRESS_DEPRECATED before their first OpenSSL header. */
+#ifndef OPENSSL_SUPPRESS_DEPRECATED
+#error "define OPENSSL_SUPPRESS_DEPRECATED before any OpenSSL header (SHA256_CTX, see above)"
+#endif
+#include <openssl/sha.h>
 
 #include "tessera/cookie.h"
 
 #define TESS__HMAC_LEN 32 /* HMAC-SHA256 output, in bytes */
 
 /*
- * HMAC-SHA256(secret i, msg) into `mac`. `scratch` is a context the caller owns (EVP_MD_CTX_new()) and
- * does not share; the secret list itself is only read, so any number of threads may call this on the
- * same list with their own scratch contexts. Returns 0, or TESS_EIO when OpenSSL fails.
+ * HMAC-SHA256(secret i, msg) into `mac`, allocating nothing. The secret list is only read, so any number
+ * of threads may call this on the same list. Returns 0, or TESS_EIO when OpenSSL fails.
  */
-int tess__secrets_hmac(const tess_secrets_t *secrets, size_t i, EVP_MD_CTX *scratch, const void *msg, size_t n,
-                       uint8_t mac[TESS__HMAC_LEN]);
+int tess__secrets_hmac(const tess_secrets_t *secrets, size_t i, const void *msg, size_t n, uint8_t mac[TESS__HMAC_LEN]);
 
 #endif
