@@ -4,9 +4,13 @@
  * Bounds are split evenly per shard (max_entries / shards, max_bytes / shards): each shard enforces its own
  * share, so the totals hold without any cross-shard lock. An entry accounts sizeof(entry) + key + extra_json.
  *
- * Generations: every shard has a counter bumped by tess_cache_evict*(), tess_cache_flush() and disabling.
- * A put carries the generation its caller read before going to the backend and is dropped when the counter
- * moved, so a lookup that raced a logout never re-inserts the session. LRU evictions (a bound) and TTL
+ * Generations: every shard has a counter bumped by tess_cache_evict_user(), tess_cache_flush() and disabling,
+ * and GEN_STRIPES stripe counters, one of which (by the key's hash) tess_cache_evict() bumps. A put carries
+ * the generation (both counters) its caller read before going to the backend and is dropped when either
+ * moved, so a lookup that raced a logout never re-inserts the session, while an eviction of one key drops
+ * only the puts of keys in its stripe (1/GEN_STRIPES of the shard's), not every put in flight in the shard:
+ * under many concurrent misses, each of which writes an L2 copy whose invalidation comes back, one counter
+ * per shard dropped most puts. LRU evictions (a bound) and TTL
  * expiry do not bump it: they remove nothing that a put could wrongly restore.
  */
 #include <pthread.h>
@@ -24,6 +28,7 @@
 #define DEFAULT_SHARDS 16
 #define MAX_SHARDS 4096
 #define INITIAL_BUCKETS 64
+#define GEN_STRIPES 64 /* eviction generations per shard (power of two) */
 
 typedef struct centry {
     struct centry *hnext;  /* hash chain */
@@ -63,7 +68,8 @@ typedef struct shard {
     centry_t lru;                     /* sentinel: lru.next is the most recent, lru.prev the least */
     size_t count;                     /* entries */
     size_t bytes;                     /* accounted bytes */
-    uint64_t gen;                     /* generation (written under lock, read with atomics) */
+    uint32_t gen;                     /* generation (written under lock, read with atomics) */
+    uint32_t stripes[GEN_STRIPES];    /* per-stripe eviction generations (the same) */
     uint64_t hits;                    /* counters, see tess_cache_stats_t */
     uint64_t negative_hits;
     uint64_t misses;
@@ -196,6 +202,19 @@ static void bump_gen(shard_t *sh)
     __atomic_add_fetch(&sh->gen, 1, __ATOMIC_RELEASE);
 }
 
+/* The stripe of hash `h` (bits apart from the shard's high bits and the buckets' low ones). */
+static uint32_t *stripe_of(shard_t *sh, uint64_t h)
+{
+    return &sh->stripes[(h >> 24) & (GEN_STRIPES - 1)];
+}
+
+/* What a put must find unchanged: the shard's generation and the key's stripe's. */
+static uint64_t gen_of(shard_t *sh, uint64_t h)
+{
+    return (uint64_t)__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) << 32 |
+           __atomic_load_n(stripe_of(sh, h), __ATOMIC_ACQUIRE);
+}
+
 /* ---- API ---------------------------------------------------------------------------------------------- */
 
 int tess_cache_new(tess_cache_t **out, const tess_cache_opts_t *opts)
@@ -322,7 +341,8 @@ out:
 
 uint64_t tess_cache_gen(tess_cache_t *c, tess_str_t key)
 {
-    return __atomic_load_n(&shard_of(c, hash_key(c, key))->gen, __ATOMIC_ACQUIRE);
+    uint64_t h = hash_key(c, key);
+    return gen_of(shard_of(c, h), h);
 }
 
 static int insert(tess_cache_t *c, shard_t *sh, tess_str_t key, uint64_t h, centry_t *e, uint64_t gen);
@@ -375,7 +395,7 @@ static int insert(tess_cache_t *c, shard_t *sh, tess_str_t key, uint64_t h, cent
     centry_t **pp;
 
     pthread_mutex_lock(&sh->lock);
-    if (!is_enabled(c) || __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) != gen)
+    if (!is_enabled(c) || gen_of(sh, h) != gen)
         goto out; /* an eviction or flush happened since the caller's lookup began: drop */
     /* The new value supersedes the old one even when it is not stored (expired, or larger than a shard). */
     if (*(pp = slot_of(sh, key, h)) != NULL)
@@ -463,7 +483,7 @@ void tess_cache_evict(tess_cache_t *c, tess_str_t key)
         remove_at(sh, pp);
         sh->invalidations++;
     }
-    bump_gen(sh);
+    __atomic_add_fetch(stripe_of(sh, h), 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&sh->lock);
 }
 

@@ -266,6 +266,37 @@ static void test_negative(void **state)
     tess_cache_free(c);
 }
 
+/* An eviction drops the puts in flight of its own stripe only: on one shard, most keys' puts survive it. */
+static void test_generation_stripes(void **state)
+{
+    enum { KEYS = 1000 };
+    tess_cache_t *c = new_cache(4 * KEYS, 16 << 20, 1);
+    uint64_t gens[KEYS];
+    char key[32];
+    tess_session_t s;
+    int kept = 0;
+    (void)state;
+
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "sid-%d", i);
+        gens[i] = tess_cache_gen(c, tess_str(key));
+    }
+    tess_cache_evict(c, TESS_STR_LIT("sid-0")); /* a logout while all KEYS lookups are in flight */
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "sid-%d", i);
+        make(&s, key, "u", 0);
+        assert_int_equal(tess_cache_put(c, tess_str(key), &s, NOW, gens[i]), 0);
+        tess_session_clear(&s);
+        if (lookup(c, key, NOW) == TESS_CACHE_HIT)
+            kept++;
+        else
+            assert_int_not_equal(tess_cache_gen(c, tess_str(key)), gens[i]); /* dropped only when it moved */
+    }
+    assert_int_equal(lookup(c, "sid-0", NOW), TESS_CACHE_MISS); /* the evicted key's own put: dropped */
+    assert_true(kept >= KEYS * 9 / 10);                         /* 1/64 share its stripe: ~984 kept */
+    tess_cache_free(c);
+}
+
 static void test_generation_guard(void **state)
 {
     tess_cache_t *c = new_cache(100, 1 << 20, 4);
@@ -431,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_negative),
         cmocka_unit_test(test_generation_guard),
+        cmocka_unit_test(test_generation_stripes),
         cmocka_unit_test(test_evict_user_flush_disable),
         cmocka_unit_test(test_threads),
     };
