@@ -34,6 +34,11 @@ int livechat_init(void)
     return 0;
 }
 
+const char *livechat_origin(void)
+{
+    return origin;
+}
+
 const char *livechat_side_name(int side)
 {
     return side == 0 ? "visitor" : "agent";

@@ -31,6 +31,8 @@ int livechat_init(void);
  * it), 0 when `name` is not a well-formed live event.
  */
 int livechat_parse(tess_str_t name, int64_t *id, live_event_t *ev, int *own);
+/* This process's origin id (16 hex digits). */
+const char *livechat_origin(void);
 /* The event's name of a side ("visitor", "agent"). */
 const char *livechat_side_name(int side);
 
