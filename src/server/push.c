@@ -745,7 +745,7 @@ void push_live(server_thread_t *th, int64_t id, const live_event_t *ev)
     else
         n = snprintf(data, sizeof(data), "{\"from\":\"%s\"}", livechat_side_name(ev->side));
     for (waiter_t *w = wt->head; w != NULL; w = w->wnext) {
-        if (w->kind != W_EVENTS || w->finished || w->final)
+        if (w->kind != W_EVENTS || !w->started || w->finished || w->final)
             continue;
         if (ev->read) {
             if (ev->value <= w->read_sent[ev->side])
