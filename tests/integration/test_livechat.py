@@ -69,7 +69,9 @@ class LiveCase(ServerTestCase):
 class LiveSingle(LiveCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = cls.track_class(TesseraServer(strategy="db"))
+        # test_4 posts more messages than the default per-user rate allows
+        cls.srv = cls.track_class(TesseraServer(strategy="db", env={"TESSERA_MESSAGE_RATE": "600000",
+                                                                    "TESSERA_MESSAGE_BURST": "10000"}))
         try:
             add_users(cls.srv, ["alice", "bob", "carol", "dave"])
             cls.srv.start()
@@ -132,6 +134,20 @@ class LiveSingle(LiveCase):
         doc2 = self.assertStatus(alice.get(f"/api/prechats/{pid}/transcript"), 200, "closed").json()
         self.assertEqual(doc2["prechat"]["status"], "closed")
         self.assertEqual(doc2["messages"], doc["messages"])
+
+    def test_4_transcript_longer_than_a_page(self):
+        alice, carol, pid = self.joined()
+        n = 2 * 200 + 7  # more than two pages of the message query (APP_LIST_MAX)
+        for i in range(n):
+            self.post_message(alice if i % 2 == 0 else carol, pid, f"message {i}")
+        doc = self.assertStatus(carol.get(f"/api/prechats/{pid}/transcript"), 200, "transcript").json()
+        self.assertEqual([m["body"] for m in doc["messages"]], [f"message {i}" for i in range(n)])
+        ids = [m["id"] for m in doc["messages"]]
+        self.assertEqual(ids, sorted(set(ids)))
+        t = self.assertStatus(alice.get(f"/api/prechats/{pid}/transcript?format=text"), 200, "text").body.decode()
+        lines = t.split("\n")
+        self.assertEqual(len(lines), n + 2, t[-300:])
+        self.assertTrue(lines[n].endswith(f"] {'visitor' if (n - 1) % 2 == 0 else 'agent'}: message {n - 1}"))
 
     def test_3_bad_input(self):
         alice, carol, pid = self.joined()
