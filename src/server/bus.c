@@ -64,11 +64,12 @@ static void drain(void *arg)
     in->n = in->cap = 0;
     in->posted = 0;
     pthread_mutex_unlock(&in->lock);
-    for (size_t i = 0; i < n; ++i)
+    for (size_t i = 0; i < n; ++i) {
         if (events[i].kind == PUSH_LIVE)
             push_live(th, events[i].id, &events[i].live);
         else
             push_event(th, events[i].kind, events[i].id, tess_str(events[i].key));
+    }
     free(events);
 }
 

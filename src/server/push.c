@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include "server/hangup.h"
+#include "server/livechat.h"
 #include "server/push.h"
 #include "server/router.h"
-#include "server/livechat.h"
 #include "server/sse.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -41,36 +41,36 @@ typedef struct watch watch_t;
 typedef struct waiter waiter_t;
 
 struct waiter {
-    tess_req_t *r;                 /* the held request */
-    push_loop_t *pl;               /* its loop */
-    int kind;                      /* W_* */
-    watch_t *watch;                /* its pre-chat's watch, while linked */
-    waiter_t *wnext, *wprev;       /* the watch's waiters */
-    waiter_t *anext, *aprev;       /* the loop's waiters */
-    waiter_t *tnext, *tprev;       /* a wheel slot's waiters */
-    int in_wheel;                  /* in a slot */
-    int linked;                    /* in the watch and the loop's list */
-    int counted;                   /* holds its place in the per-session and per-user counts */
-    int64_t due_ms;                /* mono ms the wheel fires it */
-    int64_t deadline_ms;           /* mono ms a long-poll answers by (0: none) */
-    int64_t keepalive_ms;          /* mono ms of a stream's next keep-alive (0: none) */
-    int64_t expires_ms;            /* wall ms the session expires */
-    int64_t after;                 /* the newest message id the client has */
-    int64_t limit;                 /* messages, list long-poll: page size */
-    char etag[META_ETAG_LEN + 1];  /* meta, list long-poll: the client's tag; stream: the last meta sent */
-    tess_str_t cookies;            /* the Cookie headers, for re-validation (request pool) */
-    hangup_t *hup;                 /* watches the client socket for a hang-up (h2o does not, while held) */
-    int checking;                  /* a re-validation is under way */
-    int recheck;                   /* another session event came meanwhile */
-    h2o_generator_t gen;           /* stream: the response generator */
-    char *out;                     /* stream: bytes not handed to h2o yet */
-    size_t out_len, out_cap;       /* their length and capacity */
-    char *inflight;                /* stream: bytes h2o is sending (freed at proceed) */
-    int started;                   /* stream: the response has begun */
-    int sending;                   /* stream: an h2o_send is outstanding */
-    int final;                     /* stream: end once the queued bytes are out */
-    int finished;                  /* stream: the final send was made, or the client went away */
-    int64_t read_sent[LIVE_SIDES]; /* stream: the last read receipt sent, per side */
+    tess_req_t *r;                /* the held request */
+    push_loop_t *pl;              /* its loop */
+    int kind;                     /* W_* */
+    watch_t *watch;               /* its pre-chat's watch, while linked */
+    waiter_t *wnext, *wprev;      /* the watch's waiters */
+    waiter_t *anext, *aprev;      /* the loop's waiters */
+    waiter_t *tnext, *tprev;      /* a wheel slot's waiters */
+    int in_wheel;                 /* in a slot */
+    int linked;                   /* in the watch and the loop's list */
+    int counted;                  /* holds its place in the per-session and per-user counts */
+    int64_t due_ms;               /* mono ms the wheel fires it */
+    int64_t deadline_ms;          /* mono ms a long-poll answers by (0: none) */
+    int64_t keepalive_ms;         /* mono ms of a stream's next keep-alive (0: none) */
+    int64_t expires_ms;           /* wall ms the session expires */
+    int64_t after;                /* the newest message id the client has */
+    int64_t limit;                /* messages, list long-poll: page size */
+    char etag[META_ETAG_LEN + 1]; /* meta, list long-poll: the client's tag; stream: the last meta sent */
+    tess_str_t cookies;           /* the Cookie headers, for re-validation (request pool) */
+    hangup_t *hup;                /* watches the client socket for a hang-up (h2o does not, while held) */
+    int checking;                 /* a re-validation is under way */
+    int recheck;                  /* another session event came meanwhile */
+    h2o_generator_t gen;          /* stream: the response generator */
+    char *out;                    /* stream: bytes not handed to h2o yet */
+    size_t out_len, out_cap;      /* their length and capacity */
+    char *inflight;               /* stream: bytes h2o is sending (freed at proceed) */
+    int started;                  /* stream: the response has begun */
+    int sending;                  /* stream: an h2o_send is outstanding */
+    int final;                    /* stream: end once the queued bytes are out */
+    int finished;                 /* stream: the final send was made, or the client went away */
+    int64_t reads[LIVE_SIDES];    /* stream: the last read receipt sent, per side */
 };
 
 struct watch {
@@ -748,9 +748,9 @@ void push_live(server_thread_t *th, int64_t id, const live_event_t *ev)
         if (w->kind != W_EVENTS || !w->started || w->finished || w->final)
             continue;
         if (ev->read) {
-            if (ev->value <= w->read_sent[ev->side])
+            if (ev->value <= w->reads[ev->side])
                 continue; /* not news to this stream (a duplicate, or an older receipt) */
-            w->read_sent[ev->side] = ev->value;
+            w->reads[ev->side] = ev->value;
         }
         sse_event(sse_sink, w, -1, ev->read ? "read" : "typing", data, (size_t)n);
         sse_flush(w);

@@ -13,12 +13,7 @@
 
 #include "server/poll.h"
 
-#define WAIT_MAX_S 60 /* Typing or a read receipt of pre-chat `id` (livechat.h): to each of its streams on this loop.  \
-                       */
-struct live_event;
-void push_live(server_thread_t *th, int64_t id, const struct live_event *ev);
-
-/* ?wait=N: 1..60 seconds */
+#define WAIT_MAX_S 60 /* ?wait=N: 1..60 seconds */
 
 /* Event kinds the bus hands to push_event(). */
 enum { PUSH_PRECHAT = 1, PUSH_QUEUE, PUSH_SID, PUSH_UID, PUSH_ALL, PUSH_QUEUE_NEW, PUSH_LIVE };
