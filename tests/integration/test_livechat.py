@@ -9,9 +9,11 @@
   Origin, 409 typing or read in a closed pre-chat.
 - SqlitePair / PostgresPair (two instances sharing one SQLite file / one PostgreSQL database, no Redis): the
   visitor on one instance, the agent on the other; typing and read receipts cross over, and no stream gets one
-  twice. Each process also hears its own events back (the event table, NOTIFY): the test waits until each
-  instance has heard a later event of the other one (both transports deliver in order), so every echo has
-  arrived, and then counts exactly.
+  twice. Each process also hears its own events back (the event table, NOTIFY): before it counts exactly, the
+  test waits until each instance has heard a later event of the other one (both transports deliver in commit
+  order, and an event commits just after its 204), so the echoes are in (a duplicate made this fail 4 != 2
+  when the drop of a process's own events was removed). Receipts of one instance may reach the other out of
+  order (its loops publish on their own connections): there a stream gets [m1, m2] or [m2], never a repeat.
 """
 
 import os
@@ -223,14 +225,19 @@ class PairCase:
         ag_b.wait(lambda s: len(self.live(s, "typing", "visitor")) >= 2, ANSWER, "a's marker on b")
         ag_a.wait(lambda s: len(self.live(s, "typing", "visitor")) >= 2, ANSWER, "a's marker on a")
 
+        # b answers 204 once the event is handed on, and its two loops publish on two connections: b's
+        # receipts may reach a in either order; a stream never sends an N that is not larger than its last,
+        # so a gets [m1, m2] or just [m2], never a repeat. On b itself they went out in order, once each.
         for s in (vs_a, ag_b, ag_a):
             s.wait(lambda x: len(self.live(x, "typing", "visitor")) >= 2 and len(self.live(x, "typing", "agent")) >= 1
-                   and len(self.live(x, "read")) >= 3, ANSWER, "every event")
+                   and ids[2] in self.reads(x, "agent") and self.reads(x, "visitor"), ANSWER, "every event")
             s.pump(0.05)  # whatever else is already there
-            self.assertEqual(self.reads(s, "agent"), [ids[1], ids[2]], s.describe())
+            agent_reads = self.reads(s, "agent")
+            self.assertIn(agent_reads, ([ids[1], ids[2]], [ids[2]]), s.describe())
             self.assertEqual(self.reads(s, "visitor"), [ids[0]], s.describe())
             self.assertEqual(len(self.live(s, "typing", "visitor")), 2, s.describe())
             self.assertEqual(len(self.live(s, "typing", "agent")), 1, s.describe())
+        self.assertEqual(self.reads(ag_b, "agent"), [ids[1], ids[2]], ag_b.describe())
         # the echo of a's marker may still be on its way to a: one more round from b settles it
         self.assertStatus(carol.post(f"/api/prechats/{pid}/typing"), 204, "b's second marker")
         ag_a.wait(lambda s: len(self.live(s, "typing", "agent")) >= 2, ANSWER, "b's second marker on a")
