@@ -19,6 +19,8 @@
   const STREAM_FAILURES = 3; // stream errors without an event in between before long-poll
   const LONGPOLL_FAILURES = 3; // long-poll failures in a row before ETag polling
   const BACKOFF_MAX_MS = 15000;
+  const TYPING_SHOW_MS = 5000; // the other side's "typing…" goes away when no new typing event came
+  const TYPING_SEND_MS = 2000; // at most one typing signal per this while the input changes
 
   const $ = (id) => document.getElementById(id);
   const views = ['view-login', 'view-start', 'view-queue', 'view-chat'];
@@ -478,6 +480,7 @@
       setText('chat-queue', '');
     }
     show('view-chat');
+    hideTyping();
     const epoch = state.epoch;
     if (!prechat) {
       api('GET', `/api/prechats/${id}`, { epoch })
@@ -528,10 +531,17 @@
         conn('', false);
       }
     });
+    es.addEventListener('typing', (ev) => {
+      if (epoch !== state.epoch) return;
+      const t = JSON.parse(ev.data);
+      if (t.from !== state.me.role) showTyping(t.from);
+    });
     es.addEventListener('message', (ev) => {
       errors = 0;
       if (epoch !== state.epoch) return;
-      addMessage(JSON.parse(ev.data));
+      const m = JSON.parse(ev.data);
+      if (m.sender !== state.me.role) hideTyping(); // what they typed has arrived
+      addMessage(m);
       if (chat.meta && chat.meta.status === 'closed' && chat.id && chat.lastId >= chat.meta.lastMessageId) {
         es.close();
         conn('', false);
@@ -698,6 +708,30 @@
     }
   }
 
+  // Typing: shown for TYPING_SHOW_MS after the other side's last signal; ours is sent at most every
+  // TYPING_SEND_MS while the input changes (the server keeps nothing of it: it is an event on the stream).
+  let typingTimer = null;
+  let typingSent = 0;
+
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    typingTimer = null;
+    setText('chat-typing', '');
+  }
+
+  function showTyping(from) {
+    setText('chat-typing', from === 'agent' ? 'The agent is typing…' : 'The visitor is typing…');
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
+  }
+
+  $('chat-input').addEventListener('input', () => {
+    const now = Date.now();
+    if (!chat.id || !$('chat-input').value || now - typingSent < TYPING_SEND_MS) return;
+    typingSent = now;
+    api('POST', `/api/prechats/${chat.id}/typing`, { epoch: state.epoch }).catch(() => {}); // best effort
+  });
+
   $('chat-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const input = $('chat-input');
@@ -710,6 +744,7 @@
       const r = await api('POST', `/api/prechats/${chat.id}/messages`, { body: { body }, epoch });
       if (r.status === 201) {
         input.value = ''; // the live channel shows it, in order with everyone else's
+        typingSent = 0; // the next message's first keystroke signals at once
       } else if (r.status === 409) {
         setText('chat-error', 'This chat is closed.');
       } else {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "server/bus.h"
+#include "server/livechat.h"
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/roles.h"
@@ -15,12 +16,15 @@ typedef struct bus_event {
     int kind;                   /* PUSH_* (push.h) */
     int64_t id;                 /* PUSH_PRECHAT: the pre-chat */
     char key[TESS_SID_MAX + 1]; /* PUSH_SID / PUSH_UID: the session or user id */
+    live_event_t live;          /* PUSH_LIVE: typing or a read receipt */
 } bus_event_t;
 
 static appdb_listener_t *listener; /* without Redis: the process's one listener (on loop 0) */
 
 int bus_init(server_t *srv)
 {
+    if (livechat_init() != 0)
+        return TESS_EIO;
     for (int i = 0; i < srv->cfg.threads; ++i)
         pthread_mutex_init(&srv->threads[i].inbox.lock, NULL);
     return 0;
@@ -60,8 +64,12 @@ static void drain(void *arg)
     in->n = in->cap = 0;
     in->posted = 0;
     pthread_mutex_unlock(&in->lock);
-    for (size_t i = 0; i < n; ++i)
-        push_event(th, events[i].kind, events[i].id, tess_str(events[i].key));
+    for (size_t i = 0; i < n; ++i) {
+        if (events[i].kind == PUSH_LIVE)
+            push_live(th, events[i].id, &events[i].live);
+        else
+            push_event(th, events[i].kind, events[i].id, tess_str(events[i].key));
+    }
     free(events);
 }
 
@@ -111,12 +119,28 @@ static void event_key(bus_event_t *ev, int kind, tess_str_t key)
 
 /* ---- the sources ---------------------------------------------------------------------------------------------- */
 
+/* A live event (livechat.h): to the loops when it is well formed, and either published here (`local`) or
+ * another process's (an echo of our own, from the event table or NOTIFY, was handled when published). */
+static void live_event(server_t *srv, tess_str_t name, int local)
+{
+    bus_event_t ev;
+    int own;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = PUSH_LIVE;
+    if (livechat_parse(name, &ev.id, &ev.live, &own) && own == local)
+        to_loops(srv, &ev);
+}
+
 void bus_on_event(void *arg, tess_str_t name)
 {
     server_t *srv = arg;
     bus_event_t ev;
     int64_t id;
 
+    if (name.len > 5 && memcmp(name.ptr, "live:", 5) == 0) {
+        live_event(srv, name, 0);
+        return;
+    }
     if (name.len > 4 && memcmp(name.ptr, "sid:", 4) == 0) {
         event_key(&ev, PUSH_SID, tess_strn(name.ptr + 4, name.len - 4));
     } else if (name.len > 4 && memcmp(name.ptr, "uid:", 4) == 0) {
@@ -185,6 +209,13 @@ static void published(void *arg, const appdb_result_t *res)
 void bus_publish(server_thread_t *th, tess_str_t name)
 {
     server_t *srv = th->srv;
+    if (name.len > 5 && memcmp(name.ptr, "live:", 5) == 0) {
+        /* Not through Redis: its app keys are counters of a few fixed names, and a live name is new each time. */
+        live_event(srv, name, 1);
+        if (!tess_deploy_coherent(srv->sessions))
+            th->appdb->ops->publish(th->appdb, name, published, NULL);
+        return;
+    }
     bus_on_event(srv, name);
     if (tess_deploy_coherent(srv->sessions))
         tess_deploy_loop_publish(th->sessions, name);

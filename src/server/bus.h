@@ -3,7 +3,8 @@
  *
  * Events are names: "meta:<id>" (what pre-chat <id>'s meta shows changed), "meta:queue" (the waiting queue
  * moved), "queue:new" (a pre-chat joined the end of the queue: only the agents' waiting list changed),
- * "sid:<id>" (a session ended), "uid:<id>" (every session of a user ended). They travel
+ * "sid:<id>" (a session ended), "uid:<id>" (every session of a user ended), "live:<id>:..." (typing or a read
+ * receipt, livechat.h: over the database only, never Redis; a process drops its own coming back). They travel
  *   with Redis            as <tessera>app:<name> keys, reported by the coherence listener (tessera/deploy.h);
  *                         session keys the listener reports (logout, revocation, foreign writes) join them
  *   PostgreSQL, no Redis  as NOTIFY tessera_events, heard by a LISTEN connection (app/appdb.h)

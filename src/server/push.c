@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "server/hangup.h"
+#include "server/livechat.h"
 #include "server/push.h"
 #include "server/router.h"
 #include "server/sse.h"
@@ -69,6 +70,7 @@ struct waiter {
     int sending;                  /* stream: an h2o_send is outstanding */
     int final;                    /* stream: end once the queued bytes are out */
     int finished;                 /* stream: the final send was made, or the client went away */
+    int64_t reads[LIVE_SIDES];    /* stream: the last read receipt sent, per side */
 };
 
 struct watch {
@@ -725,6 +727,33 @@ void push_event(server_thread_t *th, int kind, int64_t id, tess_str_t key)
                 revalidate(w);
         }
         break;
+    }
+}
+
+void push_live(server_thread_t *th, int64_t id, const live_event_t *ev)
+{
+    push_loop_t *pl = th->push;
+    watch_t *wt;
+    char data[96];
+    int n;
+
+    if (pl == NULL || (wt = *watch_slot(pl, id)) == NULL)
+        return;
+    if (ev->read)
+        n = snprintf(data, sizeof(data), "{\"from\":\"%s\",\"upto\":%" PRId64 "}", livechat_side_name(ev->side),
+                     ev->value);
+    else
+        n = snprintf(data, sizeof(data), "{\"from\":\"%s\"}", livechat_side_name(ev->side));
+    for (waiter_t *w = wt->head; w != NULL; w = w->wnext) {
+        if (w->kind != W_EVENTS || !w->started || w->finished || w->final)
+            continue;
+        if (ev->read) {
+            if (ev->value <= w->reads[ev->side])
+                continue; /* not news to this stream (a duplicate, or an older receipt) */
+            w->reads[ev->side] = ev->value;
+        }
+        sse_event(sse_sink, w, -1, ev->read ? "read" : "typing", data, (size_t)n);
+        sse_flush(w);
     }
 }
 

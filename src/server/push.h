@@ -16,7 +16,7 @@
 #define WAIT_MAX_S 60 /* ?wait=N: 1..60 seconds */
 
 /* Event kinds the bus hands to push_event(). */
-enum { PUSH_PRECHAT = 1, PUSH_QUEUE, PUSH_SID, PUSH_UID, PUSH_ALL, PUSH_QUEUE_NEW };
+enum { PUSH_PRECHAT = 1, PUSH_QUEUE, PUSH_SID, PUSH_UID, PUSH_ALL, PUSH_QUEUE_NEW, PUSH_LIVE };
 
 /* The per-loop state, in server_thread_t. */
 typedef struct push_loop push_loop_t;
@@ -35,6 +35,10 @@ size_t push_count(server_thread_t *th);
 
 /* A change event on this loop: `kind` with the pre-chat `id` or the session / user `key`. */
 void push_event(server_thread_t *th, int kind, int64_t id, tess_str_t key);
+
+/* Typing or a read receipt of pre-chat `id` (livechat.h): to each of its streams on this loop. */
+struct live_event;
+void push_live(server_thread_t *th, int64_t id, const struct live_event *ev);
 
 /* ?wait=N: 0 when absent; 400 sent (returns -1) when not an integer in 1..WAIT_MAX_S. */
 int wait_param(tess_req_t *r, int64_t *wait_s);

@@ -6,6 +6,7 @@
 
 #include "server/csrf.h"
 #include "server/limits.h"
+#include "server/livechat.h"
 #include "server/push.h"
 #include "server/roles.h"
 #include "server/router.h"
@@ -28,6 +29,9 @@ static const route_t routes[] = {
     {"POST", "/api/prechats/", "/messages", 1, 1, h_message_add},
     {"POST", "/api/prechats/", "/join", 1, 0, h_prechat_join},
     {"POST", "/api/prechats/", "/close", 1, 0, h_prechat_close},
+    {"POST", "/api/prechats/", "/typing", 1, 0, h_prechat_typing},
+    {"POST", "/api/prechats/", "/read", 1, 1, h_prechat_read},
+    {"GET", "/api/prechats/", "/transcript", 1, 0, h_prechat_transcript},
     {"GET", "/api/prechats/", "", 1, 0, h_prechat_get},
 };
 

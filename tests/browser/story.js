@@ -224,6 +224,17 @@ async function main() {
     check((await alice.locator('#chat-messages inv-2041').count()) === 0, 'a message is text, never markup');
     step('messages both ways, in order; markup shown as text');
 
+    // Typing: Alice types (without sending); Bob sees it on the stream, Alice does not see her own.
+    await alice.locator('#chat-input').pressSequentially('One more thing', { delay: 20 });
+    await bob.getByText('The visitor is typing…').waitFor({ timeout: T }).catch((e) => {
+      throw new Error(`${e.message}; alice: ${JSON.stringify(alice.requests.slice(-4))}; bob: ${JSON.stringify(bob.requests.slice(-4))}`);
+    });
+    check(await alice.locator('#chat-typing').isHidden(), 'one does not see one\'s own typing');
+    await shot(bob, 'typing');
+    await alice.locator('#chat-input').fill('');
+    await bob.locator('#chat-typing').waitFor({ state: 'hidden', timeout: T }); // expires after about 5 s
+    step('typing: the visitor types, the agent sees "The visitor is typing…", gone after a few seconds');
+
     // The network drops for Alice while Bob writes; back online, every message once, in order.
     const before = alice.requests.length;
     await alice.context().setOffline(true);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "exactbuf.h"
+#include "server/livechat.h"
 #include "server/router.h"
 #include "strfill.h"
 
@@ -96,6 +97,9 @@ static const want_t ROUTES[] = {
     {"POST", "/api/prechats/42/messages", H(h_message_add), 42, 1, 1},
     {"POST", "/api/prechats/1/join", H(h_prechat_join), 1, 1, 0},
     {"POST", "/api/prechats/123456789/close", H(h_prechat_close), 123456789, 1, 0},
+    {"POST", "/api/prechats/5/typing", H(h_prechat_typing), 5, 1, 0},
+    {"POST", "/api/prechats/5/read", H(h_prechat_read), 5, 1, 1},
+    {"GET", "/api/prechats/5/transcript", H(h_prechat_transcript), 5, 1, 0},
     {"GET", "/api/prechats/9", H(h_prechat_get), 9, 1, 0},
     /* the largest id: 18 digits */
     {"GET", "/api/prechats/999999999999999999/meta", H(h_prechat_meta), INT64_C(999999999999999999), 1, 0},
