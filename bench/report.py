@@ -1,0 +1,217 @@
+"""bench/report.py: bench/run's raw numbers -> <base>.md (the table), <base>.svg (its chart), <base>.json.
+
+    python3 bench/report.py bench/results/<date>.json     # rewrites the .md and .svg from a kept .json
+
+Medians over the passes, with min–max; ratios are of medians measured in the same run.
+"""
+import html
+import json
+import os
+import statistics
+import sys
+
+ORDER = ["db-sqlite", "db-pg", "redis", "jwt", "jwt-nextauth", "cached-sqlite", "cached-pg"]
+LABEL = {"db-sqlite": "db (SQLite)", "db-pg": "db (PostgreSQL)", "redis": "redis", "jwt": "jwt (jsonwebtoken, jti)",
+         "jwt-nextauth": "jwt (the note's token, no jti)", "cached-sqlite": "cached (SQLite)",
+         "cached-pg": "cached (PostgreSQL)"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec=".0f", none="–"):
+    return none if x is None else format(x, spec)
+
+
+def group(runs):
+    g = {}
+    for r in runs:
+        g.setdefault((r["target"], r["path"]), []).append(r)
+    return g
+
+
+def summary(rows):
+    ok = [r for r in rows if r.get("ok")]
+    rps = [r["rps"] for r in ok]
+    return {"n": len(rows), "failed": len(rows) - len(ok), "rps": med(rps), "lo": min(rps) if rps else None,
+            "hi": max(rps) if rps else None, "p50": med(r.get("p50_ms") for r in ok),
+            "p90": med(r.get("p90_ms") for r in ok), "p99": med(r.get("p99_ms") for r in ok),
+            "cpu": med(r.get("server_cpu_us") for r in ok), "store": med(r.get("store_cpu_us") for r in ok)}
+
+
+def build(data):
+    g = group(data["runs"])
+    s = {k: summary(v) for k, v in g.items()}
+    nginx = s.get(("nginx", "return200"), {}).get("rps")
+    healthz = s.get(("healthz", "healthz"), {}).get("rps")
+    rows = []
+    for name in ORDER:
+        for path in ("304", "200"):
+            if (name, path) not in s:
+                continue
+            x = dict(s[(name, path)])
+            x["name"], x["path"] = name, path
+            x["strategy"] = data["configs"].get(name, {}).get("strategy", name.split("-")[0])
+            x["x_nginx"] = x["rps"] / nginx if x["rps"] and nginx else None
+            x["x_healthz"] = x["rps"] / healthz if x["rps"] and healthz else None
+            rows.append(x)
+    return s, rows, nginx, healthz
+
+
+def markdown(data):
+    s, rows, nginx, healthz = build(data)
+    m, st = data["machine"], data["settings"]
+    out = []
+    title = {"full": "", "quick": " (--quick)", "smoke": " (--smoke)"}[data["mode"]]
+    out.append(f"# bench/run{title}: {data['started']}")
+    out.append("")
+    if data.get("note"):
+        out.append(f"**{data['note']}**")
+        out.append("")
+    out.append(f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']}, Linux {m['kernel']}; checkout "
+               f"{m['git']}; {m['wrk']}; {m['redis']}; {m['postgres']}; {m['nginx']}. Load average at start "
+               f"{m['load_start']}, at the end {m['load_end']} (other work on the machine shows here). "
+               f"Elapsed {data['elapsed_s']} s.")
+    out.append("")
+    out.append(f"Settings: {st['sessions']:,} seeded sessions per store, the cookie rotating over all of them; "
+               f"{st['passes']} interleaved pass(es) of `wrk -t1 -c{st['conns']} -d{st['duration_s']}s`; "
+               f"`tessera serve --threads 1` on CPU {st['cpu_server']}, the load generators on CPU "
+               f"{st['cpu_load']}, Redis and PostgreSQL on CPU {st['cpu_store']}. req/s: median of the passes "
+               f"(min–max); latencies: wrk's, at {st['conns']} connections in flight (queueing included); CPU: "
+               f"utime+stime from /proc ÷ requests.")
+    out.append("")
+    if data["problems"]:
+        out.append("## Problems (runs with errors are failures, not numbers)")
+        out.append("")
+        for p in data["problems"]:
+            out.append(f"- {p}")
+        out.append("")
+    out.append("## Polling `GET /api/prechats/{id}/meta` end to end")
+    out.append("")
+    out.append("| strategy | path | req/s (min–max) | × nginx | target × nginx | × /healthz | p50 / p90 / p99 ms "
+               "| p99 target | tessera µs CPU/req | store µs CPU/req | note's claim |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tx = data["target_x_nginx"].get(r["name"])
+        tp = data["target_p99_ms"].get(r["strategy"])
+        met = lambda ok: "" if ok is None else (" ✓" if ok else " ✗")  # noqa: E731
+        xok = None if r["x_nginx"] is None or tx is None else r["x_nginx"] >= tx
+        pok = None if r["p99"] is None or tp is None else r["p99"] <= tp
+        rps = "FAILED" if r["rps"] is None else f"{r['rps']:.0f} ({r['lo']:.0f}–{r['hi']:.0f})"
+        if r["failed"] and r["rps"] is not None:
+            rps += f", {r['failed']} failed"
+        out.append(f"| {LABEL[r['name']]} | {r['path']} | {rps} | {fmt(r['x_nginx'], '.2f')} | "
+                   f"≥ {tx}{met(xok)} | {fmt(r['x_healthz'], '.2f')} | {fmt(r['p50'], '.2f')} / "
+                   f"{fmt(r['p90'], '.2f')} / {fmt(r['p99'], '.2f')} | ≤ {tp}{met(pok)} | {fmt(r['cpu'], '.1f')} | "
+                   f"{fmt(r['store'], '.1f')} | {data['claims'].get(r['strategy'], '–')} |")
+    out.append("")
+    out.append("## Roofs, in the same run")
+    out.append("")
+    out.append("| roof | req/s (min–max) | p50 / p99 ms | server µs CPU/req | store µs CPU/op |")
+    out.append("|---|---|---|---|---|")
+    for key, label in ((("nginx", "return200"), "nginx `return 200`"), (("healthz", "healthz"), "tessera `/healthz`"),
+                       (("redis-benchmark", "GET"), f"`redis-benchmark -t get -c {st['conns']}`"),
+                       (("pgbench", "-S"), f"`pgbench -S -M prepared -c {st['conns']}`")):
+        if key not in s:
+            continue
+        x = s[key]
+        rps = "FAILED" if x["rps"] is None else f"{x['rps']:.0f} ({x['lo']:.0f}–{x['hi']:.0f})"
+        out.append(f"| {label} | {rps} | {fmt(x['p50'], '.2f')} / {fmt(x['p99'], '.2f')} | {fmt(x['cpu'], '.1f')} "
+                   f"| {fmt(x['store'], '.1f')} |")
+    out.append("")
+    pg = s.get(("pgbench", "-S"), {}).get("store")
+    lines = []
+    for name in ("db-pg", "cached-pg"):
+        for path in ("304", "200"):
+            x = s.get((name, path))
+            if x and x["store"] is not None and pg:
+                lines.append(f"- {LABEL[name]} {path}: PostgreSQL (+ Redis for cached) CPU per poll "
+                             f"{x['store']:.1f} µs = {x['store'] / pg:.2f}× pgbench -S's {pg:.1f} µs per "
+                             f"transaction (target for db: ≤ 0.33×)")
+    if lines:
+        out.append("Store CPU per poll against pgbench's per transaction:")
+        out.append("")
+        out += lines
+        out.append("")
+    mem = [(n, c) for n, c in data["configs"].items() if c.get("rss_end_kb")]
+    if mem:
+        out.append("## Server memory")
+        out.append("")
+        out.append("| configuration | RSS after seeding | RSS after the load (every seeded session polled) |")
+        out.append("|---|---|---|")
+        for n, c in mem:
+            out.append(f"| {n} | {c['rss_seeded_kb'] / 1024:.1f} MiB | {c['rss_end_kb'] / 1024:.1f} MiB |")
+        out.append("")
+    out.append("Not measured by this version of bench/run (see bench/README.md): library-level lookups without "
+               "HTTP, the Express peer, the loopback TCP ping-pong roof, 10,000 spread pollers, bytes per entry "
+               "with 1,000,000 cached sessions, long-poll/SSE (bench/push.sh measures those).")
+    out.append("")
+    out.append("## Commands")
+    out.append("")
+    out.append("```")
+    out.append(" ".join(data["argv"]))
+    out.append("```")
+    out.append("")
+    out.append(f"Raw numbers of every run: `{os.path.basename(data.get('base', 'results'))}.json`; chart: "
+               f"`{os.path.basename(data.get('base', 'results'))}.svg`.")
+    return "\n".join(out) + "\n"
+
+
+def svg(data):
+    s, rows, nginx, healthz = build(data)
+    bars = [r for r in rows]
+    w, left, barh, gap, top = 860, 250, 18, 6, 60
+    h = top + len(bars) * (barh + gap) + 50
+    maxx = max([1.0] + [r["x_nginx"] or 0 for r in bars] + [data["target_x_nginx"].get(r["name"], 0) for r in bars])
+    scale = (w - left - 80) / maxx
+    e = html.escape
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{w}" height="{h}" fill="white"/>',
+         f'<text x="10" y="20" font-size="15" font-weight="bold">{e("Polls per second as a share of nginx return 200")}'
+         f'</text>',
+         f'<text x="10" y="40" fill="#555">{e(data["started"] + " · " + data["mode"] + " · " + (data.get("note") or ""))}'
+         f' · nginx {fmt(nginx)} req/s · tick = target</text>']
+    for x in (0.25, 0.5, 0.75, 1.0):
+        if x <= maxx:
+            X = left + x * scale
+            o.append(f'<line x1="{X:.1f}" y1="{top - 5}" x2="{X:.1f}" y2="{h - 40}" stroke="#ddd"/>')
+            o.append(f'<text x="{X:.1f}" y="{h - 25}" text-anchor="middle" fill="#555">{x:.2f}×</text>')
+    for i, r in enumerate(bars):
+        y = top + i * (barh + gap)
+        color = "#4a7fb5" if r["path"] == "304" else "#8fb3d9"
+        o.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{e(LABEL[r["name"]] + " " + r["path"])}</text>')
+        if r["x_nginx"] is None:
+            o.append(f'<text x="{left + 4}" y="{y + 13}" fill="#b00">FAILED</text>')
+        else:
+            o.append(f'<rect x="{left}" y="{y}" width="{r["x_nginx"] * scale:.1f}" height="{barh}" fill="{color}"/>')
+            o.append(f'<text x="{left + r["x_nginx"] * scale + 4:.1f}" y="{y + 13}">{r["x_nginx"]:.2f}× '
+                     f'({r["rps"]:.0f}/s, p99 {fmt(r["p99"], ".2f")} ms)</text>')
+        t = data["target_x_nginx"].get(r["name"])
+        if t:
+            X = left + t * scale
+            o.append(f'<line x1="{X:.1f}" y1="{y - 2}" x2="{X:.1f}" y2="{y + barh + 2}" stroke="#c33" '
+                     f'stroke-width="2"/>')
+    o.append(f'<text x="10" y="{h - 8}" fill="#555">dark: 304 path (If-None-Match), light: 200 path; '
+             f'{data["settings"]["sessions"]:,} sessions per store; see the .md for CPU per request</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def write(data, base):
+    data["base"] = base
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(markdown(data))
+    with open(base + ".svg", "w") as f:
+        f.write(svg(data))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not sys.argv[1].endswith(".json"):
+        sys.exit("usage: python3 bench/report.py RESULTS.json")
+    with open(sys.argv[1]) as f:
+        d = json.load(f)
+    write(d, sys.argv[1][: -len(".json")])
