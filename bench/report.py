@@ -107,6 +107,29 @@ def markdown(data):
                    f"{fmt(r['p90'], '.2f')} / {fmt(r['p99'], '.2f')} | ≤ {tp}{met(pok)} | {fmt(r['cpu'], '.1f')} | "
                    f"{fmt(r['store'], '.1f')} | {data['claims'].get(r['strategy'], '–')} |")
     out.append("")
+    if data.get("lookups"):
+        out.append("## Lookup cost at library level (no HTTP)")
+        out.append("")
+        out.append("`bench_lookup`: one `tess_auth_check` at a time on a poll loop over the seeded sessions' cookies "
+                   "(cached: the near-cache filled first by one lookup of each, its time shown as *warm*); p50/p99 of "
+                   "wall time per lookup; CPU of the lookup process and of the store per lookup.")
+        out.append("")
+        out.append("| strategy | lookups | failures | p50 µs | p90 µs | p99 µs | max µs | lookup CPU µs | store CPU µs "
+                   "| warm (miss) mean µs | note's claim |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        by = {d["target"]: d for d in data["lookups"]}
+        for name in ORDER:
+            d = by.get(name)
+            if not d:
+                continue
+            strat = data["configs"].get(name, {}).get("strategy", "")
+            warm = f"{d['warm_mean_ns'] / 1000:.1f}" if strat == "cached" else "–"
+            fails = str(d["failures"]) + (f" {d['failure_kinds']}" if d["failures"] else "")
+            store = "–" if d.get("store_cpu_ns") is None else f"{d['store_cpu_ns'] / 1000:.1f}"
+            out.append(f"| {LABEL[name]} | {d['lookups']:,} | {fails} | {d['p50_ns'] / 1000:.2f} | "
+                       f"{d['p90_ns'] / 1000:.2f} | {d['p99_ns'] / 1000:.2f} | {d['max_ns'] / 1000:.1f} | "
+                       f"{d['cpu_ns'] / 1000:.2f} | {store} | {warm} | {data['claims'].get(strat, '–')} |")
+        out.append("")
     out.append("## Roofs, in the same run")
     out.append("")
     out.append("| roof | req/s (min–max) | p50 / p99 ms | server µs CPU/req | store µs CPU/op |")
@@ -144,8 +167,7 @@ def markdown(data):
         for n, c in mem:
             out.append(f"| {n} | {c['rss_seeded_kb'] / 1024:.1f} MiB | {c['rss_end_kb'] / 1024:.1f} MiB |")
         out.append("")
-    out.append("Not measured by this version of bench/run (see bench/README.md): library-level lookups without "
-               "HTTP, the Express peer, the loopback TCP ping-pong roof, 10,000 spread pollers, bytes per entry "
+    out.append("Not measured by this version of bench/run (see bench/README.md): the Express peer, the loopback TCP ping-pong roof, 10,000 spread pollers, bytes per entry "
                "with 1,000,000 cached sessions, long-poll/SSE (bench/push.sh measures those).")
     out.append("")
     out.append("## Commands")

@@ -1,0 +1,263 @@
+/*
+ * Library-level session lookups: what one tess_auth_check() of a seeded session costs per strategy and store,
+ * without HTTP. bench/run seeds the store and hands over the cookies; one lookup at a time on a poll loop
+ * (the latency of one lookup, not the throughput of a pipelined loop), cookies taken in the file's (shuffled)
+ * order and wrapping around.
+ *
+ *   bench_lookup --strategy db|redis|jwt|cached --secret S --cookies FILE --lookups N [--store URL]
+ *
+ * cached: the near-cache is filled by one pass over every cookie first (those lookups are reported apart, as
+ * "warm"), then the N measured lookups are hits. Prints one JSON line: lookups, failures (by error name: each
+ * one must be explained), p50/p90/p99/max ns, mean ns, CPU ns per lookup (this process; for redis and db the
+ * store's own CPU is bench/run's to count). Exit 1 on a set-up error; failed lookups are reported, not fatal.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tessera/auth.h"
+#include "tessera/cache.h"
+#include "tessera/cookie.h"
+#include "tessera/error.h"
+#include "tessera/jwt.h"
+#include "tessera/pollloop.h"
+#include "tessera/store.h"
+
+#define MAX_FAIL_KINDS 8
+
+typedef struct lookup {
+    int done; /* the callback ran */
+    int rc;   /* its result */
+} lookup_t;
+
+static int64_t ns_now(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ms_now(void)
+{
+    return ns_now(CLOCK_REALTIME) / 1000000;
+}
+
+static void die(const char *what, int rc, const char *err)
+{
+    fprintf(stderr, "bench_lookup: %s: %s %s\n", what, rc != 0 ? tess_strerror(rc) : "", err != NULL ? err : "");
+    exit(1);
+}
+
+static void on_check(void *arg, int rc, const tess_session_t *s, tess_str_t cookie)
+{
+    lookup_t *l = arg;
+    (void)cookie;
+    l->rc = rc == 0 && s == NULL ? TESS_ENOTFOUND : rc;
+    l->done = 1;
+}
+
+static int is_done(void *arg)
+{
+    return ((lookup_t *)arg)->done;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The cookie file: one Cookie header value a line. */
+static char **read_cookies(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    char line[8192], **v = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (f == NULL)
+        die("cookies", 0, path);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strcspn(line, "\r\n");
+        if (len == 0)
+            continue;
+        line[len] = '\0';
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            if ((v = realloc(v, cap * sizeof(*v))) == NULL)
+                die("cookies", TESS_ENOMEM, NULL);
+        }
+        if ((v[(*n)++] = strdup(line)) == NULL)
+            die("cookies", TESS_ENOMEM, NULL);
+    }
+    fclose(f);
+    if (*n == 0)
+        die("cookies", 0, "empty file");
+    return v;
+}
+
+typedef struct fails {
+    int rc[MAX_FAIL_KINDS];
+    long count[MAX_FAIL_KINDS];
+    int kinds;
+    long total;
+} fails_t;
+
+static void count_fail(fails_t *f, int rc)
+{
+    int i;
+    f->total++;
+    for (i = 0; i < f->kinds; i++)
+        if (f->rc[i] == rc)
+            break;
+    if (i == f->kinds) {
+        if (f->kinds == MAX_FAIL_KINDS)
+            i = MAX_FAIL_KINDS - 1;
+        else
+            f->rc[f->kinds++] = rc;
+    }
+    f->count[i]++;
+}
+
+/* One lookup, run to completion on the loop; returns its wall time in ns. */
+static int64_t one(tess_auth_t *auth, tess_poll_loop_t *loop, const char *cookie, fails_t *f)
+{
+    lookup_t l = {0, 0};
+    int64_t t0 = ns_now(CLOCK_MONOTONIC);
+    tess_auth_check(auth, tess_str(cookie), ms_now(), on_check, &l);
+    if (!l.done && tess_poll_loop_run_until(loop, is_done, &l, 5000) != 0 && !l.done)
+        l.rc = TESS_ETIMEOUT;
+    if (l.rc != 0)
+        count_fail(f, l.rc);
+    return ns_now(CLOCK_MONOTONIC) - t0;
+}
+
+static void print_fails(const char *name, const fails_t *f)
+{
+    printf(",\"%s\":{", name);
+    for (int i = 0; i < f->kinds; i++)
+        printf("%s\"%s\":%ld", i ? "," : "", tess_err_name(f->rc[i]), f->count[i]);
+    printf("}");
+}
+
+int main(int argc, char **argv)
+{
+    const char *strategy = NULL, *secret = NULL, *cookies_path = NULL, *url = NULL;
+    long lookups = 100000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--strategy") == 0)
+            strategy = argv[i + 1];
+        else if (strcmp(argv[i], "--secret") == 0)
+            secret = argv[i + 1];
+        else if (strcmp(argv[i], "--cookies") == 0)
+            cookies_path = argv[i + 1];
+        else if (strcmp(argv[i], "--store") == 0)
+            url = argv[i + 1];
+        else if (strcmp(argv[i], "--lookups") == 0)
+            lookups = strtol(argv[i + 1], NULL, 10);
+        else
+            die("usage", 0, argv[i]);
+    }
+    if (strategy == NULL || secret == NULL || cookies_path == NULL || lookups <= 0)
+        die("usage", 0, "bench_lookup --strategy S --secret S --cookies FILE --lookups N [--store URL]");
+
+    tess_strategy_t st;
+    int rc;
+    char err[256] = "";
+    if (tess_strategy_parse(tess_str(strategy), &st) != 0)
+        die("strategy", TESS_EINVAL, strategy);
+    size_t n;
+    char **cookies = read_cookies(cookies_path, &n);
+    tess_poll_loop_t *loop = tess_poll_loop_new();
+    tess_secrets_t *secrets = NULL;
+    tess_jwt_t *jwt = NULL;
+    tess_store_t *store = NULL;
+    tess_cache_t *cache = NULL;
+    tess_auth_t *auth = NULL;
+    if (loop == NULL)
+        die("loop", TESS_ENOMEM, NULL);
+    if ((rc = tess_secrets_parse(&secrets, tess_str(secret))) != 0)
+        die("secret", rc, NULL);
+    tess_auth_config_t ac = {.strategy = st, .secrets = secrets, .loop = tess_poll_loop_base(loop)};
+    tess_session_policy_default(&ac.policy);
+    if (st == TESS_STRATEGY_JWT) {
+        if ((rc = tess_jwt_new(&jwt, secrets, NULL)) != 0)
+            die("jwt", rc, NULL);
+        ac.jwt = jwt;
+    } else {
+        tess_store_params_t sp = {.url = url, .loop = tess_poll_loop_base(loop)};
+        if (url == NULL)
+            die("usage", 0, "--store URL is needed by this strategy");
+        if ((rc = tess_store_open_url(&store, &sp, err, sizeof(err))) != 0)
+            die("store", rc, err);
+        ac.store = store;
+    }
+    if (st == TESS_STRATEGY_CACHED) {
+        tess_cache_opts_t co;
+        tess_cache_opts_default(&co);
+        co.max_entries = n * 2 > co.max_entries ? n * 2 : co.max_entries;
+        co.max_bytes = (size_t)1 << 30;
+        if ((rc = tess_cache_new(&cache, &co)) != 0)
+            die("cache", rc, NULL);
+        ac.cache = cache;
+    }
+    if ((rc = tess_auth_new(&auth, &ac)) != 0)
+        die("auth", rc, NULL);
+
+    /* Connect (redis, postgres: the store connects on the loop and answers TESS_EUNAVAIL until then), */
+    fails_t warm_fails = {{0}, {0}, 0, 0}, fails = {{0}, {0}, 0, 0};
+    int64_t deadline = ns_now(CLOCK_MONOTONIC) + 10 * (int64_t)1000000000;
+    for (;;) {
+        fails_t f = {{0}, {0}, 0, 0};
+        one(auth, loop, cookies[0], &f);
+        if (f.total == 0)
+            break;
+        if (f.rc[0] != TESS_EUNAVAIL || ns_now(CLOCK_MONOTONIC) > deadline)
+            die("first lookup", f.rc[0], "(the store is not reachable, or the seeded session is refused)");
+        tess_poll_loop_run_once(loop, 10);
+    }
+    /* then, for cached, fill the near-cache: one lookup of every cookie. */
+    int64_t warm_ns = 0;
+    long warm = st == TESS_STRATEGY_CACHED ? (long)n : (n < 100 ? (long)n : 100);
+    for (long i = 0; i < warm; i++)
+        warm_ns += one(auth, loop, cookies[i % n], &warm_fails);
+
+    int64_t *lat = malloc((size_t)lookups * sizeof(*lat));
+    if (lat == NULL)
+        die("latencies", TESS_ENOMEM, NULL);
+    int64_t cpu0 = ns_now(CLOCK_PROCESS_CPUTIME_ID), t0 = ns_now(CLOCK_MONOTONIC);
+    for (long i = 0; i < lookups; i++)
+        lat[i] = one(auth, loop, cookies[(size_t)i % n], &fails);
+    int64_t wall = ns_now(CLOCK_MONOTONIC) - t0, cpu = ns_now(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+    qsort(lat, (size_t)lookups, sizeof(*lat), cmp_i64);
+
+    tess_cache_stats_t cs = {0};
+    if (cache != NULL)
+        tess_cache_get_stats(cache, &cs);
+    printf("{\"strategy\":\"%s\",\"sessions\":%zu,\"lookups\":%ld,\"failures\":%ld,\"warm_lookups\":%ld,"
+           "\"warm_failures\":%ld,\"warm_mean_ns\":%.0f,\"mean_ns\":%.0f,\"p50_ns\":%lld,\"p90_ns\":%lld,"
+           "\"p99_ns\":%lld,\"max_ns\":%lld,\"cpu_ns\":%.0f,\"cache_hits\":%llu,\"cache_entries\":%zu",
+           strategy, n, lookups, fails.total, warm, warm_fails.total, warm ? (double)warm_ns / warm : 0.0,
+           (double)wall / lookups, (long long)lat[lookups / 2], (long long)lat[lookups * 9 / 10],
+           (long long)lat[lookups * 99 / 100], (long long)lat[lookups - 1], (double)cpu / lookups,
+           (unsigned long long)cs.hits, cs.entries);
+    print_fails("failure_kinds", &fails);
+    print_fails("warm_failure_kinds", &warm_fails);
+    printf("}\n");
+
+    free(lat);
+    tess_auth_free(auth);
+    if (store != NULL)
+        tess_store_close(store);
+    /* let a closing store's last callbacks run */
+    for (int i = 0; i < 10 && tess_poll_loop_live_ios(loop) > 0; i++)
+        tess_poll_loop_run_once(loop, 10);
+    tess_cache_free(cache);
+    tess_jwt_free(jwt);
+    tess_secrets_free(secrets);
+    tess_poll_loop_free(loop);
+    for (size_t i = 0; i < n; i++)
+        free(cookies[i]);
+    free(cookies);
+    return 0;
+}
