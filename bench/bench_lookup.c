@@ -5,6 +5,10 @@
  * order and wrapping around.
  *
  *   bench_lookup --strategy db|redis|jwt|cached --secret S --cookies FILE --lookups N [--store URL]
+ *   bench_lookup --memory N
+ *
+ * --memory: N sessions (the shape of a login's: 43-byte id, numeric user id, role "visitor") put into one
+ * near-cache; prints RSS before and after, the cache's own accounted bytes, and bytes per entry.
  *
  * cached: the near-cache is filled by one pass over every cookie first (those lookups are reported apart, as
  * "warm"), then the N measured lookups are hits. Prints one JSON line: lookups, failures (by error name: each
@@ -22,6 +26,7 @@
 #include "tessera/error.h"
 #include "tessera/jwt.h"
 #include "tessera/pollloop.h"
+#include "tessera/session.h"
 #include "tessera/store.h"
 
 #define MAX_FAIL_KINDS 8
@@ -140,8 +145,63 @@ static void print_fails(const char *name, const fails_t *f)
     printf("}");
 }
 
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* The near-cache's memory per session: N entries shaped as a login's. */
+static int memory(long n)
+{
+    tess_cache_opts_t co;
+    tess_cache_t *cache;
+    tess_session_policy_t pol;
+    tess_session_t s;
+    int64_t now = ms_now();
+    int rc;
+    tess_cache_opts_default(&co);
+    co.max_entries = (size_t)n * 2 + 16; /* room in every shard: nothing evicted */
+    co.max_bytes = (size_t)1 << 40;
+    co.ttl_ms = 3600 * 1000;
+    tess_session_policy_default(&pol);
+    long before = rss_kb();
+    if ((rc = tess_cache_new(&cache, &co)) != 0)
+        die("cache", rc, NULL);
+    for (long i = 0; i < n; i++) {
+        char uid[24];
+        snprintf(uid, sizeof(uid), "%ld", 1000000 + i);
+        if ((rc = tess_session_init(&s, &pol, tess_str(uid), tess_str("visitor"), now)) != 0)
+            die("session", rc, NULL);
+        if ((rc = tess_cache_put(cache, tess_str(s.id), &s, now, tess_cache_gen(cache, tess_str(s.id)))) != 0)
+            die("put", rc, NULL);
+        tess_session_clear(&s);
+    }
+    long after = rss_kb();
+    tess_cache_stats_t cs;
+    tess_cache_get_stats(cache, &cs);
+    printf("{\"entries\":%zu,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"accounted_bytes\":%zu,"
+           "\"bytes_per_entry\":%.1f,\"accounted_per_entry\":%.1f,\"session_struct_bytes\":%zu,"
+           "\"payload_bytes\":%zu}\n",
+           cs.entries, before, after, cs.bytes, cs.entries ? (after - before) * 1024.0 / (double)cs.entries : 0.0,
+           cs.entries ? (double)cs.bytes / (double)cs.entries : 0.0, sizeof(tess_session_t),
+           (size_t)43 + 7 + 7 + 3 * sizeof(int64_t) + sizeof(int64_t));
+    tess_cache_free(cache);
+    return cs.entries == (size_t)n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--memory") == 0)
+        return memory(strtol(argv[2], NULL, 10));
     const char *strategy = NULL, *secret = NULL, *cookies_path = NULL, *url = NULL;
     long lookups = 100000;
     for (int i = 1; i + 1 < argc; i += 2) {

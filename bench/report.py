@@ -176,8 +176,37 @@ def markdown(data):
         for n, c in mem:
             out.append(f"| {n} | {c['rss_seeded_kb'] / 1024:.1f} MiB | {c['rss_end_kb'] / 1024:.1f} MiB |")
         out.append("")
-    out.append("Not measured by this version of bench/run (see bench/README.md): 10,000 spread pollers, bytes per entry "
-               "with 1,000,000 cached sessions, long-poll/SSE (bench/push.sh measures those).")
+    if data.get("pollers"):
+        out.append("## Keep-alive pollers (cached strategy on SQLite, one `tessera serve --threads 1`)")
+        out.append("")
+        out.append("`push_load poll`: each poller polls the meta URL with If-None-Match once a second over its own "
+                   "keep-alive connection; connections opened 2,000 a second, then measured. *spread*: the polls "
+                   "evenly over the second; *burst*: every poller at the same instant. Latency: from a poll's send to "
+                   "its whole answer; server CPU per poll over the whole run, ramp and connection set-up included. Targets (spread): every poll answered, p99 ≤ 5 ms, RSS ≤ 200 MB.")
+        out.append("")
+        out.append("| case | pollers | seconds | polls due | sent | answered | errors | p50 ms | p99 ms | max ms "
+                   "| server µs CPU/poll | RSS peak |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in data["pollers"]:
+            out.append(f"| {r['kind']} | {r['tabs']:,} | {r['seconds']} | {r['expected']:,} | {r['sent']:,} | "
+                       f"{r['answered']:,} | {r['errors']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                       f"{r['max_ms']:.1f} | {r['server_cpu_us']:.1f} | {r['rss_peak_kb'] / 1024:.1f} MiB |")
+        out.append("")
+    if data.get("memory"):
+        mm = data["memory"]
+        over = mm["bytes_per_entry"] - mm["payload_bytes"]
+        out.append("## Near-cache memory")
+        out.append("")
+        out.append(f"`bench_lookup --memory`: {mm['entries']:,} sessions (43-byte id, numeric user id, role) in one "
+                   f"near-cache: RSS {mm['rss_before_kb'] / 1024:.1f} → {mm['rss_after_kb'] / 1024:.1f} MiB, "
+                   f"**{mm['bytes_per_entry']:.0f} bytes per entry** (the cache's own accounting: "
+                   f"{mm['accounted_per_entry']:.0f}); the session's data is {mm['payload_bytes']} bytes, so the "
+                   f"overhead is ≈ {over:.0f} bytes per session (target ≤ 256"
+                   f"{' ✓' if over <= 256 else ' ✗'}); `tess_session_t` alone is {mm['session_struct_bytes']} bytes "
+                   f"(fixed-size id, user id and role arrays).")
+        out.append("")
+    out.append("Not measured by this version of bench/run (see bench/README.md): the NextAuth JWE and database "
+               "formats, long-poll/SSE (bench/push.sh measures those).")
     out.append("")
     out.append("## Commands")
     out.append("")
