@@ -13,7 +13,8 @@
  *     --burst  poll: every tab polls at the same instant of each second (the synchronized case), not spread
  *
  * poll mode also prints polls_sent (polls sent in the measured window), polls_answered (of those, answered
- * before the end: the run waits 2 s after the window for them) and poll_p50/p99/max_us, each poll's time
+ * before the end: the run waits 2 s after the window for them) and poll_p50/p99/max_us (lat_* stay wake
+ * latencies, none in poll mode), each poll's time
  * from its send to its whole answer; every answer must be 200 or 304; answers_all counts every answer of the
  * run, ramp included.
  *
@@ -65,8 +66,8 @@ static prechat_t prechats[MAX_PRECHATS];
 static int nprechats, mode, port;
 static int64_t measure_from, measure_to;
 static uint64_t requests, events, wakes, errors, posts, polls_sent, polls_answered, answers_all;
-static uint32_t *lat;
-static size_t nlat, caplat;
+static uint32_t *lat, *plat; /* wake latencies; poll latencies (poll mode) */
+static size_t nlat, caplat, nplat, capplat;
 
 static int64_t now_ns(void)
 {
@@ -198,12 +199,12 @@ static void on_input(conn_t *c, int64_t t)
             polls_answered++;
             if (status != 200 && status != 304)
                 errors++;
-            if (nlat == caplat) {
-                caplat = caplat ? caplat * 2 : 65536;
-                if ((lat = realloc(lat, caplat * sizeof(*lat))) == NULL)
+            if (nplat == capplat) {
+                capplat = capplat ? capplat * 2 : 65536;
+                if ((plat = realloc(plat, capplat * sizeof(*plat))) == NULL)
                     abort();
             }
-            lat[nlat++] = (uint32_t)(d / 1000);
+            plat[nplat++] = (uint32_t)(d / 1000);
         } else if (status != 200 && status != 201 && status != 304) {
             if (measuring(t))
                 errors++;
@@ -401,12 +402,15 @@ int main(int argc, char **argv)
         }
     }
     qsort(lat, nlat, sizeof(*lat), cmp_u32);
-    printf(
-        "mode=%s tabs=%d prechats=%d seconds=%d requests=%llu events=%llu wakes=%llu posts=%llu errors=%llu "
-        "lat_n=%zu lat_p50_us=%u lat_p99_us=%u polls_sent=%llu polls_answered=%llu poll_max_us=%u answers_all=%llu\n",
-        argv[1], tabs, nprechats, seconds, (unsigned long long)requests, (unsigned long long)events,
-        (unsigned long long)wakes, (unsigned long long)posts, (unsigned long long)errors, nlat,
-        nlat ? lat[nlat / 2] : 0, nlat ? lat[(size_t)((double)nlat * 0.99)] : 0, (unsigned long long)polls_sent,
-        (unsigned long long)polls_answered, nlat ? lat[nlat - 1] : 0, (unsigned long long)answers_all);
+    qsort(plat, nplat, sizeof(*plat), cmp_u32);
+    printf("mode=%s tabs=%d prechats=%d seconds=%d requests=%llu events=%llu wakes=%llu posts=%llu errors=%llu "
+           "lat_n=%zu lat_p50_us=%u lat_p99_us=%u polls_sent=%llu polls_answered=%llu poll_p50_us=%u poll_p99_us=%u "
+           "poll_max_us=%u answers_all=%llu\n",
+           argv[1], tabs, nprechats, seconds, (unsigned long long)requests, (unsigned long long)events,
+           (unsigned long long)wakes, (unsigned long long)posts, (unsigned long long)errors, nlat,
+           nlat ? lat[nlat / 2] : 0, nlat ? lat[(size_t)((double)nlat * 0.99)] : 0, (unsigned long long)polls_sent,
+           (unsigned long long)polls_answered, nplat ? plat[nplat / 2] : 0,
+           nplat ? plat[(size_t)((double)nplat * 0.99)] : 0, nplat ? plat[nplat - 1] : 0,
+           (unsigned long long)answers_all);
     return 0;
 }
