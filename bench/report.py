@@ -171,7 +171,7 @@ def markdown(data):
     if mem:
         out.append("## Server memory")
         out.append("")
-        out.append("| configuration | RSS after seeding | RSS after the load (every seeded session polled) |")
+        out.append("| configuration | RSS after seeding | RSS after the load |")
         out.append("|---|---|---|")
         for n, c in mem:
             out.append(f"| {n} | {c['rss_seeded_kb'] / 1024:.1f} MiB | {c['rss_end_kb'] / 1024:.1f} MiB |")
@@ -211,7 +211,7 @@ def markdown(data):
     out.append("## Commands")
     out.append("")
     out.append("```")
-    out.append(" ".join(data["argv"]))
+    out.append(data.get("command") or " ".join(data["argv"]))
     out.append("```")
     out.append("")
     out.append(f"Raw numbers of every run: `{os.path.basename(data.get('base', 'results'))}.json`; chart: "
