@@ -392,6 +392,7 @@ int main(int argc, char **argv)
                         errors++;
                     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                     close(c->fd);
+                    c->open = 0;
                 }
                 continue;
             }
@@ -401,8 +402,10 @@ int main(int argc, char **argv)
                 c->in_len = 0; /* a stream with nothing we parse: keep going */
         }
     }
-    qsort(lat, nlat, sizeof(*lat), cmp_u32);
-    qsort(plat, nplat, sizeof(*plat), cmp_u32);
+    if (nlat > 0) /* qsort(NULL, 0, ...) is undefined */
+        qsort(lat, nlat, sizeof(*lat), cmp_u32);
+    if (nplat > 0)
+        qsort(plat, nplat, sizeof(*plat), cmp_u32);
     printf("mode=%s tabs=%d prechats=%d seconds=%d requests=%llu events=%llu wakes=%llu posts=%llu errors=%llu "
            "lat_n=%zu lat_p50_us=%u lat_p99_us=%u polls_sent=%llu polls_answered=%llu poll_p50_us=%u poll_p99_us=%u "
            "poll_max_us=%u answers_all=%llu\n",
@@ -412,5 +415,14 @@ int main(int argc, char **argv)
            (unsigned long long)polls_answered, nplat ? plat[nplat / 2] : 0,
            nplat ? plat[(size_t)((double)nplat * 0.99)] : 0, nplat ? plat[nplat - 1] : 0,
            (unsigned long long)answers_all);
+    for (int i = 0; i < nconns; ++i) {
+        if (conns[i].open)
+            close(conns[i].fd);
+        free(conns[i].in);
+    }
+    free(conns);
+    free(lat);
+    free(plat);
+    close(ep);
     return 0;
 }
