@@ -1,6 +1,7 @@
 """bench/report.py: bench/run's raw numbers -> <base>.md (the table), <base>.svg (its chart), <base>.json.
 
-    python3 bench/report.py bench/results/<date>.json     # rewrites the .md and .svg from a kept .json
+    python3 bench/report.py [--readme] bench/results/<date>.json
+        rewrites the .md and .svg from a kept .json; --readme also puts its short table into README.md
 
 Medians over the passes, with min–max; ratios are of medians measured in the same run.
 """
@@ -328,6 +329,41 @@ def svg(data):
     return "\n".join(o) + "\n"
 
 
+def readme_table(data, md_name):
+    """The short table the README shows: per strategy, the 304 path (what a polling tab sends)."""
+    s, rows, nginx, healthz = build(data)
+    by = {d["target"]: d for d in data.get("lookups") or []}
+    st = data["settings"]
+    out = [f"Latest: `bench/results/{md_name}.md` ({data['mode']} run, {data['started'][:10]}"
+           + (", **on a loaded shared machine: ratios indicative only**" if data.get("note") else "")
+           + f"; chart: [`{md_name}.svg`](bench/results/{md_name}.svg)). 304 path, `wrk -c{st['conns']}`, "
+           f"{st['sessions']:,} sessions per store, one server thread:", "",
+           "| strategy | polls/s × nginx `return 200` | p99 ms | server µs CPU/poll | × Express peer | library lookup p50 / "
+           "p99 µs | note's claim |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["path"] != "304" or r["name"].startswith("peer"):
+            continue
+        d = by.get(r["name"])
+        lk = f"{d['p50_ns'] / 1000:.1f} / {d['p99_ns'] / 1000:.1f}" if d else "–"
+        out.append(f"| {LABEL[r['name']]} | {fmt(r['x_nginx'], '.2f')} | {fmt(r['p99'], '.2f')} | "
+                   f"{fmt(r['cpu'], '.1f')} | {fmt(r['x_peer'], '.1f')} | {lk} | "
+                   f"{data['claims'].get(r['strategy'], '–')} |")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(data, base, readme):
+    """Rewrites README's text between <!-- bench:begin --> and <!-- bench:end --> with the table."""
+    with open(readme) as f:
+        text = f.read()
+    a, b = "<!-- bench:begin -->\n", "<!-- bench:end -->"
+    if a not in text or b not in text:
+        raise SystemExit(f"bench/report.py: no {a.strip()} ... {b} markers in {readme}")
+    i, j = text.index(a) + len(a), text.index(b)
+    text = text[:i] + readme_table(data, os.path.basename(base)) + text[j:]
+    with open(readme, "w") as f:
+        f.write(text)
+
+
 def write(data, base):
     data["base"] = base
     with open(base + ".json", "w") as f:
@@ -339,8 +375,12 @@ def write(data, base):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not sys.argv[1].endswith(".json"):
-        sys.exit("usage: python3 bench/report.py RESULTS.json")
-    with open(sys.argv[1]) as f:
+    args = [a for a in sys.argv[1:] if a != "--readme"]
+    if len(args) != 1 or not args[0].endswith(".json"):
+        sys.exit("usage: python3 bench/report.py [--readme] RESULTS.json")
+    with open(args[0]) as f:
         d = json.load(f)
-    write(d, sys.argv[1][: -len(".json")])
+    write(d, args[0][: -len(".json")])
+    if "--readme" in sys.argv:
+        update_readme(d, args[0][: -len(".json")], os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                                 "README.md"))
