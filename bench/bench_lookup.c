@@ -6,6 +6,11 @@
  *
  *   bench_lookup --strategy db|redis|jwt|cached --secret S --cookies FILE --lookups N [--store URL]
  *   bench_lookup --memory N
+ *   bench_lookup --mint N --format nextauth|authjs --secret S --user UID
+ *
+ * --format (jwt): NextAuth v4 / Auth.js v5 JWE sessions instead of HS256. --mint: prints N cookies
+ * ("<cookie name>=<JWE>", one a line) of user UID, each with its own jti, iat spread over the last hour and
+ * exp 30 days later, as the format's encode() writes them (bench/run seeds the JWE configurations with it).
  *
  * --memory: N sessions (the shape of a login's: 43-byte id, numeric user id, role "visitor") put into one
  * near-cache; prints RSS before and after, the cache's own accounted bytes, and bytes per entry.
@@ -24,6 +29,7 @@
 #include "tessera/cache.h"
 #include "tessera/cookie.h"
 #include "tessera/error.h"
+#include "tessera/jwe.h"
 #include "tessera/jwt.h"
 #include "tessera/pollloop.h"
 #include "tessera/session.h"
@@ -198,10 +204,54 @@ static int memory(long n)
     return cs.entries == (size_t)n ? 0 : 1;
 }
 
+static tess_jwe_t *jwe_for(const char *format, const tess_secrets_t *secrets)
+{
+    tess_jwe_opts_t jo = {.leeway_s = -1};
+    tess_jwe_t *jwe;
+    int rc;
+    if (tess_session_format_parse(tess_str(format), &jo.format) != 0 || jo.format == TESS_FORMAT_EXPRESS)
+        die("format", TESS_EINVAL, format);
+    if ((rc = tess_jwe_new(&jwe, secrets, &jo)) != 0)
+        die("jwe", rc, NULL);
+    return jwe;
+}
+
+static int mint(long n, const char *format, const char *secret, const char *user)
+{
+    tess_secrets_t *secrets = NULL;
+    tess_jwe_t *jwe;
+    char tok[8192];
+    size_t len;
+    int rc;
+    int64_t now = ms_now() / 1000;
+    if ((rc = tess_secrets_parse(&secrets, tess_str(secret))) != 0)
+        die("secret", rc, NULL);
+    jwe = jwe_for(format, secrets);
+    tess_str_t name = tess_jwe_cookie_name(jwe);
+    for (long i = 0; i < n; i++) {
+        tess_jwt_claims_t cl;
+        memset(&cl, 0, sizeof(cl));
+        snprintf(cl.user_id, sizeof(cl.user_id), "%s", user);
+        snprintf(cl.jti, sizeof(cl.jti), "bench-%ld-%lld", i, (long long)now);
+        cl.iat = now - i % 3600;
+        cl.exp = cl.iat + 30 * 86400;
+        if ((rc = tess_jwe_encrypt(jwe, &cl, tok, sizeof(tok), &len)) != 0)
+            die("encrypt", rc, NULL);
+        printf("%.*s=%s\n", (int)name.len, name.ptr, tok);
+    }
+    tess_jwe_free(jwe);
+    tess_secrets_free(secrets);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    const char *format = NULL;
     if (argc == 3 && strcmp(argv[1], "--memory") == 0)
         return memory(strtol(argv[2], NULL, 10));
+    if (argc == 9 && strcmp(argv[1], "--mint") == 0 && strcmp(argv[3], "--format") == 0 &&
+        strcmp(argv[5], "--secret") == 0 && strcmp(argv[7], "--user") == 0)
+        return mint(strtol(argv[2], NULL, 10), argv[4], argv[6], argv[8]);
     const char *strategy = NULL, *secret = NULL, *cookies_path = NULL, *url = NULL;
     long lookups = 100000;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -213,6 +263,8 @@ int main(int argc, char **argv)
             cookies_path = argv[i + 1];
         else if (strcmp(argv[i], "--store") == 0)
             url = argv[i + 1];
+        else if (strcmp(argv[i], "--format") == 0)
+            format = argv[i + 1];
         else if (strcmp(argv[i], "--lookups") == 0)
             lookups = strtol(argv[i + 1], NULL, 10);
         else
@@ -231,6 +283,7 @@ int main(int argc, char **argv)
     tess_poll_loop_t *loop = tess_poll_loop_new();
     tess_secrets_t *secrets = NULL;
     tess_jwt_t *jwt = NULL;
+    tess_jwe_t *jwe = NULL;
     tess_store_t *store = NULL;
     tess_cache_t *cache = NULL;
     tess_auth_t *auth = NULL;
@@ -244,6 +297,10 @@ int main(int argc, char **argv)
         if ((rc = tess_jwt_new(&jwt, secrets, NULL)) != 0)
             die("jwt", rc, NULL);
         ac.jwt = jwt;
+        if (format != NULL && strcmp(format, "express") != 0) {
+            ac.jwe = jwe = jwe_for(format, secrets);
+            ac.format = tess_jwe_format(jwe);
+        }
     } else {
         tess_store_params_t sp = {.url = url, .loop = tess_poll_loop_base(loop)};
         if (url == NULL)
@@ -314,6 +371,7 @@ int main(int argc, char **argv)
         tess_poll_loop_run_once(loop, 10);
     tess_cache_free(cache);
     tess_jwt_free(jwt);
+    tess_jwe_free(jwe);
     tess_secrets_free(secrets);
     tess_poll_loop_free(loop);
     for (size_t i = 0; i < n; i++)

@@ -11,12 +11,13 @@ import os
 import statistics
 import sys
 
-ORDER = ["db-sqlite", "db-pg", "redis", "jwt", "jwt-nextauth", "cached-sqlite", "cached-pg", "peer-pg", "peer-redis",
+ORDER = ["db-sqlite", "db-pg", "redis", "jwt", "jwt-note", "nextauth-jwe", "authjs-jwe", "cached-sqlite", "cached-pg", "peer-pg", "peer-redis",
          "peer-jwt"]
 PEER_OF = {"db-pg": "peer-pg", "cached-pg": "peer-pg", "redis": "peer-redis", "jwt": "peer-jwt",
-           "jwt-nextauth": "peer-jwt"}
+           "jwt-note": "peer-jwt"}
 LABEL = {"db-sqlite": "db (SQLite)", "db-pg": "db (PostgreSQL)", "redis": "redis", "jwt": "jwt (jsonwebtoken, jti)",
-         "jwt-nextauth": "jwt (the note's token, no jti)", "cached-sqlite": "cached (SQLite)",
+         "jwt-note": "jwt (the note's token, no jti)", "nextauth-jwe": "jwt (NextAuth v4 JWE, A256GCM)",
+         "authjs-jwe": "jwt (Auth.js v5 JWE, A256CBC-HS512)", "cached-sqlite": "cached (SQLite)",
          "cached-pg": "cached (PostgreSQL)", "peer-pg": "peer: Express + connect-pg-simple",
          "peer-redis": "peer: Express + connect-redis", "peer-jwt": "peer: Express + jsonwebtoken"}
 
@@ -275,8 +276,8 @@ def markdown(data):
         out.append(jv["output"])
         out.append("```")
         out.append("")
-    out.append("Not measured by this version of bench/run (see bench/README.md): the NextAuth JWE and database "
-               "formats, long-poll/SSE (bench/push.sh measures those).")
+    out.append("Not measured by this version of bench/run (see bench/README.md): NextAuth's database sessions, "
+               "long-poll/SSE (bench/push.sh measures those).")
     out.append("")
     out.append("## Commands")
     out.append("")
