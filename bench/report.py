@@ -143,8 +143,8 @@ def markdown(data):
     cm = [(n, c) for n, c in data["configs"].items() if c.get("warm_polls")]
     if cm:
         out.append("Near-cache warm-up (cached: repeated until it misses under 1 % of the polls): " + "; ".join(
-            f"{n} {c['warm_polls']:,.0f} polls, {c.get('metrics', {}).get('cache_misses_total', 0):,.0f} misses and "
-            f"{c.get('metrics', {}).get('cache_invalidations_total', 0):,.0f} invalidations by the end of the run"
+            f"{n} {c['warm_polls']:,.0f} polls, {(c.get('metrics') or {}).get('cache_misses_total', 0):,.0f} misses and "
+            f"{(c.get('metrics') or {}).get('cache_invalidations_total', 0):,.0f} invalidations by the end of the run"
             for n, c in cm) + ".")
         out.append("")
     out.append("## Polling `GET /api/prechats/{id}/meta` end to end")
