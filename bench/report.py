@@ -1,0 +1,387 @@
+"""bench/report.py: bench/run's raw numbers -> <base>.md (the table), <base>.svg (its chart), <base>.json.
+
+    python3 bench/report.py [--readme] bench/results/<date>.json
+        rewrites the .md and .svg from a kept .json; --readme also puts its short table into README.md
+
+Medians over the passes, with min–max; ratios are of medians measured in the same run.
+"""
+import html
+import json
+import os
+import statistics
+import sys
+
+ORDER = ["db-sqlite", "db-pg", "redis", "jwt", "jwt-note", "nextauth-jwe", "authjs-jwe", "cached-sqlite", "cached-pg", "peer-pg", "peer-redis",
+         "peer-jwt"]
+PEER_OF = {"db-pg": "peer-pg", "cached-pg": "peer-pg", "redis": "peer-redis", "jwt": "peer-jwt",
+           "jwt-note": "peer-jwt"}
+LABEL = {"db-sqlite": "db (SQLite)", "db-pg": "db (PostgreSQL)", "redis": "redis", "jwt": "jwt (jsonwebtoken, jti)",
+         "jwt-note": "jwt (the note's token, no jti)", "nextauth-jwe": "jwt (NextAuth v4 JWE, A256GCM)",
+         "authjs-jwe": "jwt (Auth.js v5 JWE, A256CBC-HS512)", "cached-sqlite": "cached (SQLite)",
+         "cached-pg": "cached (PostgreSQL)", "peer-pg": "peer: Express + connect-pg-simple",
+         "peer-redis": "peer: Express + connect-redis", "peer-jwt": "peer: Express + jsonwebtoken"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec=".0f", none="–"):
+    return none if x is None else format(x, spec)
+
+
+def group(runs):
+    g = {}
+    for r in runs:
+        g.setdefault((r["target"], r["path"]), []).append(r)
+    return g
+
+
+def summary(rows):
+    ok = [r for r in rows if r.get("ok")]
+    rps = [r["rps"] for r in ok]
+    return {"n": len(rows), "failed": len(rows) - len(ok), "rps": med(rps), "lo": min(rps) if rps else None,
+            "hi": max(rps) if rps else None, "p50": med(r.get("p50_ms") for r in ok),
+            "p90": med(r.get("p90_ms") for r in ok), "p99": med(r.get("p99_ms") for r in ok),
+            "cpu": med(r.get("server_cpu_us") for r in ok), "store": med(r.get("store_cpu_us") for r in ok)}
+
+
+def build(data):
+    g = group(data["runs"])
+    s = {k: summary(v) for k, v in g.items()}
+    nginx = s.get(("nginx", "return200"), {}).get("rps")
+    healthz = s.get(("healthz", "healthz"), {}).get("rps")
+    rows = []
+    for name in ORDER:
+        for path in ("304", "200"):
+            if (name, path) not in s:
+                continue
+            x = dict(s[(name, path)])
+            x["name"], x["path"] = name, path
+            x["strategy"] = data["configs"].get(name, {}).get("strategy", name.split("-")[0])
+            x["x_nginx"] = x["rps"] / nginx if x["rps"] and nginx else None
+            x["x_healthz"] = x["rps"] / healthz if x["rps"] and healthz else None
+            peer = s.get((PEER_OF.get(name), path), {}).get("rps")
+            x["x_peer"] = x["rps"] / peer if x["rps"] and peer else None
+            rows.append(x)
+    return s, rows, nginx, healthz
+
+
+def missed(data, s, rows):
+    """A line per missed target: its floor in this run and what reaching it would take."""
+    out = []
+    ng = s.get(("nginx", "return200"), {})
+    for r in rows:
+        if r["name"].startswith("peer"):
+            continue
+        tx = data["target_x_nginx"].get(r["name"])
+        if tx and r["x_nginx"] is not None and r["x_nginx"] < tx and r["cpu"] and ng.get("cpu"):
+            need = ng["cpu"] / tx
+            out.append(f"- {LABEL[r['name']]} {r['path']}: {r['x_nginx']:.2f}× nginx (target {tx}). Floor: with the "
+                       f"server's core the limit, req/s ∝ 1 / CPU per request: {r['cpu']:.1f} µs here against "
+                       f"nginx's {ng['cpu']:.1f} µs bounds it near {ng['cpu'] / r['cpu']:.2f}×; {tx}× takes ≤ "
+                       f"{need:.1f} µs per poll in tessera"
+                       + (f" (the store adds {r['store']:.1f} µs on the same core)" if r["store"] else "") + ".")
+        tp = data["target_p99_ms"].get(r["strategy"])
+        if tp and r["p99"] is not None and r["p99"] > tp:
+            out.append(f"- {LABEL[r['name']]} {r['path']}: p99 {r['p99']:.2f} ms (target ≤ {tp}). Floor: wrk's p99 "
+                       f"includes queueing behind 31 other connections; nginx `return 200`'s p99 in the same run is "
+                       f"{fmt(ng.get('p99'), '.2f')} ms, so the rest is tessera's own time per poll "
+                       f"({fmt(r['cpu'], '.1f')} µs CPU) times the queue, and the machine's other load.")
+        if r.get("x_peer") is not None and r["x_peer"] < 15:
+            out.append(f"- {LABEL[r['name']]} {r['path']}: {r['x_peer']:.1f}× the Express peer (target 15). The "
+                       f"peer's CPU per poll and tessera's are both in the table; at a fixed core, the ratio is "
+                       f"bounded by theirs: reaching 15× takes tessera's CPU per poll down by the same factor.")
+    for r in data.get("pollers") or []:
+        if r["kind"] == "spread" and (r["p99_ms"] > 5 or r["answered"] != r["sent"] or r["rss_peak_kb"] > 200 * 1024):
+            out.append(f"- spread pollers: p99 {r['p99_ms']:.2f} ms, {r['answered']}/{r['sent']} answered, RSS "
+                       f"{r['rss_peak_kb'] / 1024:.0f} MiB (targets 5 ms, all, 200 MB).")
+    mm = data.get("memory")
+    if mm and mm["bytes_per_entry"] - mm["payload_bytes"] > 256:
+        out.append(f"- near-cache: ≈ {mm['bytes_per_entry'] - mm['payload_bytes']:.0f} bytes of overhead per "
+                   f"session (target 256). Floor: each entry holds a whole `tess_session_t` "
+                   f"({mm['session_struct_bytes']} bytes of fixed-size id, user id and role arrays) plus the key, "
+                   f"the entry header and the allocator's rounding; storing the strings at their length (≈ 60 bytes "
+                   f"for a login's session) would take the overhead under 256.")
+    if not out:
+        return []
+    return ["### Targets missed in this run, and their floors", ""] + out + [""]
+
+
+def markdown(data):
+    s, rows, nginx, healthz = build(data)
+    m, st = data["machine"], data["settings"]
+    out = []
+    title = {"full": "", "quick": " (--quick)", "smoke": " (--smoke)"}[data["mode"]]
+    out.append(f"# bench/run{title}: {data['started']}")
+    out.append("")
+    if data.get("note"):
+        out.append(f"**{data['note']}**")
+        out.append("")
+    out.append(f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']}, Linux {m['kernel']}; checkout "
+               f"{m['git']}; {m['wrk']}; {m['redis']}; {m['postgres']}; {m['nginx']}. Load average at start "
+               f"{m['load_start']}, at the end {m['load_end']} (other work on the machine shows here). "
+               f"Elapsed {data['elapsed_s']} s.")
+    out.append("")
+    out.append(f"Settings: {st['sessions']:,} seeded sessions per store, the cookie rotating over all of them; "
+               f"{st['passes']} interleaved pass(es) of `wrk -t1 -c{st['conns']} -d{st['duration_s']}s`; "
+               f"`tessera serve --threads 1` on CPU {st['cpu_server']}, the load generators on CPU "
+               f"{st['cpu_load']}, Redis and PostgreSQL on CPU {st['cpu_store']}. req/s: median of the passes "
+               f"(min–max); latencies: wrk's, at {st['conns']} connections in flight (queueing included); CPU: "
+               f"utime+stime from /proc ÷ requests.")
+    out.append("")
+    if data["problems"]:
+        out.append("## Problems (runs with errors are failures, not numbers)")
+        out.append("")
+        for p in data["problems"]:
+            out.append(f"- {p}")
+        out.append("")
+    if data.get("notes"):
+        out.append("Notes: " + " · ".join(data["notes"]))
+        out.append("")
+    cm = [(n, c) for n, c in data["configs"].items() if c.get("warm_polls")]
+    if cm:
+        out.append("Near-cache warm-up (cached: repeated until it misses under 1 % of the polls): " + "; ".join(
+            f"{n} {c['warm_polls']:,.0f} polls, {(c.get('metrics') or {}).get('cache_misses_total', 0):,.0f} misses and "
+            f"{(c.get('metrics') or {}).get('cache_invalidations_total', 0):,.0f} invalidations by the end of the run"
+            for n, c in cm) + ".")
+        out.append("")
+    out.append("## Polling `GET /api/prechats/{id}/meta` end to end")
+    out.append("")
+    out.append("| strategy | path | req/s (min–max) | × nginx | target × nginx | × /healthz | p50 / p90 / p99 ms "
+               "| p99 target | × peer (≥ 15) | server µs CPU/req | store µs CPU/req | note's claim |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tx = data["target_x_nginx"].get(r["name"])
+        tp = data["target_p99_ms"].get(r["strategy"])
+        met = lambda ok: "" if ok is None else (" ✓" if ok else " ✗")  # noqa: E731
+        xok = None if r["x_nginx"] is None or tx is None else r["x_nginx"] >= tx
+        pok = None if r["p99"] is None or tp is None else r["p99"] <= tp
+        rps = "FAILED" if r["rps"] is None else f"{r['rps']:.0f} ({r['lo']:.0f}–{r['hi']:.0f})"
+        if r["failed"] and r["rps"] is not None:
+            rps += f", {r['failed']} failed"
+        out.append(f"| {LABEL[r['name']]} | {r['path']} | {rps} | {fmt(r['x_nginx'], '.2f')} | "
+                   f"{'–' if tx is None else f'≥ {tx}'}{met(xok)} | {fmt(r['x_healthz'], '.2f')} | {fmt(r['p50'], '.2f')} / "
+                   f"{fmt(r['p90'], '.2f')} / {fmt(r['p99'], '.2f')} | {'–' if tp is None else f'≤ {tp}'}{met(pok)} | "
+                   f"{fmt(r['x_peer'], '.1f')}{met(None if r['x_peer'] is None else r['x_peer'] >= 15)} | "
+                   f"{fmt(r['cpu'], '.1f')} | "
+                   f"{fmt(r['store'], '.1f')} | {data['claims'].get(r['strategy'], '–')} |")
+    out.append("")
+    out += missed(data, s, rows)
+    if data.get("lookups"):
+        out.append("## Lookup cost at library level (no HTTP)")
+        out.append("")
+        out.append("`bench_lookup`: one `tess_auth_check` at a time on a poll loop over the seeded sessions' cookies "
+                   "(cached: the near-cache filled first by one lookup of each, its time shown as *warm*); p50/p99 of "
+                   "wall time per lookup; CPU of the lookup process and of the store per lookup.")
+        out.append("")
+        out.append("| strategy | lookups | failures | p50 µs | p90 µs | p99 µs | max µs | lookup CPU µs | store CPU µs "
+                   "| warm (miss) mean µs | note's claim |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        by = {d["target"]: d for d in data["lookups"]}
+        for name in ORDER:
+            d = by.get(name)
+            if not d:
+                continue
+            strat = data["configs"].get(name, {}).get("strategy", "")
+            warm = f"{d['warm_mean_ns'] / 1000:.1f}" if strat == "cached" else "–"
+            fails = str(d["failures"]) + (f" {d['failure_kinds']}" if d["failures"] else "")
+            store = "–" if d.get("store_cpu_ns") is None else f"{d['store_cpu_ns'] / 1000:.1f}"
+            out.append(f"| {LABEL[name]} | {d['lookups']:,} | {fails} | {d['p50_ns'] / 1000:.2f} | "
+                       f"{d['p90_ns'] / 1000:.2f} | {d['p99_ns'] / 1000:.2f} | {d['max_ns'] / 1000:.1f} | "
+                       f"{d['cpu_ns'] / 1000:.2f} | {store} | {warm} | {data['claims'].get(strat, '–')} |")
+        out.append("")
+    out.append("## Roofs, in the same run")
+    out.append("")
+    out.append("| roof | req/s (min–max) | p50 / p99 ms | server µs CPU/req | store µs CPU/op |")
+    out.append("|---|---|---|---|---|")
+    for key, label in ((("nginx", "return200"), "nginx `return 200`"), (("healthz", "healthz"), "tessera `/healthz`"),
+                       (("redis-benchmark", "GET"), f"`redis-benchmark -t get -c {st['conns']}`"),
+                       (("pgbench", "-S"), f"`pgbench -S -M prepared -c {st['conns']}`"),
+                       (("pingpong", "tcp"), f"loopback TCP ping-pong, 128 bytes, {st['conns']} connections")):
+        if key not in s:
+            continue
+        x = s[key]
+        rps = "FAILED" if x["rps"] is None else f"{x['rps']:.0f} ({x['lo']:.0f}–{x['hi']:.0f})"
+        out.append(f"| {label} | {rps} | {fmt(x['p50'], '.2f')} / {fmt(x['p99'], '.2f')} | {fmt(x['cpu'], '.1f')} "
+                   f"| {fmt(x['store'], '.1f')} |")
+    out.append("")
+    pg = s.get(("pgbench", "-S"), {}).get("store")
+    lines = []
+    for name in ("db-pg", "cached-pg"):
+        for path in ("304", "200"):
+            x = s.get((name, path))
+            if x and x["store"] is not None and pg:
+                lines.append(f"- {LABEL[name]} {path}: PostgreSQL (+ Redis for cached) CPU per poll "
+                             f"{x['store']:.1f} µs = {x['store'] / pg:.2f}× pgbench -S's {pg:.1f} µs per "
+                             f"transaction (target for db: ≤ 0.33×)")
+    if lines:
+        out.append("Store CPU per poll against pgbench's per transaction:")
+        out.append("")
+        out += lines
+        out.append("")
+    mem = [(n, c) for n, c in data["configs"].items() if c.get("rss_end_kb") and c.get("rss_seeded_kb")]
+    if mem:
+        out.append("## Server memory")
+        out.append("")
+        out.append("| configuration | RSS after seeding | RSS after the load |")
+        out.append("|---|---|---|")
+        for n, c in mem:
+            out.append(f"| {n} | {c['rss_seeded_kb'] / 1024:.1f} MiB | {c['rss_end_kb'] / 1024:.1f} MiB |")
+        out.append("")
+    if data.get("pollers"):
+        out.append("## Keep-alive pollers (cached strategy on SQLite, one `tessera serve --threads 1`)")
+        out.append("")
+        out.append("`push_load poll`: each poller polls the meta URL with If-None-Match once a second over its own "
+                   "keep-alive connection; connections opened 2,000 a second, then measured. *spread*: the polls "
+                   "evenly over the second; *burst*: every poller at the same instant. Latency: from a poll's send to "
+                   "its whole answer; server CPU per poll over the whole run, ramp and connection set-up included. Targets (spread): every poll answered, p99 ≤ 5 ms, RSS ≤ 200 MB.")
+        out.append("")
+        out.append("| case | pollers | seconds | polls due | sent | answered | errors | p50 ms | p99 ms | max ms "
+                   "| server µs CPU/poll | RSS peak |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in data["pollers"]:
+            out.append(f"| {r['kind']} | {r['tabs']:,} | {r['seconds']} | {r['expected']:,} | {r['sent']:,} | "
+                       f"{r['answered']:,} | {r['errors']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                       f"{r['max_ms']:.1f} | {r['server_cpu_us']:.1f} | {r['rss_peak_kb'] / 1024:.1f} MiB |")
+        out.append("")
+    if data.get("memory"):
+        mm = data["memory"]
+        over = mm["bytes_per_entry"] - mm["payload_bytes"]
+        out.append("## Near-cache memory")
+        out.append("")
+        out.append(f"`bench_lookup --memory`: {mm['entries']:,} sessions (43-byte id, numeric user id, role) in one "
+                   f"near-cache: RSS {mm['rss_before_kb'] / 1024:.1f} → {mm['rss_after_kb'] / 1024:.1f} MiB, "
+                   f"**{mm['bytes_per_entry']:.0f} bytes per entry** (the cache's own accounting: "
+                   f"{mm['accounted_per_entry']:.0f}); the session's data is {mm['payload_bytes']} bytes, so the "
+                   f"overhead is ≈ {over:.0f} bytes per session (target ≤ 256"
+                   f"{' ✓' if over <= 256 else ' ✗'}); `tess_session_t` alone is {mm['session_struct_bytes']} bytes "
+                   f"(fixed-size id, user id and role arrays).")
+        out.append("")
+    jv = data.get("jwt_verify")
+    if jv:
+        ratio = jv["verify_ns"] / jv["roof_ns"]
+        out.append("## JWT verify against the HMAC roof (`bench_jwt`, best of 7 rounds)")
+        out.append("")
+        out.append(f"`tess_jwt_verify` of a 252-byte token: **{jv['verify_ns']:.0f} ns** (target ≤ 400"
+                   f"{' ✓' if jv['verify_ns'] <= 400 else ' ✗'}), {ratio:.2f}× the pre-keyed HMAC-SHA256 of its "
+                   f"signing input ({jv['roof_ns']:.0f} ns; target ≤ 1.5×{' ✓' if ratio <= 1.5 else ' ✗'}).")
+        if jv["verify_ns"] > 400 or ratio > 1.5:
+            out.append(f"Floor: the HMAC itself ({jv['roof_ns']:.0f} ns); the rest is cJSON parsing and freeing the "
+                       f"claims (a node per claim, `strtod` per number) and base64url (bench/README.md). Reaching "
+                       f"1.5× takes a claims scan without a JSON tree (the five known claims read in place).")
+        out.append("")
+        out.append("```")
+        out.append(jv["output"])
+        out.append("```")
+        out.append("")
+    out.append("Not measured by this version of bench/run (see bench/README.md): NextAuth's database sessions, "
+               "long-poll/SSE (bench/push.sh measures those).")
+    out.append("")
+    out.append("## Commands")
+    out.append("")
+    out.append("```")
+    out.append(data.get("command") or " ".join(data["argv"]))
+    out.append("```")
+    out.append("")
+    out.append(f"Raw numbers of every run: `{os.path.basename(data.get('base', 'results'))}.json`; chart: "
+               f"`{os.path.basename(data.get('base', 'results'))}.svg`.")
+    return "\n".join(out) + "\n"
+
+
+def svg(data):
+    s, rows, nginx, healthz = build(data)
+    bars = [r for r in rows]
+    w, left, barh, gap, top = 860, 250, 18, 6, 60
+    h = top + len(bars) * (barh + gap) + 50
+    maxx = max([1.0] + [r["x_nginx"] or 0 for r in bars] + [data["target_x_nginx"].get(r["name"], 0) for r in bars])
+    scale = (w - left - 80) / maxx
+    e = html.escape
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{w}" height="{h}" fill="white"/>',
+         f'<text x="10" y="20" font-size="15" font-weight="bold">{e("Polls per second as a share of nginx return 200")}'
+         f'</text>',
+         f'<text x="10" y="40" fill="#555">{e(data["started"] + " · " + data["mode"] + " · " + (data.get("note") or ""))}'
+         f' · nginx {fmt(nginx)} req/s · tick = target</text>']
+    for x in (0.25, 0.5, 0.75, 1.0):
+        if x <= maxx:
+            X = left + x * scale
+            o.append(f'<line x1="{X:.1f}" y1="{top - 5}" x2="{X:.1f}" y2="{h - 40}" stroke="#ddd"/>')
+            o.append(f'<text x="{X:.1f}" y="{h - 25}" text-anchor="middle" fill="#555">{x:.2f}×</text>')
+    for i, r in enumerate(bars):
+        y = top + i * (barh + gap)
+        color = "#4a7fb5" if r["path"] == "304" else "#8fb3d9"
+        o.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{e(LABEL[r["name"]] + " " + r["path"])}</text>')
+        if r["x_nginx"] is None:
+            o.append(f'<text x="{left + 4}" y="{y + 13}" fill="#b00">FAILED</text>')
+        else:
+            o.append(f'<rect x="{left}" y="{y}" width="{r["x_nginx"] * scale:.1f}" height="{barh}" fill="{color}"/>')
+            o.append(f'<text x="{left + r["x_nginx"] * scale + 4:.1f}" y="{y + 13}">{r["x_nginx"]:.2f}× '
+                     f'({r["rps"]:.0f}/s, p99 {fmt(r["p99"], ".2f")} ms)</text>')
+        t = data["target_x_nginx"].get(r["name"])
+        if t:
+            X = left + t * scale
+            o.append(f'<line x1="{X:.1f}" y1="{y - 2}" x2="{X:.1f}" y2="{y + barh + 2}" stroke="#c33" '
+                     f'stroke-width="2"/>')
+    o.append(f'<text x="10" y="{h - 8}" fill="#555">dark: 304 path (If-None-Match), light: 200 path; '
+             f'{data["settings"]["sessions"]:,} sessions per store; see the .md for CPU per request</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def readme_table(data, md_name):
+    """The short table the README shows: per strategy, the 304 path (what a polling tab sends)."""
+    s, rows, nginx, healthz = build(data)
+    by = {d["target"]: d for d in data.get("lookups") or []}
+    st = data["settings"]
+    out = [f"Latest: `bench/results/{md_name}.md` ({data['mode']} run, {data['started'][:10]}"
+           + (", **on a loaded shared machine: ratios indicative only**" if data.get("note") else "")
+           + f"; chart: [`{md_name}.svg`](bench/results/{md_name}.svg)). 304 path, `wrk -c{st['conns']}`, "
+           f"{st['sessions']:,} sessions per store, one server thread:", "",
+           "| strategy | polls/s × nginx `return 200` | p99 ms | server µs CPU/poll | × Express peer | library lookup p50 / "
+           "p99 µs | note's claim |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["path"] != "304" or r["name"].startswith("peer"):
+            continue
+        d = by.get(r["name"])
+        lk = f"{d['p50_ns'] / 1000:.1f} / {d['p99_ns'] / 1000:.1f}" if d else "–"
+        out.append(f"| {LABEL[r['name']]} | {fmt(r['x_nginx'], '.2f')} | {fmt(r['p99'], '.2f')} | "
+                   f"{fmt(r['cpu'], '.1f')} | {fmt(r['x_peer'], '.1f')} | {lk} | "
+                   f"{data['claims'].get(r['strategy'], '–')} |")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(data, base, readme):
+    """Rewrites README's text between <!-- bench:begin --> and <!-- bench:end --> with the table."""
+    with open(readme) as f:
+        text = f.read()
+    a, b = "<!-- bench:begin -->\n", "<!-- bench:end -->"
+    if a not in text or b not in text:
+        raise SystemExit(f"bench/report.py: no {a.strip()} ... {b} markers in {readme}")
+    i, j = text.index(a) + len(a), text.index(b)
+    text = text[:i] + readme_table(data, os.path.basename(base)) + text[j:]
+    with open(readme, "w") as f:
+        f.write(text)
+
+
+def write(data, base):
+    data["base"] = base
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(markdown(data))
+    with open(base + ".svg", "w") as f:
+        f.write(svg(data))
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--readme"]
+    if len(args) != 1 or not args[0].endswith(".json"):
+        sys.exit("usage: python3 bench/report.py [--readme] RESULTS.json")
+    with open(args[0]) as f:
+        d = json.load(f)
+    write(d, args[0][: -len(".json")])
+    if "--readme" in sys.argv:
+        update_readme(d, args[0][: -len(".json")], os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                                 "README.md"))
