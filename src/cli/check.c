@@ -22,6 +22,7 @@
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 #include "tessera/redis.h"
+#include "lib/redis/rconn.h"
 
 typedef struct report {
     cJSON *checks; /* --json: the array */
@@ -109,9 +110,29 @@ static void check_pg(report_t *r, const char *url)
              have < want ? " (serve migrates it)" : "");
 }
 
-static int redis_up(void *arg)
+typedef struct ping {
+    int done;      /* the reply (or the failure) came */
+    int ok;        /* it was PONG */
+    char why[256]; /* otherwise, Redis's error */
+} ping_t;
+
+static int ping_done(void *arg)
 {
-    return tess_redis_connected(arg);
+    return ((ping_t *)arg)->done;
+}
+
+static void on_pong(void *arg, int rc, redisReply *reply)
+{
+    ping_t *p = arg;
+    if (rc == TESS_EUNAVAIL && reply == NULL)
+        return; /* not connected (yet), or the set-up was refused: tried again until the deadline */
+    p->done = 1;
+    if (rc == 0 && reply != NULL && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0)
+        p->ok = 1;
+    else if (rc == 0 && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        snprintf(p->why, sizeof(p->why), "%.*s", (int)reply->len, reply->str);
+    else
+        snprintf(p->why, sizeof(p->why), "%s", tess_strerror(rc != 0 ? rc : TESS_EIO));
 }
 
 static void check_redis(report_t *r, const char *url, int64_t timeout_ms)
@@ -127,12 +148,23 @@ static void check_redis(report_t *r, const char *url, int64_t timeout_ms)
     if (tess_redis_open(&conn, tess_poll_loop_base(loop), url, timeout_ms, err, sizeof(err)) != 0) {
         line(r, "redis", 0, "%s", err);
     } else {
-        /* Connected means the AUTH and SELECT the URL asks for went through too. */
-        tess_poll_loop_run_until(loop, redis_up, conn, timeout_ms * 3 > 3000 ? timeout_ms * 3 : 3000);
-        if (tess_redis_connected(conn))
-            line(r, "redis", 1, "reachable");
+        /* A PING goes on the wire after the AUTH and SELECT the URL asks for: its answer tells of them too. */
+        static const char *argv[1] = {"PING"};
+        ping_t p = {0};
+        int64_t wait_ms = timeout_ms * 3 > 3000 ? timeout_ms * 3 : 3000, deadline = tess_mono_ms() + wait_ms;
+        while (!p.done && tess_mono_ms() < deadline) {
+            if (tess__rconn_command(conn, on_pong, &p, 1, argv, NULL) == 0)
+                tess_poll_loop_run_until(loop, ping_done, &p, deadline - tess_mono_ms());
+            if (!p.done)
+                tess_poll_loop_run_until(loop, NULL, NULL, 50); /* not connected yet */
+        }
+        if (p.ok)
+            line(r, "redis", 1, "reachable, PING answered");
+        else if (p.done)
+            line(r, "redis", 0, "PING refused: %s (check the password in REDIS_URL)", p.why);
         else
-            line(r, "redis", 0, "not reachable, or the password was refused (REDIS_URL)");
+            line(r, "redis", 0, "not reachable, or the connection set-up (AUTH) refused, within %lld ms",
+                 (long long)wait_ms);
         tess_redis_close(conn);
     }
     tess_poll_loop_run_once(loop, 0);
