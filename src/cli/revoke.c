@@ -194,6 +194,7 @@ int tess_cli_revoke(const char *cmd, const char *database, const char *redis, co
     tess_secrets_t *secrets = NULL;
     tess_deploy_t *deploy = NULL;
     tess_deploy_loop_t *sessions = NULL;
+    tess_session_t one;
     step_t st;
     int code = 1, rc;
     int64_t deadline;
@@ -298,9 +299,12 @@ int tess_cli_revoke(const char *cmd, const char *database, const char *redis, co
     deadline = tess_mono_ms() + WAIT_MS;
     do {
         memset(&st, 0, sizeof(st));
-        if (sid != NULL)
-            tess_auth_logout(tess_deploy_loop_auth(sessions), tess_str(sid), on_revoked, &st);
-        else
+        if (sid != NULL) {
+            /* As a logout of that session: both stores with Redis (the redis strategy's sessions too). */
+            memset(&one, 0, sizeof(one));
+            snprintf(one.id, sizeof(one.id), "%s", sid);
+            tess_auth_logout_session(tess_deploy_loop_auth(sessions), &one, on_revoked, &st);
+        } else
             tess_auth_logout_everywhere(tess_deploy_loop_auth(sessions), tess_str(uid), tess_now_ms(), on_revoked, &st);
         rc = await(loop, &st);
         if (rc == TESS_EUNAVAIL && tess_mono_ms() < deadline)

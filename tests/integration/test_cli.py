@@ -140,6 +140,15 @@ class CliTests:
         self.assertNotIn(name, [u["name"] for u in users])
         self.assertStatus(self.server.browser().login(name, "pw-two"), 401)
 
+    def test_user_del_refused_while_referenced(self):
+        name = self.new_user("pc")
+        b = self.login(name)
+        self.assertIn(b.post("/api/prechats", {"topic": "refers to the user"}).status, (200, 201))
+        r = self.fails(1, "user", "del", name)
+        self.assertIn("pre-chats", r.stderr.decode())
+        users = json.loads(self.ok("user", "list", "--json").stdout)["users"]
+        self.assertIn(name, [u["name"] for u in users])
+
     def test_user_errors(self):
         self.fails(1, "user", "passwd", "nosuchuser", "--password-stdin", input=b"x\n")
         self.fails(1, "user", "del", "nosuchuser")
@@ -277,6 +286,25 @@ class PostgresCachedRedis(CliTests, ServerTestCase):
     strategy = "cached"
     postgres = True
     redis = True
+
+
+class SqliteRedisStrategy(CliTests, ServerTestCase):
+    """The redis strategy keeps its sessions in Redis only: `session list` (database sessions) has none to show;
+    revoking by id (with --redis) and by --user reach them."""
+
+    strategy = "redis"
+    redis = True
+
+    def test_session_list_and_revoke(self):
+        name, other = self.new_user("rl"), self.new_user("ro")
+        b1, b2 = self.login(name), self.login(name)
+        keep = self.login(other)
+        self.ok("session", "revoke", self.sid_of(b1))
+        self.assert_refused(b1)
+        self.assertStatus(b2.get("/api/auth/session"), 200)
+        self.ok("session", "revoke", "--user", name)
+        self.assert_refused(b2)
+        self.assertStatus(keep.get("/api/auth/session"), 200)
 
 
 if __name__ == "__main__":
