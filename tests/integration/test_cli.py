@@ -1,5 +1,6 @@
 """The command line (issue 12 §3): `tessera user list|passwd|del`, `tessera session list|revoke`, `tessera check`,
-against each store: SQLite and PostgreSQL with the db strategy, and with Redis the cached strategy on both.
+against each store: SQLite and PostgreSQL with the db strategy, with Redis the cached strategy on both, the redis
+strategy, and jwt (with Redis, and with the database's revocation table).
 
 Every class starts a real `tessera serve` (and redis-server / a PostgreSQL database of the module's shared
 cluster where it needs them) and runs the real binary against the same database:
@@ -306,6 +307,32 @@ class SqliteRedisStrategy(CliTests, ServerTestCase):
         self.ok("session", "revoke", "--user", name)
         self.assert_refused(b2)
         self.assertStatus(keep.get("/api/auth/session"), 200)
+
+
+class JwtTests(CliTests):
+    """jwt keeps no sessions: `session list` shows none, an id names nothing; --user (and user del) go through
+    the revocation cut-off, which the running server follows (Redis, or the database's revocation table)."""
+
+    strategy = "jwt"
+
+    def test_session_list_and_revoke(self):
+        name, other = self.new_user("jl"), self.new_user("jo")
+        b1, b2 = self.login(name), self.login(name)
+        keep = self.login(other)
+        self.assertEqual(self.sessions(name), [])
+        self.fails(1, "session", "revoke", "0123456789abcdef")
+        self.ok("session", "revoke", "--user", name)
+        self.assert_refused(b1)
+        self.assert_refused(b2)
+        self.assertStatus(keep.get("/api/auth/session"), 200)
+
+
+class SqliteJwtRedis(JwtTests, ServerTestCase):
+    redis = True
+
+
+class SqliteJwt(JwtTests, ServerTestCase):
+    pass
 
 
 if __name__ == "__main__":
