@@ -17,6 +17,7 @@ typedef struct tess_cli_session_row {
     char handle[TESS_CLI_HANDLE_LEN + 1]; /* its handle */
     int64_t created_ms;                   /* createdAt, 0 when unknown */
     int64_t expires_ms;                   /* expiry */
+    const char *where;                    /* "database" or "redis" (static) */
 } tess_cli_session_row_t;
 
 typedef struct tess_cli_sessions {
@@ -32,8 +33,14 @@ void tess_cli_handle(const char *sid, char out[TESS_CLI_HANDLE_LEN + 1]);
  */
 int tess_cli_sessions_load(tess_cli_sessions_t *out, const tess_config_t *cfg, const char *uid, char *err,
                            size_t errcap);
+/*
+ * Appends the redis strategy's sessions of user `uid` (the <prefix>user:<uid> set, tessera/keyspace.h; prefix
+ * NULL: the default) held by the Redis at `url`. Returns 0, TESS_EINVAL, TESS_EUNAVAIL, TESS_EIO, TESS_ENOMEM.
+ */
+int tess_cli_sessions_load_redis(tess_cli_sessions_t *out, const char *url, const char *prefix, const char *uid,
+                                 char *err, size_t errcap);
 void tess_cli_sessions_free(tess_cli_sessions_t *s);
-void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, const char *strategy, int json);
+void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, int json);
 
 /*
  * Ends sessions as a running server would: every session and token of user `user` (sid NULL), or the one

@@ -35,8 +35,9 @@ static void usage(FILE *out)
           "                                a new password for NAME, read from standard input\n"
           "  user del NAME [--database URL] [--redis URL]\n"
           "                                remove NAME, ending its sessions first\n"
-          "  session list --user NAME [--json] [--database URL]\n"
-          "                                NAME's live stored sessions: handle, created, expires\n"
+          "  session list --user NAME [--json] [--database URL] [--redis URL]\n"
+          "                                NAME's live sessions (database, and Redis-held with --redis):\n"
+          "                                handle, created, expires, store\n"
           "  session revoke ID|HANDLE|--user NAME [--database URL] [--redis URL]\n"
           "                                end one session, or log NAME out everywhere (sessions,\n"
           "                                caches, and every token issued so far)\n"
@@ -266,12 +267,12 @@ int tess_cli_session_list(int argc, char **argv)
 {
     static const char cmd[] = "tessera session list";
     char err[512] = "", uid[24];
-    const char *strategy = getenv("SESSION_STRATEGY");
     tess_cli_sessions_t list;
     cli_opts_t o;
     int rc;
 
-    if ((rc = parse_opts(cmd, "tessera session list --user NAME [--json] [--database URL]", argc, argv, 0, &o)) != 0)
+    if ((rc = parse_opts(cmd, "tessera session list --user NAME [--json] [--database URL] [--redis URL]", argc, argv, 0,
+                         &o)) != 0)
         return rc == 1 ? 0 : rc;
     if (o.user == NULL || *o.user == '\0') {
         fprintf(stderr, "%s: --user NAME is required\n", cmd);
@@ -283,9 +284,13 @@ int tess_cli_session_list(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", cmd, err);
         return 1;
     }
-    if (strategy == NULL || *strategy == '\0')
-        strategy = o.cfg.postgres ? "postgres" : "sqlite";
-    tess_cli_sessions_print(&list, o.user, strategy, o.json);
+    if (o.redis != NULL &&
+        tess_cli_sessions_load_redis(&list, o.redis, getenv("SESSION_PREFIX"), uid, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", cmd, err);
+        tess_cli_sessions_free(&list);
+        return 1;
+    }
+    tess_cli_sessions_print(&list, o.user, o.json);
     tess_cli_sessions_free(&list);
     return 0;
 }

@@ -5,6 +5,7 @@
  * cookie, so it may go into logs and tickets. `session revoke` accepts the handle or the id.
  */
 #include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <sodium.h>
@@ -15,7 +16,9 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "lib/redis/rconn.h"
 #include "tessera/error.h"
+#include "tessera/keyspace.h"
 #include "tessera/pgconn.h"
 #include "tessera/store.h"
 
@@ -45,7 +48,7 @@ static int64_t created_of(const char *sess)
     return ms;
 }
 
-static int add_row(tess_cli_sessions_t *out, const char *sid, const char *sess, int64_t expires_ms)
+static int add_row(tess_cli_sessions_t *out, const char *sid, const char *sess, int64_t expires_ms, const char *where)
 {
     tess_cli_session_row_t *grown;
 
@@ -61,6 +64,7 @@ static int add_row(tess_cli_sessions_t *out, const char *sid, const char *sess, 
     tess_cli_handle(sid, out->rows[out->n].handle);
     out->rows[out->n].created_ms = created_of(sess);
     out->rows[out->n].expires_ms = expires_ms;
+    out->rows[out->n].where = where;
     out->n++;
     return 0;
 }
@@ -95,7 +99,7 @@ int tess_cli_sessions_load(tess_cli_sessions_t *out, const tess_config_t *cfg, c
         } else {
             for (i = 0; i < PQntuples(res) && rc == 0; i++)
                 rc = add_row(out, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                             strtoll(PQgetvalue(res, i, 2), NULL, 10));
+                             strtoll(PQgetvalue(res, i, 2), NULL, 10), "database");
         }
         PQclear(res);
         PQfinish(pg);
@@ -123,7 +127,7 @@ int tess_cli_sessions_load(tess_cli_sessions_t *out, const tess_config_t *cfg, c
             sqlite3_bind_int64(st, 2, tess_now_ms());
             while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW)
                 rc = add_row(out, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-                             sqlite3_column_int64(st, 2));
+                             sqlite3_column_int64(st, 2), "database");
             if (rc == 0 && src != SQLITE_DONE) {
                 rc = TESS_EIO;
                 snprintf(err, errcap, "%s", sqlite3_errmsg(db));
@@ -136,6 +140,106 @@ int tess_cli_sessions_load(tess_cli_sessions_t *out, const tess_config_t *cfg, c
         snprintf(err, errcap, "out of memory");
     if (rc != 0)
         tess_cli_sessions_free(out);
+    return rc;
+}
+
+/* A reply of `c` to argv, or NULL with the reason in `err` (the password never in it). */
+static redisReply *command(redisContext *c, int argc, const char **argv, char *err, size_t errcap)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+
+    if (r == NULL)
+        snprintf(err, errcap, "redis: %s", c->errstr);
+    else if (r->type == REDIS_REPLY_ERROR)
+        snprintf(err, errcap, "redis %s: %.*s", argv[0], (int)r->len, r->str);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+int tess_cli_sessions_load_redis(tess_cli_sessions_t *out, const char *url, const char *prefix, const char *uid,
+                                 char *err, size_t errcap)
+{
+    tess__redis_url_t u;
+    struct timeval tv = {2, 0};
+    redisContext *c = NULL;
+    redisReply *set = NULL, *r;
+    char key[512], db[16];
+    const char *argv[3];
+    int rc = 0;
+    size_t i;
+
+    if (prefix == NULL || *prefix == '\0')
+        prefix = TESS_KEYSPACE_SESSION_DEFAULT;
+    if (tess__redis_url_parse(url, &u, err, errcap) != 0)
+        return TESS_EINVAL;
+    c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv) : redisConnectWithTimeout(u.host, u.port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errcap, "redis: %s", c != NULL ? c->errstr : "out of memory");
+        rc = TESS_EUNAVAIL;
+        goto out;
+    }
+    redisSetTimeout(c, tv);
+    if (u.password[0]) {
+        argv[0] = "AUTH";
+        argv[1] = u.user[0] ? u.user : u.password;
+        argv[2] = u.password;
+        if ((r = command(c, u.user[0] ? 3 : 2, argv, err, errcap)) == NULL) {
+            rc = TESS_EUNAVAIL;
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    if (u.db != 0) {
+        snprintf(db, sizeof(db), "%d", u.db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        if ((r = command(c, 2, argv, err, errcap)) == NULL) {
+            rc = TESS_EUNAVAIL;
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    snprintf(key, sizeof(key), "%s" TESS_KEY_USER "%s", prefix, uid);
+    argv[0] = "SMEMBERS";
+    argv[1] = key;
+    if ((set = command(c, 2, argv, err, errcap)) == NULL) {
+        rc = TESS_EIO;
+        goto out;
+    }
+    for (i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements && rc == 0; i++) {
+        redisReply *get, *ttl;
+        if (set->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        snprintf(key, sizeof(key), "%s%s", prefix, set->element[i]->str);
+        argv[0] = "GET";
+        argv[1] = key;
+        if ((get = command(c, 2, argv, err, errcap)) == NULL) {
+            rc = TESS_EIO;
+            break;
+        }
+        argv[0] = "PTTL";
+        if ((ttl = command(c, 2, argv, err, errcap)) == NULL) {
+            freeReplyObject(get);
+            rc = TESS_EIO;
+            break;
+        }
+        /* The set outlives its members: an id whose session expired or went is skipped. */
+        if (get->type == REDIS_REPLY_STRING && ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0)
+            rc = add_row(out, set->element[i]->str, get->str, tess_now_ms() + ttl->integer, "redis");
+        freeReplyObject(get);
+        freeReplyObject(ttl);
+    }
+    if (rc == TESS_ENOMEM)
+        snprintf(err, errcap, "out of memory");
+out:
+    if (set != NULL)
+        freeReplyObject(set);
+    if (c != NULL)
+        redisFree(c);
+    sodium_memzero(&u, sizeof(u));
     return rc;
 }
 
@@ -158,7 +262,7 @@ static void iso(int64_t ms, char *buf, size_t cap)
         strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, const char *strategy, int json)
+void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, int json)
 {
     char created[32], expires[32];
     size_t i;
@@ -178,7 +282,7 @@ void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, con
             else
                 cJSON_AddNullToObject(o, "created");
             cJSON_AddStringToObject(o, "expires", expires);
-            cJSON_AddStringToObject(o, "strategy", strategy);
+            cJSON_AddStringToObject(o, "store", s->rows[i].where);
             cJSON_AddItemToArray(arr, o);
         }
         text = cJSON_PrintUnformatted(root);
@@ -188,10 +292,10 @@ void tess_cli_sessions_print(const tess_cli_sessions_t *s, const char *user, con
         cJSON_Delete(root);
         return;
     }
-    printf("%-16s  %-20s  %-20s  %s\n", "HANDLE", "CREATED", "EXPIRES", "STRATEGY");
+    printf("%-16s  %-20s  %-20s  %s\n", "HANDLE", "CREATED", "EXPIRES", "STORE");
     for (i = 0; i < s->n; i++) {
         iso(s->rows[i].created_ms, created, sizeof(created));
         iso(s->rows[i].expires_ms, expires, sizeof(expires));
-        printf("%-16s  %-20s  %-20s  %s\n", s->rows[i].handle, created, expires, strategy);
+        printf("%-16s  %-20s  %-20s  %s\n", s->rows[i].handle, created, expires, s->rows[i].where);
     }
 }

@@ -180,6 +180,7 @@ class CliTests:
         for row in rows:
             self.assertRegex(row["handle"], r"^[0-9a-f]{16}$")
             self.assertRegex(row["expires"], r"^\d{4}-\d\d-\d\dT")
+            self.assertEqual(row["store"], "database")
             self.assertIn(row["handle"], listing)
         handles = {row["handle"] for row in rows}
 
@@ -291,7 +292,7 @@ class PostgresCachedRedis(CliTests, ServerTestCase):
 
 
 class SqliteRedisStrategy(CliTests, ServerTestCase):
-    """The redis strategy keeps its sessions in Redis only: `session list` (database sessions) has none to show;
+    """The redis strategy keeps its sessions in Redis only: `session list` reads them from Redis (the user's set);
     revoking by id (with --redis) and by --user reach them."""
 
     strategy = "redis"
@@ -301,6 +302,11 @@ class SqliteRedisStrategy(CliTests, ServerTestCase):
         name, other = self.new_user("rl"), self.new_user("ro")
         b1, b2 = self.login(name), self.login(name)
         keep = self.login(other)
+        rows = self.sessions(name)
+        self.assertEqual(sorted(r["handle"] for r in rows),
+                         sorted(hashlib.sha256(self.sid_of(b).encode()).hexdigest()[:16] for b in (b1, b2)))
+        self.assertEqual({r["store"] for r in rows}, {"redis"})
+        self.assertNotIn(self.sid_of(b1), self.ok("session", "list", "--user", name).stdout.decode())
         self.ok("session", "revoke", self.sid_of(b1))
         self.assert_refused(b1)
         self.assertStatus(b2.get("/api/auth/session"), 200)
