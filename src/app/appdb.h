@@ -113,6 +113,17 @@ int appdb_sqlite_user_add(struct sqlite3 *db, const char *name, const char *role
                           char *errbuf, size_t errcap);
 
 /*
+ * Synchronous, for the command line: every user (id, name, role; no hash) by id, in a malloc'd array the
+ * caller frees (NULL when none); a new password hash for a user of ours; a user removed (TESS_ECONFLICT while
+ * pre-chats or messages refer to it). Return 0, TESS_ENOTFOUND (no such user), TESS_EIO, TESS_ENOMEM.
+ */
+int appdb_sqlite_user_list(struct sqlite3 *db, appdb_user_t **out, size_t *n, char *errbuf, size_t errcap);
+int appdb_sqlite_user_passwd(struct sqlite3 *db, const char *name, const char *pwhash, char *errbuf, size_t errcap);
+int appdb_sqlite_user_del(struct sqlite3 *db, const char *name, char *errbuf, size_t errcap);
+/* The schema version the database holds (`have`, 0: none yet) and the one this tessera migrates to. 0 or TESS_EIO. */
+int appdb_sqlite_schema(struct sqlite3 *db, int *have, int *want);
+
+/*
  * PostgreSQL backend (appdb_pg.c): the same schema and behaviour as SQLite, versioned and migrated on start.
  * appdb_pg_migrate() runs synchronously at start-up (under an advisory lock: several instances may start at
  * once). appdb_pg_open() makes a per-loop handle driven by libpq pipeline mode on `loop`; while its
@@ -125,6 +136,11 @@ int appdb_pg_open(appdb_t **out, struct tess_loop *loop, const char *conninfo, i
 /* Synchronous, for the command line. Returns 0, TESS_EEXISTS, TESS_EUNAVAIL, TESS_EIO. */
 int appdb_pg_user_add(const char *conninfo, const char *name, const char *role, const char *pwhash, int64_t now_ms,
                       char *errbuf, size_t errcap);
+/* The same three on PostgreSQL (TESS_EUNAVAIL too). */
+int appdb_pg_user_list(const char *conninfo, appdb_user_t **out, size_t *n, char *errbuf, size_t errcap);
+int appdb_pg_user_passwd(const char *conninfo, const char *name, const char *pwhash, char *errbuf, size_t errcap);
+int appdb_pg_user_del(const char *conninfo, const char *name, char *errbuf, size_t errcap);
+int appdb_pg_schema(const char *conninfo, int *have, int *want, char *errbuf, size_t errcap);
 
 /*
  * Change events between instances that share a database without Redis. One listener per process, on one

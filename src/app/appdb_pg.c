@@ -547,6 +547,113 @@ out:
     return rc;
 }
 
+int appdb_pg_user_list(const char *conninfo, appdb_user_t **out, size_t *n_out, char *errbuf, size_t errcap)
+{
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    appdb_user_t *users = NULL;
+    int rc, i, rows = 0;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((pg = tess_pgconn_connect_sync(conninfo, errbuf, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    if ((rc = migrate(pg, errbuf, errcap)) != 0)
+        goto out;
+    res = PQexec(pg, "SELECT id, name, role FROM app_user ORDER BY id");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
+        tess_pgconn_error_line(errbuf, errcap, NULL, PQerrorMessage(pg));
+        goto out;
+    }
+    rows = PQntuples(res);
+    if (rows > 0 && (users = calloc((size_t)rows, sizeof(*users))) == NULL) {
+        rc = TESS_ENOMEM;
+        snprintf(errbuf, errcap, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < rows; i++) {
+        users[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        snprintf(users[i].name, sizeof(users[i].name), "%s", PQgetvalue(res, i, 1));
+        snprintf(users[i].role, sizeof(users[i].role), "%s", PQgetvalue(res, i, 2));
+    }
+    *out = users;
+    *n_out = (size_t)rows;
+out:
+    PQclear(res);
+    PQfinish(pg);
+    return rc;
+}
+
+int appdb_pg_schema(const char *conninfo, int *have, int *want, char *errbuf, size_t errcap)
+{
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    int rc = 0;
+
+    *want = SCHEMA_VERSION;
+    *have = 0;
+    if ((pg = tess_pgconn_connect_sync(conninfo, errbuf, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM tessera_schema");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *have = atoi(PQgetvalue(res, 0, 0));
+    } else {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state == NULL || strcmp(state, "42P01") != 0) { /* no tessera_schema: no schema yet */
+            rc = TESS_EIO;
+            tess_pgconn_error_line(errbuf, errcap, "reading schema version", PQerrorMessage(pg));
+        }
+    }
+    PQclear(res);
+    PQfinish(pg);
+    return rc;
+}
+
+/* One statement on a user by name, which must change exactly one row. */
+static int user_write(const char *conninfo, const char *sql, const char *name, const char *hash, char *errbuf,
+                      size_t errcap)
+{
+    const char *values[2] = {name, hash};
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    int rc;
+
+    if ((pg = tess_pgconn_connect_sync(conninfo, errbuf, errcap)) == NULL)
+        return TESS_EUNAVAIL;
+    if ((rc = migrate(pg, errbuf, errcap)) != 0)
+        goto out;
+    res = PQexecParams(pg, sql, hash != NULL ? 2 : 1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "23503") == 0) {
+            rc = TESS_ECONFLICT;
+            snprintf(errbuf, errcap, "the user has pre-chats or messages");
+        } else {
+            rc = PQstatus(pg) == CONNECTION_OK ? TESS_EIO : TESS_EUNAVAIL;
+            tess_pgconn_error_line(errbuf, errcap, NULL, PQerrorMessage(pg));
+        }
+    } else if (strcmp(PQcmdTuples(res), "1") != 0) {
+        rc = TESS_ENOTFOUND;
+        snprintf(errbuf, errcap, "no user named %s", name);
+    }
+out:
+    PQclear(res);
+    PQfinish(pg);
+    return rc;
+}
+
+int appdb_pg_user_passwd(const char *conninfo, const char *name, const char *pwhash, char *errbuf, size_t errcap)
+{
+    return user_write(conninfo, "UPDATE app_user SET password_hash = $2 WHERE name = $1 AND external_id IS NULL", name,
+                      pwhash, errbuf, errcap);
+}
+
+int appdb_pg_user_del(const char *conninfo, const char *name, char *errbuf, size_t errcap)
+{
+    return user_write(conninfo, "DELETE FROM app_user WHERE name = $1", name, NULL, errbuf, errcap);
+}
+
 /* ---- change events: the listener --------------------------------------------------------------------------- */
 
 typedef struct pg_listener {

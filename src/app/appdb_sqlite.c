@@ -614,6 +614,112 @@ int appdb_sqlite_user_add(sqlite3 *db, const char *name, const char *role, const
     return rc;
 }
 
+int appdb_sqlite_user_list(sqlite3 *db, appdb_user_t **out, size_t *n_out, char *errbuf, size_t errcap)
+{
+    sqlite3_stmt *st = NULL;
+    appdb_user_t *users = NULL, *grown;
+    size_t n = 0, cap = 0;
+    int rc, src;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((rc = migrate(db, errbuf, errcap)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(db, "SELECT id, name, role FROM app_user ORDER BY id", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "%s", sqlite3_errmsg(db));
+        return TESS_EIO;
+    }
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            if ((grown = realloc(users, cap * sizeof(*users))) == NULL) {
+                rc = TESS_ENOMEM;
+                snprintf(errbuf, errcap, "out of memory");
+                goto out;
+            }
+            users = grown;
+        }
+        memset(&users[n], 0, sizeof(users[n]));
+        users[n].id = sqlite3_column_int64(st, 0);
+        snprintf(users[n].name, sizeof(users[n].name), "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(users[n].role, sizeof(users[n].role), "%s", (const char *)sqlite3_column_text(st, 2));
+        n++;
+    }
+    if (src != SQLITE_DONE) {
+        rc = TESS_EIO;
+        snprintf(errbuf, errcap, "%s", sqlite3_errmsg(db));
+    }
+out:
+    sqlite3_finalize(st);
+    if (rc != 0) {
+        free(users);
+        return rc;
+    }
+    *out = users;
+    *n_out = n;
+    return 0;
+}
+
+int appdb_sqlite_schema(sqlite3 *db, int *have, int *want)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = TESS_EIO;
+
+    *want = SCHEMA_VERSION;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        *have = sqlite3_column_int(st, 0);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* One statement on a user by name, which must change exactly one row. */
+static int user_write(sqlite3 *db, const char *sql, const char *name, const char *hash, char *errbuf, size_t errcap)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = migrate(db, errbuf, errcap)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "%s", sqlite3_errmsg(db));
+        return TESS_EIO;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (hash != NULL)
+        sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = (sqlite3_extended_errcode(db) & 0xff) == SQLITE_CONSTRAINT ? TESS_ECONFLICT : TESS_EIO;
+        snprintf(errbuf, errcap, "%s",
+                 rc == TESS_ECONFLICT ? "the user has pre-chats or messages" : sqlite3_errmsg(db));
+    } else if (sqlite3_changes(db) != 1) {
+        rc = TESS_ENOTFOUND;
+        snprintf(errbuf, errcap, "no user named %s", name);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int appdb_sqlite_user_passwd(sqlite3 *db, const char *name, const char *pwhash, char *errbuf, size_t errcap)
+{
+    return user_write(db, "UPDATE app_user SET password_hash = ?2 WHERE name = ?1 AND external_id IS NULL", name,
+                      pwhash, errbuf, errcap);
+}
+
+int appdb_sqlite_user_del(sqlite3 *db, const char *name, char *errbuf, size_t errcap)
+{
+    int rc;
+
+    /* The pre-chats and messages refer to the user: it stays while they do (PostgreSQL enforces it too). */
+    if (sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(errbuf, errcap, "%s", sqlite3_errmsg(db));
+        return TESS_EIO;
+    }
+    rc = user_write(db, "DELETE FROM app_user WHERE name = ?1", name, NULL, errbuf, errcap);
+    return rc;
+}
+
 /* ---- change events: the listener --------------------------------------------------------------------------- */
 
 #define EVENT_KEEP_MS 60000 /* event rows older than this are pruned */
