@@ -2,7 +2,8 @@
  * The near-cache: power-of-two shards, each a mutex + chained hash table + LRU list.
  *
  * Bounds are split evenly per shard (max_entries / shards, max_bytes / shards): each shard enforces its own
- * share, so the totals hold without any cross-shard lock. An entry accounts sizeof(entry) + key + extra_json.
+ * share, so the totals hold without any cross-shard lock. An entry accounts its one allocation: the header and
+ * its packed strings (centry_t).
  *
  * Generations: every shard has a counter bumped by tess_cache_evict_user(), tess_cache_flush() and disabling,
  * and GEN_STRIPES stripe counters, one of which (by the key's hash) tess_cache_evict() bumps. A put carries
@@ -30,21 +31,37 @@
 #define INITIAL_BUCKETS 64
 #define GEN_STRIPES 64 /* eviction generations per shard (power of two) */
 
+/*
+ * One entry, packed: the header, then in `data` the key and a NUL, then (sessions) the user id, the role and
+ * extra_json, each with its NUL, or (values) the value's bytes. A session is kept as its variable-length
+ * strings, not as a whole tess_session_t (256 bytes of fixed arrays, most of them empty, and the id twice).
+ */
 typedef struct centry {
-    struct centry *hnext;  /* hash chain */
-    struct centry *prev;   /* LRU neighbour towards the head (more recent) */
-    struct centry *next;   /* LRU neighbour towards the tail (less recent) */
-    uint64_t hash;         /* hash of key */
-    int64_t expires_at_ms; /* wall clock after which the entry is unusable */
-    size_t bytes;          /* accounted size */
-    int negative;          /* 1: remembered unknown id, `sess` unused */
-    int is_value;          /* 1: an opaque value (tess_cache_put_value), `sess` unused */
-    tess_session_t sess;   /* owned copy (positive session entries) */
-    const char *value;     /* value entries: its bytes, stored after the key */
-    size_t value_len;      /* their length */
-    size_t key_len;        /* bytes in key */
-    char key[];            /* the session id, NUL-terminated */
+    struct centry *hnext;        /* hash chain */
+    struct centry *prev;         /* LRU neighbour towards the head (more recent) */
+    struct centry *next;         /* LRU neighbour towards the tail (less recent) */
+    uint64_t hash;               /* hash of key */
+    int64_t expires_at_ms;       /* wall clock after which the entry is unusable */
+    int64_t created_ms;          /* the session's fields (tess_session_t) */
+    int64_t absolute_expires_ms; /* ... */
+    int64_t expires_ms;          /* ... */
+    int64_t max_age_ms;          /* ... */
+    uint32_t bytes;              /* accounted size */
+    uint32_t value_len;          /* value entries: bytes after the key; sessions: extra_json's (0: none) */
+    uint16_t key_len;            /* bytes in key (<= TESS_SID_MAX) */
+    uint8_t user_len;            /* bytes in the user id (<= TESS_USER_ID_MAX) */
+    uint8_t role_len;            /* bytes in the role (<= TESS_ROLE_MAX) */
+    uint8_t negative;            /* 1: remembered unknown id */
+    uint8_t is_value;            /* 1: an opaque value (tess_cache_put_value) */
+    uint8_t has_extra;           /* sessions: extra_json is set (it may be "") */
+    char data[];                 /* key NUL, then user NUL role NUL extra NUL, or the value */
 } centry_t;
+
+#define ENTRY_KEY(e) ((e)->data)
+#define ENTRY_USER(e) ((e)->data + (e)->key_len + 1)
+#define ENTRY_ROLE(e) (ENTRY_USER(e) + (e)->user_len + 1)
+#define ENTRY_EXTRA(e) (ENTRY_ROLE(e) + (e)->role_len + 1)
+#define ENTRY_VALUE(e) ((e)->data + (e)->key_len + 1)
 
 /* A lookup in progress and the callers waiting on it. */
 typedef struct fwaiter {
@@ -127,7 +144,8 @@ static size_t pow2_at_least(size_t n)
 static centry_t **slot_of(shard_t *sh, tess_str_t key, uint64_t h)
 {
     centry_t **pp = &sh->buckets[h & (sh->nbuckets - 1)];
-    while (*pp != NULL && !((*pp)->hash == h && (*pp)->key_len == key.len && memcmp((*pp)->key, key.ptr, key.len) == 0))
+    while (*pp != NULL &&
+           !((*pp)->hash == h && (*pp)->key_len == key.len && memcmp(ENTRY_KEY(*pp), key.ptr, key.len) == 0))
         pp = &(*pp)->hnext;
     return pp;
 }
@@ -148,9 +166,25 @@ static void lru_push_front(shard_t *sh, centry_t *e)
 
 static void entry_free(centry_t *e)
 {
-    if (!e->negative && !e->is_value)
-        tess_session_clear(&e->sess);
     free(e);
+}
+
+/* The session of a positive entry into `out` (zeroed by the caller); 0, or TESS_ENOMEM (extra_json). */
+static int entry_session(const centry_t *e, tess_session_t *out)
+{
+    memcpy(out->id, ENTRY_KEY(e), (size_t)e->key_len + 1);
+    memcpy(out->user_id, ENTRY_USER(e), (size_t)e->user_len + 1);
+    memcpy(out->role, ENTRY_ROLE(e), (size_t)e->role_len + 1);
+    out->created_ms = e->created_ms;
+    out->absolute_expires_ms = e->absolute_expires_ms;
+    out->expires_ms = e->expires_ms;
+    out->max_age_ms = e->max_age_ms;
+    if (e->has_extra) {
+        if ((out->extra_json = malloc((size_t)e->value_len + 1)) == NULL)
+            return TESS_ENOMEM;
+        memcpy(out->extra_json, ENTRY_EXTRA(e), (size_t)e->value_len + 1);
+    }
+    return 0;
 }
 
 /* Removes the entry at `slot` from the table and the LRU list and frees it. */
@@ -321,7 +355,7 @@ int tess_cache_get(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_session
         goto out; /* not a session */
     } else if ((*pp)->negative) {
         res = TESS_CACHE_NEGATIVE;
-    } else if (tess_session_copy(out, &(*pp)->sess) == 0) {
+    } else if (entry_session(*pp, out) == 0) {
         res = TESS_CACHE_HIT;
     } else {
         goto out; /* no memory for the copy: let the caller ask the store */
@@ -369,18 +403,38 @@ int tess_cache_put(tess_cache_t *c, tess_str_t key, const tess_session_t *s, int
     }
     /* Build the entry outside the lock. */
     if (until > now_ms) {
-        size_t extra = s != NULL && s->extra_json != NULL ? strlen(s->extra_json) + 1 : 0;
-        if ((e = calloc(1, sizeof(*e) + key.len + 1)) == NULL)
+        size_t ulen = s != NULL ? strnlen(s->user_id, TESS_USER_ID_MAX) : 0;
+        size_t rlen = s != NULL ? strnlen(s->role, TESS_ROLE_MAX) : 0;
+        size_t xlen = s != NULL && s->extra_json != NULL ? strlen(s->extra_json) : 0;
+        size_t size = sizeof(*e) + key.len + 1 + (s != NULL ? ulen + 1 + rlen + 1 + xlen + 1 : 0);
+        if (xlen > UINT32_MAX || size > UINT32_MAX)
+            return 0; /* not worth keeping; the store answers */
+        if ((e = malloc(size)) == NULL)
             return TESS_ENOMEM;
-        memcpy(e->key, key.ptr, key.len);
-        e->key_len = key.len;
+        memset(e, 0, sizeof(*e));
+        memcpy(ENTRY_KEY(e), key.ptr, key.len);
+        ENTRY_KEY(e)[key.len] = '\0';
+        e->key_len = (uint16_t)key.len;
         e->hash = h;
         e->expires_at_ms = until;
-        e->bytes = sizeof(*e) + key.len + 1 + extra;
+        e->bytes = (uint32_t)size;
         e->negative = s == NULL;
-        if (s != NULL && tess_session_copy(&e->sess, s) != 0) {
-            free(e);
-            return TESS_ENOMEM;
+        if (s != NULL) {
+            e->user_len = (uint8_t)ulen;
+            e->role_len = (uint8_t)rlen;
+            e->has_extra = s->extra_json != NULL;
+            e->value_len = (uint32_t)xlen;
+            memcpy(ENTRY_USER(e), s->user_id, ulen);
+            ENTRY_USER(e)[ulen] = '\0';
+            memcpy(ENTRY_ROLE(e), s->role, rlen);
+            ENTRY_ROLE(e)[rlen] = '\0';
+            if (xlen > 0)
+                memcpy(ENTRY_EXTRA(e), s->extra_json, xlen);
+            ENTRY_EXTRA(e)[xlen] = '\0';
+            e->created_ms = s->created_ms;
+            e->absolute_expires_ms = s->absolute_expires_ms;
+            e->expires_ms = s->expires_ms;
+            e->max_age_ms = s->max_age_ms;
         }
     }
     return insert(c, sh, key, h, e, gen);
@@ -427,21 +481,20 @@ int tess_cache_put_value(tess_cache_t *c, tess_str_t key, const void *value, siz
     shard_t *sh = shard_of(c, h);
     centry_t *e;
 
-    if (!is_enabled(c) || key.len == 0 || key.len > TESS_SID_MAX)
+    if (!is_enabled(c) || key.len == 0 || key.len > TESS_SID_MAX || len > UINT32_MAX - sizeof(*e) - key.len - 1)
         return 0;
     /* One allocation: the entry, the key, its NUL, the value. */
     if ((e = calloc(1, sizeof(*e) + key.len + 1 + len)) == NULL)
         return TESS_ENOMEM;
-    memcpy(e->key, key.ptr, key.len);
-    e->key_len = key.len;
+    memcpy(ENTRY_KEY(e), key.ptr, key.len);
+    e->key_len = (uint16_t)key.len;
     e->hash = h;
     e->expires_at_ms = now_ms + c->opts.ttl_ms;
-    e->bytes = sizeof(*e) + key.len + 1 + len;
+    e->bytes = (uint32_t)(sizeof(*e) + key.len + 1 + len);
     e->is_value = 1;
-    e->value = e->key + key.len + 1;
-    e->value_len = len;
+    e->value_len = (uint32_t)len;
     if (len > 0)
-        memcpy(e->key + key.len + 1, value, len);
+        memcpy(ENTRY_VALUE(e), value, len);
     return insert(c, sh, key, h, e, gen);
 }
 
@@ -459,7 +512,7 @@ int tess_cache_read_value(tess_cache_t *c, tess_str_t key, int64_t now_ms, tess_
         remove_at(sh, pp);
         goto out;
     }
-    read(arg, (*pp)->value, (*pp)->value_len);
+    read(arg, ENTRY_VALUE(*pp), (*pp)->value_len);
     res = TESS_CACHE_HIT;
     lru_unlink(*pp);
     lru_push_front(sh, *pp);
@@ -494,7 +547,7 @@ void tess_cache_evict_user(tess_cache_t *c, tess_str_t user_id)
         pthread_mutex_lock(&sh->lock);
         for (centry_t *e = sh->lru.next, *n; e != &sh->lru; e = n) {
             n = e->next;
-            if (!e->negative && tess_str_eq(tess_str(e->sess.user_id), user_id)) {
+            if (!e->negative && !e->is_value && tess_str_eq(tess_strn(ENTRY_USER(e), e->user_len), user_id)) {
                 remove_entry(sh, e);
                 sh->invalidations++;
             }

@@ -266,6 +266,48 @@ static void test_negative(void **state)
     tess_cache_free(c);
 }
 
+/* Every field comes back as it was put (entries keep a session packed), and an entry stays small. */
+static void test_round_trip_packed(void **state)
+{
+    tess_cache_t *c = new_cache(100, 1 << 20, 1);
+    const char *extras[] = {NULL, "", "{\"cookie\":{\"path\":\"/\"},\"n\":1}"};
+    tess_cache_stats_t st;
+    (void)state;
+
+    for (int i = 0; i < 3; i++) {
+        tess_session_t s, got;
+        char sid[64];
+        snprintf(sid, sizeof(sid), "Xk3p9vQ2mZr7Lw1aBc4dEf6gHi8jKl0nOp2qRs4tUv%d", i); /* 43 bytes, as ours */
+        make(&s, sid, i == 1 ? "" : "user-1234567", 0);
+        if (i == 2)
+            s.role[0] = '\0';
+        s.max_age_ms = 7 * DAY + i;
+        s.extra_json = extras[i] != NULL ? strdup(extras[i]) : NULL;
+        assert_int_equal(tess_cache_put(c, tess_str(sid), &s, NOW, tess_cache_gen(c, tess_str(sid))), 0);
+        assert_int_equal(tess_cache_get(c, tess_str(sid), NOW, &got), TESS_CACHE_HIT);
+        assert_string_equal(got.id, s.id);
+        assert_string_equal(got.user_id, s.user_id);
+        assert_string_equal(got.role, s.role);
+        assert_true(got.created_ms == s.created_ms && got.expires_ms == s.expires_ms &&
+                    got.absolute_expires_ms == s.absolute_expires_ms && got.max_age_ms == s.max_age_ms);
+        if (extras[i] == NULL)
+            assert_null(got.extra_json);
+        else
+            assert_string_equal(got.extra_json, extras[i]);
+        tess_session_clear(&got);
+        tess_session_clear(&s);
+    }
+    tess_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 3);
+    /* 43-byte id, 12-byte user, "visitor": the header and the strings, far under a tess_session_t (256). */
+    tess_cache_evict(c, TESS_STR_LIT("Xk3p9vQ2mZr7Lw1aBc4dEf6gHi8jKl0nOp2qRs4tUv2"));
+    tess_cache_evict(c, TESS_STR_LIT("Xk3p9vQ2mZr7Lw1aBc4dEf6gHi8jKl0nOp2qRs4tUv1"));
+    tess_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 1);
+    assert_true(st.bytes < 200);
+    tess_cache_free(c);
+}
+
 /* An eviction drops the puts in flight of its own stripe only: on one shard, most keys' puts survive it. */
 static void test_generation_stripes(void **state)
 {
@@ -463,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_negative),
         cmocka_unit_test(test_generation_guard),
         cmocka_unit_test(test_generation_stripes),
+        cmocka_unit_test(test_round_trip_packed),
         cmocka_unit_test(test_evict_user_flush_disable),
         cmocka_unit_test(test_threads),
     };
