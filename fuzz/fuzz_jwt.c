@@ -3,7 +3,8 @@
  * Even first byte: the rest is a token, verified as is (size bound, splitting, header, signature paths).
  * Odd first byte: the rest is "header JSON\npayload JSON" (or just the payload, with jsonwebtoken's header),
  * which the driver base64url-encodes and signs with the verifier's key, so that the fuzzer reaches the
- * header and claims parsers behind the signature check. Build and run: see fuzz/README.md.
+ * header and claims parsers behind the signature check; the payload is also read by both claims readers
+ * (the flat one and cJSON's), which must agree on every input. Build and run: see fuzz/README.md.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include "check.h"
+#include "crypto/claims.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -25,6 +27,27 @@ static tess_secrets_t *secrets;
 static tess_jwt_t *jwt;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The flat claims reader and cJSON's agree: same result, same claims. */
+static void both_readers(const char *payload, size_t n)
+{
+    static const char *const users[] = {"userId", "sub"};
+    char *exact = malloc(n > 0 ? n : 1); /* exact length, no NUL after it: ASan sees any over-read */
+    if (exact == NULL) {
+        return;
+    }
+    memcpy(exact, payload, n);
+    for (size_t u = 0; u < 2; u++) {
+        tess_jwt_claims_t a, b;
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        int ra = tess__claims_read(users[u], "role", 30, exact, n, NOW, &a);
+        int rb = tess__claims_read_cjson(users[u], "role", 30, exact, n, NOW, &b);
+        check(ra == rb);
+        check(memcmp(&a, &b, sizeof(a)) == 0);
+    }
+    free(exact);
+}
 
 static void verify(tess_str_t token)
 {
@@ -80,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t hn = nl != NULL ? (size_t)(nl - in) : strlen(hdr);
     const char *pl = nl != NULL ? nl + 1 : in;
     size_t pn = nl != NULL ? n - hn - 1 : n;
+    both_readers(pl, pn);
     size_t cap = TESS_BASE64_LEN(hn) + TESS_BASE64_LEN(pn) + 2 + TESS_BASE64_LEN(32) + 1;
     char *tok = malloc(cap);
     if (tok != NULL) {

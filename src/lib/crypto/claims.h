@@ -41,4 +41,15 @@ cJSON *tess__json_object(const char *buf, size_t n);
 int tess__claims_check(const char *user_claim, const char *role_claim, int64_t leeway_s, const cJSON *root,
                        int64_t now_s, tess_jwt_claims_t *claims);
 
+/*
+ * Reads the claims of buf[0..n) (a JSON object text, any bytes; the caller's buffer holds a NUL after them
+ * or not) and checks them as tess__claims_check(). Documents as JSON.stringify writes them are read in
+ * place without allocating; any other goes through tess__json_object() and cJSON, with the same result.
+ */
+int tess__claims_read(const char *user_claim, const char *role_claim, int64_t leeway_s, const char *buf, size_t n,
+                      int64_t now_s, tess_jwt_claims_t *claims);
+/* tess__claims_read through cJSON only (the reference the flat reader is compared with). */
+int tess__claims_read_cjson(const char *user_claim, const char *role_claim, int64_t leeway_s, const char *buf, size_t n,
+                            int64_t now_s, tess_jwt_claims_t *claims);
+
 #endif

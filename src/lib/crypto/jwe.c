@@ -540,7 +540,6 @@ int tess_jwe_decrypt(tess_jwe_t *jwe, tess_str_t token, int64_t now_s, tess_jwt_
     tess_str_t parts[5];
     uint8_t iv[CBC_IV_LEN], tag[CBC_TAG_LEN];
     size_t n = 0, cn = 0, pn = 0, from = 0, to = 0;
-    cJSON *root = NULL;
     int rc;
 
     if (claims != NULL) {
@@ -582,13 +581,9 @@ int tess_jwe_decrypt(tess_jwe_t *jwe, tess_str_t token, int64_t now_s, tess_jwt_
     if (rc != TESS_OK) {
         return rc;
     }
-    root = tess__json_object((const char *)jwe->buf + half, pn);
+    rc = tess__claims_read(jwe->user_claim, jwe->role_claim, jwe->leeway_s, (const char *)jwe->buf + half, pn, now_s,
+                           claims);
     OPENSSL_cleanse(jwe->buf + half, pn);
-    if (root == NULL) {
-        return TESS_EBADFMT;
-    }
-    rc = tess__claims_check(jwe->user_claim, jwe->role_claim, jwe->leeway_s, root, now_s, claims);
-    cJSON_Delete(root);
     if (rc != TESS_OK) {
         memset(claims, 0, sizeof(*claims));
     }

@@ -8,7 +8,8 @@
  * the JSON parser.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1 /* SHA256_CTX: crypto/secrets.h */
-#include <math.h>                     /* isfinite, fabs: compiler built-ins, no libm */
+#include <ctype.h>
+#include <math.h> /* isfinite, fabs: compiler built-ins, no libm */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -382,52 +383,48 @@ static int64_t floor_i64(double v)
     return (double)t > v ? t - 1 : t;
 }
 
+/* A claim's value as both readers see it: what tess__claims_check needs of a cJSON item, without one. */
+typedef struct claim_val {
+    enum { CV_ABSENT, CV_STRING, CV_NUMBER, CV_OTHER } kind;
+    const char *str; /* CV_STRING: its bytes, NUL-terminated (cJSON's) or not (the flat reader's) */
+    size_t len;      /* their length */
+    double num;      /* CV_NUMBER */
+} claim_val_t;
+
+enum { C_USER, C_ROLE, C_JTI, C_IAT, C_EXP, C_NBF, C_COUNT };
+
 /* A JSON number JavaScript holds exactly as a safe integer or a finite double within ±2^53. */
-static int number_ok(const cJSON *v)
+static int number_ok(const claim_val_t *v)
 {
-    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= JSON_SAFE_INT;
+    return v->kind == CV_NUMBER && isfinite(v->num) && fabs(v->num) <= JSON_SAFE_INT;
 }
 
 /* Copies an optional string claim into a fixed field. */
-static int copy_string_claim(const cJSON *v, char *dst, size_t size, int required)
+static int copy_string_claim(const claim_val_t *v, char *dst, size_t size, int required)
 {
-    if (v == NULL) {
+    if (v->kind == CV_ABSENT) {
         return required ? TESS_EBADFMT : TESS_OK;
     }
-    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+    if (v->kind != CV_STRING) {
         return TESS_EBADFMT;
     }
-    size_t n = strlen(v->valuestring);
-    if (n >= size) {
+    if (v->len >= size) {
         return TESS_ETOOBIG;
     }
-    if (required && n == 0) {
+    if (required && v->len == 0) {
         return TESS_EBADFMT;
     }
-    memcpy(dst, v->valuestring, n + 1);
+    memcpy(dst, v->str, v->len);
+    dst[v->len] = '\0';
     return TESS_OK;
 }
 
-int tess__claims_check(const char *user_claim, const char *role_claim, int64_t leeway_s, const cJSON *root,
-                       int64_t now_s, tess_jwt_claims_t *claims)
+/* The claims' rules (tess__claims_check) on the six values, however they were read. */
+static int claims_apply(const claim_val_t found[C_COUNT], int dup, int64_t leeway_s, int64_t now_s,
+                        tess_jwt_claims_t *claims)
 {
-    enum { C_USER, C_ROLE, C_JTI, C_IAT, C_EXP, C_NBF, C_COUNT };
-    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
-    const cJSON *found[C_COUNT] = {NULL};
-    int dup = 0;
-
-    /* one pass over the members (strcmp against six names dominated the lookups otherwise) */
-    for (const cJSON *it = root->child; it != NULL; it = it->next) {
-        for (int k = 0; k < C_COUNT && it->string != NULL; k++) {
-            if (strcmp(it->string, names[k]) == 0) {
-                dup |= found[k] != NULL;
-                found[k] = it;
-                break;
-            }
-        }
-    }
-    const cJSON *uid = found[C_USER], *role = found[C_ROLE], *jti = found[C_JTI];
-    const cJSON *iat = found[C_IAT], *exp = found[C_EXP], *nbf = found[C_NBF];
+    const claim_val_t *uid = &found[C_USER], *role = &found[C_ROLE], *jti = &found[C_JTI];
+    const claim_val_t *iat = &found[C_IAT], *exp = &found[C_EXP], *nbf = &found[C_NBF];
     double now = (double)now_s, leeway = (double)leeway_s;
     int rc;
 
@@ -435,11 +432,11 @@ int tess__claims_check(const char *user_claim, const char *role_claim, int64_t l
         return TESS_EBADFMT;
     }
     /* types first (jsonwebtoken: "invalid exp value", "invalid nbf value") */
-    if (!number_ok(exp) || (nbf != NULL && !number_ok(nbf)) || (iat != NULL && !number_ok(iat))) {
+    if (!number_ok(exp) || (nbf->kind != CV_ABSENT && !number_ok(nbf)) || (iat->kind != CV_ABSENT && !number_ok(iat))) {
         return TESS_EBADFMT;
     }
-    if (cJSON_IsNumber(uid)) {
-        double v = uid->valuedouble;
+    if (uid->kind == CV_NUMBER) {
+        double v = uid->num;
         if (!number_ok(uid) || (double)floor_i64(v) != v) {
             return TESS_EBADFMT;
         }
@@ -451,29 +448,243 @@ int tess__claims_check(const char *user_claim, const char *role_claim, int64_t l
         (rc = copy_string_claim(jti, claims->jti, sizeof(claims->jti), 0)) != TESS_OK) {
         return rc;
     }
-    claims->exp = floor_i64(exp->valuedouble);
-    claims->iat = iat != NULL ? floor_i64(iat->valuedouble) : 0;
-    claims->nbf = nbf != NULL ? floor_i64(nbf->valuedouble) : 0;
+    claims->exp = floor_i64(exp->num);
+    claims->iat = iat->kind != CV_ABSENT ? floor_i64(iat->num) : 0;
+    claims->nbf = nbf->kind != CV_ABSENT ? floor_i64(nbf->num) : 0;
 
     /* jsonwebtoken's comparisons, in doubles as there: exp fails at now >= exp + leeway */
-    if (nbf != NULL && nbf->valuedouble > now + leeway) {
+    if (nbf->kind != CV_ABSENT && nbf->num > now + leeway) {
         return TESS_EEXPIRED;
     }
-    if (now >= exp->valuedouble + leeway) {
+    if (now >= exp->num + leeway) {
         return TESS_EEXPIRED;
     }
-    if (iat != NULL && iat->valuedouble > now + leeway) {
+    if (iat->kind != CV_ABSENT && iat->num > now + leeway) {
         return TESS_EEXPIRED; /* issued in the future: not yet valid, like nbf (jsonwebtoken skips this) */
     }
     return TESS_OK;
+}
+
+/* Which of the six claims `name` is (the first that matches, as the cJSON loop), or -1. */
+static int claim_index(const char *const names[C_COUNT], const char *name, size_t len)
+{
+    for (int k = 0; k < C_COUNT; k++) {
+        if (strlen(names[k]) == len && memcmp(names[k], name, len) == 0) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+int tess__claims_check(const char *user_claim, const char *role_claim, int64_t leeway_s, const cJSON *root,
+                       int64_t now_s, tess_jwt_claims_t *claims)
+{
+    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
+    claim_val_t found[C_COUNT] = {{0}};
+    int dup = 0;
+
+    /* one pass over the members (strcmp against six names dominated the lookups otherwise) */
+    for (const cJSON *it = root->child; it != NULL; it = it->next) {
+        int k = it->string != NULL ? claim_index(names, it->string, strlen(it->string)) : -1;
+        if (k < 0) {
+            continue;
+        }
+        dup |= found[k].kind != CV_ABSENT;
+        if (cJSON_IsString(it) && it->valuestring != NULL) {
+            found[k] = (claim_val_t){CV_STRING, it->valuestring, strlen(it->valuestring), 0};
+        } else if (cJSON_IsNumber(it)) {
+            found[k] = (claim_val_t){CV_NUMBER, NULL, 0, it->valuedouble};
+        } else {
+            found[k] = (claim_val_t){CV_OTHER, NULL, 0, 0};
+        }
+    }
+    return claims_apply(found, dup, leeway_s, now_s, claims);
+}
+
+/* ---- the flat reader -------------------------------------------------------------------------------- */
+
+/*
+ * The claims of the documents JSON.stringify writes, read in place: one object of strings without escapes or
+ * control bytes, strict JSON numbers, true/false/null, JSON's blanks. Anything else (an escape, a nested
+ * value, a number over 63 characters, a byte cJSON would take and JSON.parse not) returns 0 and cJSON reads
+ * the document as before, so the two readers never differ (fuzz_jwt compares them on every input). No
+ * allocation: cJSON's tree was two thirds of a verify.
+ */
+static int flat_ws(const char **p, const char *end)
+{
+    while (*p < end && is_json_ws(**p)) {
+        (*p)++;
+    }
+    return *p < end;
+}
+
+/* A string at *p ('"'): its bytes, or 0 (escape, control byte, unterminated). */
+static int flat_string(const char **p, const char *end, const char **str, size_t *len)
+{
+    const char *q = *p + 1;
+    *str = q;
+    while (q < end && *q != '"') {
+        if (*q == '\\' || (unsigned char)*q < 0x20) {
+            return 0;
+        }
+        q++;
+    }
+    if (q == end) {
+        return 0;
+    }
+    *len = (size_t)(q - *str);
+    *p = q + 1;
+    return 1;
+}
+
+/* A strict JSON number at *p, as strtod reads it (cJSON's reading of the same text), or 0. */
+static int flat_number(const char **p, const char *end, double *out)
+{
+    const char *q = *p;
+    char tmp[64];
+
+    if (q < end && *q == '-') {
+        q++;
+    }
+    if (q == end || !isdigit((unsigned char)*q)) {
+        return 0;
+    }
+    if (*q == '0') {
+        q++;
+    } else {
+        while (q < end && isdigit((unsigned char)*q)) {
+            q++;
+        }
+    }
+    if (q < end && *q == '.') {
+        if (++q == end || !isdigit((unsigned char)*q)) {
+            return 0;
+        }
+        while (q < end && isdigit((unsigned char)*q)) {
+            q++;
+        }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        if (++q < end && (*q == '+' || *q == '-')) {
+            q++;
+        }
+        if (q == end || !isdigit((unsigned char)*q)) {
+            return 0;
+        }
+        while (q < end && isdigit((unsigned char)*q)) {
+            q++;
+        }
+    }
+    if ((size_t)(q - *p) >= sizeof(tmp)) {
+        return 0;
+    }
+    memcpy(tmp, *p, (size_t)(q - *p));
+    tmp[q - *p] = '\0';
+    *out = strtod(tmp, NULL);
+    *p = q;
+    return 1;
+}
+
+static int flat_literal(const char **p, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0) {
+        return 0;
+    }
+    *p += n;
+    return 1;
+}
+
+/* 1 with the six claims read from buf[0..n), or 0: the document is cJSON's to read. */
+static int flat_claims(const char *buf, size_t n, const char *const names[C_COUNT], claim_val_t found[C_COUNT],
+                       int *dup)
+{
+    const char *p = buf, *end = buf + n;
+
+    if (!flat_ws(&p, end) || *p++ != '{' || !flat_ws(&p, end)) {
+        return 0;
+    }
+    if (*p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            const char *name, *str = NULL;
+            size_t name_len, len = 0;
+            claim_val_t v = {CV_OTHER, NULL, 0, 0};
+            int k;
+
+            if (*p != '"' || !flat_string(&p, end, &name, &name_len) || !flat_ws(&p, end) || *p++ != ':' ||
+                !flat_ws(&p, end)) {
+                return 0;
+            }
+            if (*p == '"') {
+                if (!flat_string(&p, end, &str, &len)) {
+                    return 0;
+                }
+                v = (claim_val_t){CV_STRING, str, len, 0};
+            } else if (*p == '-' || isdigit((unsigned char)*p)) {
+                v.kind = CV_NUMBER;
+                if (!flat_number(&p, end, &v.num)) {
+                    return 0;
+                }
+            } else if (!flat_literal(&p, end, "true") && !flat_literal(&p, end, "false") &&
+                       !flat_literal(&p, end, "null")) {
+                return 0; /* a nested value, or not JSON */
+            }
+            if ((k = claim_index(names, name, name_len)) >= 0) {
+                *dup |= found[k].kind != CV_ABSENT;
+                found[k] = v;
+            }
+            if (!flat_ws(&p, end)) {
+                return 0;
+            }
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            if (*p++ != ',' || !flat_ws(&p, end)) {
+                return 0;
+            }
+        }
+    }
+    while (p < end && is_json_ws(*p)) {
+        p++;
+    }
+    return p == end;
+}
+
+int tess__claims_read_cjson(const char *user_claim, const char *role_claim, int64_t leeway_s, const char *buf, size_t n,
+                            int64_t now_s, tess_jwt_claims_t *claims)
+{
+    cJSON *root = tess__json_object(buf, n);
+    int rc;
+
+    if (root == NULL) {
+        return TESS_EBADFMT;
+    }
+    rc = tess__claims_check(user_claim, role_claim, leeway_s, root, now_s, claims);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int tess__claims_read(const char *user_claim, const char *role_claim, int64_t leeway_s, const char *buf, size_t n,
+                      int64_t now_s, tess_jwt_claims_t *claims)
+{
+    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
+    claim_val_t found[C_COUNT] = {{0}};
+    int dup = 0;
+
+    if (flat_claims(buf, n, names, found, &dup)) {
+        return claims_apply(found, dup, leeway_s, now_s, claims);
+    }
+    return tess__claims_read_cjson(user_claim, role_claim, leeway_s, buf, n, now_s, claims);
 }
 
 int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_claims_t *claims)
 {
     uint8_t sig[TESS__HMAC_LEN];
     uint8_t mac[TESS__HMAC_LEN];
-    size_t sig_n = 0;
-    cJSON *root = NULL;
+    size_t sig_n = 0, n = 0;
     int rc;
 
     if (claims != NULL) {
@@ -516,12 +727,12 @@ int tess_jwt_verify(tess_jwt_t *jwt, tess_str_t token, int64_t now_s, tess_jwt_c
     if (rc != TESS_OK) {
         return rc;
     }
-    root = parse_part(jwt, tess_strn(d1 + 1, (size_t)(d2 - d1 - 1)));
-    if (root == NULL) {
+    if (tess_base64url_decode(tess_strn(d1 + 1, (size_t)(d2 - d1 - 1)), (uint8_t *)jwt->buf, jwt->max_token_len, &n) !=
+        TESS_OK) {
         return TESS_EBADFMT;
     }
-    rc = tess__claims_check(jwt->user_claim, jwt->role_claim, jwt->leeway_s, root, now_s, claims);
-    cJSON_Delete(root);
+    jwt->buf[n] = '\0';
+    rc = tess__claims_read(jwt->user_claim, jwt->role_claim, jwt->leeway_s, jwt->buf, n, now_s, claims);
     if (rc != TESS_OK) {
         memset(claims, 0, sizeof(*claims));
     }
