@@ -18,6 +18,8 @@
 #include "app/appdb.h"
 #include "app/config.h"
 #include "app/passwords.h"
+#include "server/httpstats.h"
+#include "server/log.h"
 #include "server/loop_h2o.h"
 #include "tessera/deploy.h"
 
@@ -53,6 +55,7 @@ struct server_thread {
     h2o_timeout_entry_t maint_entry; /* its entry */
     atomic_uint_fast64_t requests;   /* requests handled (this loop writes, /metrics reads) */
     atomic_int conns;                /* open client connections (this loop writes, /metrics reads) */
+    httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
     int inflight;                    /* asynchronous steps under way (tickets); this loop only */
     int max_conns;                   /* this loop's share of TESSERA_MAX_CONNECTIONS */
     int accepting;                   /* the listener is being read */
@@ -78,7 +81,7 @@ struct server {
 /* The thread serving the current request. */
 server_thread_t *tess_thread_of(h2o_req_t *req);
 
-/* One line on stderr, with a timestamp. Never give it a secret or a URL that may hold a password. */
+/* One info line (event "message", log.h) on stderr. Never give it a secret or a URL that may hold a password. */
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* loops.c: threads, listeners and the connection bound. Each returns 0 or -1 with a reason in `err`. */
