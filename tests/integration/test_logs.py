@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_harness import Browser, ServerTestCase, TesseraServer, main, wait_until  # noqa: E402
+from tessera_harness import Browser, RedisServer, ServerTestCase, TesseraServer, main, wait_until  # noqa: E402
 
 SECRET = "log-test-secret-0123456789abcdef-0123456789"
 
@@ -105,6 +105,28 @@ class TextLogLevels(ServerTestCase):
             err = r.stderr.decode()
             self.assertEqual(len(err.strip().splitlines()), 1, err)
             self.assertIn(word, err)
+
+
+class BackendDownUp(ServerTestCase):
+    def test_redis_stopped_and_restarted_is_logged(self):
+        redis = RedisServer().start()
+        self.addCleanup(redis.cleanup)
+        srv = self.track(TesseraServer(strategy="cached", secret=SECRET,
+                                       env={"TESSERA_LOG_FORMAT": "json", "REDIS_URL": redis.url}))
+        srv.start()
+
+        def events(name):
+            return [ln for ln in json_lines(srv.log_text()) if ln["event"] == name]
+
+        wait_until(lambda: len(events("backend.up")) >= 1, 20, "backend.up after start")
+        redis.stop()
+        wait_until(lambda: len(events("backend.down")) >= 1, 20, "backend.down once Redis is stopped")
+        down = events("backend.down")[0]
+        self.assertEqual(down["level"], "warn")
+        self.assertEqual(down["backend"], "coherence")
+        ups = len(events("backend.up"))
+        redis.start()
+        wait_until(lambda: len(events("backend.up")) > ups, 30, "backend.up once Redis is back")
 
 
 if __name__ == "__main__":
