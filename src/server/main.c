@@ -40,9 +40,12 @@ void server_log(const char *fmt, ...)
 static void log_startup(const server_t *srv)
 {
     const tess_config_t *c = &srv->cfg;
-    char listen[300], msg[320];
+    char listen[300], msg[400];
     snprintf(listen, sizeof(listen), "%s:%u", c->listen_host, (unsigned)c->listen_port);
-    snprintf(msg, sizeof(msg), "listening on %s", listen);
+    /* The text of the former start-up line, which scripts wait for. */
+    snprintf(msg, sizeof(msg), "listening on %s, strategy %s, database %s, %d threads%s", listen,
+             tess_strategy_name(c->strategy), c->postgres ? "postgres" : "sqlite", c->threads,
+             c->production ? ", production" : "");
     log_field_t f[] = {
         {"listen", listen, 0},
         {"strategy", tess_strategy_name(c->strategy), 0},
