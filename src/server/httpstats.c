@@ -94,9 +94,9 @@ int httpstats_register(server_t *srv, h2o_pathconf_t *path, const char *access_l
 {
     httplogger_t *self;
     (void)srv;
-    if (route_count() + 1 != HTTPSTATS_ROUTES) {
-        snprintf(err, errcap, "internal: HTTPSTATS_ROUTES is %d, the router has %zu routes", HTTPSTATS_ROUTES,
-                 route_count());
+    if (route_count() + 1 > HTTPSTATS_ROUTES) {
+        snprintf(err, errcap, "internal: HTTPSTATS_ROUTES is %d, the router has %zu routes and other paths",
+                 HTTPSTATS_ROUTES, route_count());
         return -1;
     }
     self = (httplogger_t *)h2o_create_logger(path, sizeof(*self));
@@ -130,7 +130,7 @@ size_t httpstats_metrics(server_t *srv, char *buf, size_t len, size_t cap)
             (size_t)snprintf(buf + len, cap - len,
                              "# HELP tessera_http_requests_total HTTP requests answered, by route and status class.\n"
                              "# TYPE tessera_http_requests_total counter\n");
-    for (size_t r = 0; r < HTTPSTATS_ROUTES; ++r) {
+    for (size_t r = 0; r <= route_count(); ++r) {
         const route_t *rt = r < route_count() ? route_at(r) : NULL;
         char route[96];
         if (rt == NULL)

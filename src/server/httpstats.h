@@ -13,7 +13,7 @@
 
 #include <h2o.h>
 
-#define HTTPSTATS_ROUTES 17 /* the router's table (router.c) plus one for every other path */
+#define HTTPSTATS_ROUTES 48 /* room for the router's table (router.c) plus one for every other path */
 #define HTTPSTATS_CLASSES 5 /* 1xx..5xx */
 
 typedef struct httpstats {

@@ -55,7 +55,6 @@ struct server_thread {
     h2o_timeout_entry_t maint_entry; /* its entry */
     atomic_uint_fast64_t requests;   /* requests handled (this loop writes, /metrics reads) */
     atomic_int conns;                /* open client connections (this loop writes, /metrics reads) */
-    httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
     int inflight;                    /* asynchronous steps under way (tickets); this loop only */
     int max_conns;                   /* this loop's share of TESSERA_MAX_CONNECTIONS */
     int accepting;                   /* the listener is being read */
@@ -63,6 +62,7 @@ struct server_thread {
     h2o_timeout_entry_t retry_entry; /* its entry */
     bus_inbox_t inbox;               /* change events for this loop (bus.c) */
     push_loop_t *push;               /* this loop's waiters (push.c) */
+    httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
 };
 
 struct server {
