@@ -33,6 +33,10 @@ void tess_config_usage(FILE *out)
           "  --redis URL            redis://[user:password@]host:port[/db] or unix:///path [REDIS_URL];\n"
           "                         needed by the redis strategy\n"
           "  --threads N            event loops [TESSERA_THREADS] (default: number of cores)\n"
+          "  --log-level LEVEL      error | warn | info | debug [TESSERA_LOG_LEVEL] (default info)\n"
+          "  --log-format FORMAT    json (one JSON object a line) | text [TESSERA_LOG_FORMAT] (default text)\n"
+          "  --access-log WHERE     off | on (a line a request on stderr) | a file to append to\n"
+          "                         [TESSERA_ACCESS_LOG] (default off)\n"
           "  --allowed-origins LIST comma-separated origins (https://app.example.com) whose pages may send\n"
           "                         state-changing requests [TESSERA_ALLOWED_ORIGINS] (default: the request's\n"
           "                         own host)\n"
@@ -293,6 +297,43 @@ static int jwt_claim(char *out, size_t cap, const char *name, const char *def, c
     return 0;
 }
 
+/* The log level, format and access log; 0, or -1 with the reason naming the flag or variable. */
+static int parse_logging(tess_config_t *cfg, const char *level, const char *level_from, const char *format,
+                         const char *format_from, const char *access, const char *access_from, char *err, size_t errcap)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    cfg->log_level = 2;
+    if (level != NULL && *level != '\0') {
+        cfg->log_level = -1;
+        for (int i = 0; i < 4; ++i)
+            if (strcmp(level, levels[i]) == 0)
+                cfg->log_level = i;
+        if (cfg->log_level < 0) {
+            snprintf(err, errcap, "bad %s '%s': expected error, warn, info or debug", level_from,
+                     tess_config_shown(level));
+            return -1;
+        }
+    }
+    if (format != NULL && *format != '\0' && strcmp(format, "json") != 0 && strcmp(format, "text") != 0) {
+        snprintf(err, errcap, "bad %s '%s': expected json or text", format_from, tess_config_shown(format));
+        return -1;
+    }
+    cfg->log_json = format != NULL && strcmp(format, "json") == 0;
+    if (access == NULL || *access == '\0')
+        access = "off";
+    if (strlen(access) >= sizeof(cfg->access_log)) {
+        snprintf(err, errcap, "bad %s: a path of at most %zu bytes", access_from, sizeof(cfg->access_log) - 1);
+        return -1;
+    }
+    if (strcmp(access, "off") != 0 && strcmp(access, "on") != 0 && access[0] != '/' && access[0] != '.') {
+        snprintf(err, errcap, "bad %s '%s': expected off, on or a file path (starting with / or .)", access_from,
+                 tess_config_shown(access));
+        return -1;
+    }
+    memcpy(cfg->access_log, access, strlen(access) + 1);
+    return 0;
+}
+
 int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_t errcap)
 {
     static const struct option longopts[] = {
@@ -307,6 +348,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"header-timeout", required_argument, NULL, 'T'},
         {"h2c", no_argument, NULL, '2'},
         {"no-session-triggers", no_argument, NULL, 'N'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'G'},
+        {"access-log", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -326,6 +370,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
                *header_timeout = getenv("TESSERA_HEADER_TIMEOUT_MS");
     const char *per_addr_from = "TESSERA_MAX_CONNECTIONS_PER_ADDRESS",
                *header_timeout_from = "TESSERA_HEADER_TIMEOUT_MS";
+    const char *log_level = getenv("TESSERA_LOG_LEVEL"), *log_level_from = "TESSERA_LOG_LEVEL";
+    const char *log_format = getenv("TESSERA_LOG_FORMAT"), *log_format_from = "TESSERA_LOG_FORMAT";
+    const char *access_log = getenv("TESSERA_ACCESS_LOG"), *access_log_from = "TESSERA_ACCESS_LOG";
     int h2c_flag = 0, no_triggers_flag = 0;
     int64_t v;
     int opt;
@@ -395,6 +442,18 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         case 'N':
             no_triggers_flag = 1;
             break;
+        case 'L':
+            log_level = optarg;
+            log_level_from = "--log-level";
+            break;
+        case 'G':
+            log_format = optarg;
+            log_format_from = "--log-format";
+            break;
+        case 'a':
+            access_log = optarg;
+            access_log_from = "--access-log";
+            break;
         case 'h':
             tess_config_usage(stdout);
             return 1;
@@ -418,6 +477,9 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         return TESS_ECONFIG;
     }
     if (tess_limits_load(&cfg->limits, limit_flags, err, errcap) != 0)
+        return TESS_ECONFIG;
+    if (parse_logging(cfg, log_level, log_level_from, log_format, log_format_from, access_log, access_log_from, err,
+                      errcap) != 0)
         return TESS_ECONFIG;
     if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", listen_from, err, errcap) != 0)
         return TESS_ECONFIG;

@@ -53,6 +53,9 @@ typedef struct tess_config {
     char jwt_role_claim[65];       /* JWT_ROLE_CLAIM: the role claim (default "role"); absent: the users table */
     char nextauth_role_column[64]; /* NEXTAUTH_ROLE_COLUMN: the "User" column holding the role ("" none) */
     char nextauth_default_role[TESS_ROLE_MAX + 1]; /* NEXTAUTH_DEFAULT_ROLE (default visitor) */
+    int log_level;         /* --log-level / TESSERA_LOG_LEVEL: 0 error, 1 warn, 2 info (default), 3 debug */
+    int log_json;          /* --log-format / TESSERA_LOG_FORMAT: 1 json, 0 text (default) */
+    char access_log[1024]; /* --access-log / TESSERA_ACCESS_LOG: "off" (default), "on" (stderr), a path */
 } tess_config_t;
 
 /*

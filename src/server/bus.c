@@ -170,7 +170,10 @@ void bus_on_state(void *arg, int up)
 {
     server_t *srv = arg;
     bus_event_t ev = {.kind = PUSH_ALL};
-    server_log("change events %s: caches %s", up ? "flowing" : "lost", up ? "on" : "off and flushed");
+    /* The change channel is Redis client tracking (and the session table watcher): its state is a backend's. */
+    log_event(up ? LOG_INFO : LOG_WARN, up ? "backend.up" : "backend.down",
+              up ? "change events flowing: caches on" : "change events lost: caches off and flushed",
+              (log_field_t[]){{"backend", "coherence", 0}}, 1);
     meta_on_coherence(srv, up);
     roles_flush();
     if (up)

@@ -26,13 +26,54 @@ static server_t server;
 void server_log(const char *fmt, ...)
 {
     va_list ap;
-    char ts[32];
-    tess_iso_date(tess_now_ms(), ts, sizeof(ts));
-    fprintf(stderr, "%s tessera: ", ts);
+    char msg[LOG_LINE_MAX - 256];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    log_event(LOG_INFO, "message", msg, NULL, 0);
+}
+
+/*
+ * The start-up line: the effective configuration, every secret left out. URLs may carry passwords: the
+ * database and Redis are named by kind only (and the SQLite path, which holds none).
+ */
+static void log_startup(const server_t *srv)
+{
+    const tess_config_t *c = &srv->cfg;
+    char listen[300], msg[400];
+    snprintf(listen, sizeof(listen), "%s:%u", c->listen_host, (unsigned)c->listen_port);
+    /* The text of the former start-up line, which scripts wait for. */
+    snprintf(msg, sizeof(msg), "listening on %s, strategy %s, database %s, %d threads%s", listen,
+             tess_strategy_name(c->strategy), c->postgres ? "postgres" : "sqlite", c->threads,
+             c->production ? ", production" : "");
+    log_field_t f[] = {
+        {"listen", listen, 0},
+        {"strategy", tess_strategy_name(c->strategy), 0},
+        {"database", c->postgres ? "postgres" : "sqlite", 0},
+        {"sqlite_path", c->postgres ? "" : c->sqlite_path, 0},
+        {"redis", c->redis_url[0] != '\0' ? "yes" : "no", 0},
+        {"threads", NULL, c->threads},
+        {"production", NULL, c->production},
+        {"secrets", "redacted", 0},
+        {"secret_count", NULL, (long long)tess_secrets_count(srv->secrets)},
+        {"session_prefix", c->session_prefix, 0},
+        {"tessera_prefix", c->tessera_prefix, 0},
+        {"backend_timeout_ms", NULL, (long long)c->backend_timeout_ms},
+        {"max_body", NULL, (long long)c->max_body},
+        {"max_connections", NULL, c->max_connections},
+        {"max_connections_per_address", NULL, c->max_conns_per_addr},
+        {"header_timeout_ms", NULL, (long long)c->header_timeout_ms},
+        {"h2c", NULL, c->h2c},
+        {"log_level",
+         c->log_level == 0   ? "error"
+         : c->log_level == 1 ? "warn"
+         : c->log_level == 2 ? "info"
+                             : "debug",
+         0},
+        {"log_format", c->log_json ? "json" : "text", 0},
+        {"access_log", c->access_log, 0},
+    };
+    log_event(LOG_INFO, "start", msg, f, sizeof(f) / sizeof(f[0]));
 }
 
 /* Connections are descriptors: take the hard limit (accept also pauses on EMFILE rather than spin). */
@@ -83,7 +124,7 @@ static int open_sessions(server_t *srv, char *err, size_t errcap)
     return tess_deploy_new(&srv->sessions, &o, err, errcap);
 }
 
-static void register_handler(server_t *srv)
+static int register_handler(server_t *srv, char *err, size_t errcap)
 {
     h2o_hostconf_t *host;
     h2o_pathconf_t *path;
@@ -98,6 +139,7 @@ static void register_handler(server_t *srv)
     handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = router_on_req;
     limits_configure(srv, host); /* timeouts, h2c, JSON for h2o's own error answers */
+    return httpstats_register(srv, path, srv->cfg.access_log, err, errcap); /* per-route counters, access log */
 }
 
 int tess_serve_main(int argc, char **argv)
@@ -128,6 +170,7 @@ int tess_serve_main(int argc, char **argv)
         fprintf(stderr, "tessera serve: %s\n", err);
         return 2;
     }
+    log_configure((log_level_t)srv->cfg.log_level, srv->cfg.log_json);
     if (tess_config_ensure_secret(&srv->cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "tessera serve: %s\n", err);
         exit_code = 2;
@@ -161,7 +204,11 @@ int tess_serve_main(int argc, char **argv)
         fprintf(stderr, "tessera serve: cannot start password workers: %s\n", tess_strerror(rc));
         goto out;
     }
-    register_handler(srv);
+    if (register_handler(srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tessera serve: %s\n", err);
+        exit_code = 2;
+        goto out;
+    }
     if ((srv->cfg.postgres && appdb_pg_migrate(srv->cfg.database_url, err, sizeof(err)) != 0) ||
         tess_deploy_migrate(srv->sessions, err, sizeof(err)) != 0) {
         fprintf(stderr, "tessera serve: %s\n", err);
@@ -176,16 +223,12 @@ int tess_serve_main(int argc, char **argv)
         fprintf(stderr, "tessera serve: %s\n", err);
         goto stop;
     }
-    /* URLs may carry passwords: only the database kind and the SQLite path are logged. */
-    server_log("listening on %s:%u, strategy %s, database %s%s, %d threads%s", srv->cfg.listen_host,
-               srv->cfg.listen_port, tess_strategy_name(srv->cfg.strategy),
-               srv->cfg.postgres ? "postgres" : "sqlite:", srv->cfg.sqlite_path, srv->cfg.threads,
-               srv->cfg.production ? ", production" : "");
+    log_startup(srv);
     do {
         if (sigwait(&sigs, &sig) != 0)
             break;
     } while (sig != SIGTERM && sig != SIGINT);
-    server_log("stopping (signal %d)", sig);
+    log_event(LOG_INFO, "stop", "stopping", (log_field_t[]){{"signal", NULL, sig}}, 1);
     exit_code = 0;
 stop:
     atomic_store(&srv->stopping, 1);
@@ -206,6 +249,7 @@ out:
     tess_deploy_free(srv->sessions);
     tess_secrets_free(srv->secrets);
     tess_config_free(&srv->cfg);
+    httpstats_close();
     return exit_code;
 }
 

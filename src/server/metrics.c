@@ -29,7 +29,7 @@ static void metric(out_t *o, const char *name, const char *type, const char *hel
 
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
-    out_t o = {h2o_mem_alloc_pool(pool, 16384), 16384, 0};
+    out_t o = {h2o_mem_alloc_pool(pool, 32768), 32768, 0};
     uint64_t requests = 0, conns = 0, waiters = 0, mh, mm;
     tess_deploy_stats_t ds;
     app_pw_stats_t pw;
@@ -116,5 +116,7 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         metric(&o, "l2_misses_total", "counter", "session lookups the L2 copy sent to the database", ds.l2.misses);
         metric(&o, "l2_errors_total", "counter", "L2 copy calls that failed", ds.l2.errors);
     }
+    if (o.n < o.cap)
+        o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);
 }

@@ -35,6 +35,16 @@ static const route_t routes[] = {
     {"GET", "/api/prechats/", "", 1, 0, h_prechat_get},
 };
 
+size_t route_count(void)
+{
+    return sizeof(routes) / sizeof(routes[0]);
+}
+
+const route_t *route_at(size_t i)
+{
+    return &routes[i];
+}
+
 /* Parses a positive decimal id of at most 18 digits. */
 static int parse_id(const char *p, size_t n, int64_t *out)
 {

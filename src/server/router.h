@@ -24,6 +24,10 @@ typedef struct route {
 const route_t *route_find(tess_str_t method, tess_str_t path, int64_t *id, int *status, const char **why, char *allow,
                           size_t allowcap);
 
+/* The table's size, and route `i` of it (0 <= i < route_count()), for the per-route counters. */
+size_t route_count(void);
+const route_t *route_at(size_t i);
+
 /* The h2o request handler; registered on "/". */
 int router_on_req(h2o_handler_t *self, h2o_req_t *req);
 

@@ -18,6 +18,8 @@
 #include "app/appdb.h"
 #include "app/config.h"
 #include "app/passwords.h"
+#include "server/httpstats.h"
+#include "server/log.h"
 #include "server/loop_h2o.h"
 #include "tessera/deploy.h"
 
@@ -62,6 +64,7 @@ struct server_thread {
     h2o_timeout_entry_t retry_entry; /* its entry */
     bus_inbox_t inbox;               /* change events for this loop (bus.c) */
     push_loop_t *push;               /* this loop's waiters (push.c) */
+    httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
 };
 
 struct server {
@@ -80,7 +83,7 @@ struct server {
 /* The thread serving the current request. */
 server_thread_t *tess_thread_of(h2o_req_t *req);
 
-/* One line on stderr, with a timestamp. Never give it a secret or a URL that may hold a password. */
+/* One info line (event "message", log.h) on stderr. Never give it a secret or a URL that may hold a password. */
 void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* loops.c: threads, listeners and the connection bound. Each returns 0 or -1 with a reason in `err`. */

@@ -36,7 +36,7 @@ class Metrics(ServerTestCase):
                 self.assertIn(name, helped, f"TYPE before HELP for {name}")
                 typed[name] = kind
             elif line:
-                m = re.fullmatch(r"(tessera_[a-z0-9_]+) (\d+)", line)
+                m = re.fullmatch(r'(tessera_[a-z0-9_]+)(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? (\d+)', line)
                 self.assertIsNotNone(m, f"not a sample line: {line!r}")
                 samples.append(m.group(1))
         self.assertGreater(len(samples), 20)
@@ -55,6 +55,43 @@ class Metrics(ServerTestCase):
         self.assertGreaterEqual(after["tessera_auth_checks_total"] - before["tessera_auth_checks_total"], 3)
         self.assertGreaterEqual(after["tessera_password_hashes_total"] - before["tessera_password_hashes_total"], 1)
         self.assertGreaterEqual(after["tessera_cache_hits_total"] - before["tessera_cache_hits_total"], 1)
+
+    def labeled(self, text, name):
+        """{frozenset of (label, value): value} of one family."""
+        out = {}
+        for line in text.splitlines():
+            m = re.fullmatch(name + r'\{((?:[a-z_]+="[^"]*",?)*)\} (\d+)', line)
+            if m:
+                labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(1)))
+                out[labels] = int(m.group(2))
+        return out
+
+    def test_requests_by_route_and_status_move_with_traffic(self):
+        key = lambda method, route, code: frozenset({("method", method), ("route", route), ("code", code)})
+        before = self.labeled(self.text(), "tessera_http_requests_total")
+        self.assertIn(key("GET", "/api/auth/session", "2xx"), before)
+        self.assertIn(key("GET", "/api/prechats/{id}/meta", "4xx"), before)
+        b = Browser(self.srv.port)
+        self.assertStatus(b.login("mia", "mia-pw"), 200)
+        for _ in range(4):
+            self.assertStatus(b.get("/api/auth/session"), 200)
+        for _ in range(3):
+            self.assertStatus(Browser(self.srv.port).get("/api/auth/session"), 401)
+        for _ in range(2):
+            self.assertStatus(b.get("/no/such/path"), 404)
+        after = self.labeled(self.text(), "tessera_http_requests_total")
+
+        def moved(k):
+            return after.get(k, 0) - before.get(k, 0)
+
+        # Each test of this class runs alone on its server: the differences are exactly our requests.
+        self.assertEqual(moved(key("POST", "/api/auth/login", "2xx")), 1)
+        self.assertEqual(moved(key("GET", "/api/auth/session", "2xx")), 4)
+        self.assertEqual(moved(key("GET", "/api/auth/session", "4xx")), 3)
+        self.assertEqual(moved(key("any", "other", "4xx")), 2)
+        self.assertEqual(moved(key("GET", "/api/prechats/{id}/meta", "2xx")), 0)
+        # The /metrics request that read `before` was counted once it had been answered.
+        self.assertGreaterEqual(moved(key("GET", "/metrics", "2xx")), 1)
 
 
 if __name__ == "__main__":
