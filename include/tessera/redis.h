@@ -33,6 +33,25 @@ TESS_API int tess_redis_open(tess_redis_t **out, tess_loop_t *loop, const char *
 TESS_API void tess_redis_close(tess_redis_t *conn);
 TESS_API int tess_redis_connected(const tess_redis_t *conn);
 
+/*
+ * One command on `conn` (argv[i] of lens[i] bytes, or NUL-terminated when `lens` is NULL), pipelined with the
+ * loop's others. `cb(arg, rc, reply)` runs once: rc 0 with hiredis's reply (an error reply included; valid
+ * during the call only), or TESS_EUNAVAIL / TESS_ETIMEDOUT with NULL (down, not yet connected, no answer in
+ * time). For tools (`tessera check`); the stores have their own calls. Returns 0.
+ */
+struct redisReply;
+typedef void (*tess_redis_reply_cb)(void *arg, int rc, struct redisReply *reply);
+TESS_API int tess_redis_command(tess_redis_t *conn, tess_redis_reply_cb cb, void *arg, int argc, const char **argv,
+                                const size_t *lens);
+
+/*
+ * A blocking hiredis connection to `url` with its AUTH and SELECT done, every command bounded by `timeout_ms`
+ * (the command line's `session list`; servers use tess_redis_open). Returns it (redisFree), or NULL with a
+ * reason (never the password) in `err`.
+ */
+struct redisContext;
+TESS_API struct redisContext *tess_redis_connect_sync(const char *url, int64_t timeout_ms, char *err, size_t errcap);
+
 typedef struct tess_redis_opts {
     const char *url;    /* redis://[user:password@]host:port[/db] or unix:///path[?db=N]; borrowed */
     tess_redis_t *conn; /* a loop's shared connection (borrowed; `url` and `timeout_ms` then unused) */

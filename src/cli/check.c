@@ -7,6 +7,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <libgen.h>
 #include <sqlite3.h>
@@ -22,7 +23,6 @@
 #include "tessera/error.h"
 #include "tessera/pollloop.h"
 #include "tessera/redis.h"
-#include "lib/redis/rconn.h"
 
 typedef struct report {
     cJSON *checks; /* --json: the array */
@@ -153,7 +153,7 @@ static void check_redis(report_t *r, const char *url, int64_t timeout_ms)
         ping_t p = {0};
         int64_t wait_ms = timeout_ms * 3 > 3000 ? timeout_ms * 3 : 3000, deadline = tess_mono_ms() + wait_ms;
         while (!p.done && tess_mono_ms() < deadline) {
-            if (tess__rconn_command(conn, on_pong, &p, 1, argv, NULL) == 0)
+            if (tess_redis_command(conn, on_pong, &p, 1, argv, NULL) == 0)
                 tess_poll_loop_run_until(loop, ping_done, &p, deadline - tess_mono_ms());
             if (!p.done)
                 tess_poll_loop_run_until(loop, NULL, NULL, 50); /* not connected yet */

@@ -16,10 +16,10 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "lib/redis/rconn.h"
 #include "tessera/error.h"
 #include "tessera/keyspace.h"
 #include "tessera/pgconn.h"
+#include "tessera/redis.h"
 #include "tessera/store.h"
 
 void tess_cli_handle(const char *sid, char out[TESS_CLI_HANDLE_LEN + 1])
@@ -162,45 +162,18 @@ static redisReply *command(redisContext *c, int argc, const char **argv, char *e
 int tess_cli_sessions_load_redis(tess_cli_sessions_t *out, const char *url, const char *prefix, const char *uid,
                                  char *err, size_t errcap)
 {
-    tess__redis_url_t u;
-    struct timeval tv = {2, 0};
     redisContext *c = NULL;
-    redisReply *set = NULL, *r;
-    char key[512], db[16];
+    redisReply *set = NULL;
+    char key[512];
     const char *argv[3];
     int rc = 0;
     size_t i;
 
     if (prefix == NULL || *prefix == '\0')
         prefix = TESS_KEYSPACE_SESSION_DEFAULT;
-    if (tess__redis_url_parse(url, &u, err, errcap) != 0)
-        return TESS_EINVAL;
-    c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv) : redisConnectWithTimeout(u.host, u.port, tv);
-    if (c == NULL || c->err) {
-        snprintf(err, errcap, "redis: %s", c != NULL ? c->errstr : "out of memory");
+    if ((c = tess_redis_connect_sync(url, 2000, err, errcap)) == NULL) {
         rc = TESS_EUNAVAIL;
         goto out;
-    }
-    redisSetTimeout(c, tv);
-    if (u.password[0]) {
-        argv[0] = "AUTH";
-        argv[1] = u.user[0] ? u.user : u.password;
-        argv[2] = u.password;
-        if ((r = command(c, u.user[0] ? 3 : 2, argv, err, errcap)) == NULL) {
-            rc = TESS_EUNAVAIL;
-            goto out;
-        }
-        freeReplyObject(r);
-    }
-    if (u.db != 0) {
-        snprintf(db, sizeof(db), "%d", u.db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        if ((r = command(c, 2, argv, err, errcap)) == NULL) {
-            rc = TESS_EUNAVAIL;
-            goto out;
-        }
-        freeReplyObject(r);
     }
     snprintf(key, sizeof(key), "%s" TESS_KEY_USER "%s", prefix, uid);
     argv[0] = "SMEMBERS";
@@ -239,7 +212,6 @@ out:
         freeReplyObject(set);
     if (c != NULL)
         redisFree(c);
-    sodium_memzero(&u, sizeof(u));
     return rc;
 }
 

@@ -548,6 +548,75 @@ int tess_redis_connected(const tess_redis_t *conn)
     return tess__rconn_up(conn);
 }
 
+int tess_redis_command(tess_redis_t *conn, tess_redis_reply_cb cb, void *arg, int argc, const char **argv,
+                       const size_t *lens)
+{
+    return tess__rconn_command(conn, cb, arg, argc, argv, lens);
+}
+
+/* One blocking command; NULL with the reason in `err` on an error, an error reply included. */
+static redisReply *sync_command(redisContext *c, int argc, const char **argv, const char *what, char *err,
+                                size_t errcap)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (r == NULL) {
+        snprintf(err, errcap, "redis: %s: %s", what, c->errstr[0] ? c->errstr : "no answer");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errcap, "redis: %s refused: %.*s", what, (int)r->len, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+redisContext *tess_redis_connect_sync(const char *url, int64_t timeout_ms, char *err, size_t errcap)
+{
+    tess__redis_url_t u;
+    struct timeval tv;
+    redisContext *c = NULL;
+    redisReply *r;
+    char db[16];
+    const char *argv[3];
+
+    if (timeout_ms <= 0)
+        timeout_ms = 1000;
+    tv.tv_sec = (time_t)(timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t)(timeout_ms % 1000 * 1000);
+    if (tess__redis_url_parse(url, &u, err, errcap) != 0)
+        return NULL;
+    c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv) : redisConnectWithTimeout(u.host, u.port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errcap, "redis: %s", c != NULL ? c->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(c, tv);
+    if (u.password[0]) {
+        argv[0] = "AUTH";
+        argv[1] = u.user[0] ? u.user : u.password;
+        argv[2] = u.password;
+        if ((r = sync_command(c, u.user[0] ? 3 : 2, argv, "AUTH", err, errcap)) == NULL)
+            goto fail;
+        freeReplyObject(r);
+    }
+    if (u.db != 0) {
+        snprintf(db, sizeof(db), "%d", u.db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        if ((r = sync_command(c, 2, argv, "SELECT", err, errcap)) == NULL)
+            goto fail;
+        freeReplyObject(r);
+    }
+    explicit_bzero(&u, sizeof(u));
+    return c;
+fail:
+    explicit_bzero(&u, sizeof(u));
+    if (c != NULL)
+        redisFree(c);
+    return NULL;
+}
+
 int tess__rconn_borrow_or_open(tess__rconn_t **out, int *owned, tess__rconn_t *shared, tess_loop_t *loop,
                                const char *url, int64_t timeout_ms, char *err, size_t errcap)
 {
