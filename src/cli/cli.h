@@ -54,4 +54,11 @@ int tess_cli_session_revoke(int argc, char **argv);
 int tess_cli_session_list(int argc, char **argv);
 int tess_cli_check(int argc, char **argv);
 
+/*
+ * The argument getopt_long() just refused, for the error line: "-W" for an unknown short option (even in a
+ * cluster such as "-Wabc", whose optind has not moved on), else the refused word (--bogus, --user without
+ * its value).
+ */
+const char *tess_cli_bad_option(char **argv, int optind_now);
+
 #endif

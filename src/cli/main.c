@@ -122,7 +122,8 @@ static int parse_opts(const char *cmd, const char *usage_line, int argc, char **
             printf("usage: %s\n", usage_line);
             return 1;
         default:
-            fprintf(stderr, "%s: bad option '%s' (usage: %s)\n", cmd, tess_config_shown(argv[optind - 1]), usage_line);
+            fprintf(stderr, "%s: bad option '%s' (usage: %s)\n", cmd,
+                    tess_config_shown(tess_cli_bad_option(argv, optind)), usage_line);
             return 2;
         }
     }
@@ -328,7 +329,8 @@ static int user_add(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "tessera user add: bad option '%s' (see tessera help)\n", argv[optind - 1]);
+            fprintf(stderr, "tessera user add: bad option '%s' (see tessera help)\n",
+                    tess_cli_bad_option(argv, optind));
             return 2;
         }
     }

@@ -95,9 +95,24 @@ int tess_cli_user_id(const char *cmd, const tess_config_t *cfg, const char *name
     return rc;
 }
 
+const char *tess_cli_bad_option(char **argv, int optind_now)
+{
+    static char shortopt[3];
+    if (strncmp(argv[optind_now - 1], "--", 2) == 0)
+        return argv[optind_now - 1]; /* an unknown long option, or one without its value */
+    if (optopt != 0 && optopt != '?') {
+        shortopt[0] = '-';
+        shortopt[1] = (char)optopt;
+        shortopt[2] = '\0';
+        return shortopt;
+    }
+    return argv[optind_now - 1];
+}
+
 static void usage_revoke(FILE *out)
 {
-    fputs("usage: tessera session revoke ID|HANDLE|--user NAME [--database URL] [--redis URL]\n"
+    fputs("usage: tessera session revoke [--database URL] [--redis URL] [--] ID|HANDLE|--user NAME\n"
+          "(an ID may start with '-': put it after --)\n"
           "Ends one session (by its id or the handle `tessera session list` shows), or with --user logs NAME out\n"
           "everywhere: stored sessions, Redis sessions and cache copies, and (with Redis or the database's\n"
           "revocation table) every JWT issued to NAME so far. DATABASE_URL, REDIS_URL and SESSION_PREFIX are\n"
@@ -137,8 +152,10 @@ int tess_cli_session_revoke(int argc, char **argv)
             usage_revoke(stdout);
             return 0;
         default:
-            fprintf(stderr, "%s: bad option '%s' (see tessera session revoke --help)\n", cmd,
-                    tess_config_shown(argv[optind - 1]));
+            fprintf(
+                stderr,
+                "%s: bad option '%s' (an ID that starts with '-' goes after --; see tessera session revoke --help)\n",
+                cmd, tess_config_shown(tess_cli_bad_option(argv, optind)));
             return 2;
         }
     }

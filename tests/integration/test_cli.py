@@ -193,8 +193,8 @@ class CliTests:
         self.assertStatus(b2.get("/api/auth/session"), 200)
         self.assertEqual(len(self.sessions(name)), 2)
 
-        # by id
-        self.ok("session", "revoke", sids[1])
+        # by id (after --: a random id may start with '-')
+        self.ok("session", "revoke", "--", sids[1])
         self.assert_refused(b2)
         self.assertStatus(b3.get("/api/auth/session"), 200)
 
@@ -213,6 +213,7 @@ class CliTests:
         self.fails(1, "session", "revoke", "0123456789abcdef")
         self.fails(2, "session", "list")
         self.fails(2, "session", "revoke")
+        self.fails(2, "session", "revoke", "-Wabc")  # an id that starts with "-" goes after --
         self.fails(2, "session", "revoke", "abc", "--user", "x")
         self.fails(2, "session", "revoke", "a", "b")
         self.fails(2, "session", "list", "--user", "x", "--bogus")
@@ -307,7 +308,7 @@ class SqliteRedisStrategy(CliTests, ServerTestCase):
                          sorted(hashlib.sha256(self.sid_of(b).encode()).hexdigest()[:16] for b in (b1, b2)))
         self.assertEqual({r["store"] for r in rows}, {"redis"})
         self.assertNotIn(self.sid_of(b1), self.ok("session", "list", "--user", name).stdout.decode())
-        self.ok("session", "revoke", self.sid_of(b1))
+        self.ok("session", "revoke", "--", self.sid_of(b1))
         self.assert_refused(b1)
         self.assertStatus(b2.get("/api/auth/session"), 200)
         self.ok("session", "revoke", "--user", name)
