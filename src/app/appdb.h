@@ -79,8 +79,13 @@ typedef struct appdb_ops {
                           appdb_cb cb, void *arg);
     int (*prechat_get)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
     int (*prechat_waiting)(appdb_t *db, size_t limit, appdb_cb cb, void *arg);
-    /* waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more. */
-    int (*prechat_join)(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg);
+    /*
+     * waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more; EDENIED when it is waiting
+     * but the agent has `max_active` active pre-chats already (the count and the change are one atomic step
+     * per agent on both stores, so concurrent joins of one agent never exceed it).
+     */
+    int (*prechat_join)(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                        void *arg);
     /* -> closed; ECONFLICT when already closed. */
     int (*prechat_close)(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg);
     /* Appends a message and moves the pre-chat's counters in one transaction; ECONFLICT when closed. */

@@ -3,7 +3,8 @@
  * connection per loop (tessera/pgconn.h). Every operation is ONE statement, so it is atomic on its own and
  * needs no transaction spanning round trips:
  *   - create/get compute queue_position in the same statement (one snapshot);
- *   - join/close are conditional UPDATEs that also report, in the same statement, whether the row exists
+ *   - join runs tessera_prechat_join (migration 5: locks the agent, then counts; see there), close is a
+ *     conditional UPDATE; both report, in the same statement, whether the row exists
  *     (ENOTFOUND) or is in the wrong state (ECONFLICT);
  *   - message_add locks the pre-chat row (FOR UPDATE: concurrent adds to one pre-chat serialize, so message
  *     ids grow in commit order within a pre-chat), inserts only when it is not closed, and bumps
@@ -64,6 +65,27 @@ static const char *const migrations[] = {
     " EXECUTE FUNCTION tessera_user_event();",
     /* 4: users of another app (its ids are not ours), found by their id there */
     "ALTER TABLE app_user ADD COLUMN external_id text UNIQUE;",
+    /*
+     * 5: an agent's capacity. A join locks the agent's users row, and only then counts the agent's active
+     * pre-chats: a plpgsql statement takes its snapshot when it starts (READ COMMITTED), so the count sees
+     * every join of that agent committed before the lock was granted. One statement could not do this (its
+     * snapshot predates the lock). Codes: 1 joined (the new row), 0 not waiting, 2 agent at capacity.
+     */
+    "CREATE INDEX prechat_agent_active ON prechat(agent_id) WHERE status = 'active';"
+    "CREATE FUNCTION tessera_prechat_join(p_id bigint, p_agent bigint, p_now bigint, p_max bigint)"
+    " RETURNS TABLE (o_code int, o_id bigint, o_visitor bigint, o_agent bigint, o_topic text, o_status text,"
+    " o_created bigint, o_updated bigint, o_count bigint, o_last bigint) LANGUAGE plpgsql AS $$"
+    " DECLARE n_active bigint; BEGIN"
+    " PERFORM 1 FROM app_user u WHERE u.id = p_agent FOR UPDATE;"
+    " SELECT count(*) INTO n_active FROM prechat a WHERE a.agent_id = p_agent AND a.status = 'active';"
+    " RETURN QUERY WITH upd AS (UPDATE prechat p SET status = 'active', agent_id = p_agent, updated_at = p_now"
+    " WHERE p.id = p_id AND p.status = 'waiting' AND n_active < p_max RETURNING p.*)"
+    " SELECT 1, upd.id, upd.visitor_id, coalesce(upd.agent_id, 0), upd.topic, upd.status, upd.created_at,"
+    " upd.updated_at, upd.message_count, upd.last_message_id FROM upd"
+    " UNION ALL SELECT CASE WHEN w.status = 'waiting' AND n_active >= p_max THEN 2 ELSE 0 END, w.id,"
+    " w.visitor_id, coalesce(w.agent_id, 0), w.topic, w.status, w.created_at, w.updated_at, w.message_count,"
+    " w.last_message_id FROM prechat w WHERE w.id = p_id AND NOT EXISTS (SELECT 1 FROM upd);"
+    " END $$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -113,12 +135,8 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
          " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END FROM prechat p WHERE p.id = $1::bigint",
          1},
     [Q_WAITING] = {"SELECT " PRECHAT_COLS " FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT $1::bigint", 1},
-    /* First column: true = changed (the new row follows), false = exists in another state; no row = unknown. */
-    [Q_JOIN] = {"WITH upd AS (UPDATE prechat SET status = 'active', agent_id = $2::bigint, updated_at = $3::bigint"
-                " WHERE id = $1::bigint AND status = 'waiting' RETURNING " PRECHAT_COLS ")"
-                " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
-                " WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM upd)",
-                3},
+    /* First column: 1 = joined (the new row follows), 0 = not waiting, 2 = agent at capacity; no row = unknown. */
+    [Q_JOIN] = {"SELECT * FROM tessera_prechat_join($1::bigint, $2::bigint, $3::bigint, $4::bigint)", 4},
     [Q_CLOSE] = {"WITH upd AS (UPDATE prechat SET status = 'closed', updated_at = $2::bigint"
                  " WHERE id = $1::bigint AND status <> 'closed' RETURNING " PRECHAT_COLS ")"
                  " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
@@ -234,7 +252,9 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
     case Q_CLOSE:
         if (n == 0) {
             res.rc = TESS_ENOTFOUND;
-        } else if (PQgetvalue(pgres, 0, 0)[0] != 't') {
+        } else if (op.kind == Q_JOIN && PQgetvalue(pgres, 0, 0)[0] == '2') {
+            res.rc = TESS_EDENIED;
+        } else if (PQgetvalue(pgres, 0, 0)[0] != 't' && PQgetvalue(pgres, 0, 0)[0] != '1') {
             res.rc = TESS_ECONFLICT;
         } else {
             read_prechat(pgres, 0, 1, &one); /* active or closed: no queue position */
@@ -348,13 +368,15 @@ static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
     return start(db, Q_WAITING, p, 1, cb, arg);
 }
 
-static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                           void *arg)
 {
-    tess_pgconn_param_t p[3];
+    tess_pgconn_param_t p[4];
     tess_pgconn_param_i64(&p[0], id);
     tess_pgconn_param_i64(&p[1], agent_id);
     tess_pgconn_param_i64(&p[2], now_ms);
-    return start(db, Q_JOIN, p, 3, cb, arg);
+    tess_pgconn_param_i64(&p[3], max_active);
+    return start(db, Q_JOIN, p, 4, cb, arg);
 }
 
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)

@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -62,6 +62,10 @@ static const char schema_v4[] = "CREATE TRIGGER IF NOT EXISTS app_user_role_even
 /* v5: users of another app (its ids are not ours), found by their id there. */
 static const char schema_v5[] = "CREATE UNIQUE INDEX IF NOT EXISTS app_user_external ON app_user(external_id);";
 
+/* v6: an agent's active pre-chats are counted on each join (the agent's capacity). */
+static const char schema_v6[] = "CREATE INDEX IF NOT EXISTS prechat_agent_active ON prechat(agent_id)"
+                                " WHERE status = 'active';";
+
 /* v5's column, unless a racing process added it already. */
 static int add_external_id(sqlite3 *db, char **msg)
 {
@@ -111,8 +115,10 @@ static const char *const queries[Q__COUNT] = {
     [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
     [Q_WAITING] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
                   " message_count, last_message_id FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT ?1",
+    /* One statement under SQLite's write lock: the agent's count and the change cannot interleave. */
     [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3"
-               " WHERE id = ?1 AND status = 'waiting'",
+               " WHERE id = ?1 AND status = 'waiting' AND (SELECT count(*) FROM prechat a"
+               " WHERE a.agent_id = ?2 AND a.status = 'active') < ?4",
     [Q_CLOSE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id = ?1 AND status <> 'closed'",
     [Q_MSG_INSERT] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
                      " SELECT ?1, ?2, ?3, ?4, ?5 FROM prechat WHERE id = ?1 AND status <> 'closed'",
@@ -345,7 +351,8 @@ static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
     return 0;
 }
 
-static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                           void *arg)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
     sqlite3_stmt *st = stmt(s, Q_JOIN);
@@ -354,9 +361,13 @@ static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t no
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, agent_id);
     sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int64(st, 4, max_active);
     if ((rc = exec_stmt(st)) == 0 && sqlite3_changes(s->db) == 0) {
         appdb_prechat_t p;
-        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+        if ((rc = load_prechat(s, id, &p)) == 0)
+            rc = strcmp(p.status, "waiting") == 0 ? TESS_EDENIED : TESS_ECONFLICT; /* still waiting: capacity */
+        else if (rc != TESS_ENOTFOUND)
+            rc = TESS_ECONFLICT;
     }
     return complete_prechat(s, rc, id, cb, arg);
 }
@@ -540,7 +551,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 5 &&
              (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
-            sqlite3_exec(db, "PRAGMA user_version = 5; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 6 && sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 6; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -314,7 +314,12 @@ static void prechat_joined(void *arg, const appdb_result_t *res)
         return;
     }
     if (res->rc == TESS_ECONFLICT)
-        return; /* the request is gone */
+        return;                    /* the request is gone */
+    if (res->rc == TESS_EDENIED) { /* still waiting, but this agent holds its bound of active pre-chats */
+        if ((r = req_resume(arg)) != NULL)
+            send_error(r, 409, "agent_at_capacity", "you hold the most active pre-chats allowed; close one first");
+        return;
+    }
     prechat_changed(arg, res);
 }
 
@@ -329,7 +334,9 @@ void h_prechat_join(tess_req_t *r)
         return;
     }
     t = req_suspend(r);
-    req_started(r, t, db->ops->prechat_join(db, r->prechat_id, r->uid, tess_now_ms(), prechat_joined, t));
+    req_started(r, t,
+                db->ops->prechat_join(db, r->prechat_id, r->uid, r->th->srv->cfg.limits.agent_max_chats, tess_now_ms(),
+                                      prechat_joined, t));
 }
 
 static void close_then(tess_req_t *r, const appdb_prechat_t *p)
