@@ -414,9 +414,12 @@
     }
     $('chat-status').textContent = line;
     setText('chat-queue', queue);
-    // The estimated wait, when the API gives one (a later piece of work).
-    const eta = Number(meta.estimatedWaitSeconds);
-    setText('chat-eta', meta.status === 'waiting' && eta > 0 ? `Estimated wait: about ${Math.max(1, Math.round(eta / 60))} min` : '');
+    // The estimated wait (the median of recent joins' waits; null while there is no history).
+    const eta = meta.estimatedWaitSeconds;
+    let etaText = '';
+    if (meta.status === 'waiting' && typeof eta === 'number' && eta >= 0)
+      etaText = eta < 60 ? 'Estimated wait: under a minute' : `Estimated wait: about ${Math.round(eta / 60)} min`;
+    setText('chat-eta', etaText);
     const closed = meta.status === 'closed';
     $('chat-form').hidden = closed;
     $('chat-close').hidden = closed;

@@ -41,7 +41,11 @@ typedef struct appdb_prechat {
     int64_t message_count;         /* messages so far */
     int64_t last_message_id;       /* id of the newest message, 0 when none */
     int64_t queue_position;        /* 1-based among waiting pre-chats, oldest first; 0 when not waiting */
+    int64_t wait_estimate_ms;      /* prechat_get of a waiting one: median of the last APP_WAIT_SAMPLES join
+                                      waits (joined - created), ms; -1 when there is none or it is not waiting */
 } appdb_prechat_t;
+
+#define APP_WAIT_SAMPLES 20 /* recent joins the wait estimate is the median of */
 
 typedef struct appdb_message {
     int64_t id;                          /* message id, increasing */

@@ -72,13 +72,16 @@ static const char *const migrations[] = {
      * snapshot predates the lock). Codes: 1 joined (the new row), 0 not waiting, 2 agent at capacity.
      */
     "CREATE INDEX prechat_agent_active ON prechat(agent_id) WHERE status = 'active';"
+    "ALTER TABLE prechat ADD COLUMN joined_at bigint;"
+    "CREATE INDEX prechat_joined ON prechat(joined_at) WHERE joined_at IS NOT NULL;"
     "CREATE FUNCTION tessera_prechat_join(p_id bigint, p_agent bigint, p_now bigint, p_max bigint)"
     " RETURNS TABLE (o_code int, o_id bigint, o_visitor bigint, o_agent bigint, o_topic text, o_status text,"
     " o_created bigint, o_updated bigint, o_count bigint, o_last bigint) LANGUAGE plpgsql AS $$"
     " DECLARE n_active bigint; BEGIN"
     " PERFORM 1 FROM app_user u WHERE u.id = p_agent FOR UPDATE;"
     " SELECT count(*) INTO n_active FROM prechat a WHERE a.agent_id = p_agent AND a.status = 'active';"
-    " RETURN QUERY WITH upd AS (UPDATE prechat p SET status = 'active', agent_id = p_agent, updated_at = p_now"
+    " RETURN QUERY WITH upd AS (UPDATE prechat p SET status = 'active', agent_id = p_agent, updated_at = p_now,"
+    " joined_at = p_now"
     " WHERE p.id = p_id AND p.status = 'waiting' AND n_active < p_max RETURNING p.*)"
     " SELECT 1, upd.id, upd.visitor_id, coalesce(upd.agent_id, 0), upd.topic, upd.status, upd.created_at,"
     " upd.updated_at, upd.message_count, upd.last_message_id FROM upd"
@@ -130,9 +133,13 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
                           " SELECT " PRECHAT_COLS ", (SELECT count(*) FROM prechat w"
                           " WHERE w.status = 'waiting' AND w.id < ins.id) + 1 FROM ins",
                           4},
+    /* Column 10: the median of the last 20 join waits (APP_WAIT_SAMPLES), NULL when none or not waiting. */
     [Q_PRECHAT_GET] =
         {"SELECT " PRECHAT_COLS ", CASE WHEN p.status = 'waiting' THEN (SELECT count(*) FROM prechat w"
-         " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END FROM prechat p WHERE p.id = $1::bigint",
+         " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END,"
+         " CASE WHEN p.status = 'waiting' THEN (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY j.w))::bigint"
+         " FROM (SELECT r.joined_at - r.created_at AS w FROM prechat r WHERE r.joined_at IS NOT NULL"
+         " ORDER BY r.joined_at DESC LIMIT 20) j) END FROM prechat p WHERE p.id = $1::bigint",
          1},
     [Q_WAITING] = {"SELECT " PRECHAT_COLS " FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT $1::bigint", 1},
     /* First column: 1 = joined (the new row follows), 0 = not waiting, 2 = agent at capacity; no row = unknown. */
@@ -196,6 +203,7 @@ static void read_prechat(const PGresult *res, int row, int c, appdb_prechat_t *p
     p->updated_ms = col_i64(res, row, c + 6);
     p->message_count = col_i64(res, row, c + 7);
     p->last_message_id = col_i64(res, row, c + 8);
+    p->wait_estimate_ms = -1;
 }
 
 static void read_message(const PGresult *res, int row, appdb_message_t *m)
@@ -245,6 +253,8 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         }
         read_prechat(pgres, 0, 0, &one);
         one.queue_position = col_i64(pgres, 0, 9);
+        if (op.kind == Q_PRECHAT_GET && !PQgetisnull(pgres, 0, 10))
+            one.wait_estimate_ms = col_i64(pgres, 0, 10);
         res.prechats = &one;
         res.n_prechats = 1;
         break;

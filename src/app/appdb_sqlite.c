@@ -62,9 +62,25 @@ static const char schema_v4[] = "CREATE TRIGGER IF NOT EXISTS app_user_role_even
 /* v5: users of another app (its ids are not ours), found by their id there. */
 static const char schema_v5[] = "CREATE UNIQUE INDEX IF NOT EXISTS app_user_external ON app_user(external_id);";
 
-/* v6: an agent's active pre-chats are counted on each join (the agent's capacity). */
+/*
+ * v6: an agent's active pre-chats are counted on each join (the agent's capacity); joined_at, and the recent
+ * joins by it (the visitors' wait estimate).
+ */
 static const char schema_v6[] = "CREATE INDEX IF NOT EXISTS prechat_agent_active ON prechat(agent_id)"
-                                " WHERE status = 'active';";
+                                " WHERE status = 'active';"
+                                "CREATE INDEX IF NOT EXISTS prechat_joined ON prechat(joined_at)"
+                                " WHERE joined_at IS NOT NULL;";
+
+/* v6's column, unless a racing process added it already. */
+static int add_joined_at(sqlite3 *db, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('prechat') WHERE name = 'joined_at'", -1, &st,
+                                  NULL) == SQLITE_OK &&
+               sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return have ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE prechat ADD COLUMN joined_at INTEGER", NULL, NULL, msg);
+}
 
 /* v5's column, unless a racing process added it already. */
 static int add_external_id(sqlite3 *db, char **msg)
@@ -84,6 +100,7 @@ enum {
     Q_PRECHAT_INSERT,
     Q_PRECHAT_GET,
     Q_QUEUE_POS,
+    Q_JOIN_WAITS,
     Q_WAITING,
     Q_JOIN,
     Q_CLOSE,
@@ -113,10 +130,12 @@ static const char *const queries[Q__COUNT] = {
     [Q_PRECHAT_GET] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
                       " message_count, last_message_id FROM prechat WHERE id = ?1",
     [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
+    [Q_JOIN_WAITS] = "SELECT joined_at - created_at FROM prechat WHERE joined_at IS NOT NULL"
+                     " ORDER BY joined_at DESC LIMIT ?1",
     [Q_WAITING] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
                   " message_count, last_message_id FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT ?1",
     /* One statement under SQLite's write lock: the agent's count and the change cannot interleave. */
-    [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3"
+    [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3, joined_at = ?3"
                " WHERE id = ?1 AND status = 'waiting' AND (SELECT count(*) FROM prechat a"
                " WHERE a.agent_id = ?2 AND a.status = 'active') < ?4",
     [Q_CLOSE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id = ?1 AND status <> 'closed'",
@@ -195,6 +214,35 @@ static void read_prechat(sqlite3_stmt *st, appdb_prechat_t *p)
     p->updated_ms = sqlite3_column_int64(st, 6);
     p->message_count = sqlite3_column_int64(st, 7);
     p->last_message_id = sqlite3_column_int64(st, 8);
+    p->wait_estimate_ms = -1;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of the last APP_WAIT_SAMPLES join waits into *out (-1 when none). Returns 0 or a TESS_E*. */
+static int load_wait_estimate(appdb_sqlite_t *s, int64_t *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOIN_WAITS);
+    int64_t w[APP_WAIT_SAMPLES];
+    size_t n = 0;
+    int src, rc = 0;
+
+    *out = -1;
+    sqlite3_bind_int64(st, 1, APP_WAIT_SAMPLES);
+    while (n < APP_WAIT_SAMPLES && (src = sqlite3_step(st)) == SQLITE_ROW)
+        w[n++] = sqlite3_column_int64(st, 0);
+    if (n < APP_WAIT_SAMPLES && src != SQLITE_DONE)
+        rc = map_err(src);
+    sqlite3_reset(st);
+    if (rc != 0 || n == 0)
+        return rc;
+    qsort(w, n, sizeof(w[0]), cmp_i64);
+    *out = n % 2 ? w[n / 2] : (w[n / 2 - 1] + w[n / 2]) / 2;
+    return 0;
 }
 
 /* Loads one pre-chat with its queue position. Returns 0, TESS_ENOTFOUND or a TESS_E*. */
@@ -236,7 +284,7 @@ static int load_prechat(appdb_sqlite_t *s, int64_t id, appdb_prechat_t *p)
     else
         p->queue_position = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return rc;
+    return rc != 0 ? rc : load_wait_estimate(s, &p->wait_estimate_ms);
 }
 
 static int complete_prechat(appdb_sqlite_t *s, int rc, int64_t id, appdb_cb cb, void *arg)
@@ -551,7 +599,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 5 &&
              (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
-            (version < 6 && sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK) ||
+            (version < 6 &&
+             (add_joined_at(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK)) ||
             sqlite3_exec(db, "PRAGMA user_version = 6; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));

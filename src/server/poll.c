@@ -145,6 +145,11 @@ static void render(const appdb_prechat_t *p, meta_view_t *v)
     tess_iso_date(p->updated_ms, date, sizeof(date));
     n = (size_t)snprintf(v->body, sizeof(v->body), "{\"id\":%" PRId64 ",\"status\":\"%s\"", p->id, p->status);
     append_id_or_null(v->body, sizeof(v->body), &n, "queuePosition", p->queue_position);
+    if (p->wait_estimate_ms >= 0) /* rounded to the second: the meta (and its ETag) moves only on real change */
+        n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"estimatedWaitSeconds\":%" PRId64,
+                              (p->wait_estimate_ms + 500) / 1000);
+    else
+        n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"estimatedWaitSeconds\":null");
     n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"messageCount\":%" PRId64, p->message_count);
     append_id_or_null(v->body, sizeof(v->body), &n, "lastMessageId", p->last_message_id);
     n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"updatedAt\":\"%s\"}", date);

@@ -9,6 +9,10 @@
   exactly 2 (the capacity) succeed, the others are 409 agent_at_capacity, and the database holds 2 active
   pre-chats of that agent (a count read before the agent's row lock would let several joins through; the SQLite
   variant runs the same race on one instance).
+- WaitSqlite / WaitPostgres (a fresh store each): a waiting pre-chat's meta has "estimatedWaitSeconds": null
+  while no pre-chat was ever joined; once joins exist (their waits set in the database to 10, 20 and 60 s, then
+  one more join of ~0 s), the visitor's event stream is pushed a meta with the median, 15; only the last 20 joins
+  count (20 joins of 100 s and one of ~0 s push the older ones out: 100); a pre-chat that is not waiting has null.
 """
 
 import os
@@ -19,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tessera_harness import (Browser, HarnessError, PostgresServer, ServerTestCase, TesseraServer,  # noqa: E402
                              main, shared_postgres, shared_postgres_if_started, stop_shared_postgres)
-from test_push import USERS, add_users  # noqa: E402
+from test_push import ANSWER, EventStream, USERS, add_users, wait_events_flowing  # noqa: E402
 
 HAVE_PG = os.path.exists(os.path.join(PostgresServer.PG_BIN, "postgres"))
 
@@ -108,6 +112,118 @@ class CapacityCase:
             if r.status == 409:
                 self.assertEqual(r.json()["error"], "agent_at_capacity", r.body)
         self.assertEqual(self.active_of_carol(), cap)
+
+
+class WaitCase:
+    """Mixed into a ServerTestCase; subclasses start cls.a on a fresh store and give sql(statement)."""
+
+    @classmethod
+    def start_one(cls, database):
+        cls.a = cls.track_class(TesseraServer(strategy="db", database=database))
+        add_users(cls.a, ["alice", "carol"])
+        cls.a.start()
+        wait_events_flowing(cls.a)
+
+    def login(self, user):
+        b = Browser(self.a.port, name=user)
+        self.assertStatus(b.login(user, USERS[user][1]), 200, f"login {user}")
+        return b
+
+    def open_prechat(self, visitor):
+        return self.assertStatus(visitor.post("/api/prechats", {"topic": "wait"}), 201, "open").json()["id"]
+
+    def meta(self, who, pid):
+        return self.assertStatus(who.get(f"/api/prechats/{pid}/meta"), 200, "meta").json()
+
+    def stream(self, who, pid):
+        cookie = "; ".join(f"{k}={v}" for k, v in who.jar.items())
+        s = EventStream(self.a.port, f"/api/prechats/{pid}/events", cookie)
+        self.addCleanup(s.close)
+        s.wait(lambda x: x.status is not None, ANSWER, "the stream's status line")
+        self.assertEqual(s.status, 200, s.body[:300])
+        return s
+
+    @staticmethod
+    def estimates(s):
+        import json
+        return [json.loads(b["data"]).get("estimatedWaitSeconds", "absent") for b in s.events("meta")]
+
+    def joined(self, visitor, agent, n):
+        pids = [self.open_prechat(visitor) for _ in range(n)]
+        for pid in pids:
+            self.assertStatus(agent.post(f"/api/prechats/{pid}/join"), 200, f"join {pid}")
+        return pids
+
+    def test_1_median_of_recent_joins_pushed(self):
+        alice, carol = self.login("alice"), self.login("carol")
+        w = self.open_prechat(alice)
+        m = self.meta(alice, w)
+        self.assertIn("estimatedWaitSeconds", m)
+        self.assertIsNone(m["estimatedWaitSeconds"], m)  # nothing was ever joined
+        vs = self.stream(alice, w)
+        vs.wait(lambda x: self.estimates(x) == [None], ANSWER, "the first meta, without an estimate")
+
+        p = self.joined(alice, carol, 3)
+        for pid, wait_ms in zip(p, (10000, 20000, 60000)):
+            self.sql(f"UPDATE prechat SET created_at = joined_at - {wait_ms} WHERE id = {pid}")
+        self.joined(alice, carol, 1)  # ~0 s; its join moves the queue, so every waiting meta is pushed again
+        vs.wait(lambda x: 15 in self.estimates(x), ANSWER, "the median (15 s) pushed")
+        self.assertEqual(self.meta(alice, w)["estimatedWaitSeconds"], 15)
+
+        recent = self.joined(alice, carol, 20)
+        self.sql(f"UPDATE prechat SET created_at = joined_at - 100000 WHERE id BETWEEN {recent[0]} AND {recent[-1]}")
+        self.joined(alice, carol, 1)  # the window is now 19 of 100 s and this one
+        vs.wait(lambda x: 100 in self.estimates(x), ANSWER, "the median of the last 20 (100 s) pushed")
+        self.assertEqual(self.meta(alice, w)["estimatedWaitSeconds"], 100)
+
+        self.assertStatus(carol.post(f"/api/prechats/{w}/join"), 200, "join w")
+        vs.wait(lambda x: x.events("meta") and self.estimates(x)[-1] is None and
+                '"active"' in x.events("meta")[-1]["data"], ANSWER, "no estimate once joined")
+        self.assertIsNone(self.meta(alice, w)["estimatedWaitSeconds"])
+
+
+class WaitSqlite(WaitCase, ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.path = os.path.join(tempfile.mkdtemp(prefix="tessera-wait-"), "tessera.db")
+        cls.start_one(f"sqlite:{cls.path}")
+
+    def sql(self, statement):
+        import sqlite3
+        with sqlite3.connect(self.path, timeout=10) as db:
+            db.execute(statement)
+
+
+class WaitPostgres(WaitCase, ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not HAVE_PG:
+            raise HarnessError("PostgreSQL 15 is not installed (scripts/setup.sh installs it)")
+        pg = shared_postgres()
+        cls.dbname = f"tess_wait_{os.getpid()}"
+        pg.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
+        pg.psql(f"CREATE DATABASE {cls.dbname}")
+        try:
+            cls.start_one(f"postgres://{pg.db_user}@127.0.0.1:{pg.port}/{cls.dbname}")
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in cls.__dict__.get("_class_servers", []):
+                s.finish()
+        finally:
+            if shared_postgres_if_started() is not None:
+                try:
+                    shared_postgres_if_started().psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
+                except HarnessError:
+                    pass
+
+    def sql(self, statement):
+        shared_postgres().psql(statement, db=self.dbname)
 
 
 class CapacitySqlite(CapacityCase, ServerTestCase):
