@@ -96,6 +96,15 @@ typedef struct appdb_ops {
     int (*message_add)(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
                        int64_t now_ms, appdb_cb cb, void *arg);
     int (*messages_list)(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg);
+    /*
+     * The timeouts, one bounded step (at most `limit` rows of each kind): active pre-chats not updated since
+     * `idle_before_ms` are closed with a system message `note` (sender: their agent, role "system") in one
+     * atomic step each; waiting ones created before `wait_before_ms` and not yet marked get marked (once). A
+     * cut-off of 0 skips that kind. Answers the changed rows (prechats: id and the new status; n_prechats).
+     * Safe when several instances sweep at once: a row is changed by one of them.
+     */
+    int (*prechat_sweep)(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                         int64_t now_ms, appdb_cb cb, void *arg);
     int (*ping)(appdb_t *db, appdb_cb cb, void *arg);
     void (*close)(appdb_t *db);
     /*

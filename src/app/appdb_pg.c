@@ -73,6 +73,7 @@ static const char *const migrations[] = {
      */
     "CREATE INDEX prechat_agent_active ON prechat(agent_id) WHERE status = 'active';"
     "ALTER TABLE prechat ADD COLUMN joined_at bigint;"
+    "ALTER TABLE prechat ADD COLUMN wait_offered boolean NOT NULL DEFAULT false;"
     "CREATE INDEX prechat_joined ON prechat(joined_at) WHERE joined_at IS NOT NULL;"
     "CREATE FUNCTION tessera_prechat_join(p_id bigint, p_agent bigint, p_now bigint, p_max bigint)"
     " RETURNS TABLE (o_code int, o_id bigint, o_visitor bigint, o_agent bigint, o_topic text, o_status text,"
@@ -107,6 +108,7 @@ enum {
     Q_CLOSE,
     Q_MSG_ADD,
     Q_MSG_LIST,
+    Q_SWEEP,
     Q_PING,
     Q_PUBLISH,
     Q__COUNT
@@ -161,6 +163,25 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_MSG_LIST] = {"SELECT " MESSAGE_COLS " FROM message WHERE prechat_id = $1::bigint AND id > $2::bigint"
                     " ORDER BY id LIMIT $3::bigint",
                     3},
+    /*
+     * The timeouts in one statement: idle active pre-chats are locked (SKIP LOCKED: another instance's sweep or
+     * a message in flight has them; the WHERE is re-checked on the locked row), closed, and given the note as a
+     * system message; waiting ones past the wait cut-off are marked once. A cut-off of 0 matches nothing.
+     * Answers (id, new status) per changed row.
+     */
+    [Q_SWEEP] = {"WITH idle AS (SELECT id, coalesce(agent_id, visitor_id) AS sender FROM prechat"
+                 " WHERE status = 'active' AND updated_at < $1::bigint ORDER BY id LIMIT $4::bigint"
+                 " FOR UPDATE SKIP LOCKED),"
+                 " note AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+                 " SELECT id, sender, 'system', $3, $5::bigint FROM idle RETURNING id, prechat_id),"
+                 " cl AS (UPDATE prechat p SET status = 'closed', updated_at = $5::bigint,"
+                 " message_count = p.message_count + 1, last_message_id = note.id FROM note"
+                 " WHERE p.id = note.prechat_id RETURNING p.id),"
+                 " w AS (SELECT id FROM prechat WHERE status = 'waiting' AND NOT wait_offered"
+                 " AND created_at < $2::bigint ORDER BY id LIMIT $4::bigint FOR UPDATE SKIP LOCKED),"
+                 " off AS (UPDATE prechat p SET wait_offered = true FROM w WHERE p.id = w.id RETURNING p.id)"
+                 " SELECT id, 'closed' FROM cl UNION ALL SELECT id, 'waiting' FROM off",
+                 5},
     [Q_PING] = {"SELECT 1", 0},
     [Q_PUBLISH] = {"SELECT pg_notify('" APP_PG_CHANNEL "', $1)", 1},
 };
@@ -293,6 +314,19 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         res.messages = &msg;
         res.n_messages = 1;
         break;
+    case Q_SWEEP:
+        if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_prechat_t))) == NULL) {
+            res.rc = TESS_ENOMEM;
+            break;
+        }
+        res.prechats = rows;
+        for (int i = 0; i < n; ++i) {
+            res.prechats[i].id = col_i64(pgres, i, 0);
+            copy_text(res.prechats[i].status, sizeof(res.prechats[i].status), pgres, i, 1);
+            res.prechats[i].wait_estimate_ms = -1;
+        }
+        res.n_prechats = (size_t)n;
+        break;
     case Q_MSG_LIST:
         if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_message_t))) == NULL) {
             res.rc = TESS_ENOMEM;
@@ -389,6 +423,20 @@ static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t ma
     return start(db, Q_JOIN, p, 4, cb, arg);
 }
 
+static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[5];
+    if (note.len > APP_BODY_MAX)
+        return TESS_ETOOBIG;
+    tess_pgconn_param_i64(&p[0], idle_before_ms);
+    tess_pgconn_param_i64(&p[1], wait_before_ms);
+    tess_pgconn_param_str(&p[2], note.ptr, note.len);
+    tess_pgconn_param_i64(&p[3], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    tess_pgconn_param_i64(&p[4], now_ms);
+    return start(db, Q_SWEEP, p, 5, cb, arg);
+}
+
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
 {
     tess_pgconn_param_t p[2];
@@ -451,6 +499,7 @@ static const appdb_ops_t pg_ops = {
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
+    .prechat_sweep = op_prechat_sweep,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,

@@ -71,15 +71,25 @@ static const char schema_v6[] = "CREATE INDEX IF NOT EXISTS prechat_agent_active
                                 "CREATE INDEX IF NOT EXISTS prechat_joined ON prechat(joined_at)"
                                 " WHERE joined_at IS NOT NULL;";
 
-/* v6's column, unless a racing process added it already. */
-static int add_joined_at(sqlite3 *db, char **msg)
+/* A v6 column of prechat, unless a racing process added it already. */
+static int add_prechat_column(sqlite3 *db, const char *name, const char *alter, char **msg)
 {
     sqlite3_stmt *st = NULL;
-    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('prechat') WHERE name = 'joined_at'", -1, &st,
-                                  NULL) == SQLITE_OK &&
-               sqlite3_step(st) == SQLITE_ROW;
+    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('prechat') WHERE name = ?1", -1, &st, NULL) ==
+                   SQLITE_OK &&
+               sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
-    return have ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE prechat ADD COLUMN joined_at INTEGER", NULL, NULL, msg);
+    return have ? SQLITE_OK : sqlite3_exec(db, alter, NULL, NULL, msg);
+}
+
+/* v6's columns: when the pre-chat was joined; whether its visitor was offered to leave a message. */
+static int add_v6_columns(sqlite3 *db, char **msg)
+{
+    int rc = add_prechat_column(db, "joined_at", "ALTER TABLE prechat ADD COLUMN joined_at INTEGER", msg);
+    return rc != SQLITE_OK
+               ? rc
+               : add_prechat_column(db, "wait_offered",
+                                    "ALTER TABLE prechat ADD COLUMN wait_offered INTEGER NOT NULL DEFAULT 0", msg);
 }
 
 /* v5's column, unless a racing process added it already. */
@@ -107,6 +117,9 @@ enum {
     Q_MSG_INSERT,
     Q_MSG_BUMP,
     Q_MSG_LIST,
+    Q_SWEEP_IDLE,
+    Q_SWEEP_NOTE,
+    Q_SWEEP_WAIT,
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
@@ -145,6 +158,13 @@ static const char *const queries[Q__COUNT] = {
                    " WHERE id = ?1",
     [Q_MSG_LIST] = "SELECT id, prechat_id, sender_id, sender_role, body, created_at FROM message"
                    " WHERE prechat_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_SWEEP_IDLE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id IN (SELECT id FROM prechat"
+                     " WHERE status = 'active' AND updated_at < ?1 ORDER BY id LIMIT ?3) RETURNING id",
+    [Q_SWEEP_NOTE] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
+                     " SELECT id, coalesce(agent_id, visitor_id), 'system', ?2, ?3 FROM prechat WHERE id = ?1",
+    [Q_SWEEP_WAIT] = "UPDATE prechat SET wait_offered = 1 WHERE id IN (SELECT id FROM prechat"
+                     " WHERE status = 'waiting' AND wait_offered = 0 AND created_at < ?1 ORDER BY id LIMIT ?2)"
+                     " RETURNING id",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -525,6 +545,87 @@ static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size
     return 0;
 }
 
+/* Collects the ids a RETURNING id statement answers into rows[*n..cap), marked `status`. */
+static int sweep_collect(sqlite3_stmt *st, appdb_prechat_t *rows, size_t *n, size_t cap, const char *status)
+{
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n >= cap)
+            continue; /* the statement's LIMIT keeps within cap; never drop a step half done */
+        memset(&rows[*n], 0, sizeof(rows[*n]));
+        rows[*n].id = sqlite3_column_int64(st, 0);
+        snprintf(rows[*n].status, sizeof(rows[*n].status), "%s", status);
+        rows[*n].wait_estimate_ms = -1;
+        ++*n;
+    }
+    sqlite3_reset(st);
+    return src == SQLITE_DONE ? 0 : map_err(src);
+}
+
+static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    appdb_prechat_t *rows = NULL;
+    size_t n = 0, n_idle;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (note.len > APP_BODY_MAX)
+        return TESS_ETOOBIG;
+    if (limit > APP_LIST_MAX)
+        limit = APP_LIST_MAX;
+    if ((rows = calloc(2 * limit + 1, sizeof(*rows))) == NULL)
+        return TESS_ENOMEM;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    if (idle_before_ms > 0) {
+        st = stmt(s, Q_SWEEP_IDLE);
+        sqlite3_bind_int64(st, 1, idle_before_ms);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, limit, "closed")) != 0)
+            goto rollback;
+    }
+    n_idle = n;
+    for (size_t i = 0; i < n_idle; ++i) { /* each closed one gets its note, counted like any message */
+        st = stmt(s, Q_SWEEP_NOTE);
+        sqlite3_bind_int64(st, 1, rows[i].id);
+        sqlite3_bind_text(st, 2, note.ptr, (int)note.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms);
+        if ((rc = exec_stmt(st)) != 0)
+            goto rollback;
+        st = stmt(s, Q_MSG_BUMP);
+        sqlite3_bind_int64(st, 1, rows[i].id);
+        sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_int64(st, 3, now_ms);
+        if ((rc = exec_stmt(st)) != 0)
+            goto rollback;
+    }
+    if (wait_before_ms > 0) {
+        st = stmt(s, Q_SWEEP_WAIT);
+        sqlite3_bind_int64(st, 1, wait_before_ms);
+        sqlite3_bind_int64(st, 2, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, n_idle + limit, "waiting")) != 0)
+            goto rollback;
+    }
+    if ((rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)
+        goto rollback;
+    res.prechats = rows;
+    res.n_prechats = n;
+    goto out;
+rollback:
+    exec_stmt(stmt(s, Q_ROLLBACK));
+out:
+    res.rc = rc;
+    if (rc != 0)
+        res.n_prechats = 0;
+    cb(arg, &res);
+    free(rows);
+    return 0;
+}
+
 static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
@@ -565,6 +666,7 @@ static const appdb_ops_t sqlite_ops = {
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
+    .prechat_sweep = op_prechat_sweep,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,
@@ -600,7 +702,7 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 5 &&
              (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
             (version < 6 &&
-             (add_joined_at(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK)) ||
+             (add_v6_columns(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK)) ||
             sqlite3_exec(db, "PRAGMA user_version = 6; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));

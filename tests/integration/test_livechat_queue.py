@@ -13,6 +13,11 @@
   while no pre-chat was ever joined; once joins exist (their waits set in the database to 10, 20 and 60 s, then
   one more join of ~0 s), the visitor's event stream is pushed a meta with the median, 15; only the last 20 joins
   count (20 joins of 100 s and one of ~0 s push the older ones out: 100); a pre-chat that is not waiting has null.
+- TimeoutsSqlite / TimeoutsPostgres (--prechat-idle-timeout 2, --prechat-wait-timeout 2): an active pre-chat
+  left without a message is closed by the sweep: both sides' streams get the system message "closed after 2
+  seconds without a message", then the closed meta, then the stream ends; the store holds it closed with that
+  message. A waiting one gets "offerLeaveMessage": true pushed on its stream (still waiting); the join drops it.
+  Every wait is on the condition, with a deadline.
 """
 
 import os
@@ -201,7 +206,7 @@ class WaitPostgres(WaitCase, ServerTestCase):
         if not HAVE_PG:
             raise HarnessError("PostgreSQL 15 is not installed (scripts/setup.sh installs it)")
         pg = shared_postgres()
-        cls.dbname = f"tess_wait_{os.getpid()}"
+        cls.dbname = f"tess_{cls.__name__.lower()}_{os.getpid()}"
         pg.psql(f"DROP DATABASE IF EXISTS {cls.dbname}")
         pg.psql(f"CREATE DATABASE {cls.dbname}")
         try:
@@ -224,6 +229,76 @@ class WaitPostgres(WaitCase, ServerTestCase):
 
     def sql(self, statement):
         shared_postgres().psql(statement, db=self.dbname)
+
+
+class TimeoutsCase(WaitCase):
+    """Mixed into a ServerTestCase; subclasses start cls.a with both timeouts at TIMEOUT seconds."""
+
+    TIMEOUT = 2
+    LIMITS = {"prechat-idle-timeout": TIMEOUT, "prechat-wait-timeout": TIMEOUT}
+
+    @classmethod
+    def start_one(cls, database):
+        cls.a = cls.track_class(TesseraServer(strategy="db", database=database, limits=cls.LIMITS))
+        add_users(cls.a, ["alice", "carol"])
+        cls.a.start()
+        wait_events_flowing(cls.a)
+
+    test_1_median_of_recent_joins_pushed = None  # WaitCase's test needs a fresh store of its own
+
+    def test_1_idle_active_prechat_is_closed_with_a_note(self):
+        import json
+        alice, carol = self.login("alice"), self.login("carol")
+        pid = self.open_prechat(alice)
+        self.assertStatus(carol.post(f"/api/prechats/{pid}/join"), 200, "join")
+        self.assertStatus(alice.post(f"/api/prechats/{pid}/messages", {"body": "hello"}), 201, "message")
+        vs, ag = self.stream(alice, pid), self.stream(carol, pid)
+        note = f"closed after {self.TIMEOUT} seconds without a message"
+        for s in (vs, ag):
+            s.wait(lambda x: x.ended is not None, self.TIMEOUT + ANSWER + 5, "the stream's end after the idle close")
+            msgs = [json.loads(b["data"]) for b in s.events("message")]
+            self.assertEqual([(m["sender"], m["body"]) for m in msgs][-1], ("system", note), s.describe())
+            metas = [json.loads(b["data"]) for b in s.events("meta")]
+            self.assertEqual(metas[-1]["status"], "closed", s.describe())
+            self.assertEqual(metas[-1]["lastMessageId"], msgs[-1]["id"])
+        got = self.assertStatus(alice.get(f"/api/prechats/{pid}"), 200, "get").json()
+        self.assertEqual(got["status"], "closed")
+        listed = self.assertStatus(alice.get(f"/api/prechats/{pid}/messages"), 200, "list").json()
+        bodies = [m["body"] for m in (listed["messages"] if isinstance(listed, dict) else listed)]
+        self.assertEqual(bodies, ["hello", note])  # closed once, one note
+
+    def test_2_long_wait_offers_to_leave_a_message(self):
+        import json
+        alice, carol = self.login("alice"), self.login("carol")
+        import time
+        t0 = time.monotonic()
+        pid = self.open_prechat(alice)
+        vs = self.stream(alice, pid)
+        vs.wait(lambda x: x.events("meta"), ANSWER, "the first meta")
+        early = time.monotonic() - t0 < self.TIMEOUT - 0.5  # the first meta surely came before the timeout
+        vs.wait(lambda x: any(json.loads(b["data"]).get("offerLeaveMessage") is True for b in x.events("meta")),
+                self.TIMEOUT + ANSWER + 5, "offerLeaveMessage pushed")
+        first = [json.loads(b["data"]) for b in vs.events("meta")][0]
+        if early:
+            self.assertNotIn("offerLeaveMessage", first)
+        m = self.meta(alice, pid)
+        self.assertEqual((m["status"], m.get("offerLeaveMessage")), ("waiting", True))
+        self.assertStatus(carol.post(f"/api/prechats/{pid}/join"), 200, "join")
+        vs.wait(lambda x: json.loads(x.events("meta")[-1]["data"])["status"] == "active", ANSWER, "joined")
+        self.assertNotIn("offerLeaveMessage", self.meta(alice, pid))
+
+
+class TimeoutsSqlite(TimeoutsCase, ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.path = os.path.join(tempfile.mkdtemp(prefix="tessera-timeouts-"), "tessera.db")
+        cls.start_one(f"sqlite:{cls.path}")
+
+
+class TimeoutsPostgres(TimeoutsCase, ServerTestCase):
+    setUpClass = classmethod(lambda cls: WaitPostgres.setUpClass.__func__(cls))
+    tearDownClass = classmethod(lambda cls: WaitPostgres.tearDownClass.__func__(cls))
 
 
 class CapacitySqlite(CapacityCase, ServerTestCase):

@@ -416,6 +416,44 @@ static void test_join_capacity(void **state)
     assert_string_equal(f->r.pc[0].status, "active");
 }
 
+static int sweep(fixture_t *f, int64_t idle_before, int64_t wait_before, size_t limit, int64_t now)
+{
+    appdb_rec_clear(&f->r);
+    return finish(f, f->db->ops->prechat_sweep(f->db, idle_before, wait_before, tess_str("idle"), limit, now,
+                                               appdb_rec_cb, &f->r));
+}
+
+/* The timeouts: idle active ones closed with a note (once), long-waiting ones marked (once), bounded per step. */
+static void test_sweep(void **state)
+{
+    fixture_t *f = *state;
+    int64_t a = create_ok(f, "a", T0), b = create_ok(f, "b", T0 + 1), c = create_ok(f, "c", T0 + 2),
+            d = create_ok(f, "d", T0 + 3);
+
+    assert_int_equal(join(f, a, T0 + 10), 0);
+    assert_int_equal(join(f, b, T0 + 20), 0);
+    assert_int_equal(sweep(f, 0, 0, 10, T0 + 100), 0); /* both off */
+    assert_int_equal(f->r.n_pc, 0);
+    assert_int_equal(sweep(f, T0 + 15, 0, 10, T0 + 100), 0); /* a idle since T0+10, b not */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, a);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(get(f, a), 0);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(f->r.pc[0].message_count, 1);
+    assert_int_equal(sweep(f, T0 + 15, 0, 10, T0 + 101), 0); /* once */
+    assert_int_equal(f->r.n_pc, 0);
+    assert_int_equal(sweep(f, 0, T0 + 3, 1, T0 + 102), 0); /* c and d waited long enough; c only is older */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, c);
+    assert_string_equal(f->r.pc[0].status, "waiting");
+    assert_int_equal(sweep(f, 0, T0 + 4, 1, T0 + 103), 0); /* bounded: the next step takes d */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, d);
+    assert_int_equal(sweep(f, 0, T0 + 4, 10, T0 + 104), 0);
+    assert_int_equal(f->r.n_pc, 0);
+}
+
 static void test_close(void **state)
 {
     fixture_t *f = *state;
@@ -652,6 +690,7 @@ int main(void)
         T(test_waiting_limit_bound),
         T(test_join),
         T(test_join_capacity),
+        T(test_sweep),
         T(test_close),
         T(test_message_add),
         T(test_messages_list),
