@@ -90,6 +90,9 @@ static const char *const migrations[] = {
     " w.visitor_id, coalesce(w.agent_id, 0), w.topic, w.status, w.created_at, w.updated_at, w.message_count,"
     " w.last_message_id FROM prechat w WHERE w.id = p_id AND NOT EXISTS (SELECT 1 FROM upd);"
     " END $$;",
+    /* 6: the visitor of a waiting pre-chat left a message (POST .../leave), and the contact given with it */
+    "ALTER TABLE prechat ADD COLUMN left_message boolean NOT NULL DEFAULT false;"
+    "ALTER TABLE prechat ADD COLUMN contact text;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -104,6 +107,7 @@ enum {
     Q_PRECHAT_CREATE,
     Q_PRECHAT_GET,
     Q_WAITING,
+    Q_LEAVE,
     Q_JOIN,
     Q_CLOSE,
     Q_MSG_ADD,
@@ -141,9 +145,26 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
          " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END,"
          " CASE WHEN p.status = 'waiting' THEN (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY j.w))::bigint"
          " FROM (SELECT r.joined_at - r.created_at AS w FROM prechat r WHERE r.joined_at IS NOT NULL"
-         " ORDER BY r.joined_at DESC LIMIT 20) j) END FROM prechat p WHERE p.id = $1::bigint",
+         " ORDER BY r.joined_at DESC LIMIT 20) j) END, p.left_message, coalesce(p.contact, '')"
+         " FROM prechat p WHERE p.id = $1::bigint",
          1},
-    [Q_WAITING] = {"SELECT " PRECHAT_COLS " FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT $1::bigint", 1},
+    [Q_WAITING] = {"SELECT " PRECHAT_COLS ", left_message, coalesce(contact, '') FROM prechat WHERE status = 'waiting'"
+                   " ORDER BY id LIMIT $1::bigint",
+                   1},
+    /*
+     * The row is locked first (its WHERE re-checked on the locked row, against a join or close meanwhile); the
+     * message and the mark follow in the same statement. First column: 1 left, 0 exists in another state.
+     */
+    [Q_LEAVE] =
+        {"WITH pc AS (SELECT id FROM prechat WHERE id = $1::bigint AND visitor_id = $2::bigint"
+         " AND status = 'waiting' AND NOT left_message FOR UPDATE),"
+         " ins AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+         " SELECT pc.id, $2::bigint, 'visitor', $4, $5::bigint FROM pc RETURNING id, prechat_id),"
+         " upd AS (UPDATE prechat p SET left_message = true, contact = $3, message_count = p.message_count + 1,"
+         " last_message_id = ins.id, updated_at = $5::bigint FROM ins WHERE p.id = ins.prechat_id RETURNING p.id)"
+         " SELECT 1 FROM upd UNION ALL SELECT 0 FROM prechat WHERE id = $1::bigint"
+         " AND NOT EXISTS (SELECT 1 FROM pc)",
+         5},
     /* First column: 1 = joined (the new row follows), 0 = not waiting, 2 = agent at capacity; no row = unknown. */
     [Q_JOIN] = {"SELECT * FROM tessera_prechat_join($1::bigint, $2::bigint, $3::bigint, $4::bigint)", 4},
     [Q_CLOSE] = {"WITH upd AS (UPDATE prechat SET status = 'closed', updated_at = $2::bigint"
@@ -276,6 +297,10 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         one.queue_position = col_i64(pgres, 0, 9);
         if (op.kind == Q_PRECHAT_GET && !PQgetisnull(pgres, 0, 10))
             one.wait_estimate_ms = col_i64(pgres, 0, 10);
+        if (op.kind == Q_PRECHAT_GET) {
+            one.left_message = PQgetvalue(pgres, 0, 11)[0] == 't';
+            copy_text(one.contact, sizeof(one.contact), pgres, 0, 12);
+        }
         res.prechats = &one;
         res.n_prechats = 1;
         break;
@@ -302,6 +327,8 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         for (int i = 0; i < n; ++i) {
             read_prechat(pgres, i, 0, &res.prechats[i]);
             res.prechats[i].queue_position = i + 1; /* ordered by id: the queue itself */
+            res.prechats[i].left_message = PQgetvalue(pgres, i, 9)[0] == 't';
+            copy_text(res.prechats[i].contact, sizeof(res.prechats[i].contact), pgres, i, 10);
         }
         res.n_prechats = (size_t)n;
         break;
@@ -313,6 +340,12 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         read_message(pgres, 0, &msg);
         res.messages = &msg;
         res.n_messages = 1;
+        break;
+    case Q_LEAVE:
+        if (n == 0)
+            res.rc = TESS_ENOTFOUND;
+        else if (PQgetvalue(pgres, 0, 0)[0] != '1')
+            res.rc = TESS_ECONFLICT;
         break;
     case Q_SWEEP:
         if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_prechat_t))) == NULL) {
@@ -437,6 +470,20 @@ static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_be
     return start(db, Q_SWEEP, p, 5, cb, arg);
 }
 
+static int op_prechat_leave(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[5];
+    if (body.len > APP_BODY_MAX || contact.len > APP_CONTACT_MAX)
+        return TESS_ETOOBIG;
+    tess_pgconn_param_i64(&p[0], id);
+    tess_pgconn_param_i64(&p[1], visitor_id);
+    tess_pgconn_param_str(&p[2], contact.ptr, contact.len);
+    tess_pgconn_param_str(&p[3], body.ptr, body.len);
+    tess_pgconn_param_i64(&p[4], now_ms);
+    return start(db, Q_LEAVE, p, 5, cb, arg);
+}
+
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
 {
     tess_pgconn_param_t p[2];
@@ -500,6 +547,7 @@ static const appdb_ops_t pg_ops = {
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
     .prechat_sweep = op_prechat_sweep,
+    .prechat_leave = op_prechat_leave,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,

@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -92,6 +92,14 @@ static int add_v6_columns(sqlite3 *db, char **msg)
                                     "ALTER TABLE prechat ADD COLUMN wait_offered INTEGER NOT NULL DEFAULT 0", msg);
 }
 
+/* v7: the visitor of a waiting pre-chat left a message (POST .../leave), and the contact given with it. */
+static int add_v7_columns(sqlite3 *db, char **msg)
+{
+    int rc = add_prechat_column(db, "left_message",
+                                "ALTER TABLE prechat ADD COLUMN left_message INTEGER NOT NULL DEFAULT 0", msg);
+    return rc != SQLITE_OK ? rc : add_prechat_column(db, "contact", "ALTER TABLE prechat ADD COLUMN contact TEXT", msg);
+}
+
 /* v5's column, unless a racing process added it already. */
 static int add_external_id(sqlite3 *db, char **msg)
 {
@@ -112,6 +120,7 @@ enum {
     Q_QUEUE_POS,
     Q_JOIN_WAITS,
     Q_WAITING,
+    Q_LEAVE,
     Q_JOIN,
     Q_CLOSE,
     Q_MSG_INSERT,
@@ -141,12 +150,15 @@ static const char *const queries[Q__COUNT] = {
                          " SELECT ?1, ?2, 'waiting', ?3, ?3 WHERE (SELECT count(*) FROM prechat"
                          " WHERE visitor_id = ?1 AND status <> 'closed') < ?4",
     [Q_PRECHAT_GET] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
-                      " message_count, last_message_id FROM prechat WHERE id = ?1",
+                      " message_count, last_message_id, left_message, coalesce(contact, '') FROM prechat WHERE id = ?1",
     [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
     [Q_JOIN_WAITS] = "SELECT joined_at - created_at FROM prechat WHERE joined_at IS NOT NULL"
                      " ORDER BY joined_at DESC LIMIT ?1",
     [Q_WAITING] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
-                  " message_count, last_message_id FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT ?1",
+                  " message_count, last_message_id, left_message, coalesce(contact, '') FROM prechat"
+                  " WHERE status = 'waiting' ORDER BY id LIMIT ?1",
+    [Q_LEAVE] = "UPDATE prechat SET left_message = 1, contact = ?3, updated_at = ?4"
+                " WHERE id = ?1 AND visitor_id = ?2 AND status = 'waiting' AND left_message = 0",
     /* One statement under SQLite's write lock: the agent's count and the change cannot interleave. */
     [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3, joined_at = ?3"
                " WHERE id = ?1 AND status = 'waiting' AND (SELECT count(*) FROM prechat a"
@@ -235,6 +247,10 @@ static void read_prechat(sqlite3_stmt *st, appdb_prechat_t *p)
     p->message_count = sqlite3_column_int64(st, 7);
     p->last_message_id = sqlite3_column_int64(st, 8);
     p->wait_estimate_ms = -1;
+    if (sqlite3_column_count(st) > 10) { /* get and the waiting list: the left message's mark */
+        p->left_message = sqlite3_column_int(st, 9) != 0;
+        copy_text(p->contact, sizeof(p->contact), st, 10);
+    }
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -438,6 +454,53 @@ static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t ma
             rc = TESS_ECONFLICT;
     }
     return complete_prechat(s, rc, id, cb, arg);
+}
+
+static int op_prechat_leave(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    appdb_prechat_t p;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (body.len > APP_BODY_MAX || contact.len > APP_CONTACT_MAX)
+        return TESS_ETOOBIG;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    st = stmt(s, Q_LEAVE);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, visitor_id);
+    sqlite3_bind_text(st, 3, contact.ptr, (int)contact.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    if (sqlite3_changes(s->db) == 0) {
+        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+        goto rollback;
+    }
+    st = stmt(s, Q_MSG_INSERT);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, visitor_id);
+    sqlite3_bind_text(st, 3, "visitor", 7, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, body.ptr, (int)body.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    st = stmt(s, Q_MSG_BUMP);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(s->db));
+    sqlite3_bind_int64(st, 3, now_ms);
+    if ((rc = exec_stmt(st)) != 0 || (rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)
+        goto rollback;
+    goto out;
+rollback:
+    exec_stmt(stmt(s, Q_ROLLBACK));
+out:
+    res.rc = rc;
+    cb(arg, &res);
+    return 0;
 }
 
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
@@ -667,6 +730,7 @@ static const appdb_ops_t sqlite_ops = {
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
     .prechat_sweep = op_prechat_sweep,
+    .prechat_leave = op_prechat_leave,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,
@@ -703,7 +767,8 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
              (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
             (version < 6 &&
              (add_v6_columns(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK)) ||
-            sqlite3_exec(db, "PRAGMA user_version = 6; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 7 && add_v7_columns(db, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 7; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -18,6 +18,11 @@
   seconds without a message", then the closed meta, then the stream ends; the store holds it closed with that
   message. A waiting one gets "offerLeaveMessage": true pushed on its stream (still waiting); the join drops it.
   Every wait is on the condition, with a deadline.
+- LeaveSqlite / LeavePostgres: POST /api/prechats/{id}/leave {"message", "contact"} by the visitor of a waiting
+  pre-chat stores the message and the contact; the pre-chat stays waiting, marked "leftMessage" with its
+  "contact" in the agents' waiting list; a second leave is 409; bad input: 401 no session, 403 an agent,
+  404 another visitor / an unknown id, 400 bad JSON / a missing or empty field, 413 a message over 4096 or a
+  contact over 200 bytes, 409 once joined.
 """
 
 import os
@@ -297,6 +302,76 @@ class TimeoutsSqlite(TimeoutsCase, ServerTestCase):
 
 
 class TimeoutsPostgres(TimeoutsCase, ServerTestCase):
+    setUpClass = classmethod(lambda cls: WaitPostgres.setUpClass.__func__(cls))
+    tearDownClass = classmethod(lambda cls: WaitPostgres.tearDownClass.__func__(cls))
+
+
+class LeaveCase(WaitCase):
+    test_1_median_of_recent_joins_pushed = None  # WaitCase's test needs a fresh store of its own
+
+    @classmethod
+    def start_one(cls, database):
+        cls.a = cls.track_class(TesseraServer(strategy="db", database=database))
+        add_users(cls.a, ["alice", "bob", "carol"])
+        cls.a.start()
+
+    def test_1_leave_a_message(self):
+        alice, carol = self.login("alice"), self.login("carol")
+        pid = self.open_prechat(alice)
+        r = self.assertStatus(alice.post(f"/api/prechats/{pid}/leave",
+                                         {"message": "call me back", "contact": "alice@example.org"}), 200, "leave")
+        got = r.json()
+        self.assertEqual((got["status"], got["leftMessage"], got["contact"], got["messageCount"]),
+                         ("waiting", True, "alice@example.org", 1), got)
+        listed = self.assertStatus(carol.get("/api/prechats?status=waiting"), 200, "waiting list").json()["prechats"]
+        mine = [p for p in listed if p["id"] == pid]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual((mine[0]["leftMessage"], mine[0]["contact"]), (True, "alice@example.org"))
+        others = [p for p in listed if p["id"] != pid]
+        self.assertTrue(all("leftMessage" not in p for p in others), others)
+        msgs = self.assertStatus(alice.get(f"/api/prechats/{pid}/messages"), 200, "messages").json()
+        msgs = msgs["messages"] if isinstance(msgs, dict) else msgs
+        self.assertEqual([(m["sender"], m["body"]) for m in msgs], [("visitor", "call me back")])
+        r = self.assertStatus(alice.post(f"/api/prechats/{pid}/leave", {"message": "again", "contact": "x"}), 409,
+                              "a second leave")
+        self.assertEqual(r.json()["error"], "conflict")
+        self.assertStatus(carol.post(f"/api/prechats/{pid}/join"), 200, "an agent still joins it")
+
+    def test_2_bad_input(self):
+        alice, bob, carol = self.login("alice"), self.login("bob"), self.login("carol")
+        pid = self.open_prechat(alice)
+        ok = {"message": "m", "contact": "c"}
+        url = f"/api/prechats/{pid}/leave"
+        cases = [
+            (Browser(self.a.port).post(url, ok), 401, "no session"),
+            (carol.post(url, ok), 403, "an agent"),
+            (bob.post(url, ok), 404, "another visitor"),
+            (alice.post("/api/prechats/999999/leave", ok), 404, "an unknown id"),
+            (alice.post(url, "{not json"), 400, "bad JSON"),
+            (alice.post(url, {"message": "m"}), 400, "no contact"),
+            (alice.post(url, {"contact": "c"}), 400, "no message"),
+            (alice.post(url, {"message": "", "contact": "c"}), 400, "an empty message"),
+            (alice.post(url, {"message": 7, "contact": "c"}), 400, "a message that is not a string"),
+            (alice.post(url, {"message": "x" * 4097, "contact": "c"}), 413, "a message too long"),
+            (alice.post(url, {"message": "m", "contact": "c" * 201}), 413, "a contact too long"),
+        ]
+        for resp, status, what in cases:
+            self.assertStatus(resp, status, what)
+            self.assertIn("error", resp.json(), what)
+        self.assertNotIn("leftMessage", self.assertStatus(alice.get(f"/api/prechats/{pid}"), 200, "get").json())
+        self.assertStatus(carol.post(f"/api/prechats/{pid}/join"), 200, "join")
+        self.assertStatus(alice.post(url, ok), 409, "once joined")
+
+
+class LeaveSqlite(LeaveCase, ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.path = os.path.join(tempfile.mkdtemp(prefix="tessera-leave-"), "tessera.db")
+        cls.start_one(f"sqlite:{cls.path}")
+
+
+class LeavePostgres(LeaveCase, ServerTestCase):
     setUpClass = classmethod(lambda cls: WaitPostgres.setUpClass.__func__(cls))
     tearDownClass = classmethod(lambda cls: WaitPostgres.tearDownClass.__func__(cls))
 

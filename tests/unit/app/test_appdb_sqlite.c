@@ -642,12 +642,12 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 8", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(appdb_sqlite_user_add(f->sq, "new", "visitor", PWHASH, T0, err, sizeof(err)), TESS_EIO);
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
 
     /* A version-1 database (before change events) is upgraded in place, its data kept. */
     assert_int_equal(sqlite3_exec(f->sq,
