@@ -39,9 +39,11 @@ static void on_tick(h2o_timeout_entry_t *entry)
 
     if (th->sweep_stopped || th->sweep_busy)
         return;
-    n = snprintf(note, sizeof(note), "closed after %" PRId64 " minutes without a message",
-                 l->prechat_idle_timeout_s / 60);
-    if (l->prechat_idle_timeout_s > 0 && l->prechat_idle_timeout_s < 120)
+    /* Whole minutes from two minutes up; a shorter timeout (a test's) is told in seconds. */
+    if (l->prechat_idle_timeout_s >= 120)
+        n = snprintf(note, sizeof(note), "closed after %" PRId64 " minutes without a message",
+                     l->prechat_idle_timeout_s / 60);
+    else
         n = snprintf(note, sizeof(note), "closed after %" PRId64 " seconds without a message",
                      l->prechat_idle_timeout_s);
     th->sweep_busy = 1;
