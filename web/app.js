@@ -297,7 +297,7 @@
       topic.textContent = p.topic;
       const when = document.createElement('div');
       when.className = 'since';
-      when.textContent = since(p.createdAt);
+      when.textContent = since(p.createdAt) + (p.leftMessage ? ` · left a message (${p.contact})` : '');
       text.append(topic, when);
       const join = document.createElement('button');
       join.type = 'button';
@@ -388,6 +388,7 @@
     lastId: 0, // the newest message shown: every message is shown once, in id order
     meta: null,
     topic: '',
+    left: false, // this visitor left a message in this chat (the leave form stays hidden)
   };
 
   function ordinal(n) {
@@ -414,9 +415,14 @@
     }
     $('chat-status').textContent = line;
     setText('chat-queue', queue);
-    // The estimated wait, when the API gives one (a later piece of work).
-    const eta = Number(meta.estimatedWaitSeconds);
-    setText('chat-eta', meta.status === 'waiting' && eta > 0 ? `Estimated wait: about ${Math.max(1, Math.round(eta / 60))} min` : '');
+    // The estimated wait (the median of recent joins' waits; null while there is no history).
+    const eta = meta.estimatedWaitSeconds;
+    let etaText = '';
+    if (meta.status === 'waiting' && typeof eta === 'number' && eta >= 0)
+      etaText = eta < 60 ? 'Estimated wait: under a minute' : `Estimated wait: about ${Math.round(eta / 60)} min`;
+    setText('chat-eta', etaText);
+    // After the wait timeout the visitor may leave a message (once; the pre-chat stays in the queue).
+    $('leave-form').hidden = !(meta.status === 'waiting' && !agent && meta.offerLeaveMessage === true && !chat.left);
     const closed = meta.status === 'closed';
     $('chat-form').hidden = closed;
     $('chat-close').hidden = closed;
@@ -469,6 +475,7 @@
     chat.id = id;
     chat.lastId = 0;
     chat.meta = null;
+    chat.left = false;
     sessionStorage.setItem('tessera.chat', String(id));
     $('chat-messages').textContent = '';
     setText('chat-error', '');
@@ -757,6 +764,34 @@
     } finally {
       $('chat-send').disabled = false;
       if (epoch === state.epoch) input.focus();
+    }
+  });
+
+  $('leave-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const message = $('leave-message').value.trim();
+    const contact = $('leave-contact').value.trim();
+    if (!message || !contact) {
+      setText('leave-error', 'Please write a message and how to reach you.');
+      return;
+    }
+    const epoch = state.epoch;
+    $('leave-send').disabled = true;
+    setText('leave-error', '');
+    try {
+      const r = await api('POST', `/api/prechats/${chat.id}/leave`, { body: { message, contact }, epoch });
+      if (r.status === 200 || r.status === 409) {
+        chat.left = true; // 409: left already, or an agent joined meanwhile
+        $('leave-form').hidden = true;
+      } else {
+        setText('leave-error', errorText(r, 'Could not leave the message.'));
+      }
+    } catch (e) {
+      if (!(e instanceof SessionEnded) && !(e instanceof Stale)) {
+        setText('leave-error', 'Not sent: cannot reach the server. Press the button to try again.');
+      }
+    } finally {
+      $('leave-send').disabled = false;
     }
   });
 

@@ -15,11 +15,12 @@
 
 #include "tessera/common.h"
 
-#define APP_NAME_MAX 64   /* user name, bytes */
-#define APP_TOPIC_MAX 200 /* pre-chat topic, bytes */
-#define APP_BODY_MAX 4096 /* message body, bytes */
-#define APP_LIST_MAX 200  /* rows a list may return */
-#define APP_EVENT_MAX 200 /* bytes in a change event's name */
+#define APP_NAME_MAX 64     /* user name, bytes */
+#define APP_TOPIC_MAX 200   /* pre-chat topic, bytes */
+#define APP_BODY_MAX 4096   /* message body, bytes */
+#define APP_CONTACT_MAX 200 /* a left message's contact (e-mail, phone), bytes */
+#define APP_LIST_MAX 200    /* rows a list may return */
+#define APP_EVENT_MAX 200   /* bytes in a change event's name */
 
 typedef struct appdb appdb_t;
 
@@ -31,17 +32,23 @@ typedef struct appdb_user {
 } appdb_user_t;
 
 typedef struct appdb_prechat {
-    int64_t id;                    /* pre-chat id */
-    int64_t visitor_id;            /* user who opened it */
-    int64_t agent_id;              /* agent who joined it; 0 while waiting */
-    char topic[APP_TOPIC_MAX + 1]; /* what the visitor asked about */
-    char status[8];                /* "waiting", "active", "closed" */
-    int64_t created_ms;            /* creation time */
-    int64_t updated_ms;            /* last change of anything the meta shows */
-    int64_t message_count;         /* messages so far */
-    int64_t last_message_id;       /* id of the newest message, 0 when none */
-    int64_t queue_position;        /* 1-based among waiting pre-chats, oldest first; 0 when not waiting */
+    int64_t id;                        /* pre-chat id */
+    int64_t visitor_id;                /* user who opened it */
+    int64_t agent_id;                  /* agent who joined it; 0 while waiting */
+    char topic[APP_TOPIC_MAX + 1];     /* what the visitor asked about */
+    char status[8];                    /* "waiting", "active", "closed" */
+    int64_t created_ms;                /* creation time */
+    int64_t updated_ms;                /* last change of anything the meta shows */
+    int64_t message_count;             /* messages so far */
+    int64_t last_message_id;           /* id of the newest message, 0 when none */
+    int64_t queue_position;            /* 1-based among waiting pre-chats, oldest first; 0 when not waiting */
+    int left_message;                  /* get / waiting list: the visitor left a message (prechat_leave) */
+    char contact[APP_CONTACT_MAX + 1]; /* ... and this contact */
+    int64_t wait_estimate_ms;          /* prechat_get of a waiting one: median of the last APP_WAIT_SAMPLES join
+                                          waits (joined - created), ms; -1 when there is none or it is not waiting */
 } appdb_prechat_t;
+
+#define APP_WAIT_SAMPLES 20 /* recent joins the wait estimate is the median of */
 
 typedef struct appdb_message {
     int64_t id;                          /* message id, increasing */
@@ -79,14 +86,35 @@ typedef struct appdb_ops {
                           appdb_cb cb, void *arg);
     int (*prechat_get)(appdb_t *db, int64_t id, appdb_cb cb, void *arg);
     int (*prechat_waiting)(appdb_t *db, size_t limit, appdb_cb cb, void *arg);
-    /* waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more. */
-    int (*prechat_join)(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg);
+    /*
+     * waiting -> active with `agent_id`; ECONFLICT when it is not waiting any more; EDENIED when it is waiting
+     * but the agent has `max_active` active pre-chats already (the count and the change are one atomic step
+     * per agent on both stores, so concurrent joins of one agent never exceed it).
+     */
+    int (*prechat_join)(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                        void *arg);
     /* -> closed; ECONFLICT when already closed. */
     int (*prechat_close)(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg);
     /* Appends a message and moves the pre-chat's counters in one transaction; ECONFLICT when closed. */
     int (*message_add)(appdb_t *db, int64_t prechat_id, int64_t sender_id, tess_str_t role, tess_str_t body,
                        int64_t now_ms, appdb_cb cb, void *arg);
     int (*messages_list)(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg);
+    /*
+     * The timeouts, one bounded step (at most `limit` rows of each kind): active pre-chats not updated since
+     * `idle_before_ms` are closed with a system message `note` (sender: their agent, role "system") in one
+     * atomic step each; waiting ones created before `wait_before_ms` and not yet marked get marked (once). A
+     * cut-off of 0 skips that kind. Answers the changed rows (prechats: id and the new status; n_prechats).
+     * Safe when several instances sweep at once: a row is changed by one of them.
+     */
+    int (*prechat_sweep)(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                         int64_t now_ms, appdb_cb cb, void *arg);
+    /*
+     * The visitor of a waiting pre-chat leaves a message: the message (sender `visitor_id`, role "visitor") and
+     * `contact` are stored and the pre-chat marked left_message, in one atomic step; it stays waiting. rc only:
+     * ENOTFOUND, ECONFLICT when it is not waiting or has a left message already, ETOOBIG.
+     */
+    int (*prechat_leave)(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,
+                         int64_t now_ms, appdb_cb cb, void *arg);
     int (*ping)(appdb_t *db, appdb_cb cb, void *arg);
     void (*close)(appdb_t *db);
     /*

@@ -3,7 +3,8 @@
  * connection per loop (tessera/pgconn.h). Every operation is ONE statement, so it is atomic on its own and
  * needs no transaction spanning round trips:
  *   - create/get compute queue_position in the same statement (one snapshot);
- *   - join/close are conditional UPDATEs that also report, in the same statement, whether the row exists
+ *   - join runs tessera_prechat_join (migration 5: locks the agent, then counts; see there), close is a
+ *     conditional UPDATE; both report, in the same statement, whether the row exists
  *     (ENOTFOUND) or is in the wrong state (ECONFLICT);
  *   - message_add locks the pre-chat row (FOR UPDATE: concurrent adds to one pre-chat serialize, so message
  *     ids grow in commit order within a pre-chat), inserts only when it is not closed, and bumps
@@ -64,6 +65,34 @@ static const char *const migrations[] = {
     " EXECUTE FUNCTION tessera_user_event();",
     /* 4: users of another app (its ids are not ours), found by their id there */
     "ALTER TABLE app_user ADD COLUMN external_id text UNIQUE;",
+    /*
+     * 5: an agent's capacity. A join locks the agent's users row, and only then counts the agent's active
+     * pre-chats: a plpgsql statement takes its snapshot when it starts (READ COMMITTED), so the count sees
+     * every join of that agent committed before the lock was granted. One statement could not do this (its
+     * snapshot predates the lock). Codes: 1 joined (the new row), 0 not waiting, 2 agent at capacity.
+     */
+    "CREATE INDEX prechat_agent_active ON prechat(agent_id) WHERE status = 'active';"
+    "ALTER TABLE prechat ADD COLUMN joined_at bigint;"
+    "ALTER TABLE prechat ADD COLUMN wait_offered boolean NOT NULL DEFAULT false;"
+    "CREATE INDEX prechat_joined ON prechat(joined_at) WHERE joined_at IS NOT NULL;"
+    "CREATE FUNCTION tessera_prechat_join(p_id bigint, p_agent bigint, p_now bigint, p_max bigint)"
+    " RETURNS TABLE (o_code int, o_id bigint, o_visitor bigint, o_agent bigint, o_topic text, o_status text,"
+    " o_created bigint, o_updated bigint, o_count bigint, o_last bigint) LANGUAGE plpgsql AS $$"
+    " DECLARE n_active bigint; BEGIN"
+    " PERFORM 1 FROM app_user u WHERE u.id = p_agent FOR UPDATE;"
+    " SELECT count(*) INTO n_active FROM prechat a WHERE a.agent_id = p_agent AND a.status = 'active';"
+    " RETURN QUERY WITH upd AS (UPDATE prechat p SET status = 'active', agent_id = p_agent, updated_at = p_now,"
+    " joined_at = p_now"
+    " WHERE p.id = p_id AND p.status = 'waiting' AND n_active < p_max RETURNING p.*)"
+    " SELECT 1, upd.id, upd.visitor_id, coalesce(upd.agent_id, 0), upd.topic, upd.status, upd.created_at,"
+    " upd.updated_at, upd.message_count, upd.last_message_id FROM upd"
+    " UNION ALL SELECT CASE WHEN w.status = 'waiting' AND n_active >= p_max THEN 2 ELSE 0 END, w.id,"
+    " w.visitor_id, coalesce(w.agent_id, 0), w.topic, w.status, w.created_at, w.updated_at, w.message_count,"
+    " w.last_message_id FROM prechat w WHERE w.id = p_id AND NOT EXISTS (SELECT 1 FROM upd);"
+    " END $$;",
+    /* 6: the visitor of a waiting pre-chat left a message (POST .../leave), and the contact given with it */
+    "ALTER TABLE prechat ADD COLUMN left_message boolean NOT NULL DEFAULT false;"
+    "ALTER TABLE prechat ADD COLUMN contact text;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -78,10 +107,12 @@ enum {
     Q_PRECHAT_CREATE,
     Q_PRECHAT_GET,
     Q_WAITING,
+    Q_LEAVE,
     Q_JOIN,
     Q_CLOSE,
     Q_MSG_ADD,
     Q_MSG_LIST,
+    Q_SWEEP,
     Q_PING,
     Q_PUBLISH,
     Q__COUNT
@@ -108,17 +139,34 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
                           " SELECT " PRECHAT_COLS ", (SELECT count(*) FROM prechat w"
                           " WHERE w.status = 'waiting' AND w.id < ins.id) + 1 FROM ins",
                           4},
+    /* Column 10: the median of the last 20 join waits (APP_WAIT_SAMPLES), NULL when none or not waiting. */
     [Q_PRECHAT_GET] =
         {"SELECT " PRECHAT_COLS ", CASE WHEN p.status = 'waiting' THEN (SELECT count(*) FROM prechat w"
-         " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END FROM prechat p WHERE p.id = $1::bigint",
+         " WHERE w.status = 'waiting' AND w.id <= p.id) ELSE 0 END,"
+         " CASE WHEN p.status = 'waiting' THEN (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY j.w))::bigint"
+         " FROM (SELECT r.joined_at - r.created_at AS w FROM prechat r WHERE r.joined_at IS NOT NULL"
+         " ORDER BY r.joined_at DESC LIMIT 20) j) END, p.left_message, coalesce(p.contact, '')"
+         " FROM prechat p WHERE p.id = $1::bigint",
          1},
-    [Q_WAITING] = {"SELECT " PRECHAT_COLS " FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT $1::bigint", 1},
-    /* First column: true = changed (the new row follows), false = exists in another state; no row = unknown. */
-    [Q_JOIN] = {"WITH upd AS (UPDATE prechat SET status = 'active', agent_id = $2::bigint, updated_at = $3::bigint"
-                " WHERE id = $1::bigint AND status = 'waiting' RETURNING " PRECHAT_COLS ")"
-                " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
-                " WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM upd)",
-                3},
+    [Q_WAITING] = {"SELECT " PRECHAT_COLS ", left_message, coalesce(contact, '') FROM prechat WHERE status = 'waiting'"
+                   " ORDER BY id LIMIT $1::bigint",
+                   1},
+    /*
+     * The row is locked first (its WHERE re-checked on the locked row, against a join or close meanwhile); the
+     * message and the mark follow in the same statement. First column: 1 left, 0 exists in another state.
+     */
+    [Q_LEAVE] =
+        {"WITH pc AS (SELECT id FROM prechat WHERE id = $1::bigint AND visitor_id = $2::bigint"
+         " AND status = 'waiting' AND NOT left_message FOR UPDATE),"
+         " ins AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+         " SELECT pc.id, $2::bigint, 'visitor', $4, $5::bigint FROM pc RETURNING id, prechat_id),"
+         " upd AS (UPDATE prechat p SET left_message = true, contact = $3, message_count = p.message_count + 1,"
+         " last_message_id = ins.id, updated_at = $5::bigint FROM ins WHERE p.id = ins.prechat_id RETURNING p.id)"
+         " SELECT 1 FROM upd UNION ALL SELECT 0 FROM prechat WHERE id = $1::bigint"
+         " AND NOT EXISTS (SELECT 1 FROM pc)",
+         5},
+    /* First column: 1 = joined (the new row follows), 0 = not waiting, 2 = agent at capacity; no row = unknown. */
+    [Q_JOIN] = {"SELECT * FROM tessera_prechat_join($1::bigint, $2::bigint, $3::bigint, $4::bigint)", 4},
     [Q_CLOSE] = {"WITH upd AS (UPDATE prechat SET status = 'closed', updated_at = $2::bigint"
                  " WHERE id = $1::bigint AND status <> 'closed' RETURNING " PRECHAT_COLS ")"
                  " SELECT true, * FROM upd UNION ALL SELECT false, " PRECHAT_COLS " FROM prechat"
@@ -136,6 +184,25 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_MSG_LIST] = {"SELECT " MESSAGE_COLS " FROM message WHERE prechat_id = $1::bigint AND id > $2::bigint"
                     " ORDER BY id LIMIT $3::bigint",
                     3},
+    /*
+     * The timeouts in one statement: idle active pre-chats are locked (SKIP LOCKED: another instance's sweep or
+     * a message in flight has them; the WHERE is re-checked on the locked row), closed, and given the note as a
+     * system message; waiting ones past the wait cut-off are marked once. A cut-off of 0 matches nothing.
+     * Answers (id, new status) per changed row.
+     */
+    [Q_SWEEP] = {"WITH idle AS (SELECT id, coalesce(agent_id, visitor_id) AS sender FROM prechat"
+                 " WHERE status = 'active' AND updated_at < $1::bigint ORDER BY id LIMIT $4::bigint"
+                 " FOR UPDATE SKIP LOCKED),"
+                 " note AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+                 " SELECT id, sender, 'system', $3, $5::bigint FROM idle RETURNING id, prechat_id),"
+                 " cl AS (UPDATE prechat p SET status = 'closed', updated_at = $5::bigint,"
+                 " message_count = p.message_count + 1, last_message_id = note.id FROM note"
+                 " WHERE p.id = note.prechat_id RETURNING p.id),"
+                 " w AS (SELECT id FROM prechat WHERE status = 'waiting' AND NOT wait_offered"
+                 " AND created_at < $2::bigint ORDER BY id LIMIT $4::bigint FOR UPDATE SKIP LOCKED),"
+                 " off AS (UPDATE prechat p SET wait_offered = true FROM w WHERE p.id = w.id RETURNING p.id)"
+                 " SELECT id, 'closed' FROM cl UNION ALL SELECT id, 'waiting' FROM off",
+                 5},
     [Q_PING] = {"SELECT 1", 0},
     [Q_PUBLISH] = {"SELECT pg_notify('" APP_PG_CHANNEL "', $1)", 1},
 };
@@ -178,6 +245,7 @@ static void read_prechat(const PGresult *res, int row, int c, appdb_prechat_t *p
     p->updated_ms = col_i64(res, row, c + 6);
     p->message_count = col_i64(res, row, c + 7);
     p->last_message_id = col_i64(res, row, c + 8);
+    p->wait_estimate_ms = -1;
 }
 
 static void read_message(const PGresult *res, int row, appdb_message_t *m)
@@ -227,6 +295,12 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         }
         read_prechat(pgres, 0, 0, &one);
         one.queue_position = col_i64(pgres, 0, 9);
+        if (op.kind == Q_PRECHAT_GET && !PQgetisnull(pgres, 0, 10))
+            one.wait_estimate_ms = col_i64(pgres, 0, 10);
+        if (op.kind == Q_PRECHAT_GET) {
+            one.left_message = PQgetvalue(pgres, 0, 11)[0] == 't';
+            copy_text(one.contact, sizeof(one.contact), pgres, 0, 12);
+        }
         res.prechats = &one;
         res.n_prechats = 1;
         break;
@@ -234,7 +308,9 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
     case Q_CLOSE:
         if (n == 0) {
             res.rc = TESS_ENOTFOUND;
-        } else if (PQgetvalue(pgres, 0, 0)[0] != 't') {
+        } else if (op.kind == Q_JOIN && PQgetvalue(pgres, 0, 0)[0] == '2') {
+            res.rc = TESS_EDENIED;
+        } else if (PQgetvalue(pgres, 0, 0)[0] != 't' && PQgetvalue(pgres, 0, 0)[0] != '1') {
             res.rc = TESS_ECONFLICT;
         } else {
             read_prechat(pgres, 0, 1, &one); /* active or closed: no queue position */
@@ -251,6 +327,8 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         for (int i = 0; i < n; ++i) {
             read_prechat(pgres, i, 0, &res.prechats[i]);
             res.prechats[i].queue_position = i + 1; /* ordered by id: the queue itself */
+            res.prechats[i].left_message = PQgetvalue(pgres, i, 9)[0] == 't';
+            copy_text(res.prechats[i].contact, sizeof(res.prechats[i].contact), pgres, i, 10);
         }
         res.n_prechats = (size_t)n;
         break;
@@ -262,6 +340,25 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         read_message(pgres, 0, &msg);
         res.messages = &msg;
         res.n_messages = 1;
+        break;
+    case Q_LEAVE:
+        if (n == 0)
+            res.rc = TESS_ENOTFOUND;
+        else if (PQgetvalue(pgres, 0, 0)[0] != '1')
+            res.rc = TESS_ECONFLICT;
+        break;
+    case Q_SWEEP:
+        if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_prechat_t))) == NULL) {
+            res.rc = TESS_ENOMEM;
+            break;
+        }
+        res.prechats = rows;
+        for (int i = 0; i < n; ++i) {
+            res.prechats[i].id = col_i64(pgres, i, 0);
+            copy_text(res.prechats[i].status, sizeof(res.prechats[i].status), pgres, i, 1);
+            res.prechats[i].wait_estimate_ms = -1;
+        }
+        res.n_prechats = (size_t)n;
         break;
     case Q_MSG_LIST:
         if ((rows = calloc(n > 0 ? (size_t)n : 1, sizeof(appdb_message_t))) == NULL) {
@@ -348,13 +445,43 @@ static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
     return start(db, Q_WAITING, p, 1, cb, arg);
 }
 
-static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                           void *arg)
 {
-    tess_pgconn_param_t p[3];
+    tess_pgconn_param_t p[4];
     tess_pgconn_param_i64(&p[0], id);
     tess_pgconn_param_i64(&p[1], agent_id);
     tess_pgconn_param_i64(&p[2], now_ms);
-    return start(db, Q_JOIN, p, 3, cb, arg);
+    tess_pgconn_param_i64(&p[3], max_active);
+    return start(db, Q_JOIN, p, 4, cb, arg);
+}
+
+static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[5];
+    if (note.len > APP_BODY_MAX)
+        return TESS_ETOOBIG;
+    tess_pgconn_param_i64(&p[0], idle_before_ms);
+    tess_pgconn_param_i64(&p[1], wait_before_ms);
+    tess_pgconn_param_str(&p[2], note.ptr, note.len);
+    tess_pgconn_param_i64(&p[3], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    tess_pgconn_param_i64(&p[4], now_ms);
+    return start(db, Q_SWEEP, p, 5, cb, arg);
+}
+
+static int op_prechat_leave(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    tess_pgconn_param_t p[5];
+    if (body.len > APP_BODY_MAX || contact.len > APP_CONTACT_MAX)
+        return TESS_ETOOBIG;
+    tess_pgconn_param_i64(&p[0], id);
+    tess_pgconn_param_i64(&p[1], visitor_id);
+    tess_pgconn_param_str(&p[2], contact.ptr, contact.len);
+    tess_pgconn_param_str(&p[3], body.ptr, body.len);
+    tess_pgconn_param_i64(&p[4], now_ms);
+    return start(db, Q_LEAVE, p, 5, cb, arg);
 }
 
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
@@ -419,6 +546,8 @@ static const appdb_ops_t pg_ops = {
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
+    .prechat_sweep = op_prechat_sweep,
+    .prechat_leave = op_prechat_leave,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,

@@ -11,7 +11,7 @@
 #include "tessera/error.h"
 #include "tessera/store.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 7
 
 static const char schema_v1[] = "CREATE TABLE IF NOT EXISTS app_user ("
                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -62,6 +62,44 @@ static const char schema_v4[] = "CREATE TRIGGER IF NOT EXISTS app_user_role_even
 /* v5: users of another app (its ids are not ours), found by their id there. */
 static const char schema_v5[] = "CREATE UNIQUE INDEX IF NOT EXISTS app_user_external ON app_user(external_id);";
 
+/*
+ * v6: an agent's active pre-chats are counted on each join (the agent's capacity); joined_at, and the recent
+ * joins by it (the visitors' wait estimate).
+ */
+static const char schema_v6[] = "CREATE INDEX IF NOT EXISTS prechat_agent_active ON prechat(agent_id)"
+                                " WHERE status = 'active';"
+                                "CREATE INDEX IF NOT EXISTS prechat_joined ON prechat(joined_at)"
+                                " WHERE joined_at IS NOT NULL;";
+
+/* A v6 column of prechat, unless a racing process added it already. */
+static int add_prechat_column(sqlite3 *db, const char *name, const char *alter, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    int have = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('prechat') WHERE name = ?1", -1, &st, NULL) ==
+                   SQLITE_OK &&
+               sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return have ? SQLITE_OK : sqlite3_exec(db, alter, NULL, NULL, msg);
+}
+
+/* v6's columns: when the pre-chat was joined; whether its visitor was offered to leave a message. */
+static int add_v6_columns(sqlite3 *db, char **msg)
+{
+    int rc = add_prechat_column(db, "joined_at", "ALTER TABLE prechat ADD COLUMN joined_at INTEGER", msg);
+    return rc != SQLITE_OK
+               ? rc
+               : add_prechat_column(db, "wait_offered",
+                                    "ALTER TABLE prechat ADD COLUMN wait_offered INTEGER NOT NULL DEFAULT 0", msg);
+}
+
+/* v7: the visitor of a waiting pre-chat left a message (POST .../leave), and the contact given with it. */
+static int add_v7_columns(sqlite3 *db, char **msg)
+{
+    int rc = add_prechat_column(db, "left_message",
+                                "ALTER TABLE prechat ADD COLUMN left_message INTEGER NOT NULL DEFAULT 0", msg);
+    return rc != SQLITE_OK ? rc : add_prechat_column(db, "contact", "ALTER TABLE prechat ADD COLUMN contact TEXT", msg);
+}
+
 /* v5's column, unless a racing process added it already. */
 static int add_external_id(sqlite3 *db, char **msg)
 {
@@ -80,12 +118,17 @@ enum {
     Q_PRECHAT_INSERT,
     Q_PRECHAT_GET,
     Q_QUEUE_POS,
+    Q_JOIN_WAITS,
     Q_WAITING,
+    Q_LEAVE,
     Q_JOIN,
     Q_CLOSE,
     Q_MSG_INSERT,
     Q_MSG_BUMP,
     Q_MSG_LIST,
+    Q_SWEEP_IDLE,
+    Q_SWEEP_NOTE,
+    Q_SWEEP_WAIT,
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
@@ -107,12 +150,19 @@ static const char *const queries[Q__COUNT] = {
                          " SELECT ?1, ?2, 'waiting', ?3, ?3 WHERE (SELECT count(*) FROM prechat"
                          " WHERE visitor_id = ?1 AND status <> 'closed') < ?4",
     [Q_PRECHAT_GET] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
-                      " message_count, last_message_id FROM prechat WHERE id = ?1",
+                      " message_count, last_message_id, left_message, coalesce(contact, '') FROM prechat WHERE id = ?1",
     [Q_QUEUE_POS] = "SELECT count(*) FROM prechat WHERE status = 'waiting' AND id <= ?1",
+    [Q_JOIN_WAITS] = "SELECT joined_at - created_at FROM prechat WHERE joined_at IS NOT NULL"
+                     " ORDER BY joined_at DESC LIMIT ?1",
     [Q_WAITING] = "SELECT id, visitor_id, coalesce(agent_id, 0), topic, status, created_at, updated_at,"
-                  " message_count, last_message_id FROM prechat WHERE status = 'waiting' ORDER BY id LIMIT ?1",
-    [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3"
-               " WHERE id = ?1 AND status = 'waiting'",
+                  " message_count, last_message_id, left_message, coalesce(contact, '') FROM prechat"
+                  " WHERE status = 'waiting' ORDER BY id LIMIT ?1",
+    [Q_LEAVE] = "UPDATE prechat SET left_message = 1, contact = ?3, updated_at = ?4"
+                " WHERE id = ?1 AND visitor_id = ?2 AND status = 'waiting' AND left_message = 0",
+    /* One statement under SQLite's write lock: the agent's count and the change cannot interleave. */
+    [Q_JOIN] = "UPDATE prechat SET status = 'active', agent_id = ?2, updated_at = ?3, joined_at = ?3"
+               " WHERE id = ?1 AND status = 'waiting' AND (SELECT count(*) FROM prechat a"
+               " WHERE a.agent_id = ?2 AND a.status = 'active') < ?4",
     [Q_CLOSE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id = ?1 AND status <> 'closed'",
     [Q_MSG_INSERT] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
                      " SELECT ?1, ?2, ?3, ?4, ?5 FROM prechat WHERE id = ?1 AND status <> 'closed'",
@@ -120,6 +170,13 @@ static const char *const queries[Q__COUNT] = {
                    " WHERE id = ?1",
     [Q_MSG_LIST] = "SELECT id, prechat_id, sender_id, sender_role, body, created_at FROM message"
                    " WHERE prechat_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_SWEEP_IDLE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id IN (SELECT id FROM prechat"
+                     " WHERE status = 'active' AND updated_at < ?1 ORDER BY id LIMIT ?3) RETURNING id",
+    [Q_SWEEP_NOTE] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
+                     " SELECT id, coalesce(agent_id, visitor_id), 'system', ?2, ?3 FROM prechat WHERE id = ?1",
+    [Q_SWEEP_WAIT] = "UPDATE prechat SET wait_offered = 1 WHERE id IN (SELECT id FROM prechat"
+                     " WHERE status = 'waiting' AND wait_offered = 0 AND created_at < ?1 ORDER BY id LIMIT ?2)"
+                     " RETURNING id",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -189,6 +246,39 @@ static void read_prechat(sqlite3_stmt *st, appdb_prechat_t *p)
     p->updated_ms = sqlite3_column_int64(st, 6);
     p->message_count = sqlite3_column_int64(st, 7);
     p->last_message_id = sqlite3_column_int64(st, 8);
+    p->wait_estimate_ms = -1;
+    if (sqlite3_column_count(st) > 10) { /* get and the waiting list: the left message's mark */
+        p->left_message = sqlite3_column_int(st, 9) != 0;
+        copy_text(p->contact, sizeof(p->contact), st, 10);
+    }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of the last APP_WAIT_SAMPLES join waits into *out (-1 when none). Returns 0 or a TESS_E*. */
+static int load_wait_estimate(appdb_sqlite_t *s, int64_t *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOIN_WAITS);
+    int64_t w[APP_WAIT_SAMPLES];
+    size_t n = 0;
+    int src, rc = 0;
+
+    *out = -1;
+    sqlite3_bind_int64(st, 1, APP_WAIT_SAMPLES);
+    while (n < APP_WAIT_SAMPLES && (src = sqlite3_step(st)) == SQLITE_ROW)
+        w[n++] = sqlite3_column_int64(st, 0);
+    if (n < APP_WAIT_SAMPLES && src != SQLITE_DONE)
+        rc = map_err(src);
+    sqlite3_reset(st);
+    if (rc != 0 || n == 0)
+        return rc;
+    qsort(w, n, sizeof(w[0]), cmp_i64);
+    *out = n % 2 ? w[n / 2] : (w[n / 2 - 1] + w[n / 2]) / 2;
+    return 0;
 }
 
 /* Loads one pre-chat with its queue position. Returns 0, TESS_ENOTFOUND or a TESS_E*. */
@@ -230,7 +320,7 @@ static int load_prechat(appdb_sqlite_t *s, int64_t id, appdb_prechat_t *p)
     else
         p->queue_position = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return rc;
+    return rc != 0 ? rc : load_wait_estimate(s, &p->wait_estimate_ms);
 }
 
 static int complete_prechat(appdb_sqlite_t *s, int rc, int64_t id, appdb_cb cb, void *arg)
@@ -345,7 +435,8 @@ static int op_prechat_waiting(appdb_t *db, size_t limit, appdb_cb cb, void *arg)
     return 0;
 }
 
-static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t max_active, int64_t now_ms, appdb_cb cb,
+                           void *arg)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
     sqlite3_stmt *st = stmt(s, Q_JOIN);
@@ -354,11 +445,62 @@ static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t no
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, agent_id);
     sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int64(st, 4, max_active);
     if ((rc = exec_stmt(st)) == 0 && sqlite3_changes(s->db) == 0) {
         appdb_prechat_t p;
-        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+        if ((rc = load_prechat(s, id, &p)) == 0)
+            rc = strcmp(p.status, "waiting") == 0 ? TESS_EDENIED : TESS_ECONFLICT; /* still waiting: capacity */
+        else if (rc != TESS_ENOTFOUND)
+            rc = TESS_ECONFLICT;
     }
     return complete_prechat(s, rc, id, cb, arg);
+}
+
+static int op_prechat_leave(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    appdb_prechat_t p;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (body.len > APP_BODY_MAX || contact.len > APP_CONTACT_MAX)
+        return TESS_ETOOBIG;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    st = stmt(s, Q_LEAVE);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, visitor_id);
+    sqlite3_bind_text(st, 3, contact.ptr, (int)contact.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    if (sqlite3_changes(s->db) == 0) {
+        rc = load_prechat(s, id, &p) == TESS_ENOTFOUND ? TESS_ENOTFOUND : TESS_ECONFLICT;
+        goto rollback;
+    }
+    st = stmt(s, Q_MSG_INSERT);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, visitor_id);
+    sqlite3_bind_text(st, 3, "visitor", 7, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, body.ptr, (int)body.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now_ms);
+    if ((rc = exec_stmt(st)) != 0)
+        goto rollback;
+    st = stmt(s, Q_MSG_BUMP);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(s->db));
+    sqlite3_bind_int64(st, 3, now_ms);
+    if ((rc = exec_stmt(st)) != 0 || (rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)
+        goto rollback;
+    goto out;
+rollback:
+    exec_stmt(stmt(s, Q_ROLLBACK));
+out:
+    res.rc = rc;
+    cb(arg, &res);
+    return 0;
 }
 
 static int op_prechat_close(appdb_t *db, int64_t id, int64_t now_ms, appdb_cb cb, void *arg)
@@ -466,6 +608,87 @@ static int op_messages_list(appdb_t *db, int64_t prechat_id, int64_t after, size
     return 0;
 }
 
+/* Collects the ids a RETURNING id statement answers into rows[*n..cap), marked `status`. */
+static int sweep_collect(sqlite3_stmt *st, appdb_prechat_t *rows, size_t *n, size_t cap, const char *status)
+{
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n >= cap)
+            continue; /* the statement's LIMIT keeps within cap; never drop a step half done */
+        memset(&rows[*n], 0, sizeof(rows[*n]));
+        rows[*n].id = sqlite3_column_int64(st, 0);
+        snprintf(rows[*n].status, sizeof(rows[*n].status), "%s", status);
+        rows[*n].wait_estimate_ms = -1;
+        ++*n;
+    }
+    sqlite3_reset(st);
+    return src == SQLITE_DONE ? 0 : map_err(src);
+}
+
+static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
+                            int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    appdb_prechat_t *rows = NULL;
+    size_t n = 0, n_idle;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (note.len > APP_BODY_MAX)
+        return TESS_ETOOBIG;
+    if (limit > APP_LIST_MAX)
+        limit = APP_LIST_MAX;
+    if ((rows = calloc(2 * limit + 1, sizeof(*rows))) == NULL)
+        return TESS_ENOMEM;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    if (idle_before_ms > 0) {
+        st = stmt(s, Q_SWEEP_IDLE);
+        sqlite3_bind_int64(st, 1, idle_before_ms);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, limit, "closed")) != 0)
+            goto rollback;
+    }
+    n_idle = n;
+    for (size_t i = 0; i < n_idle; ++i) { /* each closed one gets its note, counted like any message */
+        st = stmt(s, Q_SWEEP_NOTE);
+        sqlite3_bind_int64(st, 1, rows[i].id);
+        sqlite3_bind_text(st, 2, note.ptr, (int)note.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms);
+        if ((rc = exec_stmt(st)) != 0)
+            goto rollback;
+        st = stmt(s, Q_MSG_BUMP);
+        sqlite3_bind_int64(st, 1, rows[i].id);
+        sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_int64(st, 3, now_ms);
+        if ((rc = exec_stmt(st)) != 0)
+            goto rollback;
+    }
+    if (wait_before_ms > 0) {
+        st = stmt(s, Q_SWEEP_WAIT);
+        sqlite3_bind_int64(st, 1, wait_before_ms);
+        sqlite3_bind_int64(st, 2, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, n_idle + limit, "waiting")) != 0)
+            goto rollback;
+    }
+    if ((rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)
+        goto rollback;
+    res.prechats = rows;
+    res.n_prechats = n;
+    goto out;
+rollback:
+    exec_stmt(stmt(s, Q_ROLLBACK));
+out:
+    res.rc = rc;
+    if (rc != 0)
+        res.n_prechats = 0;
+    cb(arg, &res);
+    free(rows);
+    return 0;
+}
+
 static int op_ping(appdb_t *db, appdb_cb cb, void *arg)
 {
     appdb_sqlite_t *s = (appdb_sqlite_t *)db;
@@ -506,6 +729,8 @@ static const appdb_ops_t sqlite_ops = {
     .prechat_get = op_prechat_get,
     .prechat_waiting = op_prechat_waiting,
     .prechat_join = op_prechat_join,
+    .prechat_sweep = op_prechat_sweep,
+    .prechat_leave = op_prechat_leave,
     .prechat_close = op_prechat_close,
     .message_add = op_message_add,
     .messages_list = op_messages_list,
@@ -540,7 +765,10 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errcap)
             (version < 4 && sqlite3_exec(db, schema_v4, NULL, NULL, &msg) != SQLITE_OK) ||
             (version < 5 &&
              (add_external_id(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v5, NULL, NULL, &msg) != SQLITE_OK)) ||
-            sqlite3_exec(db, "PRAGMA user_version = 5; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            (version < 6 &&
+             (add_v6_columns(db, &msg) != SQLITE_OK || sqlite3_exec(db, schema_v6, NULL, NULL, &msg) != SQLITE_OK)) ||
+            (version < 7 && add_v7_columns(db, &msg) != SQLITE_OK) ||
+            sqlite3_exec(db, "PRAGMA user_version = 7; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             rc = TESS_EIO;
             snprintf(errbuf, errcap, "creating schema: %s", msg != NULL ? msg : sqlite3_errmsg(db));
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -38,6 +38,12 @@ static const setting_t settings[TESS_LIMITS_COUNT] = {
     {"message-rate", "TESSERA_MESSAGE_RATE", 1, 6000000, 60, F(message_rate),
      "messages one user may post per minute (429 beyond)"},
     {"message-burst", "TESSERA_MESSAGE_BURST", 1, 100000, 20, F(message_burst), "messages one user may post at once"},
+    {"agent-max-chats", "TESSERA_AGENT_MAX_CHATS", 1, 100000, 5, F(agent_max_chats),
+     "active pre-chats one agent holds at once (409 agent_at_capacity beyond)"},
+    {"prechat-idle-timeout", "TESSERA_PRECHAT_IDLE_TIMEOUT", 0, 30 * 86400, 1800, F(prechat_idle_timeout_s),
+     "seconds an active pre-chat may go without a message before it is closed (0: never)"},
+    {"prechat-wait-timeout", "TESSERA_PRECHAT_WAIT_TIMEOUT", 0, 30 * 86400, 600, F(prechat_wait_timeout_s),
+     "seconds of waiting after which the visitor is offered to leave a message (0: never)"},
 };
 
 void tess_limits_options(struct option *opts, int first_val)

@@ -20,6 +20,7 @@
 #include "server/poll.h"
 #include "server/push.h"
 #include "server/router.h"
+#include "server/timeouts.h"
 #include "tessera/error.h"
 
 #define MAINT_INTERVAL_MS 60000 /* expired-session pruning period */
@@ -318,11 +319,14 @@ static void *thread_main(void *arg)
     th->listener = NULL;
     /* Held long-polls answer now and streams end with a retry hint; then what is in flight gets a moment. */
     push_shutdown(th);
+    if (th->index == 0)
+        timeouts_stop(th);
     deadline = tess_mono_ms() + DRAIN_MS;
     while ((th->inflight > 0 || push_pending(th) > 0) && tess_mono_ms() < deadline)
         h2o_evloop_run(th->loop, 50);
     if (th->index == 0 && th->maint_entry.cb != NULL)
         h2o_timeout_unlink(&th->maint_entry);
+
     return NULL;
 }
 
@@ -351,6 +355,7 @@ int loops_start(server_t *srv, int *started, char *err, size_t errcap)
             h2o_timeout_init(th->loop, &th->maint_timeout, MAINT_INTERVAL_MS);
             th->maint_entry.cb = on_maintenance;
             h2o_timeout_link(th->loop, &th->maint_timeout, &th->maint_entry);
+            timeouts_start(th);
         }
         if (pthread_create(&th->tid, NULL, thread_main, th) != 0) {
             snprintf(err, errcap, "cannot start thread %d", i);

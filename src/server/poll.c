@@ -130,8 +130,11 @@ static void append_id_or_null(char *buf, size_t cap, size_t *n, const char *name
         *n += (size_t)snprintf(buf + *n, cap - *n, ",\"%s\":null", name);
 }
 
-/* Renders the meta of `p` (the fields are numbers, a fixed status word and a date: nothing to escape). */
-static void render(const appdb_prechat_t *p, meta_view_t *v)
+/*
+ * Renders the meta of `p` (the fields are numbers, a fixed status word and a date: nothing to escape).
+ * `offer`: the pre-chat has waited longer than TESSERA_PRECHAT_WAIT_TIMEOUT (timeouts.h).
+ */
+static void render(const appdb_prechat_t *p, int offer, meta_view_t *v)
 {
     char date[32];
     size_t n;
@@ -145,6 +148,13 @@ static void render(const appdb_prechat_t *p, meta_view_t *v)
     tess_iso_date(p->updated_ms, date, sizeof(date));
     n = (size_t)snprintf(v->body, sizeof(v->body), "{\"id\":%" PRId64 ",\"status\":\"%s\"", p->id, p->status);
     append_id_or_null(v->body, sizeof(v->body), &n, "queuePosition", p->queue_position);
+    if (p->wait_estimate_ms >= 0) /* rounded to the second: the meta (and its ETag) moves only on real change */
+        n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"estimatedWaitSeconds\":%" PRId64,
+                              (p->wait_estimate_ms + 500) / 1000);
+    else
+        n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"estimatedWaitSeconds\":null");
+    if (v->waiting && offer)
+        n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"offerLeaveMessage\":true");
     n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"messageCount\":%" PRId64, p->message_count);
     append_id_or_null(v->body, sizeof(v->body), &n, "lastMessageId", p->last_message_id);
     n += (size_t)snprintf(v->body + n, sizeof(v->body) - n, ",\"updatedAt\":\"%s\"}", date);
@@ -225,7 +235,8 @@ static void on_meta_loaded(void *arg, const appdb_result_t *res)
     } else if (res->n_prechats != 1) {
         op->cb(op->arg, TESS_ENOTFOUND, NULL);
     } else {
-        render(&res->prechats[0], &v);
+        int64_t wait_s = op->th->srv->cfg.limits.prechat_wait_timeout_s;
+        render(&res->prechats[0], wait_s > 0 && tess_now_ms() - res->prechats[0].created_ms >= wait_s * 1000, &v);
         if (m != NULL)
             tess_cache_put_value(m->c, meta_key(op->id, key, sizeof(key)), &v, offsetof(meta_view_t, body) + v.body_len,
                                  tess_now_ms(), op->gen);

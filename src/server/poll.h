@@ -6,7 +6,7 @@
 
 #include "server/request.h"
 
-#define META_BODY_MAX 256 /* bytes in a rendered meta body (its fields are bounded: ~150 at most) */
+#define META_BODY_MAX 256 /* bytes in a rendered meta body (its fields are bounded: ~190 at most) */
 #define META_ETAG_LEN 18  /* "\"" 16 hex digits "\"" */
 
 /* A rendered meta: what a poll answers, and what access and the push paths need. */

@@ -75,6 +75,10 @@ static cJSON *prechat_json(const appdb_prechat_t *p)
     add_id_or_null(o, "lastMessageId", p->last_message_id);
     json_add_iso(o, "createdAt", p->created_ms);
     json_add_iso(o, "updatedAt", p->updated_ms);
+    if (p->left_message) { /* the visitor left a message (POST .../leave); it is still in the queue */
+        cJSON_AddBoolToObject(o, "leftMessage", 1);
+        cJSON_AddStringToObject(o, "contact", p->contact);
+    }
     return o;
 }
 
@@ -314,7 +318,12 @@ static void prechat_joined(void *arg, const appdb_result_t *res)
         return;
     }
     if (res->rc == TESS_ECONFLICT)
-        return; /* the request is gone */
+        return;                    /* the request is gone */
+    if (res->rc == TESS_EDENIED) { /* still waiting, but this agent holds its bound of active pre-chats */
+        if ((r = req_resume(arg)) != NULL)
+            send_error(r, 409, "agent_at_capacity", "you hold the most active pre-chats allowed; close one first");
+        return;
+    }
     prechat_changed(arg, res);
 }
 
@@ -329,7 +338,9 @@ void h_prechat_join(tess_req_t *r)
         return;
     }
     t = req_suspend(r);
-    req_started(r, t, db->ops->prechat_join(db, r->prechat_id, r->uid, tess_now_ms(), prechat_joined, t));
+    req_started(r, t,
+                db->ops->prechat_join(db, r->prechat_id, r->uid, r->th->srv->cfg.limits.agent_max_chats, tess_now_ms(),
+                                      prechat_joined, t));
 }
 
 static void close_then(tess_req_t *r, const appdb_prechat_t *p)
@@ -345,6 +356,64 @@ static void close_then(tess_req_t *r, const appdb_prechat_t *p)
 void h_prechat_close(tess_req_t *r)
 {
     prechat_load(r, 1, close_then);
+}
+
+/* ---- POST /api/prechats/{id}/leave {"message", "contact"} ------------------------------------------------- */
+
+static void leave_answer(tess_req_t *r, const appdb_prechat_t *p)
+{
+    send_json(r, 200, prechat_json(p));
+}
+
+static void prechat_left(void *arg, const appdb_result_t *res)
+{
+    tess_req_t *r = req_resume(arg);
+    if (r == NULL)
+        return;
+    if (res->rc == TESS_ECONFLICT) {
+        send_error(r, 409, "conflict", "the pre-chat is not waiting, or has a left message already");
+        return;
+    }
+    if (res->rc == TESS_ENOTFOUND) {
+        send_error(r, 404, "not_found", "no such pre-chat");
+        return;
+    }
+    if (res->rc != 0) {
+        send_backend_error(r, res->rc);
+        return;
+    }
+    meta_changed(r->th, r->prechat_id, 0);
+    bus_publish(r->th, TESS_STR_LIT("queue:new")); /* the agents' waiting list shows the mark */
+    prechat_load(r, 0, leave_answer);
+}
+
+static void leave_then(tess_req_t *r, const appdb_prechat_t *p)
+{
+    appdb_t *db = r->th->appdb;
+    tess_str_t body, contact;
+    ticket_t *t;
+    if (strcmp(r->role, "visitor") != 0 || p->visitor_id != r->uid) {
+        send_error(r, 403, "forbidden", "only the pre-chat's visitor leaves a message");
+        return;
+    }
+    if (strcmp(p->status, "waiting") != 0 || p->left_message) {
+        send_error(r, 409, "conflict", "the pre-chat is not waiting, or has a left message already");
+        return;
+    }
+    if (body_string(r, "message", APP_BODY_MAX, &body) != 0 ||
+        body_string(r, "contact", APP_CONTACT_MAX, &contact) != 0)
+        return;
+    if (body.len == 0 || contact.len == 0) {
+        send_error(r, 400, "bad_request", "message and contact must not be empty");
+        return;
+    }
+    t = req_suspend(r);
+    req_started(r, t, db->ops->prechat_leave(db, p->id, r->uid, contact, body, tess_now_ms(), prechat_left, t));
+}
+
+void h_prechat_leave(tess_req_t *r)
+{
+    prechat_load(r, 0, leave_then);
 }
 
 /* ---- POST /api/prechats/{id}/messages ------------------------------------------------------------------ */

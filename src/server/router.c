@@ -28,6 +28,7 @@ static const route_t routes[] = {
     {"GET", "/api/prechats/", "/messages", 1, 0, h_message_list},
     {"POST", "/api/prechats/", "/messages", 1, 1, h_message_add},
     {"POST", "/api/prechats/", "/join", 1, 0, h_prechat_join},
+    {"POST", "/api/prechats/", "/leave", 1, 1, h_prechat_leave},
     {"POST", "/api/prechats/", "/close", 1, 0, h_prechat_close},
     {"POST", "/api/prechats/", "/typing", 1, 0, h_prechat_typing},
     {"POST", "/api/prechats/", "/read", 1, 1, h_prechat_read},

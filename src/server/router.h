@@ -40,6 +40,7 @@ void h_prechat_create(tess_req_t *r);
 void h_prechat_list(tess_req_t *r);
 void h_prechat_get(tess_req_t *r);
 void h_prechat_join(tess_req_t *r);
+void h_prechat_leave(tess_req_t *r);
 void h_prechat_close(tess_req_t *r);
 void h_message_add(tess_req_t *r);
 void h_message_list(tess_req_t *r);

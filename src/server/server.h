@@ -53,6 +53,10 @@ struct server_thread {
     tess_deploy_loop_t *sessions;    /* this loop's strategy, stores and Redis connection */
     h2o_timeout_t maint_timeout;     /* periodic maintenance (pruning), thread 0 only */
     h2o_timeout_entry_t maint_entry; /* its entry */
+    h2o_timeout_t sweep_timeout;     /* the pre-chat timeouts' tick (timeouts.c), thread 0 only */
+    h2o_timeout_entry_t sweep_entry; /* its entry */
+    int sweep_busy;                  /* a sweep step is in flight */
+    int sweep_stopped;               /* no further ticks (stopping, or both timeouts off) */
     atomic_uint_fast64_t requests;   /* requests handled (this loop writes, /metrics reads) */
     atomic_int conns;                /* open client connections (this loop writes, /metrics reads) */
     int inflight;                    /* asynchronous steps under way (tickets); this loop only */

@@ -39,6 +39,7 @@ RELAXED_LIMITS = {
     "login-address-max-failures": 1000000,
     "login-queue-per-address": 65536,
     "max-open-prechats": 100000,
+    "agent-max-chats": 100000,
     "message-rate": 6000000,
     "message-burst": 100000,
 }

@@ -131,7 +131,13 @@ static int waiting(appdb_t *db, size_t limit, res_t *r)
 static int join(appdb_t *db, int64_t id, int64_t agent, int64_t now, res_t *r)
 {
     res_clear(r);
-    return finish(db->ops->prechat_join(db, id, agent, now, on_res, r), r);
+    return finish(db->ops->prechat_join(db, id, agent, 1000, now, on_res, r), r);
+}
+
+static int join_capped(appdb_t *db, int64_t id, int64_t agent, int64_t max_active, int64_t now, res_t *r)
+{
+    res_clear(r);
+    return finish(db->ops->prechat_join(db, id, agent, max_active, now, on_res, r), r);
 }
 
 static int close_pc(appdb_t *db, int64_t id, int64_t now, res_t *r)
@@ -367,6 +373,30 @@ static void test_join_close_conflicts(void **state)
     res_clear(&r);
 }
 
+/* The agent's capacity: at most max_active active pre-chats; refused while the pre-chat stays waiting. */
+static void test_join_capacity(void **state)
+{
+    res_t r = {0};
+
+    assert_int_equal(user_add(state, "v", "visitor"), 0);
+    assert_int_equal(user_add(state, "a", "agent"), 0);
+    for (int i = 1; i <= 3; ++i)
+        assert_int_equal(create(DB(state), 1, "t", T0 + i, &r), 0);
+    assert_int_equal(join_capped(DB(state), 1, 2, 2, T0 + 10, &r), 0);
+    assert_int_equal(join_capped(DB(state), 2, 2, 2, T0 + 11, &r), 0);
+    assert_int_equal(join_capped(DB(state), 3, 2, 2, T0 + 12, &r), TESS_EDENIED);
+    assert_int_equal(r.n_pc, 0);
+    assert_int_equal(get(DB(state), 3, &r), 0);
+    assert_string_equal(r.pc[0].status, "waiting");
+    assert_int_equal(join_capped(DB(state), 1, 2, 2, T0 + 13, &r), TESS_ECONFLICT); /* not waiting beats full */
+    assert_int_equal(join_capped(DB(state), 99, 2, 2, T0 + 13, &r), TESS_ENOTFOUND);
+    assert_int_equal(close_pc(DB(state), 1, T0 + 14, &r), 0);
+    assert_int_equal(join_capped(DB(state), 3, 2, 2, T0 + 15, &r), 0);
+    assert_string_equal(r.pc[0].status, "active");
+    assert_int_equal(r.pc[0].agent_id, 2);
+    res_clear(&r);
+}
+
 /* The open bound: a visitor with max_open pre-chats not closed is refused (EDENIED, no row) until one closes. */
 static void test_open_bound(void **state)
 {
@@ -598,8 +628,8 @@ static void test_concurrent_migrate(void **state)
     assert_int_equal(PQstatus(fresh), CONNECTION_OK);
     res = PQexec(fresh, "SELECT count(*), max(version) FROM tessera_schema");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(res, 0, 0), "4"); /* each version applied once */
-    assert_string_equal(PQgetvalue(res, 0, 1), "4");
+    assert_string_equal(PQgetvalue(res, 0, 0), "6"); /* each version applied once */
+    assert_string_equal(PQgetvalue(res, 0, 1), "6");
     PQclear(res);
     PQfinish(fresh);
     sql("DROP DATABASE tess_migrate_test");
@@ -611,6 +641,7 @@ int main(void)
         cmocka_unit_test_setup(test_users, pg_setup),
         cmocka_unit_test_setup(test_queue_positions, pg_setup),
         cmocka_unit_test_setup(test_join_close_conflicts, pg_setup),
+        cmocka_unit_test_setup(test_join_capacity, pg_setup),
         cmocka_unit_test_setup(test_open_bound, pg_setup),
         cmocka_unit_test_setup(test_messages, pg_setup),
         cmocka_unit_test_setup(test_concurrent_messages, pg_setup),
@@ -621,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_users, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_queue_positions, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_join_close_conflicts, sq_setup, sq_teardown),
+        cmocka_unit_test_setup_teardown(test_join_capacity, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_open_bound, sq_setup, sq_teardown),
         cmocka_unit_test_setup_teardown(test_messages, sq_setup, sq_teardown),
     };

@@ -76,7 +76,13 @@ static int waiting(fixture_t *f, size_t limit)
 static int join(fixture_t *f, int64_t id, int64_t now)
 {
     appdb_rec_clear(&f->r);
-    return finish(f, f->db->ops->prechat_join(f->db, id, f->agent, now, appdb_rec_cb, &f->r));
+    return finish(f, f->db->ops->prechat_join(f->db, id, f->agent, 1000, now, appdb_rec_cb, &f->r));
+}
+
+static int join_capped(fixture_t *f, int64_t id, int64_t max_active, int64_t now)
+{
+    appdb_rec_clear(&f->r);
+    return finish(f, f->db->ops->prechat_join(f->db, id, f->agent, max_active, now, appdb_rec_cb, &f->r));
 }
 
 static int close_pc(fixture_t *f, int64_t id, int64_t now)
@@ -392,6 +398,62 @@ static void test_join(void **state)
     assert_int_equal(join(f, c + 1000, T0 + 20), TESS_ENOTFOUND);
 }
 
+/* An agent holds at most max_active active pre-chats; closing one frees its slot. */
+static void test_join_capacity(void **state)
+{
+    fixture_t *f = *state;
+    int64_t a = create_ok(f, "a", T0), b = create_ok(f, "b", T0 + 1), c = create_ok(f, "c", T0 + 2);
+
+    assert_int_equal(join_capped(f, a, 2, T0 + 10), 0);
+    assert_int_equal(join_capped(f, b, 2, T0 + 11), 0);
+    assert_int_equal(join_capped(f, c, 2, T0 + 12), TESS_EDENIED); /* still waiting: the agent is full */
+    assert_int_equal(get(f, c), 0);
+    assert_string_equal(f->r.pc[0].status, "waiting");
+    assert_int_equal(join_capped(f, a, 2, T0 + 13), TESS_ECONFLICT); /* not waiting beats full */
+    assert_int_equal(join_capped(f, c + 1000, 2, T0 + 13), TESS_ENOTFOUND);
+    assert_int_equal(close_pc(f, a, T0 + 14), 0);
+    assert_int_equal(join_capped(f, c, 2, T0 + 15), 0);
+    assert_string_equal(f->r.pc[0].status, "active");
+}
+
+static int sweep(fixture_t *f, int64_t idle_before, int64_t wait_before, size_t limit, int64_t now)
+{
+    appdb_rec_clear(&f->r);
+    return finish(f, f->db->ops->prechat_sweep(f->db, idle_before, wait_before, tess_str("idle"), limit, now,
+                                               appdb_rec_cb, &f->r));
+}
+
+/* The timeouts: idle active ones closed with a note (once), long-waiting ones marked (once), bounded per step. */
+static void test_sweep(void **state)
+{
+    fixture_t *f = *state;
+    int64_t a = create_ok(f, "a", T0), b = create_ok(f, "b", T0 + 1), c = create_ok(f, "c", T0 + 2),
+            d = create_ok(f, "d", T0 + 3);
+
+    assert_int_equal(join(f, a, T0 + 10), 0);
+    assert_int_equal(join(f, b, T0 + 20), 0);
+    assert_int_equal(sweep(f, 0, 0, 10, T0 + 100), 0); /* both off */
+    assert_int_equal(f->r.n_pc, 0);
+    assert_int_equal(sweep(f, T0 + 15, 0, 10, T0 + 100), 0); /* a idle since T0+10, b not */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, a);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(get(f, a), 0);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(f->r.pc[0].message_count, 1);
+    assert_int_equal(sweep(f, T0 + 15, 0, 10, T0 + 101), 0); /* once */
+    assert_int_equal(f->r.n_pc, 0);
+    assert_int_equal(sweep(f, 0, T0 + 3, 1, T0 + 102), 0); /* c and d waited long enough; c only is older */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, c);
+    assert_string_equal(f->r.pc[0].status, "waiting");
+    assert_int_equal(sweep(f, 0, T0 + 4, 1, T0 + 103), 0); /* bounded: the next step takes d */
+    assert_int_equal(f->r.n_pc, 1);
+    assert_int_equal(f->r.pc[0].id, d);
+    assert_int_equal(sweep(f, 0, T0 + 4, 10, T0 + 104), 0);
+    assert_int_equal(f->r.n_pc, 0);
+}
+
 static void test_close(void **state)
 {
     fixture_t *f = *state;
@@ -580,12 +642,12 @@ static void test_reopen_and_schema_version(void **state)
     assert_int_equal(f->r.pc[0].message_count, 1);
     assert_int_equal(user_id(f, "vic"), f->visitor);
 
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 8", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(appdb_sqlite_open(&again, f->sq, err, sizeof(err)), TESS_EIO);
     assert_null(again);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(appdb_sqlite_user_add(f->sq, "new", "visitor", PWHASH, T0, err, sizeof(err)), TESS_EIO);
-    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->sq, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
 
     /* A version-1 database (before change events) is upgraded in place, its data kept. */
     assert_int_equal(sqlite3_exec(f->sq,
@@ -627,6 +689,8 @@ int main(void)
         T(test_waiting_queue),
         T(test_waiting_limit_bound),
         T(test_join),
+        T(test_join_capacity),
+        T(test_sweep),
         T(test_close),
         T(test_message_add),
         T(test_messages_list),
