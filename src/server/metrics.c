@@ -29,7 +29,7 @@ static void metric(out_t *o, const char *name, const char *type, const char *hel
 
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
-    out_t o = {h2o_mem_alloc_pool(pool, 32768), 32768, 0};
+    out_t o = {h2o_mem_alloc_pool(pool, 65536), 65536, 0};
     uint64_t requests = 0, conns = 0, waiters = 0, mh, mm;
     tess_deploy_stats_t ds;
     app_pw_stats_t pw;
@@ -115,6 +115,18 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         metric(&o, "l2_hits_total", "counter", "session lookups answered by the Redis L2 copy", ds.l2.hits);
         metric(&o, "l2_misses_total", "counter", "session lookups the L2 copy sent to the database", ds.l2.misses);
         metric(&o, "l2_errors_total", "counter", "L2 copy calls that failed", ds.l2.errors);
+    }
+    {
+        hist_snap_t auth = {{0}, 0};
+        for (int i = 0; i < srv->cfg.threads; ++i)
+            hist_add(&auth, &srv->threads[i].auth_hist);
+        if (o.n < o.cap)
+            o.n += (size_t)snprintf(o.buf + o.n, o.cap - o.n,
+                                    "# HELP tessera_auth_duration_seconds Session checks of authenticated requests, "
+                                    "from the check's start to its answer.\n"
+                                    "# TYPE tessera_auth_duration_seconds histogram\n");
+        o.n = hist_text(o.buf, o.n, o.cap, "tessera_auth_duration_seconds", "strategy",
+                        tess_strategy_name(srv->cfg.strategy), &auth);
     }
     if (o.n < o.cap)
         o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);

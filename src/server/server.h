@@ -18,6 +18,7 @@
 #include "app/appdb.h"
 #include "app/config.h"
 #include "app/passwords.h"
+#include "server/hist.h"
 #include "server/httpstats.h"
 #include "server/log.h"
 #include "server/loop_h2o.h"
@@ -65,6 +66,7 @@ struct server_thread {
     bus_inbox_t inbox;               /* change events for this loop (bus.c) */
     push_loop_t *push;               /* this loop's waiters (push.c) */
     httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
+    hist_t auth_hist;                /* session check durations (router.c; this loop writes, /metrics reads) */
 };
 
 struct server {

@@ -6,7 +6,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_harness import Browser, ServerTestCase, TesseraServer, main, parse_metrics  # noqa: E402
+from tessera_harness import Browser, RedisServer, ServerTestCase, TesseraServer, main, parse_metrics  # noqa: E402
 
 
 class Metrics(ServerTestCase):
@@ -32,15 +32,21 @@ class Metrics(ServerTestCase):
                 helped[name] = text
             elif line.startswith("# TYPE "):
                 name, _, kind = line[7:].partition(" ")
-                self.assertIn(kind, ("counter", "gauge"), line)
+                self.assertIn(kind, ("counter", "gauge", "histogram"), line)
                 self.assertIn(name, helped, f"TYPE before HELP for {name}")
                 typed[name] = kind
             elif line:
-                m = re.fullmatch(r'(tessera_[a-z0-9_]+)(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? (\d+)', line)
+                m = re.fullmatch(r'(tessera_[a-z0-9_]+)(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? (\d+(\.\d+)?)',
+                                 line)
                 self.assertIsNotNone(m, f"not a sample line: {line!r}")
                 samples.append(m.group(1))
+                if m.group(5) is not None:
+                    self.assertTrue(m.group(1).endswith("_sum"), f"only a histogram's _sum is fractional: {line!r}")
         self.assertGreater(len(samples), 20)
         for name in samples:
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            if typed.get(family) == "histogram":
+                continue
             self.assertIn(name, typed, f"{name} has no # TYPE")
             self.assertEqual(typed[name] == "counter", name.endswith("_total"), name)
 
@@ -92,6 +98,80 @@ class Metrics(ServerTestCase):
         self.assertEqual(moved(key("GET", "/api/prechats/{id}/meta", "2xx")), 0)
         # The /metrics request that read `before` was counted once it had been answered.
         self.assertGreaterEqual(moved(key("GET", "/metrics", "2xx")), 1)
+
+
+def histograms(text, family):
+    """{label value: (buckets [(le, cumulative count)], sum, count)} of a histogram family with one label."""
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(family + r'_(bucket|sum|count)\{([a-z_]+)="([^"]*)"(?:,le="([^"]+)")?\} (\S+)', line)
+        if not m:
+            continue
+        buckets, total, count = out.get(m.group(3), ([], None, None))
+        if m.group(1) == "bucket":
+            buckets.append((m.group(4), int(m.group(5))))
+        elif m.group(1) == "sum":
+            total = float(m.group(5))
+        else:
+            count = int(m.group(5))
+        out[m.group(3)] = (buckets, total, count)
+    return out
+
+
+def check_histogram(tc, text, family, label):
+    """Asserts the family is a valid Prometheus histogram; returns {label value: _count}."""
+    tc.assertIn(f"# TYPE {family} histogram", text)
+    hs = histograms(text, family)
+    tc.assertTrue(hs, f"no samples of {family}")
+    counts = {}
+    for value, (buckets, total, count) in hs.items():
+        tc.assertGreaterEqual(len(buckets), 2, value)
+        tc.assertEqual(buckets[-1][0], "+Inf", buckets)
+        les = [float(le) for le, _ in buckets[:-1]]
+        tc.assertEqual(les, sorted(les), buckets)
+        cums = [n for _, n in buckets]
+        tc.assertEqual(cums, sorted(cums), f"{family}{{{label}={value}}} buckets not cumulative: {cums}")
+        tc.assertEqual(cums[-1], count, "+Inf == _count")
+        tc.assertIsNotNone(total)
+        tc.assertGreaterEqual(total, 0.0)
+        if count > 0:
+            tc.assertGreater(total, 0.0)
+        counts[value] = count
+    return counts
+
+
+class AuthHistogram(ServerTestCase):
+    """tessera_auth_duration_seconds counts one observation per session check, labeled by strategy."""
+
+    def moved_by(self, strategy, redis=False):
+        extra = []
+        if redis:
+            rs = RedisServer()
+            self.addCleanup(rs.cleanup)
+            rs.start()
+            extra = ["--redis", rs.url]
+        srv = self.track(TesseraServer(strategy=strategy, extra_args=extra))
+        srv.add_user("ana", "visitor", "ana-pw")
+        srv.start()
+        text = lambda: Browser(srv.port).get("/metrics").body.decode()
+        before = check_histogram(self, text(), "tessera_auth_duration_seconds", "strategy")
+        self.assertEqual(list(before), [strategy])
+        b = Browser(srv.port)
+        self.assertStatus(b.login("ana", "ana-pw"), 200)
+        for _ in range(5):
+            self.assertStatus(b.get("/api/auth/session"), 200)
+        for _ in range(2):
+            self.assertStatus(Browser(srv.port).get("/api/auth/session"), 401)
+        after = check_histogram(self, text(), "tessera_auth_duration_seconds", "strategy")
+        # Seven authenticated requests (five with the cookie, two without): seven checks; /metrics and the
+        # login are not authenticated routes.
+        self.assertEqual(after[strategy] - before[strategy], 7)
+
+    def test_db(self):
+        self.moved_by("db")
+
+    def test_cached_with_redis(self):
+        self.moved_by("cached", redis=True)
 
 
 if __name__ == "__main__":
