@@ -187,6 +187,8 @@ TESS_API void tess_deploy_loop_publish(tess_deploy_loop_t *l, tess_str_t name);
 typedef struct tess_deploy_stats {
     tess_auth_stats_t auth;        /* every loop's strategy, summed */
     tess_store_stats_t store;      /* every loop's session store, summed */
+    const char *store_kind;        /* "sqlite", "postgres" or "redis"; NULL without a session store */
+    tess_latency_t store_latency;  /* every loop's store round trips (get, set, touch, destroy), summed */
     int has_cache;                 /* a near-cache exists (cached) */
     tess_cache_stats_t cache;      /* its counters */
     uint64_t flight_followers;     /* its single-flight savings */

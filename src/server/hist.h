@@ -11,13 +11,12 @@
 #include <stdio.h>
 #include <time.h>
 
-#define HIST_BUCKETS 13 /* the bounds below; one more slot counts what is above the last */
+#include "tessera/store.h"
 
-/* Upper bounds in nanoseconds: 50us, 100us, 250us, 500us, 1ms, 2.5ms, 5ms, 10ms, 25ms, 50ms, 100ms, 250ms, 1s. */
-static const uint64_t hist_bounds_ns[HIST_BUCKETS] = {
-    50000,    100000,   250000,   500000,    1000000,   2500000,    5000000,
-    10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
-};
+#define HIST_BUCKETS TESS_LATENCY_BUCKETS /* the library's, so the store and auth families match */
+
+/* Upper bounds in nanoseconds, and as the le labels (seconds). */
+static const uint64_t hist_bounds_ns[HIST_BUCKETS] = TESS_LATENCY_BOUNDS_NS;
 static const char *const hist_bounds_le[HIST_BUCKETS] = {
     "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1",
 };
@@ -28,10 +27,7 @@ typedef struct hist {
 } hist_t;
 
 /* A sum of every loop's histogram (hist_add), plain integers. */
-typedef struct hist_snap {
-    uint64_t n[HIST_BUCKETS + 1];
-    uint64_t sum_ns;
-} hist_snap_t;
+typedef tess_latency_t hist_snap_t;
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO: no system call). */
 static inline uint64_t hist_now_ns(void)

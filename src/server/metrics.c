@@ -128,6 +128,14 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         o.n = hist_text(o.buf, o.n, o.cap, "tessera_auth_duration_seconds", "strategy",
                         tess_strategy_name(srv->cfg.strategy), &auth);
     }
+    if (ds.store_kind != NULL) {
+        if (o.n < o.cap)
+            o.n += (size_t)snprintf(o.buf + o.n, o.cap - o.n,
+                                    "# HELP tessera_store_duration_seconds Session store round trips (get, set, "
+                                    "touch, destroy), from the call to its callback.\n"
+                                    "# TYPE tessera_store_duration_seconds histogram\n");
+        o.n = hist_text(o.buf, o.n, o.cap, "tessera_store_duration_seconds", "store", ds.store_kind, &ds.store_latency);
+    }
     if (o.n < o.cap)
         o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);

@@ -166,6 +166,27 @@ class AuthHistogram(ServerTestCase):
         # Seven authenticated requests (five with the cookie, two without): seven checks; /metrics and the
         # login are not authenticated routes.
         self.assertEqual(after[strategy] - before[strategy], 7)
+        return srv
+
+    def test_store_histogram_moves_with_store_calls(self):
+        srv = self.track(TesseraServer(strategy="db"))
+        srv.add_user("eve", "visitor", "eve-pw")
+        srv.start()
+        text = lambda: Browser(srv.port).get("/metrics").body.decode()
+        t0 = text()
+        before, c0 = check_histogram(self, t0, "tessera_store_duration_seconds", "store"), parse_metrics(t0)
+        self.assertEqual(list(before), ["sqlite"])
+        b = Browser(srv.port)
+        self.assertStatus(b.login("eve", "eve-pw"), 200)
+        for _ in range(4):
+            self.assertStatus(b.get("/api/auth/session"), 200)
+        self.assertStatus(b.post("/api/auth/logout"), 204)
+        t1 = text()
+        after, c1 = check_histogram(self, t1, "tessera_store_duration_seconds", "store"), parse_metrics(t1)
+        calls = lambda c: c["tessera_store_gets_total"] + c["tessera_store_writes_total"]
+        # The login's set, four gets, the logout's destroy (and any throttled touch): every call is timed once.
+        self.assertGreaterEqual(after["sqlite"] - before["sqlite"], 6)
+        self.assertEqual(after["sqlite"] - before["sqlite"], calls(c1) - calls(c0))
 
     def test_db(self):
         self.moved_by("db")
