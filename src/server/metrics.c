@@ -27,6 +27,17 @@ static void metric(out_t *o, const char *name, const char *type, const char *hel
                                  name, type, name, value);
 }
 
+/* A counter family by backend (the process's Redis and PostgreSQL connections). */
+static void backend(out_t *o, const char *name, const char *help, uint64_t redis, uint64_t postgres)
+{
+    if (o->n < o->cap)
+        o->n += (size_t)snprintf(o->buf + o->n, o->cap - o->n,
+                                 "# HELP tessera_%s %s.\n# TYPE tessera_%s counter\n"
+                                 "tessera_%s{backend=\"redis\"} %" PRIu64 "\ntessera_%s{backend=\"postgres\"} %" PRIu64
+                                 "\n",
+                                 name, help, name, name, redis, name, postgres);
+}
+
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
     out_t o = {h2o_mem_alloc_pool(pool, 65536), 65536, 0};
@@ -136,6 +147,16 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
                                     "# TYPE tessera_store_duration_seconds histogram\n");
         o.n = hist_text(o.buf, o.n, o.cap, "tessera_store_duration_seconds", "store", ds.store_kind, &ds.store_latency);
     }
+    backend(&o, "backend_errors_total",
+            "calls to a backend that failed (connection down or lost, no reply) and "
+            "failed connects",
+            ds.redis.errors, ds.postgres.errors);
+    backend(&o, "backend_timeouts_total",
+            "backend commands or connects past their deadline (the connection is "
+            "dropped)",
+            ds.redis.timeouts, ds.postgres.timeouts);
+    backend(&o, "backend_reconnects_total", "backend reconnect attempts after a failure", ds.redis.reconnects,
+            ds.postgres.reconnects);
     if (o.n < o.cap)
         o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);

@@ -6,7 +6,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_harness import Browser, RedisServer, ServerTestCase, TesseraServer, main, parse_metrics  # noqa: E402
+from tessera_harness import Browser, RedisServer, ServerTestCase, TesseraServer, main, parse_metrics, wait_until  # noqa: E402
 
 
 class Metrics(ServerTestCase):
@@ -193,6 +193,48 @@ class AuthHistogram(ServerTestCase):
 
     def test_cached_with_redis(self):
         self.moved_by("cached", redis=True)
+
+
+class BackendCounters(ServerTestCase):
+    """tessera_backend_{errors,timeouts,reconnects}_total{backend} move when Redis goes away under the server."""
+
+    def test_redis_stopped_and_back(self):
+        rs = RedisServer()
+        self.addCleanup(rs.cleanup)
+        rs.start()
+        srv = self.track(TesseraServer(strategy="redis", extra_args=["--redis", rs.url]))
+        srv.add_user("ivy", "visitor", "ivy-pw")
+        srv.start()
+        metrics = lambda: parse_metrics(Browser(srv.port).get("/metrics").body.decode())
+        fams = Browser(srv.port).get("/metrics").body.decode()
+        for fam in ("errors", "timeouts", "reconnects"):
+            self.assertIn(f"# TYPE tessera_backend_{fam}_total counter", fams)
+            for backend in ("redis", "postgres"):
+                self.assertRegex(fams, rf'tessera_backend_{fam}_total{{backend="{backend}"}} \d+')
+        b = Browser(srv.port)
+        self.assertStatus(b.login("ivy", "ivy-pw"), 200)
+        self.assertStatus(b.get("/api/auth/session"), 200)
+        m0 = metrics()
+        self.assertEqual(m0["tessera_backend_errors_total"], 0, "no errors while Redis is up")
+
+        rs.stop()
+        # A session check while Redis is down fails closed (503) and is counted.
+        self.assertJsonError(b.get("/api/auth/session"), 503)
+        wait_until(lambda: metrics()["tessera_backend_reconnects_total"] > m0["tessera_backend_reconnects_total"],
+                   10, "a reconnect attempt counted")
+        rs.start()
+        wait_until(lambda: Browser(srv.port).get("/readyz").status == 200, 15, "ready after Redis came back")
+        m1 = metrics()
+        self.assertGreater(m1["tessera_backend_errors_total"], m0["tessera_backend_errors_total"])
+        self.assertGreater(m1["tessera_backend_reconnects_total"], m0["tessera_backend_reconnects_total"])
+        # Only Redis went away: the labeled samples say which (parse_metrics sums labels; read them apart).
+        text = Browser(srv.port).get("/metrics").body.decode()
+        self.assertRegex(text, r'tessera_backend_errors_total\{backend="redis"\} [1-9]\d*')
+        self.assertRegex(text, r'tessera_backend_errors_total\{backend="postgres"\} 0\n')
+        # The server answers again: a fresh login and check work.
+        b2 = Browser(srv.port)
+        self.assertStatus(b2.login("ivy", "ivy-pw"), 200)
+        self.assertStatus(b2.get("/api/auth/session"), 200)
 
 
 if __name__ == "__main__":

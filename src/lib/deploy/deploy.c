@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "cache/dbwatch.h"
 #include "redis/rconn.h"
 #include "tessera/coherence.h"
@@ -801,6 +802,12 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
         }
     }
     pthread_mutex_unlock(&d->lock);
+    for (int b = 0; b < TESS__BACKENDS; ++b) {
+        tess_backend_stats_t *bs = b == TESS__BACKEND_REDIS ? &out->redis : &out->postgres;
+        bs->errors = atomic_load_explicit(&tess__backends[b].errors, memory_order_relaxed);
+        bs->timeouts = atomic_load_explicit(&tess__backends[b].timeouts, memory_order_relaxed);
+        bs->reconnects = atomic_load_explicit(&tess__backends[b].reconnects, memory_order_relaxed);
+    }
     if (d->w->store == STORE_REDIS)
         out->store_kind = "redis";
     else if (d->w->store == STORE_DATABASE)
