@@ -10,6 +10,8 @@
 #include "server/limits.h"
 #include "server/poll.h"
 #include "server/push.h"
+#include "server/request.h"
+#include "server/router.h"
 #include "server/server.h"
 
 typedef struct out {
@@ -160,4 +162,32 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
     if (o.n < o.cap)
         o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);
+}
+
+/* The metrics listener's only handler: GET (HEAD) /metrics, JSON errors for the rest. */
+static int on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    tess_req_t *r = req_new(req, tess_thread_of(req));
+    (void)self;
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics")))
+        send_error(r, 404, "not_found", "this port serves /metrics only");
+    else if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+             !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        send_error(r, 405, "method_not_allowed", "method not allowed on this path");
+    else
+        h_metrics(r);
+    return 0;
+}
+
+void metrics_register(server_t *srv)
+{
+    /* In the same global configuration (one context per loop inits it), under a name no client uses: the
+     * main listener's first host stays the default for every Host header. */
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("tessera-metrics.invalid")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_metrics_req;
+    srv->mhost[0] = host;
+    srv->mhost[1] = NULL;
 }

@@ -6,7 +6,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_harness import Browser, RedisServer, ServerTestCase, TesseraServer, main, parse_metrics, wait_until  # noqa: E402
+from tessera_harness import (Browser, RedisServer, ServerTestCase, TesseraServer, free_port, main, parse_metrics,
+                             wait_until)  # noqa: E402
 
 
 class Metrics(ServerTestCase):
@@ -235,6 +236,41 @@ class BackendCounters(ServerTestCase):
         b2 = Browser(srv.port)
         self.assertStatus(b2.login("ivy", "ivy-pw"), 200)
         self.assertStatus(b2.get("/api/auth/session"), 200)
+
+
+class MetricsListen(ServerTestCase):
+    """--metrics-listen / TESSERA_METRICS_LISTEN: /metrics alone on its own port; the main port keeps it."""
+
+    def check(self, srv, mport):
+        m = Browser(mport).get("/metrics")
+        self.assertStatus(m, 200)
+        self.assertTrue(m.header("Content-Type", "").startswith("text/plain"), m)
+        self.assertIn("# TYPE tessera_requests_total counter", m.body.decode())
+        for path in ("/", "/api/auth/session", "/readyz", "/metrics/x", "/no/such/path"):
+            self.assertJsonError(Browser(mport).get(path), 404, f"{path} on the metrics port")
+        self.assertJsonError(Browser(mport).post("/metrics", b"{}"), 405, "POST /metrics on the metrics port")
+        # The main port still serves /metrics, and everything else.
+        self.assertStatus(Browser(srv.port).get("/metrics"), 200)
+        self.assertStatus(Browser(srv.port).get("/readyz"), 200)
+        # The same counters behind both: a request on the main port shows on the metrics port.
+        before = parse_metrics(Browser(mport).get("/metrics").body.decode())["tessera_requests_total"]
+        for _ in range(3):
+            self.assertJsonError(Browser(srv.port).get("/no/such/path"), 404)
+        after = parse_metrics(Browser(mport).get("/metrics").body.decode())["tessera_requests_total"]
+        self.assertGreaterEqual(after - before, 3)
+
+    def test_flag(self):
+        mport = free_port()
+        srv = self.track(TesseraServer(extra_args=["--metrics-listen", f"127.0.0.1:{mport}"]))
+        srv.start()
+        self.check(srv, mport)
+
+    def test_environment(self):
+        mport = free_port()
+        srv = self.track(TesseraServer(env={"TESSERA_METRICS_LISTEN": f"127.0.0.1:{mport}"}))
+        srv.start()
+        self.check(srv, mport)
+
 
 
 if __name__ == "__main__":
