@@ -4,9 +4,10 @@ _total, values are integers, and the counters move with the traffic."""
 import os
 import re
 import sys
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tessera_harness import (Browser, RedisServer, ServerTestCase, TesseraServer, free_port, main, parse_metrics,
+from tessera_harness import (Browser, PostgresServer, RedisServer, ServerTestCase, TesseraServer, free_port, main, parse_metrics,
                              wait_until)  # noqa: E402
 
 
@@ -236,6 +237,41 @@ class BackendCounters(ServerTestCase):
         b2 = Browser(srv.port)
         self.assertStatus(b2.login("ivy", "ivy-pw"), 200)
         self.assertStatus(b2.get("/api/auth/session"), 200)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(PostgresServer.PG_BIN, "postgres")), "PostgreSQL not installed")
+class PostgresCounters(ServerTestCase):
+    """With PostgreSQL: the store histogram is labeled postgres, and the postgres backend counters move when it
+    is stopped under the server."""
+
+    def test_postgres_stopped_and_back(self):
+        pg = PostgresServer()
+        self.addCleanup(pg.cleanup)
+        pg.start()
+        srv = self.track(TesseraServer(strategy="db", database=pg.url, env={"BACKEND_TIMEOUT_MS": "500"}))
+        srv.add_user("pam", "visitor", "pam-pw")
+        srv.start()
+        text = lambda: Browser(srv.port).get("/metrics").body.decode()
+        b = Browser(srv.port)
+        self.assertStatus(b.login("pam", "pam-pw"), 200)
+        h0 = check_histogram(self, text(), "tessera_store_duration_seconds", "store")
+        self.assertEqual(list(h0), ["postgres"])
+        self.assertStatus(b.get("/api/auth/session"), 200)
+        t0 = text()
+        h1 = check_histogram(self, t0, "tessera_store_duration_seconds", "store")
+        self.assertGreaterEqual(h1["postgres"] - h0["postgres"], 1)
+        pgval = lambda t, fam: int(re.search(rf'tessera_backend_{fam}_total\{{backend="postgres"\}} (\d+)', t).group(1))
+        e0, r0 = pgval(t0, "errors"), pgval(t0, "reconnects")
+
+        pg.stop()
+        self.assertJsonError(b.get("/api/auth/session"), 503)
+        wait_until(lambda: pgval(text(), "reconnects") > r0, 15, "a PostgreSQL reconnect attempt counted")
+        pg.start()
+        wait_until(lambda: Browser(srv.port).get("/readyz").status == 200, 20, "ready after PostgreSQL came back")
+        t1 = text()
+        self.assertGreater(pgval(t1, "errors"), e0)
+        self.assertRegex(t1, r'tessera_backend_errors_total\{backend="redis"\} 0\n')
+        self.assertStatus(b.get("/api/auth/session"), 200, "the session is still there")
 
 
 class MetricsListen(ServerTestCase):
