@@ -262,6 +262,7 @@ class PostgresCounters(ServerTestCase):
         self.assertGreaterEqual(h1["postgres"] - h0["postgres"], 1)
         pgval = lambda t, fam: int(re.search(rf'tessera_backend_{fam}_total\{{backend="postgres"\}} (\d+)', t).group(1))
         e0, r0 = pgval(t0, "errors"), pgval(t0, "reconnects")
+        self.assertEqual(e0, 0, "no PostgreSQL errors while it is up (the first connect's wait is not one)")
 
         pg.stop()
         self.assertJsonError(b.get("/api/auth/session"), 503)

@@ -67,6 +67,7 @@ struct tess_pgconn {
     unsigned gen;                        /* bumped on every teardown */
     int depth;                           /* nesting of entry points */
     int closed;                          /* tess_pgconn_close was called */
+    int ever_up;                         /* connected once: a call refused later is an outage's */
     char last_error[256];                /* last connection-level error, for diagnostics */
     void (*on_state)(void *arg, int up); /* see tess_pgconn_opts_t */
     void (*on_notify)(void *arg, const char *channel, const char *payload); /* idem */
@@ -361,6 +362,7 @@ static void connected(tess_pgconn_t *c)
         return;
     }
     c->state = ST_CONNECTED;
+    c->ever_up = 1;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->last_error[0] = '\0';
     c->timer_armed = 0;
@@ -637,7 +639,8 @@ int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *par
     if (c == NULL || c->closed || cb == NULL || stmt < 0 || stmt >= c->n_stmts || nparams != c->stmts[stmt].nparams)
         return TESS_EINVAL;
     if (c->state != ST_CONNECTED) {
-        tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].errors);
+        if (c->ever_up || c->state != ST_CONNECTING) /* not the first connect still under way */
+            tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].errors);
         cb(arg, TESS_EUNAVAIL, NULL); /* `c` may be gone now: touch nothing */
         return 0;
     }
