@@ -184,9 +184,18 @@ TESS_API int tess_deploy_loop_prune(tess_deploy_loop_t *l, int64_t now_ms, int b
  */
 TESS_API void tess_deploy_loop_publish(tess_deploy_loop_t *l, tess_str_t name);
 
+/* Process-wide counters of one networked backend (every connection of the process, Redis or PostgreSQL). */
+typedef struct tess_backend_stats {
+    uint64_t errors;     /* calls that failed (connection down or lost, no reply) and failed connects */
+    uint64_t timeouts;   /* commands or connects past their deadline */
+    uint64_t reconnects; /* reconnect attempts after a failure */
+} tess_backend_stats_t;
+
 typedef struct tess_deploy_stats {
     tess_auth_stats_t auth;        /* every loop's strategy, summed */
     tess_store_stats_t store;      /* every loop's session store, summed */
+    const char *store_kind;        /* "sqlite", "postgres" or "redis"; NULL without a session store */
+    tess_latency_t store_latency;  /* every loop's store round trips (get, set, touch, destroy), summed */
     int has_cache;                 /* a near-cache exists (cached) */
     tess_cache_stats_t cache;      /* its counters */
     uint64_t flight_followers;     /* its single-flight savings */
@@ -195,6 +204,8 @@ typedef struct tess_deploy_stats {
     int has_l2;                    /* L2 copies exist (cached with Redis) */
     tess_l2_stats_t l2;            /* every loop's L2 counters, summed */
     int coherence;                 /* -1 no listener, 0 down, 1 up */
+    tess_backend_stats_t redis;    /* process-wide */
+    tess_backend_stats_t postgres; /* process-wide */
 } tess_deploy_stats_t;
 
 /* Sums the counters of every open loop part. Safe from any thread. */

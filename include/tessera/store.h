@@ -127,6 +127,33 @@ static inline void tess_store_close(tess_store_t *s)
 }
 
 /*
+ * Latency by fixed buckets (the Prometheus histogram's, upper bounds in nanoseconds: 50us, 100us, 250us,
+ * 500us, 1ms, 2.5ms, 5ms, 10ms, 25ms, 50ms, 100ms, 250ms, 1s; one more slot counts what is above).
+ */
+#define TESS_LATENCY_BUCKETS 13
+#define TESS_LATENCY_BOUNDS_NS                                                                                         \
+    {                                                                                                                  \
+        50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000,  \
+            1000000000                                                                                                 \
+    }
+
+/* A snapshot: observations by bucket (not cumulative) and their total. */
+typedef struct tess_latency {
+    uint64_t n[TESS_LATENCY_BUCKETS + 1];
+    uint64_t sum_ns;
+} tess_latency_t;
+
+/*
+ * A timing view of `inner` (which it does not own: close it after `inner`, from the same thread): get, set,
+ * touch and destroy go to `inner`, each timed from the call to its callback on CLOCK_MONOTONIC into the
+ * view's histogram (relaxed atomics: read from any thread with tess_timedstore_latency). The other calls pass
+ * through untimed. Returns 0 or TESS_ENOMEM.
+ */
+TESS_API int tess_timedstore_open(tess_store_t **out, tess_store_t *inner);
+/* Adds the view's histogram to `out`. Safe from any thread while the view is open. */
+TESS_API void tess_timedstore_latency(const tess_store_t *timed, tess_latency_t *out);
+
+/*
  * Drivers: a store's whole lifecycle, so that an application opens a store from a URL and knows none by name.
  *
  *   sqlite    "sqlite:PATH"                      tessera's session table in a SQLite file (WAL)

@@ -23,6 +23,8 @@ void tess_config_usage(FILE *out)
           "\n"
           "options (environment in brackets):\n"
           "  --listen HOST:PORT     address to listen on [TESSERA_LISTEN] (default 127.0.0.1:8080)\n"
+          "  --metrics-listen HOST:PORT  also serve /metrics, and only it, on this address\n"
+          "                         [TESSERA_METRICS_LISTEN] (default: none; the main port serves it either way)\n"
           "  --database URL         sqlite:PATH, postgres://... or a libpq key=value string [DATABASE_URL]\n"
           "                         (default sqlite:./tessera.db)\n"
           "  --strategy NAME        db | redis | jwt | cached [SESSION_STRATEGY] (default db)\n"
@@ -135,7 +137,8 @@ const char *tess_config_shown(const char *arg)
 }
 
 /* `from` names where `s` came from (the flag or the variable), for the reason. */
-static int parse_listen(tess_config_t *cfg, const char *s, const char *from, char *err, size_t errcap)
+static int parse_hostport(char *hostbuf, size_t hostcap, uint16_t *portp, const char *s, const char *from, char *err,
+                          size_t errcap)
 {
     const char *colon = strrchr(s, ':');
     const char *host = s;
@@ -151,13 +154,33 @@ static int parse_listen(tess_config_t *cfg, const char *s, const char *from, cha
         ++host;
         hostlen -= 2;
     }
-    if (hostlen == 0 || hostlen >= sizeof(cfg->listen_host)) {
+    if (hostlen == 0 || hostlen >= hostcap) {
         snprintf(err, errcap, "bad %s '%s': expected HOST:PORT", from, tess_config_shown(s));
         return TESS_ECONFIG;
     }
-    memcpy(cfg->listen_host, host, hostlen);
-    cfg->listen_host[hostlen] = '\0';
-    cfg->listen_port = (uint16_t)port;
+    memcpy(hostbuf, host, hostlen);
+    hostbuf[hostlen] = '\0';
+    *portp = (uint16_t)port;
+    return 0;
+}
+
+static int parse_listen(tess_config_t *cfg, const char *s, const char *from, char *err, size_t errcap)
+{
+    return parse_hostport(cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port, s, from, err, errcap);
+}
+
+/* The metrics listener: its own port (the same one would share the main listener's SO_REUSEPORT group). */
+static int parse_metrics_listen(tess_config_t *cfg, const char *s, const char *from, char *err, size_t errcap)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    if (parse_hostport(cfg->metrics_host, sizeof(cfg->metrics_host), &cfg->metrics_port, s, from, err, errcap) != 0)
+        return TESS_ECONFIG;
+    if (cfg->metrics_port == cfg->listen_port) {
+        snprintf(err, errcap, "bad %s '%s': its port must differ from the --listen port %u", from, tess_config_shown(s),
+                 (unsigned)cfg->listen_port);
+        return TESS_ECONFIG;
+    }
     return 0;
 }
 
@@ -351,6 +374,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
         {"log-level", required_argument, NULL, 'L'},
         {"log-format", required_argument, NULL, 'G'},
         {"access-log", required_argument, NULL, 'a'},
+        {"metrics-listen", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -373,6 +397,7 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
     const char *log_level = getenv("TESSERA_LOG_LEVEL"), *log_level_from = "TESSERA_LOG_LEVEL";
     const char *log_format = getenv("TESSERA_LOG_FORMAT"), *log_format_from = "TESSERA_LOG_FORMAT";
     const char *access_log = getenv("TESSERA_ACCESS_LOG"), *access_log_from = "TESSERA_ACCESS_LOG";
+    const char *metrics_listen = getenv("TESSERA_METRICS_LISTEN"), *metrics_listen_from = "TESSERA_METRICS_LISTEN";
     int h2c_flag = 0, no_triggers_flag = 0;
     int64_t v;
     int opt;
@@ -454,6 +479,14 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
             access_log = optarg;
             access_log_from = "--access-log";
             break;
+        case 'M':
+            if (*optarg == '\0') {
+                snprintf(err, errcap, "--metrics-listen needs HOST:PORT");
+                return TESS_ECONFIG;
+            }
+            metrics_listen = optarg;
+            metrics_listen_from = "--metrics-listen";
+            break;
         case 'h':
             tess_config_usage(stdout);
             return 1;
@@ -482,6 +515,8 @@ int tess_config_load(tess_config_t *cfg, int argc, char **argv, char *err, size_
                       errcap) != 0)
         return TESS_ECONFIG;
     if (parse_listen(cfg, listen != NULL && *listen ? listen : "127.0.0.1:8080", listen_from, err, errcap) != 0)
+        return TESS_ECONFIG;
+    if (parse_metrics_listen(cfg, metrics_listen, metrics_listen_from, err, errcap) != 0)
         return TESS_ECONFIG;
     if (tess_config_set_database(cfg, database != NULL && *database ? database : "sqlite:./tessera.db", err, errcap) !=
         0) {

@@ -16,6 +16,8 @@
 typedef struct tess_config {
     char listen_host[256];         /* numeric address to bind */
     uint16_t listen_port;          /* port to bind */
+    char metrics_host[256];        /* --metrics-listen / TESSERA_METRICS_LISTEN: /metrics alone here too */
+    uint16_t metrics_port;         /* its port; 0: no metrics listener */
     char database_url[1024];       /* "sqlite:PATH" (default sqlite:./tessera.db) */
     char sqlite_path[1024];        /* PATH of a sqlite: URL ("" for PostgreSQL) */
     int postgres;                  /* database_url is a PostgreSQL URI or conninfo */

@@ -121,29 +121,40 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         set_accepting(th, 0);
 }
 
-static int open_listener(const tess_config_t *cfg, char *err, size_t errcap)
+static int open_listener(const char *host, unsigned listen_port, int reuseport, char *err, size_t errcap)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char port[8];
     int fd = -1, on = 1, gai;
 
-    snprintf(port, sizeof(port), "%u", cfg->listen_port);
-    if ((gai = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
-        snprintf(err, errcap, "cannot resolve listen address %s: %s", cfg->listen_host, gai_strerror(gai));
+    snprintf(port, sizeof(port), "%u", listen_port);
+    if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
+        snprintf(err, errcap, "cannot resolve listen address %s: %s", host, gai_strerror(gai));
         return -1;
     }
     if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        snprintf(err, errcap, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
+        snprintf(err, errcap, "cannot listen on %s:%u: %s", host, listen_port, strerror(errno));
         if (fd >= 0)
             close(fd);
         fd = -1;
     }
     freeaddrinfo(res);
     return fd;
+}
+
+/* The metrics listener's connections: not counted against the client bounds (it is the operator's port). */
+static void on_metrics_accept(h2o_socket_t *listener, const char *err)
+{
+    server_thread_t *th = listener->data;
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 16 && (sock = h2o_evloop_socket_accept(listener)) != NULL; ++i)
+        h2o_accept(&th->metrics_accept, sock);
 }
 
 /* ---- maintenance ---------------------------------------------------------------------------------------- */
@@ -317,6 +328,11 @@ static void *thread_main(void *arg)
         h2o_timeout_unlink(&th->retry_entry);
     h2o_socket_close(th->listener);
     th->listener = NULL;
+    if (th->metrics_listener != NULL) {
+        h2o_socket_read_stop(th->metrics_listener);
+        h2o_socket_close(th->metrics_listener);
+        th->metrics_listener = NULL;
+    }
     /* Held long-polls answer now and streams end with a retry hint; then what is in flight gets a moment. */
     push_shutdown(th);
     if (th->index == 0)
@@ -336,7 +352,7 @@ int loops_start(server_t *srv, int *started, char *err, size_t errcap)
     for (int i = 0; i < srv->cfg.threads; ++i) {
         server_thread_t *th = &srv->threads[i];
         int fd;
-        if ((fd = open_listener(&srv->cfg, err, errcap)) < 0)
+        if ((fd = open_listener(srv->cfg.listen_host, srv->cfg.listen_port, 1, err, errcap)) < 0)
             return -1;
         h2o_context_init(&th->ctx, th->loop, &srv->h2o);
         th->accept_ctx.ctx = &th->ctx;
@@ -351,6 +367,16 @@ int loops_start(server_t *srv, int *started, char *err, size_t errcap)
         if (i == 0 && (tess_deploy_listen(srv->sessions, &th->tloop.super, err, errcap) != 0 ||
                        bus_listen(srv, err, errcap) != 0))
             return -1;
+        if (i == 0 && srv->mhost[0] != NULL) {
+            /* --metrics-listen: one socket on the first loop, its own host; outside the connection bounds. */
+            if ((fd = open_listener(srv->cfg.metrics_host, srv->cfg.metrics_port, 0, err, errcap)) < 0)
+                return -1;
+            th->metrics_accept.ctx = &th->ctx;
+            th->metrics_accept.hosts = srv->mhost;
+            th->metrics_listener = h2o_evloop_socket_create(th->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+            th->metrics_listener->data = th;
+            h2o_socket_read_start(th->metrics_listener, on_metrics_accept);
+        }
         if (i == 0) {
             h2o_timeout_init(th->loop, &th->maint_timeout, MAINT_INTERVAL_MS);
             th->maint_entry.cb = on_maintenance;

@@ -139,6 +139,8 @@ static int register_handler(server_t *srv, char *err, size_t errcap)
     handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = router_on_req;
     limits_configure(srv, host); /* timeouts, h2c, JSON for h2o's own error answers */
+    if (srv->cfg.metrics_port != 0)
+        metrics_register(srv); /* --metrics-listen's host, after the default one */
     return httpstats_register(srv, path, srv->cfg.access_log, err, errcap); /* per-route counters, access log */
 }
 

@@ -10,6 +10,8 @@
 #include "server/limits.h"
 #include "server/poll.h"
 #include "server/push.h"
+#include "server/request.h"
+#include "server/router.h"
 #include "server/server.h"
 
 typedef struct out {
@@ -27,9 +29,20 @@ static void metric(out_t *o, const char *name, const char *type, const char *hel
                                  name, type, name, value);
 }
 
+/* A counter family by backend (the process's Redis and PostgreSQL connections). */
+static void backend(out_t *o, const char *name, const char *help, uint64_t redis, uint64_t postgres)
+{
+    if (o->n < o->cap)
+        o->n += (size_t)snprintf(o->buf + o->n, o->cap - o->n,
+                                 "# HELP tessera_%s %s.\n# TYPE tessera_%s counter\n"
+                                 "tessera_%s{backend=\"redis\"} %" PRIu64 "\ntessera_%s{backend=\"postgres\"} %" PRIu64
+                                 "\n",
+                                 name, help, name, name, redis, name, postgres);
+}
+
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
 {
-    out_t o = {h2o_mem_alloc_pool(pool, 32768), 32768, 0};
+    out_t o = {h2o_mem_alloc_pool(pool, 65536), 65536, 0};
     uint64_t requests = 0, conns = 0, waiters = 0, mh, mm;
     tess_deploy_stats_t ds;
     app_pw_stats_t pw;
@@ -116,7 +129,65 @@ h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool)
         metric(&o, "l2_misses_total", "counter", "session lookups the L2 copy sent to the database", ds.l2.misses);
         metric(&o, "l2_errors_total", "counter", "L2 copy calls that failed", ds.l2.errors);
     }
+    {
+        hist_snap_t auth = {{0}, 0};
+        for (int i = 0; i < srv->cfg.threads; ++i)
+            hist_add(&auth, &srv->threads[i].auth_hist);
+        if (o.n < o.cap)
+            o.n += (size_t)snprintf(o.buf + o.n, o.cap - o.n,
+                                    "# HELP tessera_auth_duration_seconds Session checks of authenticated requests, "
+                                    "from the check's start to its answer.\n"
+                                    "# TYPE tessera_auth_duration_seconds histogram\n");
+        o.n = hist_text(o.buf, o.n, o.cap, "tessera_auth_duration_seconds", "strategy",
+                        tess_strategy_name(srv->cfg.strategy), &auth);
+    }
+    if (ds.store_kind != NULL) {
+        if (o.n < o.cap)
+            o.n += (size_t)snprintf(o.buf + o.n, o.cap - o.n,
+                                    "# HELP tessera_store_duration_seconds Session store round trips (get, set, "
+                                    "touch, destroy), from the call to its callback.\n"
+                                    "# TYPE tessera_store_duration_seconds histogram\n");
+        o.n = hist_text(o.buf, o.n, o.cap, "tessera_store_duration_seconds", "store", ds.store_kind, &ds.store_latency);
+    }
+    backend(&o, "backend_errors_total",
+            "calls to a backend that failed (connection down or lost, no reply) and "
+            "failed connects",
+            ds.redis.errors, ds.postgres.errors);
+    backend(&o, "backend_timeouts_total",
+            "backend commands or connects past their deadline (the connection is "
+            "dropped)",
+            ds.redis.timeouts, ds.postgres.timeouts);
+    backend(&o, "backend_reconnects_total", "backend reconnect attempts after a failure", ds.redis.reconnects,
+            ds.postgres.reconnects);
     if (o.n < o.cap)
         o.n = httpstats_metrics(srv, o.buf, o.n, o.cap);
     return h2o_iovec_init(o.buf, o.n < o.cap ? o.n : o.cap - 1);
+}
+
+/* The metrics listener's only handler: GET (HEAD) /metrics, JSON errors for the rest. */
+static int on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    tess_req_t *r = req_new(req, tess_thread_of(req));
+    (void)self;
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics")))
+        send_error(r, 404, "not_found", "this port serves /metrics only");
+    else if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+             !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        send_error(r, 405, "method_not_allowed", "method not allowed on this path");
+    else
+        h_metrics(r);
+    return 0;
+}
+
+void metrics_register(server_t *srv)
+{
+    /* In the same global configuration (one context per loop inits it), under a name no client uses: the
+     * main listener's first host stays the default for every Host header. */
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("tessera-metrics.invalid")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_metrics_req;
+    srv->mhost[0] = host;
+    srv->mhost[1] = NULL;
 }

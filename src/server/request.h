@@ -35,6 +35,7 @@ struct tess_req {
     int64_t prechat_id;                 /* {id} of the path, when the route has one */
     cJSON *body;                        /* parsed JSON body, when the route takes one */
     h2o_socket_t *held;                 /* the HTTP/1 socket whose read interest is held (request.c) */
+    uint64_t auth_start_ns;             /* when the session check began (hist_now_ns) */
 };
 
 /* A request context in the pool of `req` (freed with it; an orphaned ticket then finds NULL). */

@@ -152,6 +152,7 @@ static void on_auth(void *arg, int rc, const tess_session_t *s, tess_str_t cooki
     (void)cookie;
     if (r == NULL)
         return;
+    hist_record(&r->th->auth_hist, hist_now_ns() - r->auth_start_ns);
     if (rc == 0 && s != NULL) {
         set_session(r, s);
         if (r->uid == 0 && r->user_id[0] != '\0')
@@ -201,6 +202,7 @@ int router_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (cookie_header(r, &cookies) != 0)
         return 0;
     r->next = hit->fn;
+    r->auth_start_ns = hist_now_ns();
     tess_auth_check(tess_deploy_loop_auth(th->sessions), cookies, tess_now_ms(), on_auth, req_suspend(r));
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "app/appdb.h"
 #include "app/config.h"
 #include "app/passwords.h"
+#include "server/hist.h"
 #include "server/httpstats.h"
 #include "server/log.h"
 #include "server/loop_h2o.h"
@@ -69,6 +70,9 @@ struct server_thread {
     bus_inbox_t inbox;               /* change events for this loop (bus.c) */
     push_loop_t *push;               /* this loop's waiters (push.c) */
     httpstats_t http;                /* requests by route and status class (this loop writes, /metrics reads) */
+    h2o_socket_t *metrics_listener;  /* --metrics-listen's socket, thread 0 only (loops.c) */
+    h2o_accept_ctx_t metrics_accept; /* its accept context: the metrics host alone */
+    hist_t auth_hist;                /* session check durations (router.c; this loop writes, /metrics reads) */
 };
 
 struct server {
@@ -81,6 +85,7 @@ struct server {
     meta_cache_t *meta;       /* rendered pre-chat meta (poll.c), shared; NULL when not cached */
     server_thread_t *threads; /* cfg.threads of them */
     addr_limit_t *addr_conns; /* open connections per client address (limits.h); NULL: no bound */
+    h2o_hostconf_t *mhost[2]; /* --metrics-listen: its host (/metrics alone), NULL-terminated */
     atomic_int stopping;      /* set by SIGTERM/SIGINT */
 };
 
@@ -99,5 +104,7 @@ void loops_close(server_t *srv);                                        /* frees
 
 /* metrics.c: the Prometheus text of the process's counters, in the request pool. */
 h2o_iovec_t metrics_text(server_t *srv, h2o_mem_pool_t *pool);
+/* With --metrics-listen: registers the host its listener serves (/metrics, JSON 404 for any other path). */
+void metrics_register(server_t *srv);
 
 #endif

@@ -55,7 +55,7 @@ class Cli(ServerTestCase):
         r = self.run_bin("serve", "--help")
         self.assertEqual(r.returncode, 0, r)
         out = (r.stdout + r.stderr).decode()
-        for word in ("--listen", "--database", "--strategy", "--threads", "TESSERA_LISTEN", "DATABASE_URL",
+        for word in ("--listen", "--metrics-listen", "TESSERA_METRICS_LISTEN", "--database", "--strategy", "--threads", "TESSERA_LISTEN", "DATABASE_URL",
                      "SESSION_STRATEGY", "SESSION_SECRET", "SESSION_TTL", "SESSION_COOKIE", "TESSERA_ENV"):
             self.assertIn(word, out, f"`tessera serve --help` does not document {word}")
 
@@ -72,6 +72,12 @@ class Cli(ServerTestCase):
             ("listen garbage", with_("--listen", "nope"), {}),
             ("listen port out of range", with_("--listen", "127.0.0.1:99999"), {}),
             ("listen no port", with_("--listen", "127.0.0.1:"), {}),
+            ("metrics listen garbage", ok + ["--metrics-listen", "nope"], {}),
+            ("metrics listen port zero", ok + ["--metrics-listen", "127.0.0.1:0"], {}),
+            ("metrics listen port out of range", ok + ["--metrics-listen", "127.0.0.1:70000"], {}),
+            ("metrics listen empty", ok + ["--metrics-listen", ""], {}),
+            ("metrics listen on the main port", ok + ["--metrics-listen", f"127.0.0.1:{port}"], {}),
+            ("metrics listen garbage in env", ok, {"TESSERA_METRICS_LISTEN": ":9100x"}),
             ("unknown strategy", with_("--strategy", "bogus"), {}),
             ("bad database URL", with_("--database", "mysql://localhost/x"), {}),
             ("empty database URL", with_("--database", ""), {}),

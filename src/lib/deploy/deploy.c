@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "cache/dbwatch.h"
 #include "redis/rconn.h"
 #include "tessera/coherence.h"
@@ -63,6 +64,7 @@ struct tess_deploy_loop {
     tess_loop_t *loop;             /* its loop */
     tess_redis_t *redis;           /* the loop's shared Redis connection (with Redis) */
     tess_store_t *store;           /* session store (NULL for tokens) */
+    tess_store_t *timed;           /* its timing view, the strategy's store (tess_timedstore_open) */
     tess_store_t *fallback_store;  /* migration: the fallback's store */
     tess_jwt_t *jwt;               /* JWT verifier */
     tess_jwe_t *jwe;               /* JWE decrypter (a nextauth / authjs format) */
@@ -620,6 +622,10 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
     }
     if ((rc = open_store(l, d->w, 1, &l->store, err, errcap)) != 0)
         goto fail;
+    if (l->store != NULL && (rc = tess_timedstore_open(&l->timed, l->store)) != 0) {
+        snprintf(err, errcap, "cannot set up the session store: %s", tess_strerror(rc));
+        goto fail;
+    }
     if ((rc = tess_jwt_new(&l->jwt, d->o.secrets, &jo)) != 0) {
         snprintf(err, errcap, "cannot set up JWT verification: %s", tess_strerror(rc));
         goto fail;
@@ -642,7 +648,7 @@ int tess_deploy_loop_open(tess_deploy_loop_t **out, tess_deploy_t *d, tess_loop_
     ac.policy = d->o.policy;
     ac.cookie_name = tess_str(d->cookie_name);
     ac.format = nextauth_tables(d) ? d->o.format : TESS_FORMAT_EXPRESS;
-    ac.store = l->store;
+    ac.store = l->timed;
     ac.cache = d->cache;
     ac.jwt = l->jwt;
     ac.jwe = l->jwe;
@@ -707,6 +713,7 @@ void tess_deploy_loop_close(tess_deploy_loop_t *l)
     tess_jwt_free(l->jwt);
     tess_jwe_free(l->jwe);
     tess_store_close(l->store);
+    tess_store_close(l->timed); /* after the store: its last callbacks pass through the view */
     free(l);
 }
 
@@ -783,6 +790,7 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
             out->store.gets += ss.gets;
             out->store.writes += ss.writes;
             out->store.errors += ss.errors;
+            tess_timedstore_latency(l->timed, &out->store_latency);
         }
         if (l->store != NULL && d->w->l2 && has_redis(d)) {
             tess_l2_stats_t l2;
@@ -794,6 +802,16 @@ void tess_deploy_stats(tess_deploy_t *d, tess_deploy_stats_t *out)
         }
     }
     pthread_mutex_unlock(&d->lock);
+    for (int b = 0; b < TESS__BACKENDS; ++b) {
+        tess_backend_stats_t *bs = b == TESS__BACKEND_REDIS ? &out->redis : &out->postgres;
+        bs->errors = atomic_load_explicit(&tess__backends[b].errors, memory_order_relaxed);
+        bs->timeouts = atomic_load_explicit(&tess__backends[b].timeouts, memory_order_relaxed);
+        bs->reconnects = atomic_load_explicit(&tess__backends[b].reconnects, memory_order_relaxed);
+    }
+    if (d->w->store == STORE_REDIS)
+        out->store_kind = "redis";
+    else if (d->w->store == STORE_DATABASE)
+        out->store_kind = strncmp(d->database_url, "sqlite:", 7) == 0 ? "sqlite" : "postgres";
     if (d->cache != NULL) {
         out->has_cache = 1;
         tess_cache_get_stats(d->cache, &out->cache);

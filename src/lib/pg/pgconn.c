@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backends.h"
 #include "tessera/pgconn.h"
 #include "tessera/common.h"
 #include "tessera/error.h"
@@ -66,6 +67,7 @@ struct tess_pgconn {
     unsigned gen;                        /* bumped on every teardown */
     int depth;                           /* nesting of entry points */
     int closed;                          /* tess_pgconn_close was called */
+    int ever_up;                         /* connected once: a call refused later is an outage's */
     char last_error[256];                /* last connection-level error, for diagnostics */
     void (*on_state)(void *arg, int up); /* see tess_pgconn_opts_t */
     void (*on_notify)(void *arg, const char *channel, const char *payload); /* idem */
@@ -185,6 +187,8 @@ int tess_pgconn_map_error(const PGresult *res)
 /* Completes one detached query. */
 static void complete(tess_pgconn_t *c, pg_query_t *q, int rc, const PGresult *res)
 {
+    if (!c->closed && (rc == TESS_EUNAVAIL || rc == TESS_ETIMEOUT))
+        tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].errors);
     if (q->cb != NULL) {
         q->cb(q->arg, rc, res);
     } else if (rc != 0 && rc != TESS_EUNAVAIL && rc != TESS_ETIMEOUT) {
@@ -275,6 +279,8 @@ static void teardown(tess_pgconn_t *c, int rc)
     pg_query_t *q = c->head;
     int was_up = c->state == ST_CONNECTED;
 
+    if (!c->closed)
+        tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].errors); /* the connection failed or was lost */
     c->head = c->tail = NULL;
     c->n_pending = 0;
     c->gen++;
@@ -356,6 +362,7 @@ static void connected(tess_pgconn_t *c)
         return;
     }
     c->state = ST_CONNECTED;
+    c->ever_up = 1;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->last_error[0] = '\0';
     c->timer_armed = 0;
@@ -535,9 +542,11 @@ static void on_timer(void *arg)
     c->timer_armed = 0;
     if (c->state == ST_CONNECTING && now >= c->connect_deadline) {
         set_error(c, "connecting", "timed out");
+        tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].timeouts);
         teardown(c, TESS_EUNAVAIL);
     } else if (c->state == ST_CONNECTED && c->head != NULL && now >= c->head->deadline) {
         set_error(c, "query", "timed out");
+        tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].timeouts);
         teardown(c, TESS_ETIMEOUT);
     } else {
         timer_arm(c);
@@ -549,6 +558,7 @@ static void on_retry(void *arg)
 {
     tess_pgconn_t *c = arg;
     enter(c);
+    tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].reconnects);
     start_connect(c);
     leave(c);
 }
@@ -629,6 +639,8 @@ int tess_pgconn_query(tess_pgconn_t *c, int stmt, const tess_pgconn_param_t *par
     if (c == NULL || c->closed || cb == NULL || stmt < 0 || stmt >= c->n_stmts || nparams != c->stmts[stmt].nparams)
         return TESS_EINVAL;
     if (c->state != ST_CONNECTED) {
+        if (c->ever_up || c->state != ST_CONNECTING) /* not the first connect still under way */
+            tess__backend_count(&tess__backends[TESS__BACKEND_POSTGRES].errors);
         cb(arg, TESS_EUNAVAIL, NULL); /* `c` may be gone now: touch nothing */
         return 0;
     }

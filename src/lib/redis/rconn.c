@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "redis/rconn.h"
 #include "tessera/redis.h"
 #include "tessera/encoding.h"
@@ -234,6 +235,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         /* hiredis frees the context after this returns, without a disconnect callback. */
         c->ac = NULL;
         set_up(c, 0);
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors);
         schedule_reconnect(c);
         return;
     }
@@ -250,6 +252,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (c->ac == ac)
         c->ac = NULL;
     set_up(c, 0);
+    tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors); /* the connection was lost */
     schedule_reconnect(c);
 }
 
@@ -282,8 +285,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
 
     unlink_head(c, cmd);
-    if (reply == NULL)
+    if (reply == NULL) {
         rc = c->timed_out ? TESS_ETIMEOUT : TESS_EUNAVAIL;
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors);
+    }
     if (cmd->cb != NULL) {
         cmd->cb(cmd->arg, rc, reply);
     } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
@@ -340,6 +345,7 @@ static void connect_now(tess__rconn_t *c)
     if (ac == NULL || ac->err) {
         if (ac != NULL)
             redisAsyncFree(ac);
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors);
         schedule_reconnect(c);
         return;
     }
@@ -380,8 +386,10 @@ static void connect_now(tess__rconn_t *c)
 static void on_reconnect(void *arg)
 {
     tess__rconn_t *c = arg;
-    if (c->ac == NULL)
+    if (c->ac == NULL) {
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].reconnects);
         connect_now(c);
+    }
 }
 
 /* Drops the connection: every pending command completes with an error, reconnect follows. */
@@ -391,6 +399,8 @@ static void drop(tess__rconn_t *c, int timed_out)
     if (ac == NULL)
         return;
     c->timed_out = timed_out;
+    if (timed_out)
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].timeouts);
     c->ac = NULL;
     ac->data = NULL; /* the reconnect is scheduled here, not by the disconnect callback */
     set_up(c, 0);
@@ -512,11 +522,13 @@ int tess__rconn_command(tess__rconn_t *c, tess__rconn_cb cb, void *arg, int argc
                         const size_t *argvlen)
 {
     if (c->ac == NULL) {
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors);
         cb(arg, TESS_EUNAVAIL, NULL); /* fail fast while down: the caller answers 503 at once */
         return 0;
     }
     /* Up, or connecting: hiredis sends it once connected; the watchdog bounds the wait either way. */
     if (send_argv(c, cb, arg, argc, argv, argvlen) != 0) {
+        tess__backend_count(&tess__backends[TESS__BACKEND_REDIS].errors);
         cb(arg, TESS_EUNAVAIL, NULL);
         return 0;
     }
