@@ -91,8 +91,8 @@ static const char *const migrations[] = {
     " w.last_message_id FROM prechat w WHERE w.id = p_id AND NOT EXISTS (SELECT 1 FROM upd);"
     " END $$;",
     /* 6: the visitor of a waiting pre-chat left a message (POST .../leave), and the contact given with it */
-    "ALTER TABLE prechat ADD COLUMN left_message boolean NOT NULL DEFAULT false;"
-    "ALTER TABLE prechat ADD COLUMN contact text;",
+    ("ALTER TABLE prechat ADD COLUMN left_message boolean NOT NULL DEFAULT false;"
+     "ALTER TABLE prechat ADD COLUMN contact text;"),
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
