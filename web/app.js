@@ -389,6 +389,7 @@
     meta: null,
     topic: '',
     left: false, // this visitor left a message in this chat (the leave form stays hidden)
+    leaveOpen: false, // the leave form is open (by the visitor, or by the wait timeout's offer)
   };
 
   function ordinal(n) {
@@ -421,8 +422,12 @@
     if (meta.status === 'waiting' && typeof eta === 'number' && eta >= 0)
       etaText = eta < 60 ? 'Estimated wait: under a minute' : `Estimated wait: about ${Math.round(eta / 60)} min`;
     setText('chat-eta', etaText);
-    // After the wait timeout the visitor may leave a message (once; the pre-chat stays in the queue).
-    $('leave-form').hidden = !(meta.status === 'waiting' && !agent && meta.offerLeaveMessage === true && !chat.left);
+    // A waiting visitor may leave a message at any time (no agent online, or no wish to wait): behind a
+    // button, opened by itself once the wait timeout offers it (once; the pre-chat stays in the queue).
+    const mayLeave = meta.status === 'waiting' && !agent && !chat.left;
+    if (mayLeave && meta.offerLeaveMessage === true) chat.leaveOpen = true;
+    $('leave-form').hidden = !(mayLeave && chat.leaveOpen);
+    $('leave-open').hidden = !(mayLeave && !chat.leaveOpen);
     const closed = meta.status === 'closed';
     $('chat-form').hidden = closed;
     $('chat-close').hidden = closed;
@@ -476,6 +481,7 @@
     chat.lastId = 0;
     chat.meta = null;
     chat.left = false;
+    chat.leaveOpen = false;
     sessionStorage.setItem('tessera.chat', String(id));
     $('chat-messages').textContent = '';
     setText('chat-error', '');
@@ -767,6 +773,13 @@
     }
   });
 
+  $('leave-open').addEventListener('click', () => {
+    chat.leaveOpen = true;
+    $('leave-open').hidden = true;
+    $('leave-form').hidden = false;
+    $('leave-message').focus();
+  });
+
   $('leave-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const message = $('leave-message').value.trim();
@@ -783,6 +796,7 @@
       if (r.status === 200 || r.status === 409) {
         chat.left = true; // 409: left already, or an agent joined meanwhile
         $('leave-form').hidden = true;
+        $('leave-open').hidden = true;
       } else {
         setText('leave-error', errorText(r, 'Could not leave the message.'));
       }

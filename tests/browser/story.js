@@ -162,6 +162,8 @@ async function main() {
     check(await alice.evaluate(() => document.activeElement.id === 'chat-input'), 'the message input has focus');
     const ring = await alice.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
     check(ring !== 'none', `a visible focus ring (outline ${ring})`);
+    // Whether or not an agent is online, a waiting visitor can leave a message instead of waiting.
+    await carol.getByRole('button', { name: 'Leave a message instead' }).waitFor({ timeout: T });
     step('visitors wait: carol next, alice 2nd (alice keyboard only, with a focus ring)');
     await shot(alice, 'visitor-waiting');
 
