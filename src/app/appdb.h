@@ -48,6 +48,16 @@ typedef struct appdb_prechat {
                                           waits (joined - created), ms; -1 when there is none or it is not waiting */
 } appdb_prechat_t;
 
+/* One step of the pre-chat timeouts (prechat_sweep); a cut-off of 0 skips its kind. */
+typedef struct appdb_sweep {
+    int64_t idle_before_ms;  /* active ones not updated since then are closed with idle_note */
+    int64_t close_before_ms; /* waiting ones created before then, without a left message, closed with wait_note */
+    int64_t wait_before_ms;  /* waiting ones created before then are marked wait_offered (once) */
+    tess_str_t idle_note;    /* the system message of an idle close */
+    tess_str_t wait_note;    /* the system message of a waiting close */
+    size_t limit;            /* rows of each kind per step */
+} appdb_sweep_t;
+
 #define APP_WAIT_SAMPLES 20 /* recent joins the wait estimate is the median of */
 
 typedef struct appdb_message {
@@ -100,14 +110,15 @@ typedef struct appdb_ops {
                        int64_t now_ms, appdb_cb cb, void *arg);
     int (*messages_list)(appdb_t *db, int64_t prechat_id, int64_t after, size_t limit, appdb_cb cb, void *arg);
     /*
-     * The timeouts, one bounded step (at most `limit` rows of each kind): active pre-chats not updated since
-     * `idle_before_ms` are closed with a system message `note` (sender: their agent, role "system") in one
-     * atomic step each; waiting ones created before `wait_before_ms` and not yet marked get marked (once). A
-     * cut-off of 0 skips that kind. Answers the changed rows (prechats: id and the new status; n_prechats).
+     * The timeouts, one bounded step (at most `limit` rows of each kind, see appdb_sweep_t) in one transaction:
+     * active pre-chats not updated since `idle_before_ms` are closed with the system message `idle_note`
+     * (sender: their agent, role "system"); waiting ones created before `close_before_ms` without a left
+     * message are closed with `wait_note` (sender: their visitor); waiting ones created before
+     * `wait_before_ms` and not yet marked get marked (once). A cut-off of 0 skips that kind. Answers the
+     * changed rows (prechats: id, the new status, agent_id: 0 for one closed from the queue; n_prechats).
      * Safe when several instances sweep at once: a row is changed by one of them.
      */
-    int (*prechat_sweep)(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
-                         int64_t now_ms, appdb_cb cb, void *arg);
+    int (*prechat_sweep)(appdb_t *db, const appdb_sweep_t *sw, int64_t now_ms, appdb_cb cb, void *arg);
     /*
      * The visitor of a waiting pre-chat leaves a message: the message (sender `visitor_id`, role "visitor") and
      * `contact` are stored and the pre-chat marked left_message, in one atomic step; it stays waiting. rc only:

@@ -190,6 +190,11 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
      * system message; waiting ones past the wait cut-off are marked once. A cut-off of 0 matches nothing.
      * Answers (id, new status) per changed row.
      */
+    /*
+     * Idle active ones closed with $3, never-joined waiting ones without a left message closed with $7
+     * (before $6), the remaining long-waiting ones marked. The mark skips the rows closed here: two updates of
+     * one row in one statement would leave only one of them.
+     */
     [Q_SWEEP] = {"WITH idle AS (SELECT id, coalesce(agent_id, visitor_id) AS sender FROM prechat"
                  " WHERE status = 'active' AND updated_at < $1::bigint ORDER BY id LIMIT $4::bigint"
                  " FOR UPDATE SKIP LOCKED),"
@@ -197,12 +202,21 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
                  " SELECT id, sender, 'system', $3, $5::bigint FROM idle RETURNING id, prechat_id),"
                  " cl AS (UPDATE prechat p SET status = 'closed', updated_at = $5::bigint,"
                  " message_count = p.message_count + 1, last_message_id = note.id FROM note"
-                 " WHERE p.id = note.prechat_id RETURNING p.id),"
+                 " WHERE p.id = note.prechat_id RETURNING p.id, coalesce(p.agent_id, 0) AS agent),"
+                 " wc AS (SELECT id, visitor_id AS sender FROM prechat WHERE status = 'waiting' AND NOT left_message"
+                 " AND created_at < $6::bigint ORDER BY id LIMIT $4::bigint FOR UPDATE SKIP LOCKED),"
+                 " wnote AS (INSERT INTO message (prechat_id, sender_id, sender_role, body, created_at)"
+                 " SELECT id, sender, 'system', $7, $5::bigint FROM wc RETURNING id, prechat_id),"
+                 " wcl AS (UPDATE prechat p SET status = 'closed', updated_at = $5::bigint,"
+                 " message_count = p.message_count + 1, last_message_id = wnote.id FROM wnote"
+                 " WHERE p.id = wnote.prechat_id RETURNING p.id),"
                  " w AS (SELECT id FROM prechat WHERE status = 'waiting' AND NOT wait_offered"
-                 " AND created_at < $2::bigint ORDER BY id LIMIT $4::bigint FOR UPDATE SKIP LOCKED),"
+                 " AND created_at < $2::bigint AND id NOT IN (SELECT id FROM wc)"
+                 " ORDER BY id LIMIT $4::bigint FOR UPDATE SKIP LOCKED),"
                  " off AS (UPDATE prechat p SET wait_offered = true FROM w WHERE p.id = w.id RETURNING p.id)"
-                 " SELECT id, 'closed' FROM cl UNION ALL SELECT id, 'waiting' FROM off",
-                 5},
+                 " SELECT id, 'closed', agent FROM cl UNION ALL SELECT id, 'closed', 0 FROM wcl"
+                 " UNION ALL SELECT id, 'waiting', 0 FROM off",
+                 7},
     [Q_PING] = {"SELECT 1", 0},
     [Q_PUBLISH] = {"SELECT pg_notify('" APP_PG_CHANNEL "', $1)", 1},
 };
@@ -356,6 +370,7 @@ static void on_done(void *arg, int rc, const PGresult *pgres)
         for (int i = 0; i < n; ++i) {
             res.prechats[i].id = col_i64(pgres, i, 0);
             copy_text(res.prechats[i].status, sizeof(res.prechats[i].status), pgres, i, 1);
+            res.prechats[i].agent_id = col_i64(pgres, i, 2);
             res.prechats[i].wait_estimate_ms = -1;
         }
         res.n_prechats = (size_t)n;
@@ -456,18 +471,19 @@ static int op_prechat_join(appdb_t *db, int64_t id, int64_t agent_id, int64_t ma
     return start(db, Q_JOIN, p, 4, cb, arg);
 }
 
-static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
-                            int64_t now_ms, appdb_cb cb, void *arg)
+static int op_prechat_sweep(appdb_t *db, const appdb_sweep_t *sw, int64_t now_ms, appdb_cb cb, void *arg)
 {
-    tess_pgconn_param_t p[5];
-    if (note.len > APP_BODY_MAX)
+    tess_pgconn_param_t p[7];
+    if (sw->idle_note.len > APP_BODY_MAX || sw->wait_note.len > APP_BODY_MAX)
         return TESS_ETOOBIG;
-    tess_pgconn_param_i64(&p[0], idle_before_ms);
-    tess_pgconn_param_i64(&p[1], wait_before_ms);
-    tess_pgconn_param_str(&p[2], note.ptr, note.len);
-    tess_pgconn_param_i64(&p[3], (int64_t)(limit > APP_LIST_MAX ? APP_LIST_MAX : limit));
+    tess_pgconn_param_i64(&p[0], sw->idle_before_ms);
+    tess_pgconn_param_i64(&p[1], sw->wait_before_ms);
+    tess_pgconn_param_str(&p[2], sw->idle_note.ptr, sw->idle_note.len);
+    tess_pgconn_param_i64(&p[3], (int64_t)(sw->limit > APP_LIST_MAX ? APP_LIST_MAX : sw->limit));
     tess_pgconn_param_i64(&p[4], now_ms);
-    return start(db, Q_SWEEP, p, 5, cb, arg);
+    tess_pgconn_param_i64(&p[5], sw->close_before_ms);
+    tess_pgconn_param_str(&p[6], sw->wait_note.ptr, sw->wait_note.len);
+    return start(db, Q_SWEEP, p, 7, cb, arg);
 }
 
 static int op_prechat_leave(appdb_t *db, int64_t id, int64_t visitor_id, tess_str_t contact, tess_str_t body,

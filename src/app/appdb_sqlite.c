@@ -129,6 +129,7 @@ enum {
     Q_SWEEP_IDLE,
     Q_SWEEP_NOTE,
     Q_SWEEP_WAIT,
+    Q_SWEEP_WAIT_CLOSE,
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
@@ -171,12 +172,16 @@ static const char *const queries[Q__COUNT] = {
     [Q_MSG_LIST] = "SELECT id, prechat_id, sender_id, sender_role, body, created_at FROM message"
                    " WHERE prechat_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [Q_SWEEP_IDLE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id IN (SELECT id FROM prechat"
-                     " WHERE status = 'active' AND updated_at < ?1 ORDER BY id LIMIT ?3) RETURNING id",
+                     " WHERE status = 'active' AND updated_at < ?1 ORDER BY id LIMIT ?3) RETURNING id, agent_id",
     [Q_SWEEP_NOTE] = "INSERT INTO message(prechat_id, sender_id, sender_role, body, created_at)"
                      " SELECT id, coalesce(agent_id, visitor_id), 'system', ?2, ?3 FROM prechat WHERE id = ?1",
     [Q_SWEEP_WAIT] = "UPDATE prechat SET wait_offered = 1 WHERE id IN (SELECT id FROM prechat"
                      " WHERE status = 'waiting' AND wait_offered = 0 AND created_at < ?1 ORDER BY id LIMIT ?2)"
                      " RETURNING id",
+    /* Never joined, and no left message (that one waits for the agents however long it takes). */
+    [Q_SWEEP_WAIT_CLOSE] = "UPDATE prechat SET status = 'closed', updated_at = ?2 WHERE id IN (SELECT id FROM prechat"
+                           " WHERE status = 'waiting' AND left_message = 0 AND created_at < ?1 ORDER BY id LIMIT ?3)"
+                           " RETURNING id, 0",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -617,6 +622,8 @@ static int sweep_collect(sqlite3_stmt *st, appdb_prechat_t *rows, size_t *n, siz
             continue; /* the statement's LIMIT keeps within cap; never drop a step half done */
         memset(&rows[*n], 0, sizeof(rows[*n]));
         rows[*n].id = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_count(st) > 1)
+            rows[*n].agent_id = sqlite3_column_int64(st, 1); /* a closed one: 0 when it never left the queue */
         snprintf(rows[*n].status, sizeof(rows[*n].status), "%s", status);
         rows[*n].wait_estimate_ms = -1;
         ++*n;
@@ -625,52 +632,72 @@ static int sweep_collect(sqlite3_stmt *st, appdb_prechat_t *rows, size_t *n, siz
     return src == SQLITE_DONE ? 0 : map_err(src);
 }
 
-static int op_prechat_sweep(appdb_t *db, int64_t idle_before_ms, int64_t wait_before_ms, tess_str_t note, size_t limit,
-                            int64_t now_ms, appdb_cb cb, void *arg)
+/* Each closed one in rows[from..to) gets its system note, counted like any message. */
+static int sweep_notes(appdb_sqlite_t *s, const appdb_prechat_t *rows, size_t from, size_t to, tess_str_t note,
+                       int64_t now_ms)
 {
-    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
-    appdb_result_t res = {0};
-    appdb_prechat_t *rows = NULL;
-    size_t n = 0, n_idle;
     sqlite3_stmt *st;
     int rc;
-
-    if (note.len > APP_BODY_MAX)
-        return TESS_ETOOBIG;
-    if (limit > APP_LIST_MAX)
-        limit = APP_LIST_MAX;
-    if ((rows = calloc(2 * limit + 1, sizeof(*rows))) == NULL)
-        return TESS_ENOMEM;
-    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
-        goto out;
-    if (idle_before_ms > 0) {
-        st = stmt(s, Q_SWEEP_IDLE);
-        sqlite3_bind_int64(st, 1, idle_before_ms);
-        sqlite3_bind_int64(st, 2, now_ms);
-        sqlite3_bind_int64(st, 3, (int64_t)limit);
-        if ((rc = sweep_collect(st, rows, &n, limit, "closed")) != 0)
-            goto rollback;
-    }
-    n_idle = n;
-    for (size_t i = 0; i < n_idle; ++i) { /* each closed one gets its note, counted like any message */
+    for (size_t i = from; i < to; ++i) {
         st = stmt(s, Q_SWEEP_NOTE);
         sqlite3_bind_int64(st, 1, rows[i].id);
         sqlite3_bind_text(st, 2, note.ptr, (int)note.len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now_ms);
         if ((rc = exec_stmt(st)) != 0)
-            goto rollback;
+            return rc;
         st = stmt(s, Q_MSG_BUMP);
         sqlite3_bind_int64(st, 1, rows[i].id);
         sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(s->db));
         sqlite3_bind_int64(st, 3, now_ms);
         if ((rc = exec_stmt(st)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int op_prechat_sweep(appdb_t *db, const appdb_sweep_t *sw, int64_t now_ms, appdb_cb cb, void *arg)
+{
+    appdb_sqlite_t *s = (appdb_sqlite_t *)db;
+    appdb_result_t res = {0};
+    appdb_prechat_t *rows = NULL;
+    size_t n = 0, n_idle, limit = sw->limit;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sw->idle_note.len > APP_BODY_MAX || sw->wait_note.len > APP_BODY_MAX)
+        return TESS_ETOOBIG;
+    if (limit > APP_LIST_MAX)
+        limit = APP_LIST_MAX;
+    if ((rows = calloc(3 * limit + 1, sizeof(*rows))) == NULL)
+        return TESS_ENOMEM;
+    if ((rc = exec_stmt(stmt(s, Q_BEGIN))) != 0)
+        goto out;
+    if (sw->idle_before_ms > 0) {
+        st = stmt(s, Q_SWEEP_IDLE);
+        sqlite3_bind_int64(st, 1, sw->idle_before_ms);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, limit, "closed")) != 0)
             goto rollback;
     }
-    if (wait_before_ms > 0) {
+    if ((rc = sweep_notes(s, rows, 0, n, sw->idle_note, now_ms)) != 0)
+        goto rollback;
+    n_idle = n;
+    if (sw->close_before_ms > 0) { /* before the offer: one closed now is not offered too */
+        st = stmt(s, Q_SWEEP_WAIT_CLOSE);
+        sqlite3_bind_int64(st, 1, sw->close_before_ms);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, (int64_t)limit);
+        if ((rc = sweep_collect(st, rows, &n, n_idle + limit, "closed")) != 0)
+            goto rollback;
+    }
+    if ((rc = sweep_notes(s, rows, n_idle, n, sw->wait_note, now_ms)) != 0)
+        goto rollback;
+    if (sw->wait_before_ms > 0) {
         st = stmt(s, Q_SWEEP_WAIT);
-        sqlite3_bind_int64(st, 1, wait_before_ms);
+        sqlite3_bind_int64(st, 1, sw->wait_before_ms);
         sqlite3_bind_int64(st, 2, (int64_t)limit);
-        if ((rc = sweep_collect(st, rows, &n, n_idle + limit, "waiting")) != 0)
+        if ((rc = sweep_collect(st, rows, &n, n + limit, "waiting")) != 0)
             goto rollback;
     }
     if ((rc = exec_stmt(stmt(s, Q_COMMIT))) != 0)

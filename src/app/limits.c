@@ -44,6 +44,9 @@ static const setting_t settings[TESS_LIMITS_COUNT] = {
      "seconds an active pre-chat may go without a message before it is closed (0: never)"},
     {"prechat-wait-timeout", "TESSERA_PRECHAT_WAIT_TIMEOUT", 0, 30 * 86400, 600, F(prechat_wait_timeout_s),
      "seconds of waiting after which the visitor is offered to leave a message (0: never)"},
+    {"prechat-wait-close", "TESSERA_PRECHAT_WAIT_CLOSE", 0, 30 * 86400, 3600, F(prechat_wait_close_s),
+     "seconds of waiting (never joined, no left message) after which the pre-chat is closed (0: never;"
+     " above prechat-wait-timeout)"},
 };
 
 void tess_limits_options(struct option *opts, int first_val)
@@ -71,6 +74,12 @@ int tess_limits_load(tess_limits_t *l, const char *const flags[TESS_LIMITS_COUNT
                      from, tess_config_shown(v), (long long)s->min, (long long)s->max);
             return -1;
         }
+    }
+    if (l->prechat_wait_close_s > 0 && l->prechat_wait_timeout_s > 0 &&
+        l->prechat_wait_close_s <= l->prechat_wait_timeout_s) {
+        snprintf(err, errcap, "prechat-wait-close (%lld) must be greater than prechat-wait-timeout (%lld), or 0",
+                 (long long)l->prechat_wait_close_s, (long long)l->prechat_wait_timeout_s);
+        return -1;
     }
     return 0;
 }

@@ -24,9 +24,10 @@ typedef struct tess_limits {
     int64_t agent_max_chats;         /* active pre-chats one agent holds at once (409 on the join beyond) */
     int64_t prechat_idle_timeout_s;  /* an active pre-chat without a message this long is closed; 0 off */
     int64_t prechat_wait_timeout_s;  /* a pre-chat waiting this long is offered to leave a message; 0 off */
+    int64_t prechat_wait_close_s;    /* ... and closed this long after creation, unless it has a left message */
 } tess_limits_t;
 
-#define TESS_LIMITS_COUNT 13 /* settings in tess_limits_t */
+#define TESS_LIMITS_COUNT 14 /* settings in tess_limits_t */
 
 /* Fills `opts[0..TESS_LIMITS_COUNT)` with the long options; option i returns `first_val + i`. */
 void tess_limits_options(struct option *opts, int first_val);

@@ -6,6 +6,9 @@
  *     closed meta, then end (push.c), as after POST .../close.
  *   - TESSERA_PRECHAT_WAIT_TIMEOUT: a waiting pre-chat not joined within it gets "offerLeaveMessage": true in
  *     its meta (poll.c renders it from created_at); the sweep marks it once in the store and pushes the meta.
+ *   - TESSERA_PRECHAT_WAIT_CLOSE (greater than the wait timeout): a pre-chat still waiting that long after its
+ *     creation is closed like an idle one, with "closed after N minutes without an agent" (its visitor the
+ *     sender), and the queue behind it moves up; one whose visitor left a message stays waiting.
  *
  * The store's sweep step is atomic and changes a row once, so several instances may sweep one database.
  */
@@ -17,7 +20,7 @@
 #define SWEEP_INTERVAL_MS 1000 /* a tick */
 #define SWEEP_BATCH 100        /* rows of each kind changed per tick at most */
 
-/* Starts the sweep on `th` (loop 0; nothing when both timeouts are 0). Called on th's thread or before it runs. */
+/* Starts the sweep on `th` (loop 0; nothing when all three timeouts are 0). Called on th's thread or before it runs. */
 void timeouts_start(server_thread_t *th);
 /* Stops it (th's thread): no tick after this; a step in flight completes without effect. */
 void timeouts_stop(server_thread_t *th);

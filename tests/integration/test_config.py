@@ -89,6 +89,9 @@ class Cli(ServerTestCase):
             ("production with one short secret of two", ok,
              {"TESSERA_ENV": "production", "SESSION_SECRET": "y" * 40 + "," + "z" * 31}),
             ("bad TTL", ok, {"SESSION_TTL": "soon", "SESSION_SECRET": "x" * 32}),
+            ("wait close not above the wait timeout", ok + ["--prechat-wait-timeout", "60", "--prechat-wait-close", "60"],
+             {}),
+            ("wait close below the default wait timeout in env", ok, {"TESSERA_PRECHAT_WAIT_CLOSE": "30"}),
             ("bad strategy in env", [a for a in ok if a not in ("--strategy", "db")], {"SESSION_STRATEGY": "nope"}),
         ]
         for label, args, env in cases:

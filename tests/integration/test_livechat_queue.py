@@ -18,6 +18,11 @@
   seconds without a message", then the closed meta, then the stream ends; the store holds it closed with that
   message. A waiting one gets "offerLeaveMessage": true pushed on its stream (still waiting); the join drops it.
   Every wait is on the condition, with a deadline.
+- WaitCloseSqlite / WaitClosePostgres (--prechat-wait-timeout 1, --prechat-wait-close 3): a pre-chat never
+  joined is closed by the sweep: the visitor's stream gets the closed meta and the system message "closed after
+  3 seconds without an agent", then ends; the agents' waiting-list long-poll answers without it; the store holds
+  it closed with that one message. One whose visitor left a message stays waiting (with its message, in the agents' list, joinable)
+  after a younger one was closed.
 - LeaveSqlite / LeavePostgres: POST /api/prechats/{id}/leave {"message", "contact"} by the visitor of a waiting
   pre-chat stores the message and the contact; the pre-chat stays waiting, marked "leftMessage" with its
   "contact" in the agents' waiting list; a second leave is 409; bad input: 401 no session, 403 an agent,
@@ -302,6 +307,83 @@ class TimeoutsSqlite(TimeoutsCase, ServerTestCase):
 
 
 class TimeoutsPostgres(TimeoutsCase, ServerTestCase):
+    setUpClass = classmethod(lambda cls: WaitPostgres.setUpClass.__func__(cls))
+    tearDownClass = classmethod(lambda cls: WaitPostgres.tearDownClass.__func__(cls))
+
+
+class WaitCloseCase(WaitCase):
+    """Mixed into a ServerTestCase; subclasses start cls.a with --prechat-wait-close CLOSE (offer at OFFER)."""
+
+    OFFER, CLOSE = 1, 3
+    LIMITS = {"prechat-idle-timeout": 0, "prechat-wait-timeout": OFFER, "prechat-wait-close": CLOSE}
+
+    @classmethod
+    def start_one(cls, database):
+        cls.a = cls.track_class(TesseraServer(strategy="db", database=database, limits=cls.LIMITS))
+        add_users(cls.a, ["alice", "bob", "carol"])
+        cls.a.start()
+        wait_events_flowing(cls.a)
+
+    test_1_median_of_recent_joins_pushed = None  # WaitCase's test needs a fresh store of its own
+
+    def messages(self, who, pid):
+        listed = self.assertStatus(who.get(f"/api/prechats/{pid}/messages"), 200, "messages").json()
+        return [(m["sender"], m["body"]) for m in (listed["messages"] if isinstance(listed, dict) else listed)]
+
+    def test_1_waiting_prechat_is_closed_with_a_note(self):
+        import json
+        import time
+        alice, carol = self.login("alice"), self.login("carol")
+        pid = self.open_prechat(alice)
+        vs = self.stream(alice, pid)
+        note = f"closed after {self.CLOSE} seconds without an agent"
+        # The agents' side: their waiting list, long-polled until the closed one leaves it.
+        r = self.assertStatus(carol.get("/api/prechats?status=waiting"), 200, "waiting list")
+        self.assertIn(pid, [p["id"] for p in r.json()["prechats"]])
+        deadline = time.monotonic() + self.CLOSE + ANSWER + 5
+        while pid in [p["id"] for p in r.json()["prechats"]]:
+            self.assertLess(time.monotonic(), deadline, "the closed pre-chat left the agents' waiting list")
+            r = carol.request("GET", "/api/prechats?status=waiting&wait=5", headers={"If-None-Match": r.header("ETag")})
+            if r.status == 304:
+                r = self.assertStatus(carol.get("/api/prechats?status=waiting"), 200, "waiting list")
+            self.assertStatus(r, 200, "waiting list long-poll")
+        vs.wait(lambda x: x.ended is not None, self.CLOSE + ANSWER + 5, "the stream's end after the waiting close")
+        msgs = [json.loads(b["data"]) for b in vs.events("message")]
+        self.assertEqual([(m["sender"], m["body"]) for m in msgs], [("system", note)], vs.describe())
+        metas = [json.loads(b["data"]) for b in vs.events("meta")]
+        self.assertEqual(metas[-1]["status"], "closed", vs.describe())
+        self.assertEqual(metas[-1]["lastMessageId"], msgs[-1]["id"])
+        self.assertEqual(self.assertStatus(alice.get(f"/api/prechats/{pid}"), 200, "get").json()["status"], "closed")
+        self.assertEqual(self.messages(alice, pid), [("system", note)])  # closed once, one note
+        self.assertStatus(carol.post(f"/api/prechats/{pid}/join"), 404, "a join of the closed one (not the agent's)")
+
+    def test_2_left_message_keeps_waiting(self):
+        import json
+        alice, bob, carol = self.login("alice"), self.login("bob"), self.login("carol")
+        kept = self.open_prechat(alice)
+        self.assertStatus(alice.post(f"/api/prechats/{kept}/leave", {"message": "call me", "contact": "a@example.org"}),
+                          200, "leave")
+        closed = self.open_prechat(bob)  # younger than `kept`: once it is closed, `kept` was swept past too
+        bs = self.stream(bob, closed)
+        bs.wait(lambda x: x.ended is not None, self.CLOSE + ANSWER + 5, "the other one closed")
+        self.assertEqual(json.loads(bs.events("meta")[-1]["data"])["status"], "closed", bs.describe())
+        got = self.assertStatus(alice.get(f"/api/prechats/{kept}"), 200, "get").json()
+        self.assertEqual((got["status"], got["leftMessage"]), ("waiting", True), got)
+        self.assertEqual(self.messages(alice, kept), [("visitor", "call me")])
+        listed = self.assertStatus(carol.get("/api/prechats?status=waiting"), 200, "waiting list").json()["prechats"]
+        self.assertEqual([p["id"] for p in listed if p["id"] in (kept, closed)], [kept], listed)
+        self.assertStatus(carol.post(f"/api/prechats/{kept}/join"), 200, "an agent still joins it")
+
+
+class WaitCloseSqlite(WaitCloseCase, ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.path = os.path.join(tempfile.mkdtemp(prefix="tessera-waitclose-"), "tessera.db")
+        cls.start_one(f"sqlite:{cls.path}")
+
+
+class WaitClosePostgres(WaitCloseCase, ServerTestCase):
     setUpClass = classmethod(lambda cls: WaitPostgres.setUpClass.__func__(cls))
     tearDownClass = classmethod(lambda cls: WaitPostgres.tearDownClass.__func__(cls))
 

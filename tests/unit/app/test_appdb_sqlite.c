@@ -419,8 +419,12 @@ static void test_join_capacity(void **state)
 static int sweep(fixture_t *f, int64_t idle_before, int64_t wait_before, size_t limit, int64_t now)
 {
     appdb_rec_clear(&f->r);
-    return finish(f, f->db->ops->prechat_sweep(f->db, idle_before, wait_before, tess_str("idle"), limit, now,
-                                               appdb_rec_cb, &f->r));
+    appdb_sweep_t sw = {.idle_before_ms = idle_before,
+                        .wait_before_ms = wait_before,
+                        .idle_note = tess_str("idle"),
+                        .wait_note = tess_str("no agent"),
+                        .limit = limit};
+    return finish(f, f->db->ops->prechat_sweep(f->db, &sw, now, appdb_rec_cb, &f->r));
 }
 
 /* The timeouts: idle active ones closed with a note (once), long-waiting ones marked (once), bounded per step. */
@@ -452,6 +456,44 @@ static void test_sweep(void **state)
     assert_int_equal(f->r.pc[0].id, d);
     assert_int_equal(sweep(f, 0, T0 + 4, 10, T0 + 104), 0);
     assert_int_equal(f->r.n_pc, 0);
+}
+
+/* The waiting close: never-joined ones without a left message closed with the note, before any mark. */
+static void test_sweep_wait_close(void **state)
+{
+    fixture_t *f = *state;
+    int64_t a = create_ok(f, "a", T0), b = create_ok(f, "b", T0 + 1), c = create_ok(f, "c", T0 + 2),
+            d = create_ok(f, "d", T0 + 50);
+    appdb_sweep_t sw = {.close_before_ms = T0 + 10,
+                        .wait_before_ms = T0 + 60,
+                        .wait_note = tess_str("no agent"),
+                        .idle_note = tess_str("idle"),
+                        .limit = 10};
+
+    assert_int_equal(join(f, b, T0 + 5), 0);
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->prechat_leave(f->db, c, f->visitor, tess_str("me@example.org"),
+                                                         tess_str("call me"), T0 + 6, appdb_rec_cb, &f->r)),
+                     0);
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->prechat_sweep(f->db, &sw, T0 + 100, appdb_rec_cb, &f->r)), 0);
+    assert_int_equal(f->r.n_pc, 3); /* a closed; c (left a message) and d only marked; b active */
+    assert_int_equal(f->r.pc[0].id, a);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(f->r.pc[0].agent_id, 0);
+    assert_int_equal(f->r.pc[1].id, c);
+    assert_string_equal(f->r.pc[1].status, "waiting");
+    assert_int_equal(f->r.pc[2].id, d);
+    assert_int_equal(get(f, a), 0);
+    assert_string_equal(f->r.pc[0].status, "closed");
+    assert_int_equal(f->r.pc[0].message_count, 1);
+    assert_int_equal(get(f, b), 0);
+    assert_string_equal(f->r.pc[0].status, "active");
+    assert_int_equal(get(f, c), 0);
+    assert_string_equal(f->r.pc[0].status, "waiting");
+    appdb_rec_clear(&f->r);
+    assert_int_equal(finish(f, f->db->ops->prechat_sweep(f->db, &sw, T0 + 101, appdb_rec_cb, &f->r)), 0);
+    assert_int_equal(f->r.n_pc, 0); /* once */
 }
 
 static void test_close(void **state)
@@ -691,6 +733,7 @@ int main(void)
         T(test_join),
         T(test_join_capacity),
         T(test_sweep),
+        T(test_sweep_wait_close),
         T(test_close),
         T(test_message_add),
         T(test_messages_list),
