@@ -716,10 +716,10 @@ class LookupCounting:
         self.assertEqual(d["tessera_store_gets_total"], 1, f"backend gets for {self.N} concurrent misses: {d}")
         self.assertEqual(d["tessera_l2_misses_total"], 1, d)
         self.assertEqual(d["tessera_l2_hits_total"], 0, d)
-        # the answer was written back to L2 (epoch-stamped)
-        # (a bound waited on: the write-back follows the replies, and a loaded CI machine once took over 2 s)
-        wait_until(lambda: (self.c.redis_cmd("GET", f"tessera:l2:{sid}") or b"").split(b":", 1)[0].isdigit(), 10,
-                   "the L2 copy written back")
+        # The answer is written back to L2 (epoch-stamped) right after it, but not asserted here: the login's own
+        # INSERT event reaches each instance's session-table watcher with a lag, and an INSERTED row drops any
+        # L2 copy by design (an INSERT OR REPLACE of another app is reported as an insert, so a copy may be
+        # stale); under load that DEL lands after the write-back. test_session_triggers covers the drop.
 
     def test_negative_cache_one_lookup_for_50_requests(self):
         b = self.c.b
