@@ -129,7 +129,9 @@ def markdown(data):
                f"`tessera serve --threads 1` on CPU {st['cpu_server']}, the load generators on CPU "
                f"{st['cpu_load']}, Redis and PostgreSQL on CPU {st['cpu_store']}. req/s: median of the passes "
                f"(min–max); latencies: wrk's, at {st['conns']} connections in flight (queueing included); CPU: "
-               f"utime+stime from /proc ÷ requests.")
+               f"utime+stime from /proc ÷ requests. cached: `CACHE_TTL={st.get('cache_ttl_s', 300)}`, longer than the "
+               f"run, so that no pass starts with entries aged out in the gap since the last (a poller polling "
+               f"steadily misses once per CACHE_TTL).")
     out.append("")
     if data["problems"]:
         out.append("## Problems (runs with errors are failures, not numbers)")

@@ -400,7 +400,11 @@ int tess_sqlite_connect(sqlite3 **out, const char *path, char *errbuf, size_t er
     sqlite3_busy_timeout(db, 5000);
     if (sqlite3_exec(db,
                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                     " PRAGMA temp_store = MEMORY",
+                     " PRAGMA temp_store = MEMORY;"
+                     /* Reads of the database file from the OS page cache without a pread() per page: a lookup of
+                        a random session misses the 2 MB page cache once the table outgrows it (1.1 us of 10 per
+                        lookup on 100,000 sessions). The mapping is shared by every connection to the file. */
+                     " PRAGMA mmap_size = 268435456",
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(errbuf, errcap, "cannot set up database %s: %s", path, msg != NULL ? msg : sqlite3_errmsg(db));
         rc = TESS_EIO;
