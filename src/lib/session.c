@@ -291,21 +291,49 @@ static int json_int(const cJSON *item, int64_t *v)
     return 0;
 }
 
-/* 1 when `cookie` (without "expires") is exactly what default_cookie() would write for `s`. */
+/*
+ * 1 when `cookie` (without "expires") is exactly what default_cookie() would write for `s`: the same five
+ * members with the same values, in any order. Read in place, with no tree built, since every lookup of a
+ * stored session asks it. A repeated member makes it "not the default" (kept in extra_json).
+ */
 static int cookie_is_default(const cJSON *cookie, const tess_session_t *s)
 {
-    cJSON *def = default_cookie(s), *mine;
-    int same = 0;
-    if (def == NULL)
-        return 0; /* keep it: losing attributes is worse than a little memory */
-    cJSON_DeleteItemFromObjectCaseSensitive(def, "expires");
-    if ((mine = cJSON_Duplicate(cookie, 1)) != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(mine, "expires");
-        same = cJSON_Compare(def, mine, 1);
+    static const char *const names[] = {"originalMaxAge", "secure", "httpOnly", "path", "sameSite"};
+    unsigned seen = 0;
+
+    for (const cJSON *m = cookie->child; m != NULL; m = m->next) {
+        size_t i;
+        int ok;
+        if (m->string == NULL)
+            return 0;
+        if (strcmp(m->string, "expires") == 0)
+            continue;
+        for (i = 0; i < sizeof(names) / sizeof(names[0]) && strcmp(m->string, names[i]) != 0; ++i)
+            ;
+        if (i == sizeof(names) / sizeof(names[0]) || (seen & (1u << i)) != 0)
+            return 0;
+        seen |= 1u << i;
+        switch (i) {
+        case 0: /* default_cookie() writes max_age_ms as a number, or null */
+            ok = s->max_age_ms > 0 ? cJSON_IsNumber(m) && m->valuedouble == (double)s->max_age_ms : cJSON_IsNull(m);
+            break;
+        case 1:
+            ok = cJSON_IsFalse(m);
+            break;
+        case 2:
+            ok = cJSON_IsTrue(m);
+            break;
+        case 3:
+            ok = cJSON_IsString(m) && strcmp(m->valuestring, "/") == 0;
+            break;
+        default:
+            ok = cJSON_IsString(m) && strcmp(m->valuestring, "lax") == 0;
+            break;
+        }
+        if (!ok)
+            return 0;
     }
-    cJSON_Delete(def);
-    cJSON_Delete(mine);
-    return same;
+    return seen == (1u << (sizeof(names) / sizeof(names[0]))) - 1;
 }
 
 int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint)

@@ -423,11 +423,60 @@ static void test_hostile_json(void **state)
     free(doc);
 }
 
+/* The cookie default_cookie() writes is dropped from extra_json in any member order; any difference keeps it. */
+static void test_default_cookie_dropped(void **state)
+{
+    static const struct {
+        const char *doc;
+        int dropped;
+    } cases[] = {
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"expires\":null,\"secure\":false,\"httpOnly\":true,\"path\":\"/\","
+         "\"sameSite\":\"lax\"},\"userId\":\"7\"}",
+         1},
+        {"{\"cookie\":{\"sameSite\":\"lax\",\"path\":\"/"
+         "\",\"httpOnly\":true,\"secure\":false,\"originalMaxAge\":60000},"
+         "\"userId\":\"7\"}",
+         1},
+        {"{\"cookie\":{\"originalMaxAge\":null,\"secure\":false,\"httpOnly\":true,\"path\":\"/\",\"sameSite\":\"lax\"},"
+         "\"userId\":\"7\"}",
+         1},
+        /* a member missing, one more, another value, a repeated member */
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"httpOnly\":true,\"path\":\"/"
+         "\",\"sameSite\":\"lax\"},\"userId\":\"7\"}",
+         0},
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"secure\":false,\"httpOnly\":true,\"path\":\"/\",\"sameSite\":\"lax\","
+         "\"domain\":\"a.example\"},\"userId\":\"7\"}",
+         0},
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"secure\":true,\"httpOnly\":true,\"path\":\"/\",\"sameSite\":\"lax\"},"
+         "\"userId\":\"7\"}",
+         0},
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"secure\":false,\"httpOnly\":true,\"path\":\"/"
+         "app\",\"sameSite\":\"lax\"},"
+         "\"userId\":\"7\"}",
+         0},
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"secure\":false,\"httpOnly\":true,\"path\":\"/\",\"path\":\"/\","
+         "\"sameSite\":\"lax\"},\"userId\":\"7\"}",
+         0},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        tess_session_t s;
+        assert_int_equal(tess_session_from_json(&s, TESS_STR_LIT("sid"), tess_str(cases[i].doc), NOW + DAY), 0);
+        if (cases[i].dropped)
+            assert_null(s.extra_json);
+        else
+            assert_non_null(s.extra_json != NULL ? strstr(s.extra_json, "\"cookie\"") : NULL);
+        tess_session_clear(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_defaults),
         cmocka_unit_test(test_init),
+        cmocka_unit_test(test_default_cookie_dropped),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_touch_throttle),
         cmocka_unit_test(test_touch_never_past_absolute),
