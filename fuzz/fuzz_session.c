@@ -4,6 +4,8 @@
  * First byte % 3:
  *   0  a connect-redis document (the expiry is the document's cookie.expires); whatever parses must
  *      serialize and parse again to the same modelled fields, and again after a touch moved its expiry;
+ *      and the in-place reader (session_flat.c) and the cJSON path agree on it: the same answer, the same
+ *      fields, extra_json the same JSON value;
  *   1  a Redis URL (NUL-terminated copy);
  *   2  a connect-pg-simple row: 8 bytes of the expire column (ms, little-endian; as the store reads it)
  *      then the sess document; the column, when positive, is the expiry.
@@ -13,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "check.h"
+#include "session_flat.h"
 #include "redis/rconn.h"
 #include "tessera/error.h"
 #include "tessera/session.h"
@@ -21,6 +26,38 @@
 #define NOW_MS INT64_C(1700000000000)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The document read by tess_session_from_json (the in-place reader first) and by the cJSON path alone. */
+static void fuzz_paths_agree(const char *in, size_t n, int64_t hint)
+{
+    tess_session_t a, b;
+    int ra = tess_session_from_json(&a, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), hint);
+    int rb = tess__session_from_json_cjson(&b, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), hint);
+
+    if (ra == TESS_ENOMEM || rb == TESS_ENOMEM)
+        goto out;
+    check(ra == rb);
+    if (ra == 0) {
+        check(strcmp(a.id, b.id) == 0 && strcmp(a.user_id, b.user_id) == 0 && strcmp(a.role, b.role) == 0);
+        check(a.expires_ms == b.expires_ms && a.absolute_expires_ms == b.absolute_expires_ms);
+        check(a.created_ms == b.created_ms && a.max_age_ms == b.max_age_ms);
+        check((a.extra_json == NULL) == (b.extra_json == NULL));
+        if (a.extra_json != NULL) {
+            /* Both printed by cJSON: one form per value, repeated members included (cJSON_Compare would
+               match a repeated member against the first of its name). */
+            cJSON *x = cJSON_Parse(a.extra_json), *y = cJSON_Parse(b.extra_json);
+            char *px = x != NULL ? cJSON_PrintUnformatted(x) : NULL, *py = y != NULL ? cJSON_PrintUnformatted(y) : NULL;
+            check(px != NULL && py != NULL && strcmp(px, py) == 0);
+            free(px);
+            free(py);
+            cJSON_Delete(x);
+            cJSON_Delete(y);
+        }
+    }
+out:
+    tess_session_clear(&a);
+    tess_session_clear(&b);
+}
 
 static void fuzz_session(const char *in, size_t n, int64_t hint)
 {
@@ -30,6 +67,7 @@ static void fuzz_session(const char *in, size_t n, int64_t hint)
     size_t len = 0;
     int rc;
 
+    fuzz_paths_agree(in, n, hint);
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     rc = tess_session_from_json(&a, TESS_STR_LIT("fuzzsid"), tess_strn(in, n), hint);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "identity.h"
+#include "session_flat.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -336,7 +337,32 @@ static int cookie_is_default(const cJSON *cookie, const tess_session_t *s)
     return seen == (1u << (sizeof(names) / sizeof(names[0]))) - 1;
 }
 
-int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint)
+/*
+ * The lifetimes of a read document, in both of tess_session_from_json's paths: its expiry (the store's own,
+ * else cookie.expires), originalMaxAge and the creation it implies. 0, or TESS_EBADFMT.
+ */
+static int session_times(tess_session_t *s, int64_t expire_ms_hint, int64_t cookie_expires, int64_t max_age)
+{
+    /* Times past year 9999 are refused as for the expiry; they also pass 10^15, where cJSON prints 15
+       significant digits and the number would not read back the same. */
+    if (s->created_ms > ISO_DATE_MAX_MS || s->absolute_expires_ms > ISO_DATE_MAX_MS)
+        return TESS_EBADFMT;
+    /* The store's own expiry is the truth; cookie.expires is the document's copy of it. */
+    s->expires_ms = expire_ms_hint > 0 ? expire_ms_hint : cookie_expires;
+    if (s->expires_ms <= 0)
+        return TESS_EBADFMT; /* no expiry anywhere: cannot be judged, fail closed */
+    if (s->expires_ms > ISO_DATE_MAX_MS)
+        return TESS_EBADFMT; /* a store's column past year 9999: cookie.expires could not hold it */
+    /* Without absoluteExpiresAt (an express-session document) there is no absolute bound: the app that made
+       it governs its life, and touches extend it by its own originalMaxAge, as express-session does. */
+    if (max_age > 0)
+        s->max_age_ms = max_age;
+    if (s->created_ms == 0 && max_age > 0 && cookie_expires > max_age)
+        s->created_ms = cookie_expires - max_age;
+    return 0;
+}
+
+int tess__session_from_json_cjson(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint)
 {
     cJSON *root = NULL, *item, *next, *cookie;
     const char *end = NULL;
@@ -412,23 +438,8 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
     item = cJSON_GetObjectItemCaseSensitive(root, "absoluteExpiresAt");
     if (item != NULL && !cJSON_IsNull(item) && json_int(item, &s->absolute_expires_ms) != 0)
         goto out;
-    /* Times past year 9999 are refused as for the expiry; they also pass 10^15, where cJSON prints 15
-       significant digits and the number would not read back the same. */
-    if (s->created_ms > ISO_DATE_MAX_MS || s->absolute_expires_ms > ISO_DATE_MAX_MS)
+    if (session_times(s, expire_ms_hint, cookie_expires, max_age) != 0)
         goto out;
-
-    /* The store's own expiry is the truth; cookie.expires is the document's copy of it. */
-    s->expires_ms = expire_ms_hint > 0 ? expire_ms_hint : cookie_expires;
-    if (s->expires_ms <= 0)
-        goto out; /* no expiry anywhere: cannot be judged, fail closed */
-    if (s->expires_ms > ISO_DATE_MAX_MS)
-        goto out; /* a store's column past year 9999: cookie.expires could not hold it (nor be read back) */
-    /* Without absoluteExpiresAt (an express-session document) there is no absolute bound: the app that made
-       it governs its life, and touches extend it by its own originalMaxAge, as express-session does. */
-    if (max_age > 0)
-        s->max_age_ms = max_age;
-    if (s->created_ms == 0 && max_age > 0 && cookie_expires > max_age)
-        s->created_ms = cookie_expires - max_age;
 
     /* Everything the struct does not carry goes to extra_json. */
     if (keep_cookie && cookie_is_default(cookie, s))
@@ -453,5 +464,30 @@ out:
     cJSON_Delete(root);
     if (rc != 0)
         tess_session_clear(s);
+    return rc;
+}
+
+int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint)
+{
+    tess__flat_t flat;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    if (json.len > TESS_SESSION_JSON_MAX)
+        return TESS_ETOOBIG;
+    if (!str_field_ok(sid, TESS_SID_MAX) || json.len == 0)
+        return TESS_EBADFMT;
+    if ((rc = json_prescan(json)) != 0)
+        return rc;
+    /* The plain document, read in place (session_flat.c); anything else, with cJSON. */
+    if ((rc = tess__session_flat_read(s, json, &flat)) == 0)
+        return tess__session_from_json_cjson(s, sid, json, expire_ms_hint);
+    if (rc == 1 && (rc = session_times(s, expire_ms_hint, flat.cookie_expires, flat.max_age)) == 0) {
+        memcpy(s->id, sid.ptr, sid.len);
+        s->extra_json = flat.extra;
+        return 0;
+    }
+    free(flat.extra);
+    memset(s, 0, sizeof(*s));
     return rc;
 }

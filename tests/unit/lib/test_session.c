@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "session_flat.h"
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
@@ -471,12 +472,68 @@ static void test_default_cookie_dropped(void **state)
     }
 }
 
+/* Plain documents are read in place, the rest with cJSON; both answer alike (fuzz_session checks it on every
+   input; these are the shapes apps write). */
+static void test_flat_reader(void **state)
+{
+    static const struct {
+        const char *doc;
+        int flat; /* 1: read in place; 0: declined to cJSON */
+        const char *extra;
+    } cases[] = {
+        {"{\"cookie\":{\"originalMaxAge\":60000,\"expires\":\"2030-01-01T00:00:00.000Z\",\"httpOnly\":true,"
+         "\"path\":\"/\"},\"userId\":42,\"role\":\"agent\",\"cart\":[1,{\"x\":null}]}",
+         1,
+         "{\"cookie\":{\"originalMaxAge\":60000,\"expires\":\"2030-01-01T00:00:00.000Z\",\"httpOnly\":true,"
+         "\"path\":\"/\"},\"userId\":42,\"cart\":[1,{\"x\":null}]}"},
+        {" { \"userId\" : \"u1\" , \"theme\" : \"dark\" , \"cookie\" : null } ", 1,
+         "{\"theme\":\"dark\",\"cookie\":null}"},
+        {"{\"userId\":\"u1\",\"createdAt\":1700000000000,\"absoluteExpiresAt\":1900000000000}", 1, NULL},
+        /* declined: an escape, a non-ASCII byte, a fraction, a repeated modelled member */
+        {"{\"userId\":\"u\\u0031\"}", 0, NULL},
+        {"{\"userId\":\"u1\",\"name\":\"Zo\xc3\xab\"}", 0, "{\"name\":\"Zo\xc3\xab\"}"},
+        {"{\"userId\":\"u1\",\"score\":1.5}", 0, "{\"score\":1.5}"},
+        {"{\"userId\":\"u1\",\"role\":\"a\",\"role\":\"b\"}", 0, NULL},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        tess_session_t s, t;
+        tess__flat_t f;
+        int flat = tess__session_flat_read(&s, tess_str(cases[i].doc), &f);
+        free(f.extra);
+        assert_int_equal(flat, cases[i].flat);
+        assert_int_equal(tess_session_from_json(&s, TESS_STR_LIT("sid"), tess_str(cases[i].doc), NOW + DAY), 0);
+        assert_int_equal(tess__session_from_json_cjson(&t, TESS_STR_LIT("sid"), tess_str(cases[i].doc), NOW + DAY), 0);
+        assert_string_equal(s.user_id, t.user_id);
+        assert_string_equal(s.role, t.role);
+        assert_int_equal(s.created_ms, t.created_ms);
+        assert_int_equal(s.absolute_expires_ms, t.absolute_expires_ms);
+        if (cases[i].extra == NULL) {
+            assert_null(s.extra_json);
+            assert_null(t.extra_json);
+        } else {
+            assert_non_null(s.extra_json);
+            cJSON *x = cJSON_Parse(s.extra_json), *y = cJSON_Parse(cases[i].extra);
+            char *px = cJSON_PrintUnformatted(x), *py = cJSON_PrintUnformatted(y);
+            assert_string_equal(px, py);
+            free(px);
+            free(py);
+            cJSON_Delete(x);
+            cJSON_Delete(y);
+        }
+        tess_session_clear(&s);
+        tess_session_clear(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_defaults),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_default_cookie_dropped),
+        cmocka_unit_test(test_flat_reader),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_touch_throttle),
         cmocka_unit_test(test_touch_never_past_absolute),
