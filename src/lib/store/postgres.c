@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "store/nextauth_sql.h"
+#include "store/postgres_batch.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
 #include "tessera/pgconn.h"
@@ -22,7 +23,11 @@
 /* pg_advisory_xact_lock key of the session table's migration ('tess', 1). */
 #define MIGRATE_LOCK "pg_advisory_xact_lock(1952805747, 1)"
 
-enum { Q_GET, Q_SET, Q_TOUCH, Q_DESTROY, Q_DESTROY_USER, Q_PING, Q_PRUNE, Q__COUNT };
+enum { Q_GET, Q_SET, Q_TOUCH, Q_DESTROY, Q_DESTROY_USER, Q_PING, Q_PRUNE, Q_GET_MANY, Q__COUNT };
+
+/* Lookups of one loop iteration share a statement, up to this many (a binary text[] of their ids). */
+#define BATCH_MAX 64
+#define TEXT_OID 25
 
 static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_GET] = {"SELECT sess, (extract(epoch FROM expire::timestamptz) * 1000)::bigint FROM session"
@@ -40,6 +45,10 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_PRUNE] = {"DELETE FROM session WHERE sid IN (SELECT sid FROM session WHERE expire < now() ORDER BY expire"
                  " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
                  1},
+    /* The lookups of one loop iteration; the primary key's index answers each id of the array. */
+    [Q_GET_MANY] = {"SELECT sid, sess, (extract(epoch FROM expire::timestamptz) * 1000)::bigint FROM session"
+                    " WHERE sid = ANY($1::text[]) AND expire > now()",
+                    1},
 };
 
 static const char schema_sql[] =
@@ -67,9 +76,10 @@ static const char *const na_text[Q__COUNT] = {
     [Q_PING] = "SELECT 1",
     [Q_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE expires < " NA_NOW
                 " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
+    [Q_GET_MANY] = "SELECT 1", /* unused: NextAuth lookups go one statement each */
 };
-static const int na_nparams[Q__COUNT] = {
-    [Q_GET] = 2, [Q_SET] = 4, [Q_TOUCH] = 2, [Q_DESTROY] = 1, [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1};
+static const int na_nparams[Q__COUNT] = {[Q_GET] = 2,          [Q_SET] = 4,  [Q_TOUCH] = 2, [Q_DESTROY] = 1,
+                                         [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1, [Q_GET_MANY] = 0};
 
 typedef struct pgstore {
     tess_store_t base;                     /* must be first */
@@ -79,10 +89,17 @@ typedef struct pgstore {
     int nextauth;                          /* over NextAuth's tables */
     char get_sql[512];                     /* NextAuth: the lookup with its role expression */
     tess_pgconn_stmt_t na_stmts[Q__COUNT]; /* NextAuth: the statements (outlive the connection) */
+    tess_loop_t *loop;                     /* the loop the store runs on */
+    tess_timer_t *batch_timer;             /* end of the loop iteration: the batch goes out */
+    struct pg_op *batch;                   /* lookups waiting for it, in arrival order */
+    struct pg_op **batch_tail;             /* where the next one goes */
+    int batch_n;                           /* how many */
+    uint64_t batches;                      /* Q_GET_MANY statements sent (tess__pgstore_batches) */
 } pgstore_t;
 
 /* One operation in flight. */
 typedef struct pg_op {
+    struct pg_op *next;     /* get: the next lookup of the same batch */
     pgstore_t *s;           /* its store */
     tess_store_cb cb;       /* caller's callback */
     void *arg;              /* its argument */
@@ -102,6 +119,15 @@ static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, c
 
 static const tess_store_ops_t pgstore_ops;
 
+static char *put_be32(char *w, uint32_t v)
+{
+    w[0] = (char)(v >> 24);
+    w[1] = (char)(v >> 16);
+    w[2] = (char)(v >> 8);
+    w[3] = (char)v;
+    return w + 4;
+}
+
 static int valid_sid(tess_str_t sid)
 {
     return sid.len > 0 && sid.len <= TESS_SID_MAX;
@@ -110,6 +136,15 @@ static int valid_sid(tess_str_t sid)
 static int64_t col_i64(const PGresult *res, int row, int col)
 {
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* A connect-pg-simple row's session: `sess` in column `col`, the expiry (ms) in the next one. */
+static int row_session(tess_session_t *out, tess_str_t sid, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return TESS_ENOTFOUND;
+    return tess_session_from_json(out, sid, tess_strn(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col)),
+                                  col_i64(res, row, col + 1));
 }
 
 static void on_done(void *arg, int rc, const PGresult *res)
@@ -129,9 +164,7 @@ static void on_done(void *arg, int rc, const PGresult *res)
                 rc = na_session(o.s, &sess, tess_strn(o.sid, o.sid_len), res);
                 have = rc == 0;
             } else {
-                rc = tess_session_from_json(&sess, tess_strn(o.sid, o.sid_len),
-                                            tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
-                                            col_i64(res, 0, 1));
+                rc = row_session(&sess, tess_strn(o.sid, o.sid_len), res, 0, 0);
                 have = rc == 0;
             }
             break;
@@ -150,6 +183,8 @@ static void on_done(void *arg, int rc, const PGresult *res)
         tess_session_clear(&sess);
 }
 
+static void batch_send(pgstore_t *s);
+
 /* Starts one statement for the caller. */
 static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int nparams, tess_str_t sid,
                  tess_store_cb cb, void *arg)
@@ -159,6 +194,8 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
 
     if (cb == NULL)
         return TESS_EINVAL;
+    if (s->batch_n > 0)
+        batch_send(s); /* what was asked first goes first: statements keep the callers' order */
     if ((op = malloc(sizeof(*op))) == NULL)
         return TESS_ENOMEM;
     op->s = s;
@@ -179,17 +216,155 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
     return rc;
 }
 
+/* ---- lookups, batched per loop iteration ------------------------------------------------------------ */
+
+/* A batch's answers, completed: the errors counted first, then each caller (who may close the store). */
+static void batch_finish(pgstore_t *s, pg_op_t *ops, int *rcs, tess_session_t *sess)
+{
+    int i = 0;
+    for (pg_op_t *op = ops; op != NULL; op = op->next, ++i)
+        if (rcs[i] != 0 && rcs[i] != TESS_ENOTFOUND)
+            tess_store_count(&s->base.stats.errors);
+    i = 0;
+    for (pg_op_t *op = ops, *next; op != NULL; op = next, ++i) {
+        tess_store_cb cb = op->cb;
+        void *arg = op->arg;
+        next = op->next;
+        free(op);
+        cb(arg, rcs[i], rcs[i] == 0 ? &sess[i] : NULL);
+        if (rcs[i] == 0)
+            tess_session_clear(&sess[i]);
+    }
+}
+
+/* Every lookup of `ops` answered with `rc` (no session). */
+static void batch_fail(pgstore_t *s, pg_op_t *ops, int rc)
+{
+    int rcs[BATCH_MAX];
+    for (int i = 0; i < BATCH_MAX; ++i)
+        rcs[i] = rc;
+    batch_finish(s, ops, rcs, NULL);
+}
+
+static void on_batch_done(void *arg, int rc, const PGresult *res)
+{
+    pg_op_t *ops = arg;
+    pgstore_t *s = ops->s;
+    int rcs[BATCH_MAX], i = 0, rows = rc == 0 ? PQntuples(res) : 0;
+    tess_session_t sess[BATCH_MAX];
+
+    /* Everything is read out of `res` before any caller runs. */
+    for (pg_op_t *op = ops; op != NULL; op = op->next, ++i) {
+        int row = -1;
+        for (int r = 0; r < rows && row < 0; ++r)
+            if ((size_t)PQgetlength(res, r, 0) == op->sid_len &&
+                memcmp(PQgetvalue(res, r, 0), op->sid, op->sid_len) == 0)
+                row = r;
+        if (rc != 0)
+            rcs[i] = rc;
+        else if (row < 0)
+            rcs[i] = TESS_ENOTFOUND;
+        else
+            rcs[i] = row_session(&sess[i], tess_strn(op->sid, op->sid_len), res, row, 1);
+    }
+    batch_finish(s, ops, rcs, sess);
+}
+
+/* The batch goes out: one lookup as Q_GET, more as one Q_GET_MANY over a binary text[] of their ids. */
+static void batch_send(pgstore_t *s)
+{
+    pg_op_t *ops = s->batch;
+    int n = s->batch_n, rc;
+    tess_pgconn_param_t p[1];
+    char *buf = NULL, *w;
+    size_t len = 20;
+
+    s->batch = NULL;
+    s->batch_tail = &s->batch;
+    s->batch_n = 0;
+    s->loop->ops->timer_stop(s->batch_timer);
+    if (ops == NULL)
+        return;
+    if (tess_pgconn_connected(s->conn))
+        for (pg_op_t *op = ops; op != NULL; op = op->next)
+            tess_store_count(&s->base.stats.gets);
+    if (n == 1) {
+        tess_pgconn_param_str(&p[0], ops->sid, ops->sid_len);
+        if ((rc = tess_pgconn_query(s->conn, Q_GET, p, 1, on_done, ops)) != 0)
+            batch_fail(s, ops, rc);
+        return;
+    }
+    for (pg_op_t *op = ops; op != NULL; op = op->next)
+        len += 4 + op->sid_len;
+    if ((buf = malloc(len)) == NULL) {
+        batch_fail(s, ops, TESS_ENOMEM);
+        return;
+    }
+    /* PostgreSQL's binary array: ndim, has-nulls, element type, then (length, lower bound), then each
+       element as a length and its bytes; all integers big-endian. */
+    w = buf;
+    w = put_be32(w, 1);
+    w = put_be32(w, 0);
+    w = put_be32(w, TEXT_OID);
+    w = put_be32(w, (uint32_t)n);
+    w = put_be32(w, 1);
+    for (pg_op_t *op = ops; op != NULL; op = op->next) {
+        w = put_be32(w, (uint32_t)op->sid_len);
+        memcpy(w, op->sid, op->sid_len);
+        w += op->sid_len;
+    }
+    tess_pgconn_param_str(&p[0], buf, len);
+    s->batches++;
+    rc = tess_pgconn_query(s->conn, Q_GET_MANY, p, 1, on_batch_done, ops); /* libpq copied the bytes */
+    free(buf);
+    if (rc != 0)
+        batch_fail(s, ops, rc);
+}
+
+static void on_batch_timer(void *arg)
+{
+    batch_send(arg);
+}
+
 static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
 {
     pgstore_t *s = (pgstore_t *)store;
     tess_pgconn_param_t p[2];
+    pg_op_t *op;
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
-    if (s->nextauth)
-        tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
-    return start(s, Q_GET, p, s->nextauth ? 2 : 1, sid, cb, arg);
+    /* One statement per lookup over NextAuth's tables, without a timer, and while disconnected (the
+       lookup fails at once, as every call does then). */
+    if (s->nextauth || s->batch_timer == NULL || !tess_pgconn_connected(s->conn)) {
+        tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
+        if (s->nextauth)
+            tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
+        return start(s, Q_GET, p, s->nextauth ? 2 : 1, sid, cb, arg);
+    }
+    if (cb == NULL)
+        return TESS_EINVAL;
+    if ((op = malloc(sizeof(*op))) == NULL)
+        return TESS_ENOMEM;
+    op->next = NULL;
+    op->s = s;
+    op->cb = cb;
+    op->arg = arg;
+    op->kind = Q_GET;
+    op->sid_len = sid.len;
+    memcpy(op->sid, sid.ptr, sid.len);
+    *s->batch_tail = op;
+    s->batch_tail = &op->next;
+    if (++s->batch_n == 1)
+        s->loop->ops->timer_start(s->batch_timer, 0); /* at the end of this loop iteration */
+    if (s->batch_n == BATCH_MAX)
+        batch_send(s);
+    return 0;
+}
+
+uint64_t tess__pgstore_batches(tess_store_t *store)
+{
+    return store != NULL && store->ops == &pgstore_ops ? ((pgstore_t *)store)->batches : 0;
 }
 
 /* NextAuth: a "Session" row for the session (its token is the id) of an existing "User". */
@@ -268,7 +443,16 @@ static int pg_ping(tess_store_t *store, tess_store_cb cb, void *arg)
 static void pg_close(tess_store_t *store)
 {
     pgstore_t *s = (pgstore_t *)store;
-    tess_pgconn_close(s->conn); /* pending callbacks run now, with TESS_EUNAVAIL */
+    pg_op_t *ops = s->batch;
+
+    s->batch = NULL;
+    s->batch_n = 0;
+    if (s->batch_timer != NULL)
+        s->loop->ops->timer_free(s->batch_timer);
+    s->batch_timer = NULL;
+    if (ops != NULL)
+        batch_fail(s, ops, TESS_EUNAVAIL); /* lookups not sent yet: pending too */
+    tess_pgconn_close(s->conn);            /* pending callbacks run now, with TESS_EUNAVAIL */
     free(s);
 }
 
@@ -332,6 +516,8 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         return TESS_ENOMEM;
     s->base.ops = &pgstore_ops;
     s->stmts = stmts;
+    s->loop = loop;
+    s->batch_tail = &s->batch;
     if (na != NULL) {
         char role[TESS_NEXTAUTH_COLUMN_MAX + 32] = "$2::text";
         if (na->role_column[0] != '\0')
@@ -354,6 +540,8 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         free(s);
         return rc;
     }
+    if (na == NULL) /* without a timer (out of memory), one statement per lookup */
+        s->batch_timer = loop->ops->timer_new(loop, on_batch_timer, s);
     *out = &s->base;
     return 0;
 }

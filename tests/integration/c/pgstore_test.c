@@ -23,6 +23,7 @@
 #include <libpq-fe.h>
 
 #include "pg_admin.h"
+#include "store/postgres_batch.h"
 #include "tessera/pollloop.h"
 #include "tessera/error.h"
 #include "tessera/postgres.h"
@@ -461,8 +462,9 @@ static void test_prune_batches(void **state)
 }
 
 typedef struct order {
-    int n;   /* completions so far */
-    int bad; /* completions out of issue order */
+    int n;    /* completions so far */
+    int bad;  /* completions out of issue order */
+    int want; /* completions to wait for (n_done) */
 } order_t;
 
 typedef struct pipe_req {
@@ -523,6 +525,63 @@ static void test_pipelining(void **state)
     }
     assert_int_equal(S->stats.gets - gets0, N);
     printf("# pipelining: %d gets issued at once, all in order, %lld ms\n", N, (long long)(t1 - t0));
+}
+
+static int n_done(void *arg)
+{
+    order_t *o = arg;
+    return o->n >= o->want;
+}
+
+/*
+ * Lookups of one loop iteration go in one statement (sid = ANY($1)), each answered from its own row: a
+ * missing id, an expired row and an id asked twice included; a lone lookup stays a plain Q_GET.
+ */
+static void test_batched_lookups(void **state)
+{
+    static const char *const ids[] = {"b-1", "b-missing", "b-2", "b-1", "b-expired", "b-\"quote,comma{}"};
+    static const int want_rc[] = {0, TESS_ENOTFOUND, 0, 0, TESS_ENOTFOUND, 0};
+    static const char *const want_user[] = {"u1", "", "u2", "u1", "", "u3"};
+    enum { N = sizeof(ids) / sizeof(ids[0]) };
+    pipe_req_t req[N];
+    order_t o;
+    uint64_t batches0 = tess__pgstore_batches(S), gets0 = S->stats.gets;
+    (void)state;
+
+    sql("INSERT INTO session VALUES ('b-1', '{\"cookie\":{},\"userId\":\"u1\"}', now() + interval '1 hour'),"
+        " ('b-2', '{\"cookie\":{},\"userId\":\"u2\"}', now() + interval '1 hour'),"
+        " ('b-expired', '{\"cookie\":{},\"userId\":\"u9\"}', now() - interval '1 second'),"
+        " ('b-\"quote,comma{}', '{\"cookie\":{},\"userId\":\"u3\"}', now() + interval '1 hour')");
+    memset(&o, 0, sizeof(o));
+    memset(req, 0, sizeof(req));
+    o.want = N;
+    for (int i = 0; i < N; ++i) {
+        req[i].o = &o;
+        req[i].i = i;
+        req[i].rc = 1;
+        assert_int_equal(tess_store_get(S, tess_str(ids[i]), on_pipe, &req[i]), 0);
+    }
+    assert_int_equal(o.n, 0);
+    assert_true(tess_poll_loop_run_until(L, n_done, &o, WAIT_MS));
+    assert_int_equal(o.bad, 0); /* answered in the order asked */
+    for (int i = 0; i < N; ++i) {
+        assert_int_equal(req[i].rc, want_rc[i]);
+        assert_string_equal(req[i].user, want_user[i]);
+    }
+    assert_int_equal(tess__pgstore_batches(S) - batches0, 1);
+    assert_int_equal(S->stats.gets - gets0, N);
+
+    /* one lookup alone: the plain statement */
+    memset(&o, 0, sizeof(o));
+    o.want = 1;
+    req[0].rc = 1;
+    req[0].i = 0;
+    req[0].user[0] = '\0';
+    assert_int_equal(tess_store_get(S, TESS_STR_LIT("b-2"), on_pipe, &req[0]), 0);
+    assert_true(tess_poll_loop_run_until(L, n_done, &o, WAIT_MS));
+    assert_int_equal(req[0].rc, 0);
+    assert_string_equal(req[0].user, "u2");
+    assert_int_equal(tess__pgstore_batches(S) - batches0, 1);
 }
 
 /* A statement that fails in the middle of a pipeline fails alone (each query has its own Sync). */
@@ -818,6 +877,7 @@ int main(void)
         cmocka_unit_test_setup(test_destroy_user, test_setup),
         cmocka_unit_test_setup(test_prune_batches, test_setup),
         cmocka_unit_test_setup(test_pipelining, test_setup),
+        cmocka_unit_test_setup(test_batched_lookups, test_setup),
         cmocka_unit_test_setup(test_error_isolated_in_pipeline, test_setup),
         cmocka_unit_test_setup(test_large_burst, test_setup),
         cmocka_unit_test_setup(test_bench_pipelined_gets, test_setup),
