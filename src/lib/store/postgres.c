@@ -25,7 +25,7 @@
 
 enum { Q_GET, Q_SET, Q_TOUCH, Q_DESTROY, Q_DESTROY_USER, Q_PING, Q_PRUNE, Q_GET_MANY, Q__COUNT };
 
-/* Lookups of one loop iteration share a statement, up to this many (a binary text[] of their ids). */
+/* Lookups that arrive while one is in flight share the next statement, up to this many (a binary text[]). */
 #define BATCH_MAX 64
 #define TEXT_OID 25
 
@@ -45,7 +45,7 @@ static const tess_pgconn_stmt_t stmts[Q__COUNT] = {
     [Q_PRUNE] = {"DELETE FROM session WHERE sid IN (SELECT sid FROM session WHERE expire < now() ORDER BY expire"
                  " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
                  1},
-    /* The lookups of one loop iteration; the primary key's index answers each id of the array. */
+    /* The lookups that waited for the one in flight; the primary key's index answers each id. */
     [Q_GET_MANY] = {"SELECT sid, sess, (extract(epoch FROM expire::timestamptz) * 1000)::bigint FROM session"
                     " WHERE sid = ANY($1::text[]) AND expire > now()",
                     1},
@@ -89,11 +89,11 @@ typedef struct pgstore {
     int nextauth;                          /* over NextAuth's tables */
     char get_sql[512];                     /* NextAuth: the lookup with its role expression */
     tess_pgconn_stmt_t na_stmts[Q__COUNT]; /* NextAuth: the statements (outlive the connection) */
-    tess_loop_t *loop;                     /* the loop the store runs on */
-    tess_timer_t *batch_timer;             /* end of the loop iteration: the batch goes out */
-    struct pg_op *batch;                   /* lookups waiting for it, in arrival order */
+    struct pg_op *batch;                   /* lookups waiting for the one in flight, in arrival order */
     struct pg_op **batch_tail;             /* where the next one goes */
     int batch_n;                           /* how many */
+    int lookups_in_flight;                 /* lookup statements sent and not yet answered */
+    int closing;                           /* pg_close under way: nothing more is sent */
     uint64_t batches;                      /* Q_GET_MANY statements sent (tess__pgstore_batches) */
 } pgstore_t;
 
@@ -216,7 +216,7 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
     return rc;
 }
 
-/* ---- lookups, batched per loop iteration ------------------------------------------------------------ */
+/* ---- lookups, batched while one is in flight ---------------------------------------------------------- */
 
 /* A batch's answers, completed: the errors counted first, then each caller (who may close the store). */
 static void batch_finish(pgstore_t *s, pg_op_t *ops, int *rcs, tess_session_t *sess)
@@ -246,6 +246,13 @@ static void batch_fail(pgstore_t *s, pg_op_t *ops, int rc)
     batch_finish(s, ops, rcs, NULL);
 }
 
+/* A lookup statement came back: the lookups that waited for it go out now, before any caller runs. */
+static void lookup_answered(pgstore_t *s)
+{
+    if (--s->lookups_in_flight == 0 && s->batch_n > 0 && !s->closing)
+        batch_send(s);
+}
+
 static void on_batch_done(void *arg, int rc, const PGresult *res)
 {
     pg_op_t *ops = arg;
@@ -267,10 +274,18 @@ static void on_batch_done(void *arg, int rc, const PGresult *res)
         else
             rcs[i] = row_session(&sess[i], tess_strn(op->sid, op->sid_len), res, row, 1);
     }
+    lookup_answered(s);
     batch_finish(s, ops, rcs, sess);
 }
 
-/* The batch goes out: one lookup as Q_GET, more as one Q_GET_MANY over a binary text[] of their ids. */
+/* A lone lookup's answer: as any statement's (on_done), the next batch sent first. */
+static void on_lookup_done(void *arg, int rc, const PGresult *res)
+{
+    lookup_answered(((pg_op_t *)arg)->s);
+    on_done(arg, rc, res);
+}
+
+/* The waiting lookups go out: one as Q_GET, more as one Q_GET_MANY over a binary text[] of their ids. */
 static void batch_send(pgstore_t *s)
 {
     pg_op_t *ops = s->batch;
@@ -282,7 +297,6 @@ static void batch_send(pgstore_t *s)
     s->batch = NULL;
     s->batch_tail = &s->batch;
     s->batch_n = 0;
-    s->loop->ops->timer_stop(s->batch_timer);
     if (ops == NULL)
         return;
     if (tess_pgconn_connected(s->conn))
@@ -290,8 +304,11 @@ static void batch_send(pgstore_t *s)
             tess_store_count(&s->base.stats.gets);
     if (n == 1) {
         tess_pgconn_param_str(&p[0], ops->sid, ops->sid_len);
-        if ((rc = tess_pgconn_query(s->conn, Q_GET, p, 1, on_done, ops)) != 0)
+        s->lookups_in_flight++; /* before: the answer may come at once (disconnected) */
+        if ((rc = tess_pgconn_query(s->conn, Q_GET, p, 1, on_lookup_done, ops)) != 0) {
+            s->lookups_in_flight--;
             batch_fail(s, ops, rc);
+        }
         return;
     }
     for (pg_op_t *op = ops; op != NULL; op = op->next)
@@ -315,15 +332,13 @@ static void batch_send(pgstore_t *s)
     }
     tess_pgconn_param_str(&p[0], buf, len);
     s->batches++;
+    s->lookups_in_flight++;
     rc = tess_pgconn_query(s->conn, Q_GET_MANY, p, 1, on_batch_done, ops); /* libpq copied the bytes */
     free(buf);
-    if (rc != 0)
+    if (rc != 0) {
+        s->lookups_in_flight--;
         batch_fail(s, ops, rc);
-}
-
-static void on_batch_timer(void *arg)
-{
-    batch_send(arg);
+    }
 }
 
 static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *arg)
@@ -334,9 +349,9 @@ static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    /* One statement per lookup over NextAuth's tables, without a timer, and while disconnected (the
-       lookup fails at once, as every call does then). */
-    if (s->nextauth || s->batch_timer == NULL || !tess_pgconn_connected(s->conn)) {
+    /* One statement per lookup over NextAuth's tables, and while disconnected (the lookup fails at once,
+       as every call does then). */
+    if (s->nextauth || s->closing || !tess_pgconn_connected(s->conn)) {
         tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
         if (s->nextauth)
             tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
@@ -355,9 +370,9 @@ static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
     memcpy(op->sid, sid.ptr, sid.len);
     *s->batch_tail = op;
     s->batch_tail = &op->next;
-    if (++s->batch_n == 1)
-        s->loop->ops->timer_start(s->batch_timer, 0); /* at the end of this loop iteration */
-    if (s->batch_n == BATCH_MAX)
+    /* Nothing in flight: it goes now, alone. Else it waits for the answer in flight (lookup_answered), with
+       those that arrive meanwhile: the batches grow with the load, and an idle store adds no delay. */
+    if (++s->batch_n == BATCH_MAX || s->lookups_in_flight == 0)
         batch_send(s);
     return 0;
 }
@@ -445,11 +460,9 @@ static void pg_close(tess_store_t *store)
     pgstore_t *s = (pgstore_t *)store;
     pg_op_t *ops = s->batch;
 
+    s->closing = 1;
     s->batch = NULL;
     s->batch_n = 0;
-    if (s->batch_timer != NULL)
-        s->loop->ops->timer_free(s->batch_timer);
-    s->batch_timer = NULL;
     if (ops != NULL)
         batch_fail(s, ops, TESS_EUNAVAIL); /* lookups not sent yet: pending too */
     tess_pgconn_close(s->conn);            /* pending callbacks run now, with TESS_EUNAVAIL */
@@ -516,7 +529,6 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         return TESS_ENOMEM;
     s->base.ops = &pgstore_ops;
     s->stmts = stmts;
-    s->loop = loop;
     s->batch_tail = &s->batch;
     if (na != NULL) {
         char role[TESS_NEXTAUTH_COLUMN_MAX + 32] = "$2::text";
@@ -540,8 +552,6 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         free(s);
         return rc;
     }
-    if (na == NULL) /* without a timer (out of memory), one statement per lookup */
-        s->batch_timer = loop->ops->timer_new(loop, on_batch_timer, s);
     *out = &s->base;
     return 0;
 }

@@ -534,8 +534,9 @@ static int n_done(void *arg)
 }
 
 /*
- * Lookups of one loop iteration go in one statement (sid = ANY($1)), each answered from its own row: a
- * missing id, an expired row and an id asked twice included; a lone lookup stays a plain Q_GET.
+ * Lookups asked while one is in flight go in one statement (sid = ANY($1)), each answered from its own row
+ * in the order asked: a missing id, an expired row, an id asked twice and one with quotes and commas
+ * included. The first goes at once, alone (a plain Q_GET), and so does a lookup on an idle store.
  */
 static void test_batched_lookups(void **state)
 {
