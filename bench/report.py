@@ -76,7 +76,8 @@ TAKES = {
                  "HMAC, one SQLite read of a random row, the session document parsed with cJSON). Polls at that "
                  "rate are what the near-cache is for: cached (SQLite) above.",
     "db-pg": "PostgreSQL shares the server's core here (2 cores), so its {store} µs per poll come out of the same "
-             "budget as tessera's; lookups of one loop iteration already go in one statement (`sid = ANY($1)`). "
+             "budget as tessera's; lookups that arrive while one is in flight already go in one statement "
+             "(`sid = ANY($1)`). "
              "The rest is libpq's client side (a send and a receive per batch, a PGresult per statement), the "
              "session document's parse, and the context switches to PostgreSQL and back.",
     "redis": "Redis shares the server's core (2 cores): each loop iteration's round trip costs a write, a read and "
