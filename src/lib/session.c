@@ -362,6 +362,17 @@ static int session_times(tess_session_t *s, int64_t expire_ms_hint, int64_t cook
     return 0;
 }
 
+/* What both readers check first, with `s` zeroed: the bounds, the id, NUL bytes and depth. 0 or a TESS_E*. */
+static int doc_precheck(tess_session_t *s, tess_str_t sid, tess_str_t json)
+{
+    memset(s, 0, sizeof(*s));
+    if (json.len > TESS_SESSION_JSON_MAX)
+        return TESS_ETOOBIG;
+    if (!str_field_ok(sid, TESS_SID_MAX) || json.len == 0)
+        return TESS_EBADFMT;
+    return json_prescan(json);
+}
+
 int tess__session_from_json_cjson(tess_session_t *s, tess_str_t sid, tess_str_t json, int64_t expire_ms_hint)
 {
     cJSON *root = NULL, *item, *next, *cookie;
@@ -369,12 +380,7 @@ int tess__session_from_json_cjson(tess_session_t *s, tess_str_t sid, tess_str_t 
     int64_t cookie_expires = 0, max_age = -1;
     int keep_cookie = 0, rc = TESS_EBADFMT;
 
-    memset(s, 0, sizeof(*s));
-    if (json.len > TESS_SESSION_JSON_MAX)
-        return TESS_ETOOBIG;
-    if (!str_field_ok(sid, TESS_SID_MAX) || json.len == 0)
-        return TESS_EBADFMT;
-    if ((rc = json_prescan(json)) != 0)
+    if ((rc = doc_precheck(s, sid, json)) != 0)
         return rc;
     root = cJSON_ParseWithLengthOpts(json.ptr, json.len, &end, 0);
     if (root == NULL) {
@@ -472,12 +478,7 @@ int tess_session_from_json(tess_session_t *s, tess_str_t sid, tess_str_t json, i
     tess__flat_t flat;
     int rc;
 
-    memset(s, 0, sizeof(*s));
-    if (json.len > TESS_SESSION_JSON_MAX)
-        return TESS_ETOOBIG;
-    if (!str_field_ok(sid, TESS_SID_MAX) || json.len == 0)
-        return TESS_EBADFMT;
-    if ((rc = json_prescan(json)) != 0)
+    if ((rc = doc_precheck(s, sid, json)) != 0)
         return rc;
     /* The plain document, read in place (session_flat.c); anything else, with cJSON. */
     if ((rc = tess__session_flat_read(s, json, &flat)) == 0)

@@ -83,6 +83,33 @@ static int scan_lit(scan_t *c, const char *lit, size_t n)
     return 0;
 }
 
+/* A member's key, its colon and the blanks around: the key in `key`. 0, or -1 to decline. */
+static int scan_key(scan_t *c, tess_str_t *key)
+{
+    if (scan_string(c, key) != 0)
+        return -1;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p++ != ':')
+        return -1;
+    skip_ws(c);
+    return 0;
+}
+
+/* Which of `names` `key` is (-1: none), marked in `seen`; -2 when it came before (cJSON's first-wins
+   reading decides then). */
+static int known(tess_str_t key, const char *const *names, int n, unsigned *seen)
+{
+    for (int i = 0; i < n; ++i) {
+        if (key.len == strlen(names[i]) && memcmp(key.ptr, names[i], key.len) == 0) {
+            if ((*seen & (1u << i)) != 0)
+                return -2;
+            *seen |= 1u << i;
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* Any plain value (objects and arrays of plain values, DEPTH_MAX deep). 0, or -1 to decline. */
 static int scan_value(scan_t *c, int depth)
 {
@@ -111,14 +138,8 @@ static int scan_value(scan_t *c, int depth)
             return 0;
         }
         for (;;) {
-            if (obj) {
-                if (scan_string(c, &str) != 0)
-                    return -1;
-                skip_ws(c);
-                if (c->p >= c->end || *c->p++ != ':')
-                    return -1;
-                skip_ws(c);
-            }
+            if (obj && scan_key(c, &str) != 0)
+                return -1;
             if (scan_value(c, depth + 1) != 0)
                 return -1;
             skip_ws(c);
@@ -156,6 +177,7 @@ static int is(tess_str_t k, const char *name)
 static int scan_cookie(scan_t *c, tess__flat_t *f)
 {
     enum { ORIGINAL_MAX_AGE, SECURE, HTTP_ONLY, PATH, SAME_SITE, EXPIRES };
+    static const char *const names[] = {"originalMaxAge", "secure", "httpOnly", "path", "sameSite", "expires"};
     unsigned seen = 0, plain = 0; /* members met; of them, those with the default value */
     tess_str_t key, v;
 
@@ -168,29 +190,9 @@ static int scan_cookie(scan_t *c, tess__flat_t *f)
         return 0; /* {}: not the default (its members are missing) */
     }
     for (;;) {
-        int bit = -1;
-        if (scan_string(c, &key) != 0)
+        int bit;
+        if (scan_key(c, &key) != 0 || (bit = known(key, names, 6, &seen)) == -2)
             return -1;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p++ != ':')
-            return -1;
-        skip_ws(c);
-        if (is(key, "originalMaxAge"))
-            bit = ORIGINAL_MAX_AGE;
-        else if (is(key, "secure"))
-            bit = SECURE;
-        else if (is(key, "httpOnly"))
-            bit = HTTP_ONLY;
-        else if (is(key, "path"))
-            bit = PATH;
-        else if (is(key, "sameSite"))
-            bit = SAME_SITE;
-        else if (is(key, "expires"))
-            bit = EXPIRES;
-        if (bit >= 0 && (seen & (1u << bit)) != 0)
-            return -1; /* repeated: cJSON's first-wins reading decides */
-        if (bit >= 0)
-            seen |= 1u << bit;
         switch (bit) {
         case ORIGINAL_MAX_AGE:
             if (scan_count_or_null(c, &f->max_age) != 0)
@@ -272,6 +274,7 @@ static int keep(tess__flat_t *f, const char *from, const char *to)
 int tess__session_flat_read(tess_session_t *s, tess_str_t json, tess__flat_t *f)
 {
     enum { USER_ID, ROLE, COOKIE, CREATED, ABSOLUTE };
+    static const char *const names[] = {"userId", "role", "cookie", "createdAt", "absoluteExpiresAt"};
     scan_t c = {json.ptr, json.ptr + json.len};
     unsigned seen = 0;
     int rc = 0;
@@ -288,28 +291,10 @@ int tess__session_flat_read(tess_session_t *s, tess_str_t json, tess__flat_t *f)
         const char *member = c.p;
         tess_str_t key, v;
         int64_t n;
-        int bit = -1, kept = 1;
+        int bit, kept = 1;
 
-        if (scan_string(&c, &key) != 0)
+        if (scan_key(&c, &key) != 0 || (bit = known(key, names, 5, &seen)) == -2)
             goto decline;
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p++ != ':')
-            goto decline;
-        skip_ws(&c);
-        if (is(key, "userId"))
-            bit = USER_ID;
-        else if (is(key, "role"))
-            bit = ROLE;
-        else if (is(key, "cookie"))
-            bit = COOKIE;
-        else if (is(key, "createdAt"))
-            bit = CREATED;
-        else if (is(key, "absoluteExpiresAt"))
-            bit = ABSOLUTE;
-        if (bit >= 0 && (seen & (1u << bit)) != 0)
-            goto decline;
-        if (bit >= 0)
-            seen |= 1u << bit;
         switch (bit) {
         case USER_ID:
             if (c.p < c.end && *c.p == '"') {
