@@ -183,6 +183,23 @@ static void on_done(void *arg, int rc, const PGresult *res)
         tess_session_clear(&sess);
 }
 
+/* One operation for the caller, or NULL when out of memory. */
+static pg_op_t *op_new(pgstore_t *s, int kind, tess_str_t sid, tess_store_cb cb, void *arg)
+{
+    pg_op_t *op = malloc(sizeof(*op));
+    if (op == NULL)
+        return NULL;
+    op->next = NULL;
+    op->s = s;
+    op->cb = cb;
+    op->arg = arg;
+    op->kind = kind;
+    op->sid_len = sid.len;
+    if (sid.len > 0)
+        memcpy(op->sid, sid.ptr, sid.len);
+    return op;
+}
+
 static void batch_send(pgstore_t *s);
 
 /* Starts one statement for the caller. */
@@ -196,15 +213,8 @@ static int start(pgstore_t *s, int kind, const tess_pgconn_param_t *params, int 
         return TESS_EINVAL;
     if (s->batch_n > 0)
         batch_send(s); /* what was asked first goes first: statements keep the callers' order */
-    if ((op = malloc(sizeof(*op))) == NULL)
+    if ((op = op_new(s, kind, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    op->s = s;
-    op->cb = cb;
-    op->arg = arg;
-    op->kind = kind;
-    op->sid_len = sid.len;
-    if (sid.len > 0)
-        memcpy(op->sid, sid.ptr, sid.len);
     if (tess_pgconn_connected(s->conn)) { /* counts what reaches the backend */
         if (kind == Q_GET)
             tess_store_count(&s->base.stats.gets);
@@ -359,15 +369,8 @@ static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
     }
     if (cb == NULL)
         return TESS_EINVAL;
-    if ((op = malloc(sizeof(*op))) == NULL)
+    if ((op = op_new(s, Q_GET, sid, cb, arg)) == NULL)
         return TESS_ENOMEM;
-    op->next = NULL;
-    op->s = s;
-    op->cb = cb;
-    op->arg = arg;
-    op->kind = Q_GET;
-    op->sid_len = sid.len;
-    memcpy(op->sid, sid.ptr, sid.len);
     *s->batch_tail = op;
     s->batch_tail = &op->next;
     /* Nothing in flight: it goes now, alone. Else it waits for the answer in flight (lookup_answered), with
