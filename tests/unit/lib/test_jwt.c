@@ -21,6 +21,7 @@
 #include "tessera/cookie.h"
 #include "tessera/encoding.h"
 #include "tessera/error.h"
+#include "crypto/claims.h"
 #include "tessera/jwt.h"
 #include "vectors_node.h"
 
@@ -459,6 +460,56 @@ static void test_hand_written(void **state)
     }
 }
 
+/* The numbers of a claims document: the in-place reader (integers without strtod) as cJSON reads them. */
+static void test_claim_numbers(void **state)
+{
+    static const char *const numbers[] = {
+        "0",
+        "-0",
+        "7",
+        "-7",
+        "1700000060",
+        "999999999999999",
+        "-999999999999999",
+        "1000000000000000",
+        "9007199254740991",
+        "9007199254740993",
+        "1700000060.5",
+        "1.7e9",
+        "17e8",
+        "1E9",
+        "0.0",
+        "-0.5",
+        "123456789012345678901234567890",
+        "00",
+        "01",
+        "1.",
+        "-",
+        "1e",
+        "+1",
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(numbers); i++) {
+        for (int as_user = 0; as_user < 2; as_user++) {
+            char doc[256];
+            tess_jwt_claims_t a, b;
+            if (as_user) {
+                snprintf(doc, sizeof(doc), "{\"userId\":%s,\"exp\":1700000060}", numbers[i]);
+            } else {
+                snprintf(doc, sizeof(doc), "{\"userId\":\"u\",\"iat\":%s,\"exp\":%s}", numbers[i], numbers[i]);
+            }
+            memset(&a, 0, sizeof(a));
+            memset(&b, 0, sizeof(b));
+            int ra = tess__claims_read("userId", "role", 30, doc, strlen(doc), NOW - 3600 * 24 * 365 * 60, &a);
+            int rb = tess__claims_read_cjson("userId", "role", 30, doc, strlen(doc), NOW - 3600 * 24 * 365 * 60, &b);
+            if (ra != rb || memcmp(&a, &b, sizeof(a)) != 0) {
+                fail_msg("%s: flat %s (user %s, exp %lld) against cJSON %s (user %s, exp %lld)", doc, tess_err_name(ra),
+                         a.user_id, (long long)a.exp, tess_err_name(rb), b.user_id, (long long)b.exp);
+            }
+        }
+    }
+}
+
 /* One tess_secrets_t shared by threads, each with its own tess_jwt_t: the documented sharing model. */
 typedef struct thread_arg {
     const tess_secrets_t *secrets;
@@ -548,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sign_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hand_written, setup, teardown),
+        cmocka_unit_test(test_claim_numbers),
         cmocka_unit_test_setup_teardown(test_threads_share_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_export, setup, teardown),
     };
