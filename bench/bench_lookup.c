@@ -8,7 +8,8 @@
  *   bench_lookup --memory N
  *   bench_lookup --mint N --format nextauth|authjs --secret S --user UID
  *
- * --format (jwt): NextAuth v4 / Auth.js v5 JWE sessions instead of HS256. --mint: prints N cookies
+ * --format (jwt): NextAuth v4 / Auth.js v5 JWE sessions instead of HS256; (db, cached): NextAuth's database
+ * sessions in the Prisma adapter's tables ("role" the role column), the cookie holding the raw token. --mint: prints N cookies
  * ("<cookie name>=<JWE>", one a line) of user UID, each with its own jti, iat spread over the last hour and
  * exp 30 days later, as the format's encode() writes them (bench/run seeds the JWE configurations with it).
  *
@@ -28,6 +29,7 @@
 #include "tessera/auth.h"
 #include "tessera/cache.h"
 #include "tessera/cookie.h"
+#include "tessera/nextauth.h"
 #include "tessera/error.h"
 #include "tessera/jwe.h"
 #include "tessera/jwt.h"
@@ -305,8 +307,20 @@ int main(int argc, char **argv)
         tess_store_params_t sp = {.url = url, .loop = tess_poll_loop_base(loop)};
         if (url == NULL)
             die("usage", 0, "--store URL is needed by this strategy");
-        if ((rc = tess_store_open_url(&store, &sp, err, sizeof(err))) != 0)
+        if (format != NULL && strcmp(format, "express") != 0) {
+            /* NextAuth's database sessions: the Prisma tables, the raw token in the format's cookie, and the
+             * format's sliding (maxAge 30 days, updateAge a day), as `tessera serve` sets them up */
+            tess_nextauth_opts_t no = {.role_column = "role", .max_age_ms = TESS_NEXTAUTH_MAX_AGE_MS};
+            if (tess_session_format_parse(tess_str(format), &ac.format) != 0)
+                die("format", TESS_EINVAL, format);
+            if ((rc = tess_nextauth_open(&store, &sp, &no, err, sizeof(err))) != 0)
+                die("store", rc, err);
+            ac.cookie_name = tess_str(tess_jwe_cookie_default(ac.format, 0));
+            ac.policy.idle_s = 30 * 86400;
+            ac.policy.touch_interval_s = 86400;
+        } else if ((rc = tess_store_open_url(&store, &sp, err, sizeof(err))) != 0) {
             die("store", rc, err);
+        }
         ac.store = store;
     }
     if (st == TESS_STRATEGY_CACHED) {
