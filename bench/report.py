@@ -81,10 +81,6 @@ TAKES = {
              "(`sid = ANY($1)`). "
              "The rest is libpq's client side (a send and a receive per batch, a PGresult per statement), the "
              "session document's parse, and the context switches to PostgreSQL and back.",
-    "nextauth-db-pg": "as for db (PostgreSQL): PostgreSQL's {store} µs per poll share the server's core. These "
-                      "lookups are one statement each (a join of \"Session\" and \"User\"): the `= ANY($1)` "
-                      "batching of connect-pg-simple's table is not built for NextAuth's yet, which is the next "
-                      "step here.",
     "redis": "Redis shares the server's core (2 cores): each loop iteration's round trip costs a write, a read and "
              "two context switches (perf: the kernel is 56 % of the server's samples), and Redis's own {store} µs "
              "per poll. GET and PTTL both stay: a touch (connect-redis's and tessera's) moves only the key's TTL, "
@@ -135,7 +131,7 @@ def waiting_section(rows):
     return out
 
 
-SAME_FLOOR = {"nextauth-db-sqlite": "db-sqlite"}  # one lookup per poll on that store
+SAME_FLOOR = {"nextauth-db-sqlite": "db-sqlite", "nextauth-db-pg": "db-pg"}  # one lookup per poll on that store
 
 
 def takes(data, name, cfg_strategy, r, need, healthz_cpu):

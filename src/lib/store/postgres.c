@@ -64,8 +64,9 @@ static const char schema_sql[] =
 #define NA_NOW "(now() AT TIME ZONE 'UTC')"
 #define NA_TS(p) "(to_timestamp(" p "::bigint / 1000.0) AT TIME ZONE 'UTC')"
 #define NA_GET_HEAD "SELECT s.\"userId\", (extract(epoch FROM s.expires AT TIME ZONE 'UTC') * 1000)::bigint, "
-#define NA_GET_TAIL                                                                                                    \
-    " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" = $1 AND s.expires > " NA_NOW
+#define NA_GET_FROM " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" "
+#define NA_GET_TAIL NA_GET_FROM "= $1 AND s.expires > " NA_NOW
+#define NA_GET_MANY_TAIL NA_GET_FROM "= ANY($1::text[]) AND s.expires > " NA_NOW
 static const char *const na_text[Q__COUNT] = {
     [Q_GET] = NULL, /* NA_GET_HEAD, the role expression, NA_GET_TAIL */
     [Q_SET] = "INSERT INTO \"Session\" (id, \"sessionToken\", \"userId\", expires) VALUES ($1, $2, $3, " NA_TS(
@@ -76,10 +77,10 @@ static const char *const na_text[Q__COUNT] = {
     [Q_PING] = "SELECT 1",
     [Q_PRUNE] = "DELETE FROM \"Session\" WHERE id IN (SELECT id FROM \"Session\" WHERE expires < " NA_NOW
                 " LIMIT $1::bigint FOR UPDATE SKIP LOCKED)",
-    [Q_GET_MANY] = "SELECT 1", /* unused: NextAuth lookups go one statement each */
+    [Q_GET_MANY] = NULL, /* "SELECT s.\"sessionToken\", " then as Q_GET, over NA_GET_MANY_TAIL */
 };
 static const int na_nparams[Q__COUNT] = {[Q_GET] = 2,          [Q_SET] = 4,  [Q_TOUCH] = 2, [Q_DESTROY] = 1,
-                                         [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1, [Q_GET_MANY] = 0};
+                                         [Q_DESTROY_USER] = 1, [Q_PING] = 0, [Q_PRUNE] = 1, [Q_GET_MANY] = 2};
 
 typedef struct pgstore {
     tess_store_t base;                     /* must be first */
@@ -88,6 +89,7 @@ typedef struct pgstore {
     tess__nextauth_t na;                   /* NextAuth's tables: the role, maxAge */
     int nextauth;                          /* over NextAuth's tables */
     char get_sql[512];                     /* NextAuth: the lookup with its role expression */
+    char get_many_sql[600];                /* NextAuth: the batched lookup, the token first */
     tess_pgconn_stmt_t na_stmts[Q__COUNT]; /* NextAuth: the statements (outlive the connection) */
     struct pg_op *batch;                   /* lookups waiting for the one in flight, in arrival order */
     struct pg_op **batch_tail;             /* where the next one goes */
@@ -108,13 +110,15 @@ typedef struct pg_op {
     char sid[TESS_SID_MAX]; /* get: the id (for tess_session_from_json) */
 } pg_op_t;
 
-/* A NextAuth lookup's row ("userId", expires ms, role) as a session. */
-static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, const PGresult *res)
+/* A NextAuth lookup's row ("userId", expires ms, role from column `col` on) as a session. */
+static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, const PGresult *res, int row, int col)
 {
-    return tess__nextauth_session(
-        &s->na, out, sid, tess_strn(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)),
-        strtoll(PQgetvalue(res, 0, 1), NULL, 10),
-        PQgetisnull(res, 0, 2) ? tess_strn(NULL, 0) : tess_strn(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)));
+    return tess__nextauth_session(&s->na, out, sid,
+                                  tess_strn(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col)),
+                                  strtoll(PQgetvalue(res, row, col + 1), NULL, 10),
+                                  PQgetisnull(res, row, col + 2) ? tess_strn(NULL, 0)
+                                                                 : tess_strn(PQgetvalue(res, row, col + 2),
+                                                                             (size_t)PQgetlength(res, row, col + 2)));
 }
 
 static const tess_store_ops_t pgstore_ops;
@@ -161,7 +165,7 @@ static void on_done(void *arg, int rc, const PGresult *res)
             if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
                 rc = TESS_ENOTFOUND;
             } else if (o.s->nextauth) {
-                rc = na_session(o.s, &sess, tess_strn(o.sid, o.sid_len), res);
+                rc = na_session(o.s, &sess, tess_strn(o.sid, o.sid_len), res, 0, 0);
                 have = rc == 0;
             } else {
                 rc = row_session(&sess, tess_strn(o.sid, o.sid_len), res, 0, 0);
@@ -281,6 +285,8 @@ static void on_batch_done(void *arg, int rc, const PGresult *res)
             rcs[i] = rc;
         else if (row < 0)
             rcs[i] = TESS_ENOTFOUND;
+        else if (s->nextauth)
+            rcs[i] = na_session(s, &sess[i], tess_strn(op->sid, op->sid_len), res, row, 1);
         else
             rcs[i] = row_session(&sess[i], tess_strn(op->sid, op->sid_len), res, row, 1);
     }
@@ -299,8 +305,8 @@ static void on_lookup_done(void *arg, int rc, const PGresult *res)
 static void batch_send(pgstore_t *s)
 {
     pg_op_t *ops = s->batch;
-    int n = s->batch_n, rc;
-    tess_pgconn_param_t p[1];
+    int n = s->batch_n, np = s->nextauth ? 2 : 1, rc;
+    tess_pgconn_param_t p[2];
     char *buf = NULL, *w;
     size_t len = 20;
 
@@ -312,10 +318,12 @@ static void batch_send(pgstore_t *s)
     if (tess_pgconn_connected(s->conn))
         for (pg_op_t *op = ops; op != NULL; op = op->next)
             tess_store_count(&s->base.stats.gets);
+    if (s->nextauth) /* the role when the row has none */
+        tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
     if (n == 1) {
         tess_pgconn_param_str(&p[0], ops->sid, ops->sid_len);
         s->lookups_in_flight++; /* before: the answer may come at once (disconnected) */
-        if ((rc = tess_pgconn_query(s->conn, Q_GET, p, 1, on_lookup_done, ops)) != 0) {
+        if ((rc = tess_pgconn_query(s->conn, Q_GET, p, np, on_lookup_done, ops)) != 0) {
             s->lookups_in_flight--;
             batch_fail(s, ops, rc);
         }
@@ -343,7 +351,7 @@ static void batch_send(pgstore_t *s)
     tess_pgconn_param_str(&p[0], buf, len);
     s->batches++;
     s->lookups_in_flight++;
-    rc = tess_pgconn_query(s->conn, Q_GET_MANY, p, 1, on_batch_done, ops); /* libpq copied the bytes */
+    rc = tess_pgconn_query(s->conn, Q_GET_MANY, p, np, on_batch_done, ops); /* libpq copied the bytes */
     free(buf);
     if (rc != 0) {
         s->lookups_in_flight--;
@@ -359,9 +367,8 @@ static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
 
     if (!valid_sid(sid))
         return TESS_EINVAL;
-    /* One statement per lookup over NextAuth's tables, and while disconnected (the lookup fails at once,
-       as every call does then). */
-    if (s->nextauth || s->closing || !tess_pgconn_connected(s->conn)) {
+    /* One statement per lookup while disconnected (the lookup fails at once, as every call does then). */
+    if (s->closing || !tess_pgconn_connected(s->conn)) {
         tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
         if (s->nextauth)
             tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
@@ -540,8 +547,10 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         s->na = *na;
         s->nextauth = 1;
         snprintf(s->get_sql, sizeof(s->get_sql), "%s%s%s", NA_GET_HEAD, role, NA_GET_TAIL);
+        snprintf(s->get_many_sql, sizeof(s->get_many_sql), "SELECT s.\"sessionToken\", %s%s%s",
+                 NA_GET_HEAD + sizeof("SELECT ") - 1, role, NA_GET_MANY_TAIL);
         for (int i = 0; i < Q__COUNT; i++) {
-            s->na_stmts[i].sql = i == Q_GET ? s->get_sql : na_text[i];
+            s->na_stmts[i].sql = i == Q_GET ? s->get_sql : i == Q_GET_MANY ? s->get_many_sql : na_text[i];
             s->na_stmts[i].nparams = na_nparams[i];
         }
         s->stmts = s->na_stmts;

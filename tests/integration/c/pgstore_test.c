@@ -26,6 +26,7 @@
 #include "store/postgres_batch.h"
 #include "tessera/pollloop.h"
 #include "tessera/error.h"
+#include "tessera/nextauth.h"
 #include "tessera/postgres.h"
 #include "tessera/store.h"
 
@@ -472,6 +473,7 @@ typedef struct pipe_req {
     int i;                           /* issue index */
     int rc;                          /* result */
     char user[TESS_USER_ID_MAX + 1]; /* user id seen */
+    char role[TESS_ROLE_MAX + 1];    /* role seen */
 } pipe_req_t;
 
 static void on_pipe(void *arg, int rc, const tess_session_t *sess)
@@ -481,8 +483,10 @@ static void on_pipe(void *arg, int rc, const tess_session_t *sess)
         q->o->bad++;
     q->o->n++;
     q->rc = rc;
-    if (sess != NULL)
+    if (sess != NULL) {
         snprintf(q->user, sizeof(q->user), "%s", sess->user_id);
+        snprintf(q->role, sizeof(q->role), "%s", sess->role);
+    }
 }
 
 static int all_done(void *arg)
@@ -583,6 +587,63 @@ static void test_batched_lookups(void **state)
     assert_int_equal(req[0].rc, 0);
     assert_string_equal(req[0].user, "u2");
     assert_int_equal(tess__pgstore_batches(S) - batches0, 1);
+}
+
+/*
+ * The same over NextAuth's Prisma tables (a join of "Session" and "User"): lookups asked while one is in
+ * flight go in one statement ("sessionToken" = ANY($1)), each answered from its own row in the order asked,
+ * the role from the "User" column or the default role when it is NULL.
+ */
+static void test_nextauth_batched_lookups(void **state)
+{
+    static const char *const ids[] = {"00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-0000000000ff",
+                                      "00000000-0000-4000-8000-00000000000b", "00000000-0000-4000-8000-00000000000a",
+                                      "00000000-0000-4000-8000-00000000000e"};
+    static const int want_rc[] = {0, TESS_ENOTFOUND, 0, 0, TESS_ENOTFOUND};
+    static const char *const want_user[] = {"cuser-a", "", "cuser-b", "cuser-a", ""};
+    static const char *const want_role[] = {"agent", "", "visitor", "agent", ""};
+    enum { N = sizeof(ids) / sizeof(ids[0]) };
+    tess_nextauth_opts_t no = {.role_column = "role", .default_role = "visitor"};
+    tess_store_params_t sp = {.url = pg_url, .loop = tess_poll_loop_base(L), .timeout_ms = TIMEOUT_MS};
+    tess_store_t *na = NULL;
+    char err[256];
+    pipe_req_t req[N];
+    order_t o;
+    (void)state;
+
+    sql("DROP TABLE IF EXISTS \"Session\", \"User\"");
+    sql("CREATE TABLE \"User\" (id text PRIMARY KEY, name text, email text UNIQUE, role text)");
+    sql("CREATE TABLE \"Session\" (id text PRIMARY KEY, \"sessionToken\" text NOT NULL UNIQUE, \"userId\" text NOT NULL"
+        " REFERENCES \"User\" (id) ON DELETE CASCADE, expires timestamp(3) NOT NULL)");
+    sql("INSERT INTO \"User\" VALUES ('cuser-a', 'a', 'a@x', 'agent'), ('cuser-b', 'b', 'b@x', NULL)");
+    sql("INSERT INTO \"Session\" VALUES"
+        " ('s1', '00000000-0000-4000-8000-00000000000a', 'cuser-a', (now() AT TIME ZONE 'UTC') + interval '1 day'),"
+        " ('s2', '00000000-0000-4000-8000-00000000000b', 'cuser-b', (now() AT TIME ZONE 'UTC') + interval '1 day'),"
+        " ('s3', '00000000-0000-4000-8000-00000000000e', 'cuser-b', (now() AT TIME ZONE 'UTC') - interval '1 s')");
+    assert_int_equal(tess_nextauth_migrate(&sp, &no, err, sizeof(err)), 0);
+    assert_int_equal(tess_nextauth_open(&na, &sp, &no, err, sizeof(err)), 0);
+    assert_true(tess_poll_loop_run_until(L, store_connected, na, WAIT_MS));
+    uint64_t batches0 = tess__pgstore_batches(na);
+
+    memset(&o, 0, sizeof(o));
+    memset(req, 0, sizeof(req));
+    o.want = N;
+    for (int i = 0; i < N; ++i) {
+        req[i].o = &o;
+        req[i].i = i;
+        req[i].rc = 1;
+        assert_int_equal(tess_store_get(na, tess_str(ids[i]), on_pipe, &req[i]), 0);
+    }
+    assert_true(tess_poll_loop_run_until(L, n_done, &o, WAIT_MS));
+    assert_int_equal(o.bad, 0);
+    for (int i = 0; i < N; ++i) {
+        assert_int_equal(req[i].rc, want_rc[i]);
+        assert_string_equal(req[i].user, want_user[i]);
+        assert_string_equal(req[i].role, want_role[i]);
+    }
+    assert_int_equal(tess__pgstore_batches(na) - batches0, 1); /* the first alone, the other four together */
+    tess_store_close(na);
+    sql("DROP TABLE \"Session\", \"User\"");
 }
 
 /* A statement that fails in the middle of a pipeline fails alone (each query has its own Sync). */
@@ -879,6 +940,7 @@ int main(void)
         cmocka_unit_test_setup(test_prune_batches, test_setup),
         cmocka_unit_test_setup(test_pipelining, test_setup),
         cmocka_unit_test_setup(test_batched_lookups, test_setup),
+        cmocka_unit_test_setup(test_nextauth_batched_lookups, test_setup),
         cmocka_unit_test_setup(test_error_isolated_in_pipeline, test_setup),
         cmocka_unit_test_setup(test_large_burst, test_setup),
         cmocka_unit_test_setup(test_bench_pipelined_gets, test_setup),
