@@ -383,10 +383,14 @@ def markdown(data):
 def svg(data):
     s, rows, nginx, healthz = build(data)
     bars = [r for r in rows]
-    w, left, barh, gap, top = 860, 250, 18, 6, 60
+    # room for the longest label on the left and for a bar's value text past the longest bar (12 px sans-serif:
+    # at most ≈ 7 px a character)
+    left = 20 + 7 * max([len(LABEL[r["name"]] + " " + r["path"]) for r in bars] + [30])
+    plot, barh, gap, top = 560, 18, 6, 60
+    w = left + plot + 7 * len("0.00× (000000/s, p99 00.00 ms)") + 20
     h = top + len(bars) * (barh + gap) + 50
     maxx = max([1.0] + [r["x_nginx"] or 0 for r in bars] + [data["target_x_nginx"].get(r["name"], 0) for r in bars])
-    scale = (w - left - 80) / maxx
+    scale = plot / maxx
     e = html.escape
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
          f'<rect width="{w}" height="{h}" fill="white"/>',
@@ -426,7 +430,7 @@ def readme_table(data, md_name):
     by = {d["target"]: d for d in data.get("lookups") or []}
     st = data["settings"]
     out = [f"Latest: `bench/results/{md_name}.md` ({data['mode']} run, {data['started'][:10]}"
-           + (", **on a loaded shared machine: ratios indicative only**" if data.get("note") else "")
+           + (f"; noted: {data['note']}" if data.get("note") else "")
            + f"; chart: [`{md_name}.svg`](bench/results/{md_name}.svg)). 304 path, `wrk -c{st['conns']}`, "
            f"{st['sessions']:,} sessions per store, one server thread:", "",
            "| strategy | polls/s × nginx `return 200` | p99 ms | server µs CPU/poll | × Express peer | library lookup p50 / "
