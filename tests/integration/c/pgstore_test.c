@@ -537,6 +537,22 @@ static int n_done(void *arg)
     return o->n >= o->want;
 }
 
+/* Asks `st` for every id at once (none answered before the loop runs), then runs until all are answered. */
+static void get_all(tess_store_t *st, const char *const *ids, int n, pipe_req_t *req, order_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    memset(req, 0, (size_t)n * sizeof(*req));
+    o->want = n;
+    for (int i = 0; i < n; ++i) {
+        req[i].o = o;
+        req[i].i = i;
+        req[i].rc = 1;
+        assert_int_equal(tess_store_get(st, tess_str(ids[i]), on_pipe, &req[i]), 0);
+    }
+    assert_int_equal(o->n, 0);
+    assert_true(tess_poll_loop_run_until(L, n_done, o, WAIT_MS));
+}
+
 /*
  * Lookups asked while one is in flight go in one statement (sid = ANY($1)), each answered from its own row
  * in the order asked: a missing id, an expired row, an id asked twice and one with quotes and commas
@@ -557,17 +573,7 @@ static void test_batched_lookups(void **state)
         " ('b-2', '{\"cookie\":{},\"userId\":\"u2\"}', now() + interval '1 hour'),"
         " ('b-expired', '{\"cookie\":{},\"userId\":\"u9\"}', now() - interval '1 second'),"
         " ('b-\"quote,comma{}', '{\"cookie\":{},\"userId\":\"u3\"}', now() + interval '1 hour')");
-    memset(&o, 0, sizeof(o));
-    memset(req, 0, sizeof(req));
-    o.want = N;
-    for (int i = 0; i < N; ++i) {
-        req[i].o = &o;
-        req[i].i = i;
-        req[i].rc = 1;
-        assert_int_equal(tess_store_get(S, tess_str(ids[i]), on_pipe, &req[i]), 0);
-    }
-    assert_int_equal(o.n, 0);
-    assert_true(tess_poll_loop_run_until(L, n_done, &o, WAIT_MS));
+    get_all(S, ids, N, req, &o);
     assert_int_equal(o.bad, 0); /* answered in the order asked */
     for (int i = 0; i < N; ++i) {
         assert_int_equal(req[i].rc, want_rc[i]);
@@ -625,16 +631,7 @@ static void test_nextauth_batched_lookups(void **state)
     assert_true(tess_poll_loop_run_until(L, store_connected, na, WAIT_MS));
     uint64_t batches0 = tess__pgstore_batches(na);
 
-    memset(&o, 0, sizeof(o));
-    memset(req, 0, sizeof(req));
-    o.want = N;
-    for (int i = 0; i < N; ++i) {
-        req[i].o = &o;
-        req[i].i = i;
-        req[i].rc = 1;
-        assert_int_equal(tess_store_get(na, tess_str(ids[i]), on_pipe, &req[i]), 0);
-    }
-    assert_true(tess_poll_loop_run_until(L, n_done, &o, WAIT_MS));
+    get_all(na, ids, N, req, &o);
     assert_int_equal(o.bad, 0);
     for (int i = 0; i < N; ++i) {
         assert_int_equal(req[i].rc, want_rc[i]);
