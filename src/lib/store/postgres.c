@@ -63,7 +63,8 @@ static const char schema_sql[] =
 /* The same operations over NextAuth's Prisma tables (tessera/nextauth.h); the role expression is filled in. */
 #define NA_NOW "(now() AT TIME ZONE 'UTC')"
 #define NA_TS(p) "(to_timestamp(" p "::bigint / 1000.0) AT TIME ZONE 'UTC')"
-#define NA_GET_HEAD "SELECT s.\"userId\", (extract(epoch FROM s.expires AT TIME ZONE 'UTC') * 1000)::bigint, "
+#define NA_GET_COLS "s.\"userId\", (extract(epoch FROM s.expires AT TIME ZONE 'UTC') * 1000)::bigint, "
+#define NA_GET_HEAD "SELECT " NA_GET_COLS
 #define NA_GET_FROM " FROM \"Session\" s JOIN \"User\" u ON u.id = s.\"userId\" WHERE s.\"sessionToken\" "
 #define NA_GET_TAIL NA_GET_FROM "= $1 AND s.expires > " NA_NOW
 #define NA_GET_MANY_TAIL NA_GET_FROM "= ANY($1::text[]) AND s.expires > " NA_NOW
@@ -547,8 +548,8 @@ static int open_store(tess_store_t **out, tess_loop_t *loop, const tess_pg_opts_
         s->na = *na;
         s->nextauth = 1;
         snprintf(s->get_sql, sizeof(s->get_sql), "%s%s%s", NA_GET_HEAD, role, NA_GET_TAIL);
-        snprintf(s->get_many_sql, sizeof(s->get_many_sql), "SELECT s.\"sessionToken\", %s%s%s",
-                 NA_GET_HEAD + sizeof("SELECT ") - 1, role, NA_GET_MANY_TAIL);
+        snprintf(s->get_many_sql, sizeof(s->get_many_sql), "SELECT s.\"sessionToken\", %s%s%s", NA_GET_COLS, role,
+                 NA_GET_MANY_TAIL);
         for (int i = 0; i < Q__COUNT; i++) {
             s->na_stmts[i].sql = i == Q_GET ? s->get_sql : i == Q_GET_MANY ? s->get_many_sql : na_text[i];
             s->na_stmts[i].nparams = na_nparams[i];
