@@ -215,9 +215,12 @@ def markdown(data):
                f"`tessera serve --threads 1` on CPU {st['cpu_server']}, the load generators on CPU "
                f"{st['cpu_load']}, Redis and PostgreSQL on CPU {st['cpu_store']}. req/s: median of the passes "
                f"(min–max); latencies: wrk's, at {st['conns']} connections in flight (queueing included); CPU: "
-               f"utime+stime from /proc ÷ requests. cached: `CACHE_TTL={st.get('cache_ttl_s', 300)}`, longer than the "
-               f"run, so that no pass starts with entries aged out in the gap since the last (a poller polling "
-               f"steadily misses once per CACHE_TTL).")
+               f"utime+stime from /proc ÷ requests. cached: `CACHE_TTL={st.get('cache_ttl_s', 300)}`"
+               + (f" and `CACHE_L2_TTL={st['cache_l2_ttl_s']}`" if st.get("cache_l2_ttl_s") else
+                  " (`CACHE_L2_TTL` left at 300 s: its copies' expiry in Redis evicts the near-cache's entries, "
+                  "so each pass started with it empty and warmed it again)")
+               + ", longer than the run, so that no pass starts with entries aged out in the gap since the last "
+               "(a poller polling steadily misses once per CACHE_TTL).")
     out.append("")
     if data["problems"]:
         out.append("## Problems (runs with errors are failures, not numbers)")
