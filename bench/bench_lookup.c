@@ -9,9 +9,10 @@
  *   bench_lookup --mint N --format nextauth|authjs --secret S --user UID
  *
  * --format (jwt): NextAuth v4 / Auth.js v5 JWE sessions instead of HS256; (db, cached): NextAuth's database
- * sessions in the Prisma adapter's tables ("role" the role column), the cookie holding the raw token. --mint: prints N cookies
- * ("<cookie name>=<JWE>", one a line) of user UID, each with its own jti, iat spread over the last hour and
- * exp 30 days later, as the format's encode() writes them (bench/run seeds the JWE configurations with it).
+ * sessions in the Prisma adapter's tables ("role" the role column), the cookie holding the raw token.
+ * --mint: prints N cookies ("<cookie name>=<JWE>", one a line) of user UID, each with its own jti, iat spread
+ * over the last hour and exp 30 days later, as the format's encode() writes them (bench/run seeds the JWE
+ * configurations with it).
  *
  * --memory: N sessions (the shape of a login's: 43-byte id, numeric user id, role "visitor") put into one
  * near-cache; prints RSS before and after, the cache's own accounted bytes, and bytes per entry.
@@ -316,7 +317,7 @@ int main(int argc, char **argv)
             if ((rc = tess_nextauth_open(&store, &sp, &no, err, sizeof(err))) != 0)
                 die("store", rc, err);
             ac.cookie_name = tess_str(tess_jwe_cookie_default(ac.format, 0));
-            ac.policy.idle_s = 30 * 86400;
+            ac.policy.idle_s = TESS_NEXTAUTH_MAX_AGE_MS / 1000;
             ac.policy.touch_interval_s = 86400;
         } else if ((rc = tess_store_open_url(&store, &sp, err, sizeof(err))) != 0) {
             die("store", rc, err);

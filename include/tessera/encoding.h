@@ -59,6 +59,10 @@ TESS_API int tess_url_decode(tess_str_t in, char *out, size_t cap, size_t *outle
  */
 TESS_API int tess_url_encode(tess_str_t in, char *out, size_t cap, size_t *outlen);
 
+/* `v` in decimal into `out` (at most 20 chars + NUL), without printf (it runs per request). Returns the length. */
+#define TESS_I64_DEC_MAX 21
+TESS_API size_t tess_i64_decimal(int64_t v, char out[TESS_I64_DEC_MAX]);
+
 /* Lower-case hex of `in` into `out` (2n chars + NUL). Returns 2n. */
 TESS_API size_t tess_hex_encode(const uint8_t *in, size_t n, char *out);
 

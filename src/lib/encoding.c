@@ -302,6 +302,24 @@ nospace:
     return TESS_ENOSPACE;
 }
 
+size_t tess_i64_decimal(int64_t v, char out[TESS_I64_DEC_MAX])
+{
+    char tmp[TESS_I64_DEC_MAX];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[n++] = '-';
+    while (n > 0)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 size_t tess_hex_encode(const uint8_t *in, size_t n, char *out)
 {
     static const char hex_lower[] = "0123456789abcdef";

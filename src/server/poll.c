@@ -94,25 +94,10 @@ int meta_cache_stats(server_t *srv, uint64_t *hits, uint64_t *misses, size_t *en
     return 1;
 }
 
-/* The decimal of `id` (at most 20 bytes and a NUL in `buf`), without printf: it runs on every poll. */
-static tess_str_t meta_key(int64_t id, char *buf, size_t cap)
+/* The meta cache's key of pre-chat `id`: its decimal (it runs on every poll). */
+static tess_str_t meta_key(int64_t id, char buf[TESS_I64_DEC_MAX])
 {
-    char tmp[21];
-    size_t n = 0, len = 0;
-    uint64_t v = id < 0 ? (uint64_t)0 - (uint64_t)id : (uint64_t)id;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    if (id < 0)
-        tmp[n++] = '-';
-    if (cap < n + 1)
-        return tess_strn(buf, 0);
-    while (n > 0)
-        buf[len++] = tmp[--n];
-    buf[len] = '\0';
-    return tess_strn(buf, len);
+    return tess_strn(buf, tess_i64_decimal(id, buf));
 }
 
 static void copy_view(void *arg, const void *bytes, size_t len)
@@ -238,7 +223,7 @@ static void on_meta_loaded(void *arg, const appdb_result_t *res)
         int64_t wait_s = op->th->srv->cfg.limits.prechat_wait_timeout_s;
         render(&res->prechats[0], wait_s > 0 && tess_now_ms() - res->prechats[0].created_ms >= wait_s * 1000, &v);
         if (m != NULL)
-            tess_cache_put_value(m->c, meta_key(op->id, key, sizeof(key)), &v, offsetof(meta_view_t, body) + v.body_len,
+            tess_cache_put_value(m->c, meta_key(op->id, key), &v, offsetof(meta_view_t, body) + v.body_len,
                                  tess_now_ms(), op->gen);
         op->cb(op->arg, 0, &v);
     }
@@ -255,7 +240,7 @@ int meta_get(server_thread_t *th, int64_t id, meta_cb cb, void *arg)
     int rc;
 
     if (m != NULL) {
-        tess_str_t k = meta_key(id, key, sizeof(key));
+        tess_str_t k = meta_key(id, key);
         if (tess_cache_read_value(m->c, k, tess_now_ms(), copy_view, &v) == TESS_CACHE_HIT) {
             cb(arg, 0, &v);
             return 0;
@@ -268,7 +253,7 @@ int meta_get(server_thread_t *th, int64_t id, meta_cb cb, void *arg)
     op->cb = cb;
     op->arg = arg;
     /* Read the generation first: a write (here or on another instance) meanwhile drops our put. */
-    op->gen = m != NULL ? tess_cache_gen(m->c, meta_key(id, key, sizeof(key))) : 0;
+    op->gen = m != NULL ? tess_cache_gen(m->c, meta_key(id, key)) : 0;
     if ((rc = db->ops->prechat_get(db, id, on_meta_loaded, op)) != 0)
         free(op);
     return rc;
@@ -328,8 +313,7 @@ int meta_name_id(tess_str_t name, int64_t *id)
     memcpy(num, name.ptr + 5, name.len - 5);
     num[name.len - 5] = '\0';
     /* Only the canonical decimal (meta_key's) names an entry: "007", "+7", "7\0x" do not. */
-    return tess_parse_int(num, 1, INT64_MAX, id) == 0 &&
-           tess_str_eq(meta_key(*id, key, sizeof(key)), tess_strn(num, name.len - 5));
+    return tess_parse_int(num, 1, INT64_MAX, id) == 0 && tess_str_eq(meta_key(*id, key), tess_strn(num, name.len - 5));
 }
 
 void meta_on_app_key(void *arg, tess_str_t name)

@@ -383,26 +383,6 @@ static int64_t floor_i64(double v)
     return (double)t > v ? t - 1 : t;
 }
 
-/* v in decimal, NUL-terminated, into dst (at least 21 bytes): once per verify, so not through printf. */
-static void put_i64(char *dst, int64_t v)
-{
-    char tmp[20];
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    size_t n = 0;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        *dst++ = '-';
-    }
-    while (n > 0) {
-        *dst++ = tmp[--n];
-    }
-    *dst = '\0';
-}
-
 /* A claim's value as both readers see it: what tess__claims_check needs of a cJSON item, without one. */
 typedef struct claim_val {
     enum { CV_ABSENT, CV_STRING, CV_NUMBER, CV_OTHER } kind;
@@ -460,7 +440,7 @@ static int claims_apply(const claim_val_t found[C_COUNT], int dup, int64_t leewa
         if (!number_ok(uid) || (double)floor_i64(v) != v) {
             return TESS_EBADFMT;
         }
-        put_i64(claims->user_id, (int64_t)v);
+        tess_i64_decimal((int64_t)v, claims->user_id); /* once per verify: not through printf */
     } else if ((rc = copy_string_claim(uid, claims->user_id, sizeof(claims->user_id), 1)) != TESS_OK) {
         return rc;
     }
@@ -485,27 +465,11 @@ static int claims_apply(const claim_val_t found[C_COUNT], int dup, int64_t leewa
     return TESS_OK;
 }
 
-/* The six claims' names and lengths, measured once per document rather than once per member. */
-typedef struct claim_names {
-    const char *name[C_COUNT];
-    size_t len[C_COUNT];
-} claim_names_t;
-
-static void claim_names_init(claim_names_t *cn, const char *user_claim, const char *role_claim)
-{
-    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
-
-    for (int k = 0; k < C_COUNT; k++) {
-        cn->name[k] = names[k];
-        cn->len[k] = strlen(names[k]);
-    }
-}
-
 /* Which of the six claims `name` is (the first that matches, as the cJSON loop), or -1. */
-static int claim_index(const claim_names_t *cn, const char *name, size_t len)
+static int claim_index(const char *const names[C_COUNT], const char *name, size_t len)
 {
     for (int k = 0; k < C_COUNT; k++) {
-        if (cn->len[k] == len && memcmp(cn->name[k], name, len) == 0) {
+        if (strlen(names[k]) == len && memcmp(names[k], name, len) == 0) {
             return k;
         }
     }
@@ -515,14 +479,13 @@ static int claim_index(const claim_names_t *cn, const char *name, size_t len)
 int tess__claims_check(const char *user_claim, const char *role_claim, int64_t leeway_s, const cJSON *root,
                        int64_t now_s, tess_jwt_claims_t *claims)
 {
-    claim_names_t names;
+    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
     claim_val_t found[C_COUNT] = {{0}};
     int dup = 0;
 
-    claim_names_init(&names, user_claim, role_claim);
     /* one pass over the members (strcmp against six names dominated the lookups otherwise) */
     for (const cJSON *it = root->child; it != NULL; it = it->next) {
-        int k = it->string != NULL ? claim_index(&names, it->string, strlen(it->string)) : -1;
+        int k = it->string != NULL ? claim_index(names, it->string, strlen(it->string)) : -1;
         if (k < 0) {
             continue;
         }
@@ -579,7 +542,6 @@ static int flat_number(const char **p, const char *end, double *out)
 {
     const char *q = *p;
     char tmp[64];
-    int digits;
 
     if (q < end && *q == '-') {
         q++;
@@ -594,7 +556,17 @@ static int flat_number(const char **p, const char *end, double *out)
             q++;
         }
     }
-    digits = q - *p - (**p == '-') <= 15 && (q == end || (*q != '.' && *q != 'e' && *q != 'E'));
+    if (q - *p - (**p == '-') <= 15 && (q == end || (*q != '.' && *q != 'e' && *q != 'E'))) {
+        /* an integer of at most 15 digits is exact in a double, so it is what strtod would make of it */
+        int neg = **p == '-';
+        uint64_t v = 0;
+        for (const char *d = *p + neg; d < q; d++) {
+            v = v * 10 + (uint64_t)(*d - '0');
+        }
+        *out = neg ? -(double)v : (double)v;
+        *p = q;
+        return 1;
+    }
     if (q < end && *q == '.') {
         if (++q == end || !isdigit((unsigned char)*q)) {
             return 0;
@@ -613,17 +585,6 @@ static int flat_number(const char **p, const char *end, double *out)
         while (q < end && isdigit((unsigned char)*q)) {
             q++;
         }
-    }
-    if (digits) {
-        /* an integer of at most 15 digits is exact in a double, so it is what strtod would make of it */
-        int neg = **p == '-';
-        uint64_t v = 0;
-        for (const char *d = *p + neg; d < q; d++) {
-            v = v * 10 + (uint64_t)(*d - '0');
-        }
-        *out = neg ? -(double)v : (double)v;
-        *p = q;
-        return 1;
     }
     if ((size_t)(q - *p) >= sizeof(tmp)) {
         return 0;
@@ -646,7 +607,8 @@ static int flat_literal(const char **p, const char *end, const char *lit)
 }
 
 /* 1 with the six claims read from buf[0..n), or 0: the document is cJSON's to read. */
-static int flat_claims(const char *buf, size_t n, const claim_names_t *names, claim_val_t found[C_COUNT], int *dup)
+static int flat_claims(const char *buf, size_t n, const char *const names[C_COUNT], claim_val_t found[C_COUNT],
+                       int *dup)
 {
     const char *p = buf, *end = buf + n;
 
@@ -719,12 +681,11 @@ int tess__claims_read_cjson(const char *user_claim, const char *role_claim, int6
 int tess__claims_read(const char *user_claim, const char *role_claim, int64_t leeway_s, const char *buf, size_t n,
                       int64_t now_s, tess_jwt_claims_t *claims)
 {
-    claim_names_t names;
+    const char *const names[C_COUNT] = {user_claim, role_claim, "jti", "iat", "exp", "nbf"};
     claim_val_t found[C_COUNT] = {{0}};
     int dup = 0;
 
-    claim_names_init(&names, user_claim, role_claim);
-    if (flat_claims(buf, n, &names, found, &dup)) {
+    if (flat_claims(buf, n, names, found, &dup)) {
         return claims_apply(found, dup, leeway_s, now_s, claims);
     }
     return tess__claims_read_cjson(user_claim, role_claim, leeway_s, buf, n, now_s, claims);

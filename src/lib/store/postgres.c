@@ -124,6 +124,17 @@ static int na_session(const pgstore_t *s, tess_session_t *out, tess_str_t sid, c
 
 static const tess_store_ops_t pgstore_ops;
 
+/* A lookup's parameters: `id` (a token, or the batch's text[]), and over NextAuth's tables the role for a row
+   without one. Returns how many. */
+static int lookup_params(const pgstore_t *s, tess_pgconn_param_t p[2], const char *id, size_t len)
+{
+    tess_pgconn_param_str(&p[0], id, len);
+    if (!s->nextauth)
+        return 1;
+    tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
+    return 2;
+}
+
 static char *put_be32(char *w, uint32_t v)
 {
     w[0] = (char)(v >> 24);
@@ -306,7 +317,7 @@ static void on_lookup_done(void *arg, int rc, const PGresult *res)
 static void batch_send(pgstore_t *s)
 {
     pg_op_t *ops = s->batch;
-    int n = s->batch_n, np = s->nextauth ? 2 : 1, rc;
+    int n = s->batch_n, rc;
     tess_pgconn_param_t p[2];
     char *buf = NULL, *w;
     size_t len = 20;
@@ -319,10 +330,8 @@ static void batch_send(pgstore_t *s)
     if (tess_pgconn_connected(s->conn))
         for (pg_op_t *op = ops; op != NULL; op = op->next)
             tess_store_count(&s->base.stats.gets);
-    if (s->nextauth) /* the role when the row has none */
-        tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
     if (n == 1) {
-        tess_pgconn_param_str(&p[0], ops->sid, ops->sid_len);
+        int np = lookup_params(s, p, ops->sid, ops->sid_len);
         s->lookups_in_flight++; /* before: the answer may come at once (disconnected) */
         if ((rc = tess_pgconn_query(s->conn, Q_GET, p, np, on_lookup_done, ops)) != 0) {
             s->lookups_in_flight--;
@@ -349,7 +358,7 @@ static void batch_send(pgstore_t *s)
         memcpy(w, op->sid, op->sid_len);
         w += op->sid_len;
     }
-    tess_pgconn_param_str(&p[0], buf, len);
+    int np = lookup_params(s, p, buf, len);
     s->batches++;
     s->lookups_in_flight++;
     rc = tess_pgconn_query(s->conn, Q_GET_MANY, p, np, on_batch_done, ops); /* libpq copied the bytes */
@@ -369,12 +378,8 @@ static int pg_get(tess_store_t *store, tess_str_t sid, tess_store_cb cb, void *a
     if (!valid_sid(sid))
         return TESS_EINVAL;
     /* One statement per lookup while disconnected (the lookup fails at once, as every call does then). */
-    if (s->closing || !tess_pgconn_connected(s->conn)) {
-        tess_pgconn_param_str(&p[0], sid.ptr, sid.len);
-        if (s->nextauth)
-            tess_pgconn_param_str(&p[1], s->na.default_role, strlen(s->na.default_role));
-        return start(s, Q_GET, p, s->nextauth ? 2 : 1, sid, cb, arg);
-    }
+    if (s->closing || !tess_pgconn_connected(s->conn))
+        return start(s, Q_GET, p, lookup_params(s, p, sid.ptr, sid.len), sid, cb, arg);
     if (cb == NULL)
         return TESS_EINVAL;
     if ((op = op_new(s, Q_GET, sid, cb, arg)) == NULL)

@@ -210,6 +210,27 @@ static void test_hex(void **state)
     assert_string_equal(out, "");
 }
 
+/* The decimal writer against printf's %lld, over the edges and a spread of magnitudes of both signs. */
+static void test_i64_decimal(void **state)
+{
+    static const int64_t edges[] = {0, 1, -1, 9, 10, -10, 999999999999999, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    char got[TESS_I64_DEC_MAX], want[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        size_t n = tess_i64_decimal(edges[i], got);
+        snprintf(want, sizeof(want), "%lld", (long long)edges[i]);
+        assert_string_equal(got, want);
+        assert_int_equal(n, strlen(want));
+    }
+    for (int64_t v = 1; v > 0 && v < INT64_MAX / 7; v = v * 7 + 3) {
+        for (int sign = -1; sign <= 1; sign += 2) {
+            tess_i64_decimal(sign * v, got);
+            snprintf(want, sizeof(want), "%lld", (long long)(sign * v));
+            assert_string_equal(got, want);
+        }
+    }
+}
+
 static void test_id_new(void **state)
 {
     char a[TESS_ID_LEN + 1], b[TESS_ID_LEN + 1];
@@ -340,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_url_decode_node),
         cmocka_unit_test(test_url_decode_bounds),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_i64_decimal),
         cmocka_unit_test(test_id_new),
         cmocka_unit_test(test_id_entropy),
         cmocka_unit_test(test_utf8_decode),
